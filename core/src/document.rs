@@ -1,0 +1,317 @@
+//! Whole configuration files: find the tokens, and seal, re-encrypt, check
+//! or decrypt them. Pure functions from bytes to bytes; the caller does I/O.
+
+use std::borrow::Cow;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::formats::{self, Entry, Format};
+use crate::glob::{Pattern, any_matches};
+use crate::keyring::Keyring;
+use crate::keys::KeyId;
+use crate::token;
+
+/// A parsed configuration file: its bytes and every value in it.
+#[derive(Debug)]
+pub struct ConfigFile<'a> {
+    format: Format,
+    bytes: &'a [u8],
+    entries: Vec<Entry>,
+}
+
+/// A value that could not be processed, with where it is.
+#[derive(Debug)]
+pub struct ValueError {
+    /// 1-based line of the value.
+    pub line: usize,
+    /// Full secret name (prefix included).
+    pub name: String,
+    /// What went wrong (carries no plaintext or token body).
+    pub error: Error,
+}
+
+/// The outcome of checking one token.
+#[derive(Debug)]
+pub struct TokenReport {
+    /// 1-based line of the token.
+    pub line: usize,
+    /// Full secret name (prefix included).
+    pub name: String,
+    /// The key id the token names (`None` if it is malformed).
+    pub key_id: Option<KeyId>,
+    /// `None` if not checked (no keyring), else whether it decrypts.
+    pub result: Option<Result<()>>,
+}
+
+/// A value that was sealed or re-encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// 1-based line of the value.
+    pub line: usize,
+    /// Full secret name (prefix included).
+    pub name: String,
+    /// The key that now protects it.
+    pub key_id: KeyId,
+}
+
+/// Result of decrypting a whole file.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The file with every token replaced by its plaintext.
+    pub bytes: Zeroizing<Vec<u8>>,
+    /// Number of tokens decrypted.
+    pub decrypted: usize,
+    /// Secret names of plaintext values that match the seal patterns.
+    pub plaintext_names: Vec<(usize, String)>,
+}
+
+impl<'a> ConfigFile<'a> {
+    /// Parse a file. `base_name` names a raw file's value. Properties files
+    /// that are not UTF-8 are read as ISO-8859-1, as Java does; other text
+    /// formats must be UTF-8. A raw file that is not UTF-8 holds no value.
+    pub fn parse(format: Format, bytes: &'a [u8], base_name: &str) -> Result<Self> {
+        let entries = match std::str::from_utf8(bytes) {
+            Ok(text) => formats::scan(format, text, base_name)?,
+            Err(_) if format == Format::Raw => Vec::new(),
+            Err(_) if format == Format::Properties => {
+                let text: String = bytes.iter().map(|&b| b as char).collect();
+                let mut entries = formats::scan(format, &text, base_name)?;
+                // Spans index the UTF-8 string; map them back to bytes
+                // (one byte per character in ISO-8859-1).
+                let mut to_byte = vec![0usize; text.len() + 1];
+                for (n, (i, c)) in text.char_indices().enumerate() {
+                    for k in 0..c.len_utf8() {
+                        to_byte[i + k] = n;
+                    }
+                }
+                to_byte[text.len()] = bytes.len();
+                for e in &mut entries {
+                    e.span = to_byte[e.span.start]..to_byte[e.span.end];
+                }
+                entries
+            }
+            Err(_) => return Err(Error::NotUtf8),
+        };
+        Ok(ConfigFile { format, bytes, entries })
+    }
+
+    /// The file's format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Every value of the file, in order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The values that are tokens.
+    pub fn tokens(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.is_token())
+    }
+
+    /// Whether the file holds any token.
+    pub fn has_tokens(&self) -> bool {
+        self.tokens().next().is_some()
+    }
+
+    /// The file with some values replaced; everything else byte for byte.
+    fn rewrite(&self, mut edits: Vec<(&Entry, Zeroizing<Vec<u8>>)>) -> Zeroizing<Vec<u8>> {
+        edits.sort_by_key(|(e, _)| e.span.start);
+        let mut out = Zeroizing::new(Vec::with_capacity(self.bytes.len() + edits.len() * 64));
+        let mut at = 0;
+        for (entry, text) in &edits {
+            out.extend_from_slice(&self.bytes[at..entry.span.start]);
+            out.extend_from_slice(text);
+            at = entry.span.end;
+        }
+        out.extend_from_slice(&self.bytes[at..]);
+        out
+    }
+
+    fn token_text(&self, entry: &Entry, token: &str) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(formats::encode_token(self.format, entry, token).into_bytes())
+    }
+
+    /// Encrypt every plaintext value whose name matches `patterns` (empty
+    /// values and tokens are left alone). Returns the new file and what was
+    /// sealed, or `None` when nothing matched.
+    pub fn seal(&self, keyring: &Keyring, patterns: &[Pattern], prefix: &str) -> Result<Option<(Zeroizing<Vec<u8>>, Vec<Changed>)>> {
+        let mut edits = Vec::new();
+        let mut sealed = Vec::new();
+        for entry in &self.entries {
+            if entry.is_token() || entry.value.is_empty() || !any_matches(patterns, &entry.name) {
+                continue;
+            }
+            let name = full_name(prefix, &entry.name);
+            let token = token::encrypt(keyring, &name, entry.value.as_bytes())?;
+            edits.push((entry, self.token_text(entry, &token)));
+            sealed.push(Changed { line: entry.line, name: name.into_owned(), key_id: keyring.primary().id() });
+        }
+        Ok((!sealed.is_empty()).then(|| (self.rewrite(edits), sealed)))
+    }
+
+    /// Re-encrypt under the primary key every token made by another key.
+    /// All or nothing: if any token fails to decrypt, every failure is
+    /// returned and nothing is produced.
+    #[allow(clippy::type_complexity)]
+    pub fn reencrypt(&self, keyring: &Keyring, prefix: &str) -> Result<(Option<Zeroizing<Vec<u8>>>, Vec<Changed>, usize), Vec<ValueError>> {
+        let primary = keyring.primary().id();
+        let mut edits = Vec::new();
+        let mut changed = Vec::new();
+        let mut current = 0;
+        let mut errors = Vec::new();
+        for entry in self.tokens() {
+            let name = full_name(prefix, &entry.name);
+            let result = token::decrypt(keyring, &name, &entry.value).and_then(|plain| {
+                if token::key_id(&entry.value)? == primary {
+                    return Ok(None);
+                }
+                token::encrypt(keyring, &name, &plain).map(Some)
+            });
+            match result {
+                Ok(None) => current += 1,
+                Ok(Some(token)) => {
+                    edits.push((entry, self.token_text(entry, &token)));
+                    changed.push(Changed { line: entry.line, name: name.into_owned(), key_id: primary });
+                }
+                Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let bytes = (!changed.is_empty()).then(|| self.rewrite(edits));
+        Ok((bytes, changed, current))
+    }
+
+    /// Report every token: its key id and, with a keyring, whether it
+    /// decrypts.
+    pub fn check(&self, keyring: Option<&Keyring>, prefix: &str) -> Vec<TokenReport> {
+        self.tokens()
+            .map(|entry| {
+                let name = full_name(prefix, &entry.name);
+                let key_id = token::key_id(&entry.value).ok();
+                let result = keyring.map(|k| token::decrypt(k, &name, &entry.value).map(drop));
+                TokenReport { line: entry.line, name: name.into_owned(), key_id, result }
+            })
+            .collect()
+    }
+
+    /// Decrypt every token into the file's own syntax. All or nothing: every
+    /// failing value is reported and no output is produced.
+    /// `plaintext_patterns` selects the plaintext values to report (names
+    /// that look like secrets but are not encrypted).
+    pub fn render(&self, keyring: &Keyring, prefix: &str, plaintext_patterns: &[Pattern]) -> Result<Rendered, Vec<ValueError>> {
+        let mut edits = Vec::new();
+        let mut errors = Vec::new();
+        let mut plaintext_names = Vec::new();
+        for entry in &self.entries {
+            let name = full_name(prefix, &entry.name);
+            if !entry.is_token() {
+                if !entry.value.is_empty() && any_matches(plaintext_patterns, &entry.name) {
+                    plaintext_names.push((entry.line, name.into_owned()));
+                }
+                continue;
+            }
+            let text = token::decrypt(keyring, &name, &entry.value)
+                .and_then(|plain| formats::encode_plaintext(self.format, entry, &plain));
+            match text {
+                Ok(text) => edits.push((entry, text)),
+                Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let decrypted = edits.len();
+        Ok(Rendered { bytes: self.rewrite(edits), decrypted, plaintext_names })
+    }
+}
+
+fn full_name<'n>(prefix: &str, name: &'n str) -> Cow<'n, str> {
+    if prefix.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(format!("{prefix}{name}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Key, Seed};
+
+    fn ring() -> Keyring {
+        Keyring::new(vec![Key::from_seed(Seed::from_bytes([5; 32]))]).unwrap()
+    }
+
+    #[test]
+    fn seal_then_render_restores_the_file() {
+        let ring = ring();
+        let text = "# db\ndb.password = s3cr3t: with = signs\ndb.user=app\napi.token=\n";
+        let file = ConfigFile::parse(Format::Properties, text.as_bytes(), "x").unwrap();
+        let (sealed, changed) = file.seal(&ring, &Pattern::defaults(), "").unwrap().unwrap();
+        assert_eq!(changed.len(), 1, "empty values are not sealed");
+        let sealed_text = std::str::from_utf8(&sealed).unwrap();
+        assert!(sealed_text.starts_with("# db\ndb.password = ENCSTR:"), "{sealed_text}");
+        assert!(sealed_text.ends_with("\ndb.user=app\napi.token=\n"));
+        let again = ConfigFile::parse(Format::Properties, &sealed, "x").unwrap();
+        assert!(again.seal(&ring, &Pattern::defaults(), "").unwrap().is_none(), "tokens are left alone");
+        let rendered = again.render(&ring, "", &[]).unwrap();
+        assert_eq!(std::str::from_utf8(&rendered.bytes).unwrap(), "# db\ndb.password = s3cr3t\\: with \\= signs\ndb.user=app\napi.token=\n");
+    }
+
+    #[test]
+    fn prefix_is_part_of_the_name() {
+        let ring = ring();
+        let file = ConfigFile::parse(Format::Dotenv, b"DB_PASSWORD=x\n", "x").unwrap();
+        let (sealed, _) = file.seal(&ring, &Pattern::defaults(), "app/").unwrap().unwrap();
+        let file = ConfigFile::parse(Format::Dotenv, &sealed, "x").unwrap();
+        assert!(file.render(&ring, "app/", &[]).is_ok());
+        let errors = file.render(&ring, "", &[]).unwrap_err();
+        assert_eq!(errors[0].error.kind(), "authentication_failed");
+        assert_eq!(errors[0].name, "DB_PASSWORD");
+    }
+
+    #[test]
+    fn latin1_properties_keep_their_bytes() {
+        let ring = ring();
+        let mut bytes = b"# caf\xe9\nname=Jos\xe9\npassword=p\xe4ss\n".to_vec();
+        let file = ConfigFile::parse(Format::Properties, &bytes, "x").unwrap();
+        assert_eq!(file.entries()[1].value.as_str(), "päss");
+        let (sealed, _) = file.seal(&ring, &Pattern::defaults(), "").unwrap().unwrap();
+        assert!(sealed.starts_with(b"# caf\xe9\nname=Jos\xe9\npassword=ENCSTR:"));
+        let file = ConfigFile::parse(Format::Properties, &sealed, "x").unwrap();
+        let rendered = file.render(&ring, "", &[]).unwrap();
+        bytes.truncate(bytes.len() - 5);
+        bytes.extend_from_slice(b"p\\u00E4ss\n");
+        assert_eq!(rendered.bytes.as_slice(), bytes.as_slice());
+    }
+
+    #[test]
+    fn render_reports_every_failure_and_produces_nothing() {
+        let ring = ring();
+        let other = Keyring::new(vec![Key::from_seed(Seed::from_bytes([6; 32]))]).unwrap();
+        let a = token::encrypt(&other, "a", b"x").unwrap();
+        let b = token::encrypt(&ring, "b", b"y").unwrap();
+        let text = format!("a: {a}\nb: {b}\nc: ENCSTR:no!pe\nd: {b}\n");
+        let file = ConfigFile::parse(Format::Yaml, text.as_bytes(), "x").unwrap();
+        let errors = file.render(&ring, "", &[]).unwrap_err();
+        let got: Vec<_> = errors.iter().map(|e| (e.line, e.name.as_str(), e.error.kind())).collect();
+        assert_eq!(got, vec![(1, "a", "unknown_key"), (3, "c", "malformed"), (4, "d", "authentication_failed")]);
+    }
+
+    #[test]
+    fn reencrypt_moves_old_tokens_to_the_primary() {
+        let mut ring = ring();
+        let old = token::encrypt(&ring, "k", b"v").unwrap();
+        ring.append(Key::from_seed(Seed::from_bytes([9; 32]))).unwrap();
+        let new = token::encrypt(&ring, "n", b"w").unwrap();
+        let text = format!("{{\"k\": \"{old}\", \"n\": \"{new}\"}}");
+        let file = ConfigFile::parse(Format::Json, text.as_bytes(), "x").unwrap();
+        let (bytes, changed, current) = file.reencrypt(&ring, "").unwrap();
+        assert_eq!((changed.len(), current), (1, 1));
+        let file = ConfigFile::parse(Format::Json, bytes.as_ref().unwrap(), "x").unwrap();
+        let reports = file.check(Some(&ring), "");
+        assert!(reports.iter().all(|r| r.key_id == Some(ring.primary().id()) && matches!(r.result, Some(Ok(())))));
+        assert!(std::str::from_utf8(bytes.as_ref().unwrap()).unwrap().contains(&new));
+    }
+}

@@ -1,0 +1,199 @@
+//! The one error type of `encstr-core`.
+
+use crate::keys::KeyId;
+
+/// Everything that can go wrong in `encstr-core`.
+///
+/// No variant ever holds plaintext, token bodies or key material: messages
+/// are safe to log, to show in Kubernetes events and to return to callers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The text is not an ENCSTR token: wrong prefix, not base64, or a
+    /// payload of impossible length.
+    #[error("{}malformed token: {reason}", name_prefix(.name))]
+    Malformed {
+        /// Secret name the token was read for, when known.
+        name: Option<String>,
+        /// Which structural check failed (static text, never token content).
+        reason: &'static str,
+    },
+
+    /// The token's version byte is not one this implementation reads.
+    #[error("{}unsupported token version {version} (this encstr reads version 1)", name_prefix(.name))]
+    UnsupportedVersion {
+        /// Secret name the token was read for, when known.
+        name: Option<String>,
+        /// The version byte found.
+        version: u8,
+    },
+
+    /// No key in the keyring has the token's key id.
+    #[error("{}no key {key_id} in the keyring (was it pruned, or is this the wrong keyring?)", name_prefix(.name))]
+    UnknownKey {
+        /// Secret name the token was read for, when known.
+        name: Option<String>,
+        /// Key id carried by the token.
+        key_id: KeyId,
+    },
+
+    /// The token did not authenticate: it was altered, it was made for
+    /// another secret name, or it was made by a different key with the same
+    /// id. Deliberately opaque about which.
+    #[error("{}authentication failed with key {key_id} (token altered, made for another secret name, or made with another key)", name_prefix(.name))]
+    AuthenticationFailed {
+        /// Secret name the token was read for, when known.
+        name: Option<String>,
+        /// Key id carried by the token.
+        key_id: KeyId,
+    },
+
+    /// A line of a keyring file is not the base64 of a 32-byte seed.
+    #[error("keyring line {line}: not a key (expected base64 of 32 bytes)")]
+    InvalidKeyLine {
+        /// 1-based line number.
+        line: usize,
+    },
+
+    /// The same key appears twice in a keyring.
+    #[error("keyring line {line}: duplicate of key {key_id}")]
+    DuplicateKey {
+        /// 1-based line number of the second occurrence.
+        line: usize,
+        /// Id of the duplicated key.
+        key_id: KeyId,
+    },
+
+    /// A keyring holds no key.
+    #[error("keyring holds no key")]
+    EmptyKeyring,
+
+    /// A key id names no key of the keyring.
+    #[error("no key {key_id} in the keyring")]
+    KeyNotFound {
+        /// The id that was asked for.
+        key_id: KeyId,
+    },
+
+    /// More than one key of the keyring has the same id, so the id alone does
+    /// not say which one to change.
+    #[error("key id {key_id} is shared by several keys of the keyring")]
+    AmbiguousKeyId {
+        /// The ambiguous id.
+        key_id: KeyId,
+    },
+
+    /// The primary key cannot be removed: it is the one that encrypts.
+    #[error("key {key_id} is the primary key and cannot be removed (rotate first)")]
+    PrimaryKey {
+        /// Id of the primary key.
+        key_id: KeyId,
+    },
+
+    /// Text that should be a key id is not 8 hex digits.
+    #[error("not a key id (expected 8 hex digits)")]
+    InvalidKeyId,
+
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Random,
+
+    /// A configuration file could not be parsed.
+    #[error("line {line}: invalid {format}: {message}")]
+    Parse {
+        /// Format name (`properties`, `yaml`, ...).
+        format: &'static str,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong (never file content).
+        message: String,
+    },
+
+    /// A decrypted value cannot be written back in the file's format so that
+    /// the format's parser returns it exactly.
+    #[error("line {line} {name}: value cannot be written as {format} ({reason})")]
+    Unrepresentable {
+        /// Format name.
+        format: &'static str,
+        /// 1-based line of the value.
+        line: usize,
+        /// Secret name of the value.
+        name: String,
+        /// Why (static text, never the value).
+        reason: &'static str,
+    },
+
+    /// A file is not text in the encoding its format requires.
+    #[error("not valid UTF-8 text")]
+    NotUtf8,
+
+    /// An unknown format name was given.
+    #[error("unknown format {0:?} (expected properties, dotenv, yaml, json, toml or raw)")]
+    UnknownFormat(String),
+
+    /// A name pattern is not a valid glob.
+    #[error("invalid pattern {0:?}")]
+    InvalidPattern(String),
+}
+
+fn name_prefix(name: &Option<String>) -> String {
+    match name {
+        Some(n) => format!("{n}: "),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// A short, stable identifier of the kind of error, suitable as a metric
+    /// label or event reason (`malformed`, `unsupported_version`,
+    /// `unknown_key`, `authentication_failed`, `invalid_keyring`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Malformed { .. } => "malformed",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::UnknownKey { .. } => "unknown_key",
+            Error::AuthenticationFailed { .. } => "authentication_failed",
+            Error::InvalidKeyLine { .. } | Error::DuplicateKey { .. } | Error::EmptyKeyring => {
+                "invalid_keyring"
+            }
+            Error::KeyNotFound { .. } | Error::AmbiguousKeyId { .. } => "key_not_found",
+            Error::PrimaryKey { .. } => "primary_key",
+            Error::InvalidKeyId => "invalid_key_id",
+            Error::Random => "random",
+            Error::Parse { .. } | Error::NotUtf8 => "parse",
+            Error::Unrepresentable { .. } => "unrepresentable",
+            Error::UnknownFormat(_) | Error::InvalidPattern(_) => "usage",
+        }
+    }
+
+    /// Whether this is one of the four decryption error kinds of the ENCSTR
+    /// v1 specification.
+    pub fn is_decrypt_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Malformed { .. }
+                | Error::UnsupportedVersion { .. }
+                | Error::UnknownKey { .. }
+                | Error::AuthenticationFailed { .. }
+        )
+    }
+
+    /// Attach the secret name to a token error that does not carry one yet.
+    pub(crate) fn with_name(mut self, secret_name: &str) -> Self {
+        match &mut self {
+            Error::Malformed { name, .. }
+            | Error::UnsupportedVersion { name, .. }
+            | Error::UnknownKey { name, .. }
+            | Error::AuthenticationFailed { name, .. } => {
+                if name.is_none() {
+                    *name = Some(secret_name.to_owned());
+                }
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

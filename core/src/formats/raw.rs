@@ -1,0 +1,15 @@
+//! Raw files: the whole content is one value named after the file.
+//!
+//! A raw file holds a token when its whole content, less one trailing line
+//! break, is the token. Decrypting writes exactly the plaintext bytes (no
+//! line break added); sealing keeps the file's trailing line break.
+
+use super::{Entry, Quote};
+
+/// The one value of a raw file.
+pub(crate) fn scan(text: &str, base_name: &str) -> Vec<Entry> {
+    let body = text.strip_suffix('\n').map(|b| b.strip_suffix('\r').unwrap_or(b)).unwrap_or(text);
+    let mut entry = Entry::new(base_name.to_owned(), 1, 0..text.len(), body.to_owned(), Quote::None);
+    entry.trailer = text[body.len()..].to_owned();
+    vec![entry]
+}

@@ -1,0 +1,209 @@
+//! YAML through the `granit-parser` event stream (the parser behind
+//! `serde-saphyr`), which reports byte spans for every scalar.
+//!
+//! Mapping keys join with `.`, sequence items index with `[i]`. Values whose
+//! key is not a scalar are skipped. Decrypted values are written as
+//! double-quoted scalars, escaped so every YAML 1.1/1.2 reader returns the
+//! exact text.
+
+use std::fmt::Write as _;
+
+use granit_parser::{Event, Parser, ScalarStyle};
+use zeroize::Zeroizing;
+
+use super::{Entry, Quote, index_path, join_path, parse_error};
+use crate::error::Result;
+
+const FORMAT: &str = "yaml";
+
+enum Frame {
+    /// A mapping; `key` is the current key's path (`None`: not a scalar key,
+    /// its value is skipped).
+    Map { path: Option<String>, key: Option<String>, expecting_key: bool },
+    /// A sequence and the index of its next item.
+    Seq { path: Option<String>, next: usize },
+}
+
+/// Find every scalar value of a YAML stream.
+pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| {
+            let mut msg = e.kind().to_string();
+            msg.truncate(120);
+            parse_error(FORMAT, e.marker().line(), msg)
+        })?;
+        match event {
+            Event::DocumentStart(..) | Event::DocumentEnd => stack.clear(),
+            Event::MappingStart(..) => {
+                let path = node_path(&mut stack, None);
+                stack.push(Frame::Map { path, key: None, expecting_key: true });
+            }
+            Event::SequenceStart(..) => {
+                let path = node_path(&mut stack, None);
+                stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => {
+                node_path(&mut stack, None);
+            }
+            Event::Scalar(value, style, ..) => {
+                let Some(name) = node_path(&mut stack, Some(&value)) else { continue };
+                let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset()) else {
+                    return Err(parse_error(FORMAT, span.start.line(), "scalar without a source position"));
+                };
+                let line = span.start.line();
+                let entry = match style {
+                    ScalarStyle::Plain => Entry::new(name, line, start..end, value.into_owned(), Quote::None),
+                    ScalarStyle::SingleQuoted => Entry::new(name, line, start..end, value.into_owned(), Quote::Single),
+                    ScalarStyle::DoubleQuoted => Entry::new(name, line, start..end, value.into_owned(), Quote::Double),
+                    _ => block_entry(text, name, start, end, value.into_owned())?,
+                };
+                entries.push(entry);
+            }
+            _ => {}
+        }
+    }
+    Ok(entries)
+}
+
+/// Account for a node starting at the top of the stack and return the path
+/// of a value node (`None` for keys and skipped nodes). `key` is the text of
+/// a scalar node.
+fn node_path(stack: &mut [Frame], key: Option<&str>) -> Option<String> {
+    match stack.last_mut() {
+        None => Some(String::new()),
+        Some(Frame::Map { path, key: current, expecting_key }) => {
+            if *expecting_key {
+                *expecting_key = false;
+                *current = match (path.as_deref(), key) {
+                    (Some(p), Some(k)) => Some(join_path(p, k)),
+                    _ => None,
+                };
+                None
+            } else {
+                *expecting_key = true;
+                current.take()
+            }
+        }
+        Some(Frame::Seq { path, next }) => {
+            let i = *next;
+            *next += 1;
+            path.as_deref().map(|p| index_path(p, i))
+        }
+    }
+}
+
+/// A block scalar (`|` or `>`): its span starts at the header's indicator so
+/// the whole scalar can be replaced; what follows the indicators on the
+/// header line (a comment) and the final line break are kept as trailer.
+fn block_entry(text: &str, name: String, start: usize, end: usize, mut value: String) -> Result<Entry> {
+    let bytes = text.as_bytes();
+    // A token in a block scalar is read without its final line breaks.
+    if crate::token::is_token(&value) {
+        value.truncate(value.trim_end_matches('\n').len());
+    }
+    // Walk back over blank lines to the header line.
+    let mut line_end = text[..start].rfind('\n').unwrap_or(0);
+    loop {
+        let line_start = text[..line_end].rfind('\n').map_or(0, |i| i + 1);
+        let line = &text[line_start..line_end];
+        if !line.trim().is_empty() || line_start == 0 {
+            let line_no = super::line_of(text, line_start);
+            let header = find_indicator(line).ok_or_else(|| parse_error(FORMAT, line_no, "block scalar header not found"))?;
+            let indicator = line_start + header;
+            let rest = &line[header..];
+            let after_indicators = rest[1..].find(|c: char| !matches!(c, '-' | '+' | '0'..='9')).map_or(rest.len(), |i| i + 1);
+            let comment = rest[after_indicators..].trim_end_matches('\r');
+            let mut entry = Entry::new(name, line_no, indicator..end, value, Quote::None);
+            let newline = if end > 0 && bytes[end - 1] == b'\n' { "\n" } else { "" };
+            entry.trailer = format!("{}{}", comment, newline);
+            return Ok(entry);
+        }
+        line_end = line_start - 1;
+    }
+}
+
+/// Position of the `|` or `>` indicator of a block scalar header line.
+fn find_indicator(line: &str) -> Option<usize> {
+    let code = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let code = code.trim_end();
+    let trailing = code.bytes().rev().take_while(|b| matches!(b, b'-' | b'+' | b'0'..=b'9')).count();
+    let i = code.len().checked_sub(trailing + 1)?;
+    matches!(code.as_bytes()[i], b'|' | b'>').then_some(i)
+}
+
+/// A double-quoted YAML scalar that returns exactly `value`: everything a
+/// YAML reader would reject or fold is escaped.
+pub(crate) fn encode(value: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(value.len() + 2));
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            ' '..='~' => out.push(c),
+            // Outside YAML's printable set, or line breaks in YAML 1.1.
+            c if (c as u32) < 0xA0 || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}') => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_spans() {
+        let text = "db:\n  password: ENCSTR:abc # c\n  user: 'u'\nservers:\n  - token: \"t\"\n  - [a, {k: v}]\n? [complex]\n: skipped\nanchor: &x val\nref: *x\n---\nsecond: doc\n";
+        let e = scan(text).unwrap();
+        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("db.password", "ENCSTR:abc", 2),
+                ("db.user", "u", 3),
+                ("servers[0].token", "t", 5),
+                ("servers[1][0]", "a", 6),
+                ("servers[1][1].k", "v", 6),
+                ("anchor", "val", 9),
+                ("second", "doc", 12),
+            ]
+        );
+        assert_eq!(&text[e[0].span.clone()], "ENCSTR:abc");
+        assert_eq!(&text[e[1].span.clone()], "'u'");
+    }
+
+    #[test]
+    fn block_scalars_are_replaced_whole() {
+        let text = "a: |- # keep\n  ENCSTR:abc\nb: >\n\n  folded\n  text\nc: 1\n";
+        let e = scan(text).unwrap();
+        assert_eq!(e[0].value.as_str(), "ENCSTR:abc");
+        assert_eq!(&text[e[0].span.clone()], "|- # keep\n  ENCSTR:abc\n");
+        assert_eq!(e[0].trailer, " # keep\n");
+        assert_eq!(&text[e[1].span.clone()], ">\n\n  folded\n  text\n");
+        assert_eq!(e[1].trailer, "\n");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = scan("a: 1\nb: [unclosed\nc: 2\n").unwrap_err();
+        assert!(err.to_string().starts_with("line "), "{err}");
+        assert_eq!(err.kind(), "parse");
+    }
+}

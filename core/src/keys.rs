@@ -1,0 +1,265 @@
+//! Keys: 32-byte seeds, the values HKDF derives from them, and key ids.
+//!
+//! A [`Key`] holds its seed and the prepared primitives (AES key schedules and
+//! a keyed HMAC state), so that decrypting a value costs no key setup. All of
+//! it is wiped from memory when the key is dropped, and none of it is ever
+//! printed: `Debug` shows only the public key id.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aes::cipher::KeyInit;
+use aes::{Aes256Dec, Aes256Enc};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hkdf::Hkdf;
+use hmac::Hmac;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::{Error, Result};
+
+/// Length of a key seed in bytes.
+pub const SEED_LEN: usize = 32;
+/// HKDF `info` for the AES-256 key.
+const INFO_ENC: &[u8] = b"ENCSTR v1 encryption";
+/// HKDF `info` for the HMAC-SHA256 key.
+const INFO_MAC: &[u8] = b"ENCSTR v1 authentication";
+/// HKDF `info` for the public key id.
+const INFO_ID: &[u8] = b"ENCSTR v1 key id";
+/// PBKDF2 salt for passphrase-derived seeds.
+const PASSPHRASE_SALT: &[u8] = b"ENCSTR v1 passphrase";
+/// PBKDF2-HMAC-SHA256 iterations for passphrase-derived seeds.
+pub const PASSPHRASE_ITERATIONS: u32 = 600_000;
+
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// The public 4-byte identifier of a key, shown as 8 lowercase hex digits.
+///
+/// It is derived from the seed by HKDF and reveals nothing about it; every
+/// token carries the id of the key that made it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 4]);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidKeyId);
+        }
+        let mut id = [0u8; 4];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| Error::InvalidKeyId)?;
+        }
+        Ok(KeyId(id))
+    }
+}
+
+/// A 32-byte key seed. Wiped on drop; never printed.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Seed([u8; SEED_LEN]);
+
+impl fmt::Debug for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Seed([redacted])")
+    }
+}
+
+impl Seed {
+    /// A fresh seed from the operating system's random number generator.
+    pub fn generate() -> Result<Self> {
+        let mut seed = [0u8; SEED_LEN];
+        getrandom::fill(&mut seed).map_err(|_| Error::Random)?;
+        Ok(Seed(seed))
+    }
+
+    /// Wrap existing seed bytes.
+    pub fn from_bytes(bytes: [u8; SEED_LEN]) -> Self {
+        Seed(bytes)
+    }
+
+    /// The seed derived from a passphrase: PBKDF2-HMAC-SHA256 with the salt
+    /// `ENCSTR v1 passphrase` and 600,000 iterations. The same passphrase
+    /// gives the same seed everywhere.
+    pub fn from_passphrase(passphrase: &str) -> Self {
+        let mut seed = [0u8; SEED_LEN];
+        pbkdf2::pbkdf2::<HmacSha256>(
+            passphrase.as_bytes(),
+            PASSPHRASE_SALT,
+            PASSPHRASE_ITERATIONS,
+            &mut seed,
+        )
+        .expect("HMAC takes keys of any length");
+        Seed(seed)
+    }
+
+    /// Decode the base64 text of one keyring line. `None` if it is not the
+    /// standard base64 (with padding) of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        // 32 bytes encode to exactly 44 characters; refusing anything else
+        // up front keeps long garbage from being decoded at all.
+        if text.len() != 44 {
+            return None;
+        }
+        let mut buf = Zeroizing::new([0u8; 33]);
+        match STANDARD.decode_slice(text.as_bytes(), &mut buf[..]) {
+            Ok(SEED_LEN) => {
+                let mut seed = [0u8; SEED_LEN];
+                seed.copy_from_slice(&buf[..SEED_LEN]);
+                Some(Seed(seed))
+            }
+            _ => None,
+        }
+    }
+
+    /// The standard base64 text of this seed: one keyring line.
+    ///
+    /// This is key material: write it only to keyring files or Secrets.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.0))
+    }
+
+    /// The raw seed bytes. This is key material.
+    pub fn as_bytes(&self) -> &[u8; SEED_LEN] {
+        &self.0
+    }
+}
+
+/// One key: a seed with the primitives derived from it, prepared for use.
+pub struct Key {
+    seed: Seed,
+    id: KeyId,
+    enc: Aes256Enc,
+    dec: Aes256Dec,
+    mac: HmacSha256,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Clone for Key {
+    fn clone(&self) -> Self {
+        Key::from_seed(self.seed.clone())
+    }
+}
+
+impl Key {
+    /// Derive everything a key needs from its seed (HKDF-SHA256, empty salt).
+    pub fn from_seed(seed: Seed) -> Self {
+        let hk = Hkdf::<Sha256>::new(None, seed.as_bytes());
+        let mut enc_key = Zeroizing::new([0u8; 32]);
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        let mut id = [0u8; 4];
+        hk.expand(INFO_ENC, &mut enc_key[..]).expect("32 bytes is a valid HKDF length");
+        hk.expand(INFO_MAC, &mut mac_key[..]).expect("32 bytes is a valid HKDF length");
+        hk.expand(INFO_ID, &mut id).expect("4 bytes is a valid HKDF length");
+        let enc = Aes256Enc::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
+        let dec = Aes256Dec::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
+        let mac = HmacSha256::new_from_slice(&mac_key[..])
+            .expect("HMAC takes keys of any length");
+        Key { seed, id: KeyId(id), enc, dec, mac }
+    }
+
+    /// A new random key.
+    pub fn generate() -> Result<Self> {
+        Ok(Key::from_seed(Seed::generate()?))
+    }
+
+    /// The key derived from a passphrase (see [`Seed::from_passphrase`]).
+    pub fn from_passphrase(passphrase: &str) -> Self {
+        Key::from_seed(Seed::from_passphrase(passphrase))
+    }
+
+    /// The public key id.
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    /// The seed. This is key material.
+    pub fn seed(&self) -> &Seed {
+        &self.seed
+    }
+
+    pub(crate) fn encryptor(&self) -> &Aes256Enc {
+        &self.enc
+    }
+
+    pub(crate) fn decryptor(&self) -> &Aes256Dec {
+        &self.dec
+    }
+
+    /// A fresh copy of the keyed HMAC state (no re-keying per value).
+    pub(crate) fn mac(&self) -> HmacSha256 {
+        self.mac.clone()
+    }
+
+    /// The derived AES-256 key, for test vectors only.
+    #[doc(hidden)]
+    pub fn derived_keys_for_tests(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+        let hk = Hkdf::<Sha256>::new(None, self.seed.as_bytes());
+        let mut enc_key = Zeroizing::new([0u8; 32]);
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        hk.expand(INFO_ENC, &mut enc_key[..]).expect("valid length");
+        hk.expand(INFO_MAC, &mut mac_key[..]).expect("valid length");
+        (enc_key, mac_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_id_round_trips_through_text() {
+        let id: KeyId = "2d353d4a".parse().unwrap();
+        assert_eq!(id.to_string(), "2d353d4a");
+        assert!("2d353d4".parse::<KeyId>().is_err());
+        assert!("2d353d4g".parse::<KeyId>().is_err());
+        assert!("2d353d4a0".parse::<KeyId>().is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let key = Key::from_seed(Seed::from_bytes([7; 32]));
+        let shown = format!("{key:?} {:?}", key.seed());
+        assert!(shown.contains(&key.id().to_string()));
+        assert!(!shown.contains(key.seed().to_base64().as_str()));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn seed_base64_is_strict() {
+        let seed = Seed::from_bytes([1; 32]);
+        let text = seed.to_base64();
+        assert_eq!(Seed::from_base64(&text), Some(seed));
+        assert!(Seed::from_base64(&text[..43]).is_none());
+        assert!(Seed::from_base64("AAAA").is_none());
+        // 33 bytes of base64 text for 32 bytes plus trailing garbage.
+        assert!(Seed::from_base64(&format!("{}A", &text[..43])).is_none());
+    }
+
+    #[test]
+    fn generated_seeds_differ() {
+        assert_ne!(Seed::generate().unwrap(), Seed::generate().unwrap());
+    }
+}

@@ -1,0 +1,69 @@
+//! # encstr-core
+//!
+//! The ENCSTR v1 format: secrets inside configuration files stored as
+//! `ENCSTR:<base64>` tokens — AES-256-CBC with a random IV, authenticated by
+//! HMAC-SHA256 over the ciphertext **and the secret's name**, so a token
+//! cannot be moved to another field. Keys live in keyrings whose last key
+//! encrypts and all of whose keys decrypt.
+//!
+//! ```
+//! use encstr_core::{Keyring, token};
+//!
+//! let keyring = Keyring::generate()?;
+//! let sealed = token::encrypt(&keyring, "db.password", b"s3cr3t")?;
+//! assert!(sealed.starts_with("ENCSTR:"));
+//! assert_eq!(token::decrypt(&keyring, "db.password", &sealed)?.as_slice(), b"s3cr3t");
+//!
+//! // The name is authenticated: the token does not decrypt anywhere else.
+//! let err = token::decrypt(&keyring, "ldap.password", &sealed).unwrap_err();
+//! assert_eq!(err.kind(), "authentication_failed");
+//!
+//! // Whole files, format-preserving:
+//! use encstr_core::{ConfigFile, Format, glob::Pattern};
+//! let text = b"# database\ndb.password = s3cr3t\ndb.user = app\n";
+//! let file = ConfigFile::parse(Format::Properties, text, "app.properties")?;
+//! let (sealed_file, sealed) = file.seal(&keyring, &Pattern::defaults(), "")?.unwrap();
+//! assert_eq!(sealed[0].name, "db.password");
+//! let file = ConfigFile::parse(Format::Properties, &sealed_file, "app.properties")?;
+//! let rendered = file.render(&keyring, "", &[]).unwrap();
+//! assert_eq!(rendered.bytes.as_slice(), text);
+//! # Ok::<(), encstr_core::Error>(())
+//! ```
+//!
+//! ## Modules
+//! - [`keys`]: seeds, HKDF-derived keys, key ids, passphrase-derived seeds.
+//! - [`keyring`]: ordered keyrings and their text format.
+//! - [`token`]: encrypting and decrypting single values.
+//! - [`formats`]: finding values in properties, dotenv, YAML, JSON, TOML and
+//!   raw files, and writing them back in each format's syntax.
+//! - [`document`]: sealing, re-encrypting, checking and rendering whole files.
+//!
+//! ## Security notes
+//! - Only RustCrypto primitives are used (`aes`, `cbc`, `hmac`, `sha2`,
+//!   `hkdf`, `pbkdf2`); nothing is hand-rolled.
+//! - The tag is verified in constant time (`subtle`) **before** any padding
+//!   is looked at, and a padding error after a valid tag is reported as the
+//!   same opaque `authentication_failed`: there is no padding oracle.
+//! - Key seeds, derived keys and decrypted plaintexts are wiped from memory
+//!   when dropped (`zeroize`); key types print only their public id.
+//! - No error carries plaintext, token bodies or key material, so errors can
+//!   be logged and shown in Kubernetes events.
+//! - CBC+HMAC is authenticated but not misuse-resistant: never reuse an IV
+//!   ([`token::encrypt`] always draws a fresh one from the OS).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod document;
+pub mod error;
+pub mod formats;
+pub mod glob;
+pub mod keyring;
+pub mod keys;
+pub mod token;
+
+pub use document::{ConfigFile, ValueError};
+pub use error::{Error, Result};
+pub use formats::Format;
+pub use keyring::Keyring;
+pub use keys::{Key, KeyId, Seed};

@@ -1,0 +1,199 @@
+//! The ENCSTR v1 token: `ENCSTR:` + base64(version ‖ key id ‖ IV ‖ ciphertext ‖ tag).
+//!
+//! ```text
+//! payload   = 0x01 || key_id(4) || iv(16) || AES-256-CBC(PKCS#7(plaintext)) || tag(16)
+//! tag       = HMAC-SHA256(mac_key, 0x01 || key_id || u32be(len(name)) || name || iv || ct)[..16]
+//! ```
+//!
+//! Decryption checks structure, version and key id, then verifies the tag in
+//! constant time, and only then decrypts and removes the padding; a padding
+//! error after a valid tag is reported as an authentication failure too, so
+//! the result never tells which check failed.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use cbc::cipher::block_padding::Pkcs7;
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit};
+use hmac::Mac;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::keyring::Keyring;
+use crate::keys::{Key, KeyId};
+
+/// The text every token starts with.
+pub const PREFIX: &str = "ENCSTR:";
+/// The only token version this implementation writes and reads.
+pub const VERSION: u8 = 0x01;
+const ID_LEN: usize = 4;
+const IV_LEN: usize = 16;
+const BLOCK: usize = 16;
+const TAG_LEN: usize = 16;
+const HEADER: usize = 1 + ID_LEN + IV_LEN;
+/// Smallest possible payload: header, one ciphertext block and the tag.
+const MIN_PAYLOAD: usize = HEADER + BLOCK + TAG_LEN;
+
+/// Whether a value is meant to be a token (starts with `ENCSTR:`).
+///
+/// A value that starts with the prefix but is not a valid token is still a
+/// token for this purpose: it fails to decrypt as `malformed` instead of
+/// passing through as plaintext.
+pub fn is_token(value: &str) -> bool {
+    value.starts_with(PREFIX)
+}
+
+/// Encrypt `plaintext` for the secret `name` under the keyring's primary key,
+/// with a fresh random IV.
+pub fn encrypt(keyring: &Keyring, name: &str, plaintext: &[u8]) -> Result<String> {
+    encrypt_with_key(keyring.primary(), name, plaintext)
+}
+
+/// Encrypt under a given key with a fresh random IV.
+pub fn encrypt_with_key(key: &Key, name: &str, plaintext: &[u8]) -> Result<String> {
+    let mut iv = [0u8; IV_LEN];
+    getrandom::fill(&mut iv).map_err(|_| Error::Random)?;
+    Ok(encrypt_with_iv(key, name, plaintext, &iv))
+}
+
+/// Encrypt with a caller-chosen IV. Only for reproducing test vectors: an IV
+/// must never be reused with the same key.
+#[doc(hidden)]
+pub fn encrypt_with_iv(key: &Key, name: &str, plaintext: &[u8], iv: &[u8; IV_LEN]) -> String {
+    let padded_len = (plaintext.len() / BLOCK + 1) * BLOCK;
+    let mut payload = Zeroizing::new(Vec::with_capacity(HEADER + padded_len + TAG_LEN));
+    payload.push(VERSION);
+    payload.extend_from_slice(&key.id().0);
+    payload.extend_from_slice(iv);
+    payload.extend_from_slice(plaintext);
+    payload.resize(HEADER + padded_len, 0);
+    cbc::Encryptor::inner_iv_init(key.encryptor().clone(), iv.into())
+        .encrypt_padded::<Pkcs7>(&mut payload[HEADER..], plaintext.len())
+        .expect("buffer holds the padded plaintext");
+    let tag = compute_tag(key, name, &payload[..1 + ID_LEN], &payload[1 + ID_LEN..]);
+    payload.extend_from_slice(&tag);
+    let mut out = String::with_capacity(PREFIX.len() + payload.len().div_ceil(3) * 4);
+    out.push_str(PREFIX);
+    STANDARD.encode_string(&payload[..], &mut out);
+    out
+}
+
+/// Decrypt a token made for the secret `name` with any key of the keyring.
+///
+/// Errors are of the four kinds of the specification (`malformed`,
+/// `unsupported_version`, `unknown_key`, `authentication_failed`) and carry
+/// the secret name and, where known, the key id.
+pub fn decrypt(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing<Vec<u8>>> {
+    decrypt_inner(keyring, name, token).map_err(|e| e.with_name(name))
+}
+
+fn decrypt_inner(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut payload = decode_payload(token)?;
+    let key_id = payload_key_id(&payload);
+    let tag_at = payload.len() - TAG_LEN;
+    let mut candidates = keyring.candidates(key_id).peekable();
+    if candidates.peek().is_none() {
+        return Err(Error::UnknownKey { name: None, key_id });
+    }
+    let key = candidates
+        .find(|key| {
+            let tag = compute_tag(key, name, &payload[..1 + ID_LEN], &payload[1 + ID_LEN..tag_at]);
+            bool::from(tag.ct_eq(&payload[tag_at..]))
+        })
+        .ok_or(Error::AuthenticationFailed { name: None, key_id })?;
+    let iv: [u8; IV_LEN] = payload[1 + ID_LEN..HEADER].try_into().expect("IV is 16 bytes");
+    let plain_len = cbc::Decryptor::inner_iv_init(key.decryptor().clone(), (&iv).into())
+        .decrypt_padded::<Pkcs7>(&mut payload[HEADER..tag_at])
+        .map_err(|_| Error::AuthenticationFailed { name: None, key_id })?
+        .len();
+    payload.copy_within(HEADER..HEADER + plain_len, 0);
+    payload.truncate(plain_len);
+    Ok(payload)
+}
+
+/// The id of the key that made a token, read without decrypting.
+pub fn key_id(token: &str) -> Result<KeyId> {
+    decode_payload(token).map(|p| payload_key_id(&p))
+}
+
+/// Steps 1–3 of decryption: prefix, base64, version, length.
+fn decode_payload(token: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let body = token
+        .strip_prefix(PREFIX)
+        .ok_or(Error::Malformed { name: None, reason: "does not start with ENCSTR:" })?;
+    let payload = STANDARD
+        .decode(body)
+        .map(Zeroizing::new)
+        .map_err(|_| Error::Malformed { name: None, reason: "not valid base64" })?;
+    match payload.first() {
+        None => return Err(Error::Malformed { name: None, reason: "empty payload" }),
+        Some(&VERSION) => {}
+        Some(&version) => return Err(Error::UnsupportedVersion { name: None, version }),
+    }
+    if payload.len() < MIN_PAYLOAD || (payload.len() - HEADER - TAG_LEN) % BLOCK != 0 {
+        return Err(Error::Malformed { name: None, reason: "payload has an impossible length" });
+    }
+    Ok(payload)
+}
+
+fn payload_key_id(payload: &[u8]) -> KeyId {
+    KeyId(payload[1..1 + ID_LEN].try_into().expect("length checked"))
+}
+
+/// `HMAC(mac_key, version ‖ key_id ‖ u32be(len(name)) ‖ name ‖ iv ‖ ct)[..16]`.
+fn compute_tag(key: &Key, name: &str, version_and_id: &[u8], iv_and_ct: &[u8]) -> [u8; TAG_LEN] {
+    let name_len = u32::try_from(name.len()).expect("secret names are shorter than 4 GiB");
+    let mut mac = key.mac();
+    mac.update(version_and_id);
+    mac.update(&name_len.to_be_bytes());
+    mac.update(name.as_bytes());
+    mac.update(iv_and_ct);
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&full[..TAG_LEN]);
+    tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Seed;
+
+    fn ring() -> Keyring {
+        Keyring::new(vec![Key::from_seed(Seed::from_bytes([3; 32]))]).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_fresh_iv() {
+        let ring = ring();
+        let a = encrypt(&ring, "db.password", b"hunter2").unwrap();
+        let b = encrypt(&ring, "db.password", b"hunter2").unwrap();
+        assert_ne!(a, b, "each encryption uses a fresh IV");
+        assert_eq!(decrypt(&ring, "db.password", &a).unwrap().as_slice(), b"hunter2");
+        assert_eq!(key_id(&a).unwrap(), ring.primary().id());
+    }
+
+    #[test]
+    fn payload_round_trips_byte_for_byte() {
+        let ring = ring();
+        let token = encrypt_with_iv(ring.primary(), "n", b"0123456789abcdef", &[9; 16]);
+        let payload = decode_payload(&token).unwrap();
+        assert_eq!(payload.len(), HEADER + 32 + TAG_LEN);
+        assert_eq!(payload[0], VERSION);
+        assert_eq!(&payload[1..5], &ring.primary().id().0);
+        assert_eq!(&payload[5..21], &[9; 16]);
+        assert_eq!(format!("{PREFIX}{}", STANDARD.encode(&payload[..])), token);
+    }
+
+    #[test]
+    fn error_carries_name_and_key_id_but_no_token_body() {
+        let ring = ring();
+        let token = encrypt(&ring, "a", b"x").unwrap();
+        let err = decrypt(&ring, "b", &token).unwrap_err();
+        assert_eq!(err.kind(), "authentication_failed");
+        let msg = err.to_string();
+        assert!(msg.starts_with("b: "), "{msg}");
+        assert!(msg.contains(&ring.primary().id().to_string()), "{msg}");
+        assert!(!msg.contains(&token[PREFIX.len()..PREFIX.len() + 12]), "{msg}");
+    }
+}
