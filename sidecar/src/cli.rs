@@ -1,0 +1,175 @@
+//! Command-line interface of `encstr` (clap derive types).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// encstr: keep configuration secrets encrypted as ENCSTR tokens.
+///
+/// Values in config files are stored as `ENCSTR:<base64>`: AES-256-CBC with a
+/// random IV, authenticated with HMAC-SHA256 over the ciphertext and the
+/// secret's name. The newest key of a keyring encrypts; every key decrypts.
+#[derive(Debug, Parser)]
+#[command(name = "encstr", version, about, long_about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, rotate, list, prune and derive keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+
+    /// Encrypt a value read from standard input; prints the token.
+    #[command(after_help = "Example:\n  printf %s 's3cr3t' | encstr encrypt --name db.password --keyring keyring.txt")]
+    Encrypt {
+        /// The secret name the value is bound to (for example `db.password`).
+        #[arg(long)]
+        name: String,
+        /// Keep a trailing newline of the input (by default one is removed).
+        #[arg(long)]
+        keep_newline: bool,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+
+    /// Decrypt a token; writes the exact plaintext bytes to standard output.
+    #[command(after_help = "Example:\n  encstr decrypt --name db.password --keyring keyring.txt 'ENCSTR:AS01…'")]
+    Decrypt {
+        /// The secret name the token was made for.
+        #[arg(long)]
+        name: String,
+        /// The token (read from standard input when absent).
+        token: Option<String>,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+
+    /// Encrypt in place the plaintext values whose names match the patterns.
+    #[command(after_help = "Example:\n  encstr seal --keyring keyring.txt app.properties config/*.yaml")]
+    Seal {
+        /// Files to seal.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Case-insensitive glob on secret names; repeatable. Default:
+        /// `*password*`, `*secret*`, `*token*`.
+        #[arg(long = "match", value_name = "GLOB")]
+        patterns: Vec<String>,
+        /// Report what would be sealed without changing any file.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        files_opts: FileArgs,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+
+    /// Re-encrypt, in place, every token not made by the primary key.
+    Reencrypt {
+        /// Files to re-encrypt.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        files_opts: FileArgs,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+
+    /// List every token of the files and, with a keyring, whether it decrypts.
+    ///
+    /// Exits 1 if any token fails or any file cannot be parsed: meant for CI
+    /// pipelines and pre-flight checks.
+    Check {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        files_opts: FileArgs,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+}
+
+/// `encstr keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new keyring file with one random key (mode 0600).
+    Init {
+        #[command(flatten)]
+        file: KeyringFile,
+    },
+    /// Add a new random key as the primary; prints its key id.
+    Rotate {
+        #[command(flatten)]
+        file: KeyringFile,
+    },
+    /// List the keys: position, key id and role (never key material).
+    List {
+        #[command(flatten)]
+        file: KeyringFile,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove old keys. The primary key is never removed.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["keep", "remove"]))]
+    Prune {
+        #[command(flatten)]
+        file: KeyringFile,
+        /// Keep the N newest keys (the primary counts).
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Remove these keys by id.
+        #[arg(long, value_name = "KEYID", num_args = 1..)]
+        remove: Vec<String>,
+    },
+    /// Print the keyring line derived from a passphrase (PBKDF2-HMAC-SHA256).
+    Derive {
+        /// Environment variable holding the passphrase.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: String,
+    },
+}
+
+/// A keyring file that a `keys` command works on.
+#[derive(Debug, Args)]
+pub struct KeyringFile {
+    /// The keyring file.
+    #[arg(long, env = "ENCSTR_KEYRING", value_name = "FILE")]
+    pub keyring: PathBuf,
+}
+
+/// Where the keyring comes from. `--keyring-env` and `--passphrase-env`
+/// take precedence over `--keyring` / `ENCSTR_KEYRING`.
+#[derive(Debug, Args, Default)]
+pub struct KeyringArgs {
+    /// Keyring file (one base64 key per line, newest last).
+    #[arg(long, env = "ENCSTR_KEYRING", value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Environment variable holding the keyring text.
+    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_env")]
+    pub keyring_env: Option<String>,
+    /// Environment variable holding a passphrase; its derived key is the
+    /// only key.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+}
+
+/// Options for commands that process config files.
+#[derive(Debug, Args, Default)]
+pub struct FileArgs {
+    /// Prefix for every secret name (for example `app/`).
+    #[arg(long, value_name = "P", default_value = "")]
+    pub name_prefix: String,
+    /// Override the format of files matching GLOB (properties, dotenv, yaml,
+    /// json, toml, raw); repeatable.
+    #[arg(long = "format", value_name = "GLOB=FORMAT")]
+    pub formats: Vec<String>,
+}

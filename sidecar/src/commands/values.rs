@@ -1,0 +1,71 @@
+//! `encstr encrypt` and `encstr decrypt`: single values.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+
+use encstr_core::token;
+use zeroize::Zeroizing;
+
+use super::say;
+use crate::cli::KeyringArgs;
+use crate::error::{CliError, Result};
+
+/// Encrypt standard input for `name`; print the token.
+pub fn encrypt(name: &str, keep_newline: bool, keyring: &KeyringArgs) -> Result<()> {
+    let ring = keyring.load()?;
+    let mut plain = if std::io::stdin().is_terminal() { read_hidden(name)? } else { read_stdin()? };
+    if !keep_newline && plain.last() == Some(&b'\n') {
+        plain.pop();
+        if plain.last() == Some(&b'\r') {
+            plain.pop();
+        }
+    }
+    say(token::encrypt(&ring, name, &plain)?)
+}
+
+/// Decrypt a token (argument or standard input) for `name`; write the exact
+/// plaintext bytes to standard output.
+pub fn decrypt(name: &str, token_arg: Option<&str>, keyring: &KeyringArgs) -> Result<()> {
+    let ring = keyring.load()?;
+    let input;
+    let text = match token_arg {
+        Some(t) => t.trim(),
+        None => {
+            input = read_stdin()?;
+            std::str::from_utf8(&input)
+                .map_err(|_| CliError::Decrypt(encstr_core::Error::Malformed { name: Some(name.to_owned()), reason: "not text" }))?
+                .trim()
+        }
+    };
+    let plain = token::decrypt(&ring, name, text).map_err(CliError::Decrypt)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&plain).and_then(|()| out.flush()).map_err(|source| CliError::Stdio { what: "writing standard output", source })
+}
+
+fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut buf)
+        .map_err(|source| CliError::Stdio { what: "reading standard input", source })?;
+    Ok(buf)
+}
+
+/// Prompt on standard error and read one line from the terminal without
+/// echoing it.
+fn read_hidden(name: &str) -> Result<Zeroizing<Vec<u8>>> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let err = |source| CliError::Stdio { what: "reading the terminal", source };
+    let saved = tcgetattr(&stdin).map_err(|e| err(e.into()))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    eprint!("value for {name} (not echoed): ");
+    tcsetattr(&stdin, OptionalActions::Flush, &quiet).map_err(|e| err(e.into()))?;
+    let mut line = Zeroizing::new(String::new());
+    let read = stdin.read_line(&mut line);
+    let restored = tcsetattr(&stdin, OptionalActions::Flush, &saved);
+    read.map_err(err)?;
+    restored.map_err(|e| err(e.into()))?;
+    Ok(Zeroizing::new(std::mem::take(&mut *line).into_bytes()))
+}
