@@ -184,10 +184,10 @@ impl Error {
             Error::Malformed { name, .. }
             | Error::UnsupportedVersion { name, .. }
             | Error::UnknownKey { name, .. }
-            | Error::AuthenticationFailed { name, .. } => {
-                if name.is_none() {
-                    *name = Some(secret_name.to_owned());
-                }
+            | Error::AuthenticationFailed { name, .. }
+                if name.is_none() =>
+            {
+                *name = Some(secret_name.to_owned());
             }
             _ => {}
         }

@@ -10,7 +10,14 @@ use clap::{Args, Parser, Subcommand};
 /// random IV, authenticated with HMAC-SHA256 over the ciphertext and the
 /// secret's name. The newest key of a keyring encrypts; every key decrypts.
 #[derive(Debug, Parser)]
-#[command(name = "encstr", version, about, long_about, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "encstr",
+    version,
+    about,
+    long_about,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -25,7 +32,9 @@ pub enum Command {
     Keys(KeysCommand),
 
     /// Encrypt a value read from standard input; prints the token.
-    #[command(after_help = "Example:\n  printf %s 's3cr3t' | encstr encrypt --name db.password --keyring keyring.txt")]
+    #[command(
+        after_help = "Example:\n  printf %s 's3cr3t' | encstr encrypt --name db.password --keyring keyring.txt"
+    )]
     Encrypt {
         /// The secret name the value is bound to (for example `db.password`).
         #[arg(long)]
@@ -38,7 +47,9 @@ pub enum Command {
     },
 
     /// Decrypt a token; writes the exact plaintext bytes to standard output.
-    #[command(after_help = "Example:\n  encstr decrypt --name db.password --keyring keyring.txt 'ENCSTR:AS01…'")]
+    #[command(
+        after_help = "Example:\n  encstr decrypt --name db.password --keyring keyring.txt 'ENCSTR:AS01…'"
+    )]
     Decrypt {
         /// The secret name the token was made for.
         #[arg(long)]
@@ -50,7 +61,9 @@ pub enum Command {
     },
 
     /// Encrypt in place the plaintext values whose names match the patterns.
-    #[command(after_help = "Example:\n  encstr seal --keyring keyring.txt app.properties config/*.yaml")]
+    #[command(
+        after_help = "Example:\n  encstr seal --keyring keyring.txt app.properties config/*.yaml"
+    )]
     Seal {
         /// Files to seal.
         #[arg(required = true)]

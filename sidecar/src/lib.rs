@@ -18,12 +18,33 @@ pub use error::{CliError, Result};
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keys(cmd) => keys::run(cmd),
-        Command::Encrypt { name, keep_newline, keyring } => values::encrypt(&name, keep_newline, &keyring),
-        Command::Decrypt { name, token, keyring } => values::decrypt(&name, token.as_deref(), &keyring),
-        Command::Seal { files, patterns, dry_run, files_opts, keyring } => {
-            files::seal(&files, &patterns, dry_run, &files_opts, &keyring)
-        }
-        Command::Reencrypt { files, files_opts, keyring } => files::reencrypt(&files, &files_opts, &keyring),
-        Command::Check { files, json, files_opts, keyring } => files::check(&files, json, &files_opts, &keyring),
+        Command::Encrypt {
+            name,
+            keep_newline,
+            keyring,
+        } => values::encrypt(&name, keep_newline, &keyring),
+        Command::Decrypt {
+            name,
+            token,
+            keyring,
+        } => values::decrypt(&name, token.as_deref(), &keyring),
+        Command::Seal {
+            files,
+            patterns,
+            dry_run,
+            files_opts,
+            keyring,
+        } => files::seal(&files, &patterns, dry_run, &files_opts, &keyring),
+        Command::Reencrypt {
+            files,
+            files_opts,
+            keyring,
+        } => files::reencrypt(&files, &files_opts, &keyring),
+        Command::Check {
+            files,
+            json,
+            files_opts,
+            keyring,
+        } => files::check(&files, json, &files_opts, &keyring),
     }
 }

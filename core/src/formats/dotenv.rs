@@ -48,7 +48,10 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_while(&mut self, f: impl Fn(char) -> bool) -> usize {
-        let n = self.rest().find(|c: char| !f(c)).unwrap_or(self.rest().len());
+        let n = self
+            .rest()
+            .find(|c: char| !f(c))
+            .unwrap_or(self.rest().len());
         self.advance(n);
         n
     }
@@ -62,7 +65,11 @@ impl<'a> Reader<'a> {
 
 /// Find every assignment of a dotenv text.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
-    let mut r = Reader { text, pos: 0, line: 1 };
+    let mut r = Reader {
+        text,
+        pos: 0,
+        line: 1,
+    };
     let mut entries = Vec::new();
     loop {
         r.skip_while(is_space);
@@ -72,7 +79,9 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         let line = r.line;
         // Optional `export ` prefix.
         if let Some(after) = r.rest().strip_prefix("export") {
-            let ws = after.find(|c: char| !is_inline_space(c)).unwrap_or(after.len());
+            let ws = after
+                .find(|c: char| !is_inline_space(c))
+                .unwrap_or(after.len());
             if ws > 0 {
                 r.advance("export".len() + ws);
             }
@@ -81,13 +90,19 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             Some('#') => None,
             Some('\'') => {
                 let body = &r.rest()[1..];
-                let end = body.find('\'').filter(|&e| e > 0).ok_or_else(|| r.error("unterminated quoted key"))?;
+                let end = body
+                    .find('\'')
+                    .filter(|&e| e > 0)
+                    .ok_or_else(|| r.error("unterminated quoted key"))?;
                 let key = body[..end].to_owned();
                 r.advance(end + 2);
                 Some(key)
             }
             _ => {
-                let n = r.rest().find(|c: char| c == '=' || c == '#' || is_space(c)).unwrap_or(r.rest().len());
+                let n = r
+                    .rest()
+                    .find(|c: char| c == '=' || c == '#' || is_space(c))
+                    .unwrap_or(r.rest().len());
                 if n == 0 {
                     return Err(r.error("expected a variable name"));
                 }
@@ -109,7 +124,9 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         }
         // Optional comment, then the end of the line.
         let rest = r.rest();
-        let ws = rest.find(|c: char| !is_inline_space(c)).unwrap_or(rest.len());
+        let ws = rest
+            .find(|c: char| !is_inline_space(c))
+            .unwrap_or(rest.len());
         if rest[ws..].starts_with('#') {
             let n = rest.find(['\r', '\n']).unwrap_or(rest.len());
             r.advance(n);
@@ -133,8 +150,20 @@ fn parse_value(r: &Reader<'_>) -> Result<(String, usize, Quote)> {
             let body = &rest[1..];
             let end = closing_quote(body, q).ok_or_else(|| r.error("unterminated quoted value"))?;
             let raw = &body[..end];
-            let value = if q == '\'' { unescape(raw, "\\'") } else { unescape(raw, "\\'\"abfnrtv") };
-            Ok((value, end + 2, if q == '\'' { Quote::Single } else { Quote::Double }))
+            let value = if q == '\'' {
+                unescape(raw, "\\'")
+            } else {
+                unescape(raw, "\\'\"abfnrtv")
+            };
+            Ok((
+                value,
+                end + 2,
+                if q == '\'' {
+                    Quote::Single
+                } else {
+                    Quote::Double
+                },
+            ))
         }
         None | Some('\r' | '\n') => Ok((String::new(), 0, Quote::None)),
         Some(_) => {
@@ -143,7 +172,9 @@ fn parse_value(r: &Reader<'_>) -> Result<(String, usize, Quote)> {
             let mut cut = part.len();
             let mut prev_space_start: Option<usize> = None;
             for (i, c) in part.char_indices() {
-                if c == '#' && let Some(s) = prev_space_start {
+                if c == '#'
+                    && let Some(s) = prev_space_start
+                {
                     cut = s;
                     break;
                 }
@@ -213,7 +244,9 @@ pub(crate) fn encode(value: &str) -> std::result::Result<Zeroizing<String>, &'st
     if has_interpolation(value) {
         return Err("dotenv readers expand ${...} inside values");
     }
-    let plain_single = !value.chars().any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'));
+    let plain_single = !value
+        .chars()
+        .any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'));
     let mut out = Zeroizing::new(String::with_capacity(value.len() + 8));
     if plain_single {
         out.push('\'');
@@ -246,7 +279,10 @@ pub(crate) fn encode(value: &str) -> std::result::Result<Zeroizing<String>, &'st
         && !value.starts_with(is_space)
         && !value.ends_with(is_space)
         && !value.contains(['\r', '\n'])
-        && !value.chars().zip(value.chars().skip(1)).any(|(a, b)| is_space(a) && b == '#');
+        && !value
+            .chars()
+            .zip(value.chars().skip(1))
+            .any(|(a, b)| is_space(a) && b == '#');
     if bare_ok {
         out.push_str(value);
         return Ok(out);
@@ -259,7 +295,11 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Vec<(String, String, usize)> {
-        scan(text).unwrap().into_iter().map(|e| (e.name.clone(), e.value.to_string(), e.line)).collect()
+        scan(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone(), e.value.to_string(), e.line))
+            .collect()
     }
 
     #[test]
@@ -293,12 +333,27 @@ mod tests {
     #[test]
     fn garbage_after_a_value_is_an_error_with_its_line() {
         let err = scan("A=1\nB='x' y\n").unwrap_err();
-        assert_eq!(err.to_string(), "line 2: invalid dotenv: unexpected text after the value (quote it?)");
+        assert_eq!(
+            err.to_string(),
+            "line 2: invalid dotenv: unexpected text after the value (quote it?)"
+        );
     }
 
     #[test]
     fn encode_round_trips() {
-        for v in ["plain", "it's", "back\\slash", "nl\nand\ttab", "cr\r", "\"dq\"", " lead", "trail ", "# x", "a\\", ""] {
+        for v in [
+            "plain",
+            "it's",
+            "back\\slash",
+            "nl\nand\ttab",
+            "cr\r",
+            "\"dq\"",
+            " lead",
+            "trail ",
+            "# x",
+            "a\\",
+            "",
+        ] {
             let enc = encode(v).unwrap();
             let e = scan(&format!("K={}\n", enc.as_str())).unwrap();
             assert_eq!(e[0].value.as_str(), v, "{}", enc.as_str());

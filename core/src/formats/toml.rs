@@ -23,7 +23,13 @@ struct Parser<'a> {
 
 /// Find every string value of a TOML document.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
-    let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, line: 1, entries: Vec::new() };
+    let mut p = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        line: 1,
+        entries: Vec::new(),
+    };
     if text.starts_with('\u{feff}') {
         p.pos = 3;
     }
@@ -159,7 +165,10 @@ impl Parser<'_> {
             Some(b'\'') => self.literal_string(),
             _ => {
                 let start = self.pos;
-                while self.peek().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                while self
+                    .peek()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
                     self.pos += 1;
                 }
                 if self.pos == start {
@@ -176,8 +185,12 @@ impl Parser<'_> {
         }
         let (start, line) = (self.pos, self.line);
         let (value, quote) = match self.peek() {
-            Some(b'"') if self.bytes[self.pos..].starts_with(b"\"\"\"") => (self.multiline(b'"')?, Quote::Double),
-            Some(b'\'') if self.bytes[self.pos..].starts_with(b"'''") => (self.multiline(b'\'')?, Quote::Single),
+            Some(b'"') if self.bytes[self.pos..].starts_with(b"\"\"\"") => {
+                (self.multiline(b'"')?, Quote::Double)
+            }
+            Some(b'\'') if self.bytes[self.pos..].starts_with(b"'''") => {
+                (self.multiline(b'\'')?, Quote::Single)
+            }
             Some(b'"') => (self.basic_string()?, Quote::Double),
             Some(b'\'') => (self.literal_string()?, Quote::Single),
             Some(b'[') => return self.array(path, depth),
@@ -185,7 +198,13 @@ impl Parser<'_> {
             Some(_) => return self.atom(),
             None => return Err(self.err("expected a value")),
         };
-        self.entries.push(Entry::new(path.to_owned(), line, start..self.pos, value, quote));
+        self.entries.push(Entry::new(
+            path.to_owned(),
+            line,
+            start..self.pos,
+            value,
+            quote,
+        ));
         Ok(())
     }
 
@@ -227,7 +246,9 @@ impl Parser<'_> {
             }
             self.pos += 1;
             self.blank();
-            let sub = keys.iter().fold(path.to_owned(), |acc, k| join_path(&acc, k));
+            let sub = keys
+                .iter()
+                .fold(path.to_owned(), |acc, k| join_path(&acc, k));
             self.value(&sub, depth + 1)?;
             self.blank_lines()?;
             match self.peek() {
@@ -244,22 +265,31 @@ impl Parser<'_> {
     /// Numbers, booleans, dates and times.
     fn atom(&mut self) -> Result<()> {
         let start = self.pos;
-        let is_atom = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.' | b':');
+        let is_atom =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.' | b':');
         while self.peek().is_some_and(is_atom) {
             self.pos += 1;
         }
         let word = &self.text[start..self.pos];
         // A date and a time may be separated by one space.
         let is_date = word.len() == 10 && word.as_bytes()[4] == b'-' && word.as_bytes()[7] == b'-';
-        if is_date && self.peek() == Some(b' ') && self.bytes.get(self.pos + 1).is_some_and(u8::is_ascii_digit) {
+        if is_date
+            && self.peek() == Some(b' ')
+            && self.bytes.get(self.pos + 1).is_some_and(u8::is_ascii_digit)
+        {
             self.pos += 1;
             while self.peek().is_some_and(is_atom) {
                 self.pos += 1;
             }
         }
         let word = &self.text[start..self.pos];
-        let valid = matches!(word, "true" | "false" | "inf" | "+inf" | "-inf" | "nan" | "+nan" | "-nan")
-            || word.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
+        let valid = matches!(
+            word,
+            "true" | "false" | "inf" | "+inf" | "-inf" | "nan" | "+nan" | "-nan"
+        ) || word
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
         if !valid {
             return Err(self.err("expected a value (strings must be quoted)"));
         }
@@ -277,7 +307,9 @@ impl Parser<'_> {
                     return Ok(s);
                 }
                 Some(b'\t') => self.pos += 1,
-                Some(b) if b < 0x20 || b == 0x7f => return Err(self.err("unterminated or invalid string")),
+                Some(b) if b < 0x20 || b == 0x7f => {
+                    return Err(self.err("unterminated or invalid string"));
+                }
                 Some(_) => self.pos += 1,
                 None => return Err(self.err("unterminated string")),
             }
@@ -288,8 +320,11 @@ impl Parser<'_> {
         self.pos += 1;
         let mut out = String::new();
         loop {
-            let run = self.text[self.pos..].find(|c: char| c == '"' || c == '\\' || (c < ' ' && c != '\t') || c == '\u{7f}');
-            let Some(run) = run else { return Err(self.err("unterminated string")) };
+            let run = self.text[self.pos..]
+                .find(|c: char| c == '"' || c == '\\' || (c < ' ' && c != '\t') || c == '\u{7f}');
+            let Some(run) = run else {
+                return Err(self.err("unterminated string"));
+            };
             out.push_str(&self.text[self.pos..self.pos + run]);
             self.pos += run;
             match self.bytes[self.pos] {
@@ -316,7 +351,9 @@ impl Parser<'_> {
         }
         let mut out = String::new();
         loop {
-            let Some(b) = self.peek() else { return Err(self.err("unterminated multi-line string")) };
+            let Some(b) = self.peek() else {
+                return Err(self.err("unterminated multi-line string"));
+            };
             match b {
                 _ if b == q && self.bytes[self.pos..].starts_with(&[q, q, q]) => {
                     // Up to two more quotes belong to the content.
@@ -333,7 +370,9 @@ impl Parser<'_> {
                 b'\\' if q == b'"' => {
                     // Line-ending backslash: drop white space and line breaks.
                     let rest = &self.text[self.pos + 1..];
-                    let ws = rest.find(|c: char| c != ' ' && c != '\t').unwrap_or(rest.len());
+                    let ws = rest
+                        .find(|c: char| c != ' ' && c != '\t')
+                        .unwrap_or(rest.len());
                     if rest[ws..].starts_with('\n') || rest[ws..].starts_with("\r\n") {
                         self.pos += 1;
                         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -356,9 +395,14 @@ impl Parser<'_> {
                     self.pos += 2;
                     self.line += 1;
                 }
-                b if (b < 0x20 && b != b'\t') || b == 0x7f => return Err(self.err("control character in string")),
+                b if (b < 0x20 && b != b'\t') || b == 0x7f => {
+                    return Err(self.err("control character in string"));
+                }
                 _ => {
-                    let c = self.text[self.pos..].chars().next().expect("not at the end");
+                    let c = self.text[self.pos..]
+                        .chars()
+                        .next()
+                        .expect("not at the end");
                     out.push(c);
                     self.pos += c.len_utf8();
                 }
@@ -389,11 +433,16 @@ impl Parser<'_> {
     }
 
     fn hex(&mut self, n: usize) -> Result<char> {
-        let digits = self.text.get(self.pos..self.pos + n).ok_or_else(|| self.err("invalid escape in string"))?;
+        let digits = self
+            .text
+            .get(self.pos..self.pos + n)
+            .ok_or_else(|| self.err("invalid escape in string"))?;
         if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(self.err("invalid escape in string"));
         }
-        let c = u32::from_str_radix(digits, 16).ok().and_then(char::from_u32);
+        let c = u32::from_str_radix(digits, 16)
+            .ok()
+            .and_then(char::from_u32);
         self.pos += n;
         c.ok_or_else(|| self.err("escape is not a Unicode scalar value"))
     }
@@ -449,7 +498,10 @@ names = ["p", 'q', { inner = "z" }, [1, 2]]
 inline = { user = "u", pw.word = "w" }
 "#;
         let e = scan(text).unwrap();
-        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
+        let got: Vec<_> = e
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str(), e.line))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -473,7 +525,10 @@ inline = { user = "u", pw.word = "w" }
 
     #[test]
     fn errors_name_the_line() {
-        assert_eq!(scan("a = 1\nb = bare\n").unwrap_err().to_string(), "line 2: invalid toml: expected a value (strings must be quoted)");
+        assert_eq!(
+            scan("a = 1\nb = bare\n").unwrap_err().to_string(),
+            "line 2: invalid toml: expected a value (strings must be quoted)"
+        );
         assert!(scan("a = \"open\n").is_err());
         assert!(scan("[a\n").is_err());
         assert!(scan(&format!("a = {}", "[".repeat(10_000))).is_err());

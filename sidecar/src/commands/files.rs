@@ -21,11 +21,14 @@ impl FormatRules {
         rules
             .iter()
             .map(|r| {
-                let (glob, format) = r
-                    .rsplit_once('=')
-                    .ok_or_else(|| CliError::Usage(format!("--format {r:?}: expected GLOB=FORMAT")))?;
-                let format = format.parse::<Format>().map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
-                let glob = Pattern::new(glob).map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
+                let (glob, format) = r.rsplit_once('=').ok_or_else(|| {
+                    CliError::Usage(format!("--format {r:?}: expected GLOB=FORMAT"))
+                })?;
+                let format = format
+                    .parse::<Format>()
+                    .map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
+                let glob = Pattern::new(glob)
+                    .map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
                 Ok((glob, format))
             })
             .collect::<Result<_>>()
@@ -36,7 +39,10 @@ impl FormatRules {
     /// name, else by extension.
     pub fn format_of(&self, path: &Path) -> Format {
         let full = path.to_string_lossy();
-        let base = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         self.0
             .iter()
             .find(|(glob, _)| glob.matches(&full) || glob.matches(&base))
@@ -55,40 +61,66 @@ struct Input {
 impl Input {
     fn read(path: &Path, rules: &FormatRules) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(CliError::io(path))?;
-        Ok(Input { path: path.to_owned(), shown: path.display().to_string(), bytes, format: rules.format_of(path) })
+        Ok(Input {
+            path: path.to_owned(),
+            shown: path.display().to_string(),
+            bytes,
+            format: rules.format_of(path),
+        })
     }
 
     fn parse(&self) -> Result<ConfigFile<'_>> {
-        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         ConfigFile::parse(self.format, &self.bytes, &base).map_err(|source| match source {
-            encstr_core::Error::NotUtf8 => CliError::NotUtf8 { file: self.shown.clone() },
-            source => CliError::Parse { file: self.shown.clone(), source },
+            encstr_core::Error::NotUtf8 => CliError::NotUtf8 {
+                file: self.shown.clone(),
+            },
+            source => CliError::Parse {
+                file: self.shown.clone(),
+                source,
+            },
         })
     }
 }
 
 /// `encstr seal`.
-pub fn seal(files: &[PathBuf], patterns: &[String], dry_run: bool, opts: &FileArgs, keyring: &KeyringArgs) -> Result<()> {
+pub fn seal(
+    files: &[PathBuf],
+    patterns: &[String],
+    dry_run: bool,
+    opts: &FileArgs,
+    keyring: &KeyringArgs,
+) -> Result<()> {
     let ring = keyring.load()?;
     let rules = FormatRules::parse(&opts.formats)?;
     let patterns = if patterns.is_empty() {
         Pattern::defaults()
     } else {
-        patterns.iter().map(|p| Pattern::new(p)).collect::<Result<_, _>>()?
+        patterns
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect::<Result<_, _>>()?
     };
     let verb = if dry_run { "would seal" } else { "sealed" };
     let (mut total, mut touched, mut failed) = (0, 0, 0);
     for path in files {
         let result = Input::read(path, &rules).and_then(|input| {
             let sealed = input.parse()?.seal(&ring, &patterns, &opts.name_prefix)?;
-            let Some((bytes, changed)) = sealed else {
+            let Some(encstr_core::document::Sealed { bytes, changed }) = sealed else {
                 return say(format_args!("{}: nothing to seal", input.shown)).map(|()| 0);
             };
             if !dry_run {
                 fsio::write_atomic(&input.path, &bytes, 0o600)?;
             }
             for c in &changed {
-                say(format_args!("{}:{} {}: {verb} with key {}", input.shown, c.line, c.name, c.key_id))?;
+                say(format_args!(
+                    "{}:{} {}: {verb} with key {}",
+                    input.shown, c.line, c.name, c.key_id
+                ))?;
             }
             Ok(changed.len())
         });
@@ -121,7 +153,11 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
         let result = Input::read(path, &rules).and_then(|input| {
             let file = input.parse()?;
             match file.reencrypt(&ring, &opts.name_prefix) {
-                Ok((bytes, changed, current)) => {
+                Ok(encstr_core::document::Reencrypted {
+                    bytes,
+                    changed,
+                    current,
+                }) => {
                     if let Some(bytes) = bytes {
                         fsio::write_atomic(&input.path, &bytes, 0o600)?;
                     }
@@ -134,7 +170,12 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
                 }
                 Err(errors) => {
                     for e in &errors {
-                        warn(format_args!("{}:{} {}", input.shown, e.line, hint(&e.error)));
+                        warn(format_args!(
+                            "{}:{} {}",
+                            input.shown,
+                            e.line,
+                            hint(&e.error)
+                        ));
                     }
                     Ok(errors.len())
                 }
@@ -154,7 +195,10 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
         }
     }
     if failed_files > 0 {
-        return Err(CliError::ValuesFailed { failed: failed_values, files: failed_files });
+        return Err(CliError::ValuesFailed {
+            failed: failed_values,
+            files: failed_files,
+        });
     }
     Ok(())
 }
@@ -173,7 +217,11 @@ struct CheckRow {
 
 /// `encstr check`.
 pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringArgs) -> Result<()> {
-    let ring: Option<Keyring> = if keyring.is_given() { Some(keyring.load()?) } else { None };
+    let ring: Option<Keyring> = if keyring.is_given() {
+        Some(keyring.load()?)
+    } else {
+        None
+    };
     let rules = FormatRules::parse(&opts.formats)?;
     let mut rows = Vec::new();
     for path in files {
@@ -189,24 +237,49 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
                     Some(Ok(())) => ("ok", None, None),
                     Some(Err(e)) => ("failed", Some(e.kind()), Some(hint(e))),
                 };
-                CheckRow { file: shown.clone(), line: r.line, name: Some(r.name), key_id: r.key_id.map(|k| k.to_string()), status, error_kind, error }
+                CheckRow {
+                    file: shown.clone(),
+                    line: r.line,
+                    name: Some(r.name),
+                    key_id: r.key_id.map(|k| k.to_string()),
+                    status,
+                    error_kind,
+                    error,
+                }
             })),
             Err(e) => {
                 let line = match &e {
-                    CliError::Parse { source: encstr_core::Error::Parse { line, .. }, .. } => *line,
+                    CliError::Parse {
+                        source: encstr_core::Error::Parse { line, .. },
+                        ..
+                    } => *line,
                     _ => 0,
                 };
-                rows.push(CheckRow { file: shown, line, name: None, key_id: None, status: "invalid_file", error_kind: Some("parse"), error: Some(e.to_string()) });
+                rows.push(CheckRow {
+                    file: shown,
+                    line,
+                    name: None,
+                    key_id: None,
+                    status: "invalid_file",
+                    error_kind: Some("parse"),
+                    error: Some(e.to_string()),
+                });
             }
         }
     }
-    let failed = rows.iter().filter(|r| matches!(r.status, "failed" | "invalid_file")).count();
+    let failed = rows
+        .iter()
+        .filter(|r| matches!(r.status, "failed" | "invalid_file"))
+        .count();
     if json {
         say(serde_json::to_string_pretty(&rows).expect("serializable"))?;
     } else {
         for r in &rows {
             match r.status {
-                "invalid_file" => warn(format_args!("encstr: error: {}", r.error.as_deref().unwrap_or_default())),
+                "invalid_file" => warn(format_args!(
+                    "encstr: error: {}",
+                    r.error.as_deref().unwrap_or_default()
+                )),
                 status => {
                     let name = r.name.as_deref().unwrap_or_default();
                     let key = r.key_id.as_deref().unwrap_or("-");
@@ -222,15 +295,34 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
         let tokens = rows.iter().filter(|r| r.name.is_some()).count();
         let ok = rows.iter().filter(|r| r.status == "ok").count();
         warn(match &ring {
-            Some(_) => format!("{tokens} token(s) in {} file(s): {ok} ok, {failed} failed", files.len()),
-            None => format!("{tokens} token(s) in {} file(s) (not decrypted: no keyring given)", files.len()),
+            Some(_) => format!(
+                "{tokens} token(s) in {} file(s): {ok} ok, {failed} failed",
+                files.len()
+            ),
+            None => format!(
+                "{tokens} token(s) in {} file(s) (not decrypted: no keyring given)",
+                files.len()
+            ),
         });
         for r in rows.iter().filter(|r| r.status == "failed") {
-            warn(format_args!("{}:{} {}", r.file, r.line, r.error.as_deref().unwrap_or_default()));
+            warn(format_args!(
+                "{}:{} {}",
+                r.file,
+                r.line,
+                r.error.as_deref().unwrap_or_default()
+            ));
         }
     }
     if failed > 0 {
-        return Err(CliError::ValuesFailed { failed, files: rows.iter().filter(|r| r.status != "ok").map(|r| &r.file).collect::<std::collections::BTreeSet<_>>().len() });
+        return Err(CliError::ValuesFailed {
+            failed,
+            files: rows
+                .iter()
+                .filter(|r| r.status != "ok")
+                .map(|r| &r.file)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+        });
     }
     Ok(())
 }
@@ -239,7 +331,9 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
 pub fn hint(e: &encstr_core::Error) -> String {
     let todo = match e.kind() {
         "unknown_key" => "; use a keyring that holds this key, or re-encrypt the value",
-        "authentication_failed" => "; check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
+        "authentication_failed" => {
+            "; check the secret name (and --name-prefix) the value was sealed for, or re-seal it"
+        }
         "malformed" => "; the value starts with ENCSTR: but is not a token: re-seal it",
         "unsupported_version" => "; upgrade encstr",
         _ => "",

@@ -12,7 +12,11 @@ use crate::error::{CliError, Result};
 /// Encrypt standard input for `name`; print the token.
 pub fn encrypt(name: &str, keep_newline: bool, keyring: &KeyringArgs) -> Result<()> {
     let ring = keyring.load()?;
-    let mut plain = if std::io::stdin().is_terminal() { read_hidden(name)? } else { read_stdin()? };
+    let mut plain = if std::io::stdin().is_terminal() {
+        read_hidden(name)?
+    } else {
+        read_stdin()?
+    };
     if !keep_newline && plain.last() == Some(&b'\n') {
         plain.pop();
         if plain.last() == Some(&b'\r') {
@@ -32,13 +36,23 @@ pub fn decrypt(name: &str, token_arg: Option<&str>, keyring: &KeyringArgs) -> Re
         None => {
             input = read_stdin()?;
             std::str::from_utf8(&input)
-                .map_err(|_| CliError::Decrypt(encstr_core::Error::Malformed { name: Some(name.to_owned()), reason: "not text" }))?
+                .map_err(|_| {
+                    CliError::Decrypt(encstr_core::Error::Malformed {
+                        name: Some(name.to_owned()),
+                        reason: "not text",
+                    })
+                })?
                 .trim()
         }
     };
     let plain = token::decrypt(&ring, name, text).map_err(CliError::Decrypt)?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&plain).and_then(|()| out.flush()).map_err(|source| CliError::Stdio { what: "writing standard output", source })
+    out.write_all(&plain)
+        .and_then(|()| out.flush())
+        .map_err(|source| CliError::Stdio {
+            what: "writing standard output",
+            source,
+        })
 }
 
 fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
@@ -46,7 +60,10 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
     std::io::stdin()
         .lock()
         .read_to_end(&mut buf)
-        .map_err(|source| CliError::Stdio { what: "reading standard input", source })?;
+        .map_err(|source| CliError::Stdio {
+            what: "reading standard input",
+            source,
+        })?;
     Ok(buf)
 }
 
@@ -55,7 +72,10 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
 fn read_hidden(name: &str) -> Result<Zeroizing<Vec<u8>>> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
-    let err = |source| CliError::Stdio { what: "reading the terminal", source };
+    let err = |source| CliError::Stdio {
+        what: "reading the terminal",
+        source,
+    };
     let saved = tcgetattr(&stdin).map_err(|e| err(e.into()))?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);

@@ -1,0 +1,687 @@
+//! The real `encstr` binary, run as a user would: exact outputs and exit
+//! codes for every command and every failure path.
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Keys `a` and `b` of the published vectors.
+const KEY_A: &str = "TJfYpFOWpmj0PbSthoRNEleAKc9avU5OiqXpFx7OGhA=";
+const KEY_B: &str = "FNP8PqAWQgSeMPQ6XGCIF09/lUPClTG63kieec6/iGM=";
+const ID_A: &str = "2d353d4a";
+const ID_B: &str = "07e5a8df";
+/// Vector token of key `a` for `db.password` = `s3cr3t`.
+const TOKEN_A: &str =
+    "ENCSTR:AS01PUr3wut7dI2iP2n0Z1ao/a5cPNbq9DOrvg8zTd1epafyVao/53zUVI3hujP08EnBeA4=";
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("encstr-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+    fn write(&self, f: &str, text: &str) -> PathBuf {
+        let p = self.path(f);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn read(&self, f: &str) -> String {
+        std::fs::read_to_string(self.path(f)).unwrap()
+    }
+    fn keyring(&self, keys: &[&str]) -> PathBuf {
+        self.write("keyring", &(keys.join("\n") + "\n"))
+    }
+    fn run(&self, args: &[&str]) -> Out {
+        self.run_with(args, None, &[])
+    }
+    fn run_with(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_encstr"));
+        cmd.args(args)
+            .current_dir(&self.0)
+            .env_remove("ENCSTR_KEYRING")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn no_secrets(out: &Out, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !out.stdout.contains(s) && !out.stderr.contains(s),
+            "{s:?} leaked:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn keys_init_creates_a_private_keyring_and_refuses_to_overwrite() {
+    let d = Dir::new("init");
+    let out = d.run(&["keys", "init", "--keyring", "k"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out
+        .stdout
+        .trim()
+        .strip_prefix("created k with key ")
+        .unwrap()
+        .strip_suffix(" (mode 0600)")
+        .unwrap();
+    assert_eq!(id.len(), 8);
+    let meta = std::fs::metadata(d.path("k")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = d.read("k");
+    assert_eq!(text.lines().count(), 1);
+    no_secrets(&out, &[text.trim()]);
+
+    let again = d.run(&["keys", "init", "--keyring", "k"]);
+    assert_eq!(again.code, 1);
+    assert_eq!(
+        again.stderr,
+        "encstr: error: k: already exists; refusing to overwrite a keyring (use `encstr keys rotate` to add a key)\n"
+    );
+    assert_eq!(d.read("k"), text, "existing keyring untouched");
+}
+
+#[test]
+fn keys_rotate_list_prune() {
+    let d = Dir::new("rotate");
+    d.keyring(&[KEY_A]);
+    let out = d.run(&["keys", "rotate", "--keyring", "keyring"]);
+    assert_eq!(out.code, 0);
+    let new_id = out.stdout.trim().to_owned();
+    assert_eq!(new_id.len(), 8);
+    let list = d.run(&["keys", "list", "--keyring", "keyring"]);
+    assert_eq!(
+        list.stdout,
+        format!("POS  KEY ID    ROLE\n1    {ID_A}  decrypt-only\n2    {new_id}  primary\n")
+    );
+    no_secrets(&list, &[KEY_A]);
+
+    let json = d.run(&["keys", "list", "--keyring", "keyring", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v[0]["key_id"], ID_A);
+    assert_eq!(v[1]["primary"], true);
+
+    let prune = d.run(&["keys", "prune", "--keyring", "keyring", "--remove", &new_id]);
+    assert_eq!(prune.code, 1);
+    assert_eq!(
+        prune.stderr,
+        format!(
+            "encstr: error: key {new_id} is the primary key and cannot be removed (rotate first)\n"
+        )
+    );
+    let prune = d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "1"]);
+    assert_eq!(
+        prune.stdout,
+        format!("removed {ID_A}\n1 key(s) left, primary {new_id}\n")
+    );
+    let prune = d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "3"]);
+    assert_eq!(
+        prune.stdout,
+        format!("nothing to prune: 1 key(s), primary {new_id}\n")
+    );
+    assert_eq!(
+        d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "0"])
+            .code,
+        2
+    );
+    assert_eq!(
+        d.run(&["keys", "prune", "--keyring", "keyring"]).code,
+        2,
+        "--keep or --remove required"
+    );
+    let bad = d.run(&["keys", "prune", "--keyring", "keyring", "--remove", "zz"]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (2, "encstr: error: \"zz\" is not a key id (8 hex digits)\n")
+    );
+    let unknown = d.run(&["keys", "prune", "--keyring", "keyring", "--remove", ID_B]);
+    assert_eq!(
+        (unknown.code, unknown.stderr.as_str()),
+        (1, "encstr: error: no key 07e5a8df in the keyring\n")
+    );
+}
+
+#[test]
+fn broken_keyrings_name_the_line_and_never_echo_it() {
+    let d = Dir::new("badring");
+    d.write(
+        "keyring",
+        &format!("# comment\n{KEY_A}\nnot-a-key-but-maybe-a-secret\n"),
+    );
+    let out = d.run(&["keys", "list", "--keyring", "keyring"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "encstr: error: keyring keyring: keyring line 3: not a key (expected base64 of 32 bytes)\n"
+    );
+    no_secrets(&out, &["not-a-key-but-maybe-a-secret", KEY_A]);
+    d.write("keyring", &format!("{KEY_A}\n{KEY_A}\n"));
+    let out = d.run(&["keys", "rotate", "--keyring", "keyring"]);
+    assert_eq!(
+        out.stderr,
+        format!("encstr: error: keyring keyring: keyring line 2: duplicate of key {ID_A}\n")
+    );
+    let out = d.run(&["keys", "list", "--keyring", "missing"]);
+    assert_eq!(
+        out.stderr,
+        "encstr: error: missing: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn keys_derive_matches_the_passphrase_vector() {
+    let d = Dir::new("derive");
+    let out = d.run_with(
+        &["keys", "derive", "--passphrase-env", "PASS"],
+        None,
+        &[("PASS", "correct horse battery staple")],
+    );
+    assert_eq!(out.stdout, "mRmuvoKTVYZOjGMOdmUy8O1LxWx3rrrlAJkIaNRLgvc=\n");
+    let out = d.run(&["keys", "derive", "--passphrase-env", "PASS"]);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            1,
+            "encstr: error: environment variable PASS is not set or empty\n"
+        )
+    );
+}
+
+#[test]
+fn encrypt_decrypt_round_trip_and_keyring_sources() {
+    let d = Dir::new("crypt");
+    d.keyring(&[KEY_B, KEY_A]);
+    let enc = d.run_with(
+        &["encrypt", "--name", "db.password", "--keyring", "keyring"],
+        Some(b"s3cr3t\n"),
+        &[],
+    );
+    assert_eq!(enc.code, 0, "{}", enc.stderr);
+    let token = enc.stdout.trim();
+    assert!(
+        token.starts_with("ENCSTR:AS01P"),
+        "made by the primary (a): {token}"
+    );
+    let dec = d.run(&[
+        "decrypt",
+        "--name",
+        "db.password",
+        "--keyring",
+        "keyring",
+        token,
+    ]);
+    assert_eq!(dec.stdout, "s3cr3t", "exact bytes, no newline");
+    let kept = d.run_with(
+        &[
+            "encrypt",
+            "--name",
+            "n",
+            "--keep-newline",
+            "--keyring",
+            "keyring",
+        ],
+        Some(b"x\n"),
+        &[],
+    );
+    let dec = d.run_with(
+        &["decrypt", "--name", "n", "--keyring", "keyring"],
+        Some(kept.stdout.as_bytes()),
+        &[],
+    );
+    assert_eq!(dec.stdout, "x\n");
+
+    // The same through ENCSTR_KEYRING, --keyring-env and the vector token.
+    let ring_text = format!("{KEY_A}\n");
+    for (args, env) in [
+        (
+            vec!["decrypt", "--name", "db.password", TOKEN_A],
+            vec![("ENCSTR_KEYRING", "keyring")],
+        ),
+        (
+            vec![
+                "decrypt",
+                "--name",
+                "db.password",
+                "--keyring-env",
+                "RING",
+                TOKEN_A,
+            ],
+            vec![("RING", ring_text.as_str()), ("ENCSTR_KEYRING", "missing")],
+        ),
+    ] {
+        let out = d.run_with(&args, None, &env);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "s3cr3t"),
+            "{}",
+            out.stderr
+        );
+    }
+    let pass = d.run_with(
+        &["encrypt", "--name", "p", "--passphrase-env", "P"],
+        Some(b"v"),
+        &[("P", "pw")],
+    );
+    let back = d.run_with(
+        &[
+            "decrypt",
+            "--name",
+            "p",
+            "--passphrase-env",
+            "P",
+            pass.stdout.trim(),
+        ],
+        None,
+        &[("P", "pw")],
+    );
+    assert_eq!(back.stdout, "v");
+}
+
+#[test]
+fn decrypt_failures_are_one_line_with_kind_name_key_and_advice() {
+    let d = Dir::new("decfail");
+    d.keyring(&[KEY_A]);
+    let cases = [
+        (
+            "db.password",
+            TOKEN_A.replace("BeA4=", "BeA8="),
+            "db.password: authentication failed with key 2d353d4a (token altered, made for another secret name, or made with another key); check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
+        ),
+        (
+            "smtp.password",
+            TOKEN_A.to_owned(),
+            "smtp.password: authentication failed with key 2d353d4a (token altered, made for another secret name, or made with another key); check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
+        ),
+        (
+            "db.password",
+            TOKEN_A.replace("AS01", "AdI1"),
+            "db.password: no key d2353d4a in the keyring (was it pruned, or is this the wrong keyring?); use a keyring that holds this key, or re-encrypt the value",
+        ),
+        (
+            "db.password",
+            TOKEN_A.replace("AS01", "Ai01"),
+            "db.password: unsupported token version 2 (this encstr reads version 1); upgrade encstr",
+        ),
+        (
+            "db.password",
+            "ENCSTR:!!".to_owned(),
+            "db.password: malformed token: not valid base64; the value starts with ENCSTR: but is not a token: re-seal it",
+        ),
+        (
+            "db.password",
+            "hunter2".to_owned(),
+            "db.password: malformed token: does not start with ENCSTR:; the value starts with ENCSTR: but is not a token: re-seal it",
+        ),
+    ];
+    for (name, token, msg) in cases {
+        let out = d.run(&["decrypt", "--name", name, "--keyring", "keyring", &token]);
+        assert_eq!(out.code, 1);
+        assert_eq!(out.stdout, "");
+        assert_eq!(out.stderr, format!("encstr: error: {msg}\n"));
+        no_secrets(&out, &["s3cr3t", &TOKEN_A[7..40], KEY_A]);
+    }
+    let none = d.run(&["decrypt", "--name", "x", TOKEN_A]);
+    assert_eq!(none.code, 2);
+    assert!(
+        none.stderr
+            .starts_with("encstr: error: no keyring: give --keyring FILE"),
+        "{}",
+        none.stderr
+    );
+}
+
+#[test]
+fn seal_check_reencrypt_across_formats() {
+    let d = Dir::new("seal");
+    d.keyring(&[KEY_A]);
+    let files = [
+        (
+            "app.properties",
+            "# app\ndb.password = s3cr3t\ndb.user = app\n",
+        ),
+        ("app.env", "export API_TOKEN=\"tok en\" # c\nPORT=8080\n"),
+        (
+            "app.yaml",
+            "db:\n  password: 's3cr3t'  # keep\n  host: db\nservers:\n  - token: abc\n",
+        ),
+        (
+            "app.json",
+            "{\"smtp\": {\"password\": \"p\\\"w\"}, \"n\": 1}\n",
+        ),
+        (
+            "app.toml",
+            "[ldap]\nbind_password = 'x'\nurl = \"ldap://\"\n",
+        ),
+        ("db.password", "raw-secret\n"),
+    ];
+    for (f, text) in files {
+        d.write(f, text);
+    }
+    let names: Vec<&str> = files.iter().map(|(f, _)| *f).collect();
+
+    let dry = d.run(&[&["seal", "--dry-run", "--keyring", "keyring"][..], &names].concat());
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("app.yaml:2 db.password: would seal with key 2d353d4a\n"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.ends_with("would seal 7 value(s) in 6 file(s)\n"),
+        "{}",
+        dry.stdout
+    );
+    for (f, text) in files {
+        assert_eq!(d.read(f), text, "dry run changes nothing");
+    }
+
+    let sealed = d.run(&[&["seal", "--keyring", "keyring"][..], &names].concat());
+    assert_eq!(sealed.code, 0, "{}", sealed.stderr);
+    assert_eq!(
+        sealed
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("sealed"))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        vec![
+            "app.properties:2",
+            "app.env:1",
+            "app.yaml:2",
+            "app.yaml:5",
+            "app.json:1",
+            "app.toml:2",
+            "db.password:1"
+        ]
+    );
+    no_secrets(&sealed, &["s3cr3t", "tok en", "raw-secret"]);
+    // Formatting around sealed values is untouched.
+    let yaml = d.read("app.yaml");
+    assert!(
+        yaml.starts_with("db:\n  password: 'ENCSTR:AS01P")
+            && yaml.contains("'  # keep\n  host: db\nservers:\n  - token: ENCSTR:"),
+        "{yaml}"
+    );
+    assert!(
+        d.read("app.env").starts_with("export API_TOKEN=\"ENCSTR:")
+            && d.read("app.env").ends_with("\" # c\nPORT=8080\n")
+    );
+    assert!(d.read("db.password").ends_with("=\n") && d.read("db.password").starts_with("ENCSTR:"));
+
+    // Sealing again is a no-op.
+    let again = d.run(&["seal", "--keyring", "keyring", "app.yaml"]);
+    assert_eq!(
+        again.stdout,
+        "app.yaml: nothing to seal\nsealed 0 value(s) in 0 file(s)\n"
+    );
+
+    let check = d.run(&[&["check", "--keyring", "keyring"][..], &names].concat());
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("app.yaml:5 servers[0].token 2d353d4a ok\n"),
+        "{}",
+        check.stdout
+    );
+    assert_eq!(check.stderr, "7 token(s) in 6 file(s): 7 ok, 0 failed\n");
+
+    // Rotate, re-encrypt: every token moves to the new primary.
+    let new_id = d
+        .run(&["keys", "rotate", "--keyring", "keyring"])
+        .stdout
+        .trim()
+        .to_owned();
+    let re = d.run(&[&["reencrypt", "--keyring", "keyring"][..], &names].concat());
+    assert_eq!(re.code, 0, "{}", re.stderr);
+    assert!(
+        re.stdout.contains(&format!(
+            "app.yaml: 2 re-encrypted under key {new_id}, 0 already under it\n"
+        )),
+        "{}",
+        re.stdout
+    );
+    let check = d.run(&[&["check", "--json", "--keyring", "keyring"][..], &names].concat());
+    let rows: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["key_id"] == new_id.as_str() && r["status"] == "ok"),
+        "{rows}"
+    );
+    // And the values are what they were.
+    let props_token = d
+        .read("app.properties")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(" = ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let plain = d.run(&[
+        "decrypt",
+        "--keyring",
+        "keyring",
+        "--name",
+        "db.password",
+        &props_token,
+    ]);
+    assert_eq!(plain.stdout, "s3cr3t");
+    let raw_token = d.read("db.password");
+    assert_eq!(
+        d.run(&[
+            "decrypt",
+            "--keyring",
+            "keyring",
+            "--name",
+            "db.password",
+            raw_token.trim()
+        ])
+        .stdout,
+        "raw-secret"
+    );
+}
+
+#[test]
+fn seal_options_match_prefix_and_format_override() {
+    let d = Dir::new("sealopts");
+    d.keyring(&[KEY_A]);
+    d.write("settings.conf", "DB_PASS=x\nDB_HOST=y\n");
+    let out = d.run(&[
+        "seal",
+        "--keyring",
+        "keyring",
+        "--match",
+        "*_pass",
+        "--format",
+        "*.conf=dotenv",
+        "--name-prefix",
+        "app/",
+        "settings.conf",
+    ]);
+    assert_eq!(
+        out.stdout,
+        "settings.conf:1 app/DB_PASS: sealed with key 2d353d4a\nsealed 1 value(s) in 1 file(s)\n",
+        "{}",
+        out.stderr
+    );
+    let check = d.run(&[
+        "check",
+        "--keyring",
+        "keyring",
+        "--format",
+        "*.conf=dotenv",
+        "settings.conf",
+    ]);
+    assert_eq!(check.code, 1, "wrong prefix fails");
+    assert!(
+        check
+            .stdout
+            .contains("settings.conf:1 DB_PASS 2d353d4a FAILED authentication_failed\n"),
+        "{}",
+        check.stdout
+    );
+    let check = d.run(&[
+        "check",
+        "--keyring",
+        "keyring",
+        "--format",
+        "*.conf=dotenv",
+        "--name-prefix",
+        "app/",
+        "settings.conf",
+    ]);
+    assert_eq!(check.code, 0);
+    let bad = d.run(&[
+        "seal",
+        "--keyring",
+        "keyring",
+        "--format",
+        "*.conf",
+        "settings.conf",
+    ]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (
+            2,
+            "encstr: error: --format \"*.conf\": expected GLOB=FORMAT\n"
+        )
+    );
+    let bad = d.run(&[
+        "seal",
+        "--keyring",
+        "keyring",
+        "--format",
+        "*.conf=xml",
+        "settings.conf",
+    ]);
+    assert_eq!(bad.code, 2);
+}
+
+#[test]
+fn check_reports_failures_and_broken_files_and_exits_1() {
+    let d = Dir::new("check");
+    d.keyring(&[KEY_B]);
+    d.write("a.yaml", &format!("db:\n  password: {TOKEN_A}\n"));
+    d.write("b.json", "{\"a\": \n");
+    let out = d.run(&["check", "--keyring", "keyring", "a.yaml", "b.json"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stdout,
+        "a.yaml:2 db.password 2d353d4a FAILED unknown_key\n"
+    );
+    assert_eq!(
+        out.stderr,
+        "encstr: error: b.json:line 2: invalid json: unexpected end of document\n\
+         1 token(s) in 2 file(s): 0 ok, 2 failed\n\
+         a.yaml:2 db.password: no key 2d353d4a in the keyring (was it pruned, or is this the wrong keyring?); use a keyring that holds this key, or re-encrypt the value\n\
+         encstr: error: 2 value(s) failed in 2 file(s); nothing was changed in those files\n"
+    );
+    // Without a keyring: listing only, and it succeeds.
+    let list = d.run(&["check", "a.yaml"]);
+    assert_eq!(
+        (list.code, list.stdout.as_str()),
+        (0, "a.yaml:2 db.password 2d353d4a\n")
+    );
+}
+
+#[test]
+fn reencrypt_is_all_or_nothing_per_file() {
+    let d = Dir::new("reenc");
+    d.keyring(&[KEY_A, KEY_B]);
+    let good = format!("db.password = {TOKEN_A}\nbad.password = {TOKEN_A}\n");
+    d.write("app.properties", &good);
+    let out = d.run(&["reencrypt", "--keyring", "keyring", "app.properties"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .starts_with("app.properties:2 bad.password: authentication failed with key 2d353d4a"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(d.read("app.properties"), good, "nothing written");
+}
+
+#[test]
+fn seal_reports_broken_files_and_keeps_them() {
+    let d = Dir::new("sealbad");
+    d.keyring(&[KEY_A]);
+    d.write("x.toml", "password = \"a\"\nbroken = \n");
+    d.write("ok.env", "PASSWORD=a\n");
+    let out = d.run(&["seal", "--keyring", "keyring", "x.toml", "ok.env"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "encstr: error: x.toml:line 2: invalid toml: expected a value (strings must be quoted)\nencstr: error: 1 file(s) failed; nothing was changed in them\n"
+    );
+    assert_eq!(d.read("x.toml"), "password = \"a\"\nbroken = \n");
+    assert!(d.read("ok.env").starts_with("PASSWORD=ENCSTR:"));
+    let path: &Path = &d.path("ok.env");
+    assert!(path.exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let d = Dir::new("usage");
+    for args in [
+        &["bogus"][..],
+        &["seal"],
+        &["decrypt"],
+        &["encrypt", "--name"],
+        &[
+            "decrypt",
+            "--name",
+            "x",
+            "--keyring-env",
+            "A",
+            "--passphrase-env",
+            "B",
+            "t",
+        ],
+    ] {
+        assert_eq!(d.run(args).code, 2, "{args:?}");
+    }
+    let help = d.run(&["--help"]);
+    assert_eq!(help.code, 0);
+    for cmd in ["keys", "encrypt", "decrypt", "seal", "reencrypt", "check"] {
+        assert!(help.stdout.contains(cmd), "{cmd}");
+    }
+}
