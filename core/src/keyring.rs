@@ -2,6 +2,7 @@
 //! all of which decrypt, and their text form (one base64 seed per line).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use zeroize::Zeroizing;
 
@@ -16,7 +17,26 @@ use crate::keys::{Key, KeyId, Seed};
 pub struct Keyring {
     keys: Vec<Key>,
     /// Key id → positions in `keys` (more than one only on an id collision).
-    index: HashMap<KeyId, Vec<usize>>,
+    index: HashMap<KeyId, Vec<usize>, BuildHasherDefault<IdHasher>>,
+}
+
+/// Key ids are HKDF output, uniformly distributed: they are their own hash.
+/// (The map's content comes from the trusted keyring; a token can only
+/// choose which bucket a lookup probes.)
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread the 32 id bits over the whole word (Fibonacci hashing).
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
 }
 
 impl Keyring {
@@ -34,7 +54,7 @@ impl Keyring {
         }
         let mut ring = Keyring {
             keys,
-            index: HashMap::new(),
+            index: HashMap::default(),
         };
         ring.reindex();
         // Equal seeds have equal ids, so only keys sharing an id are compared.

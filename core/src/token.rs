@@ -67,7 +67,7 @@ pub fn encrypt_with_iv(key: &Key, name: &str, plaintext: &[u8], iv: &[u8; IV_LEN
     payload.extend_from_slice(iv);
     payload.extend_from_slice(plaintext);
     payload.resize(HEADER + padded_len, 0);
-    cbc::Encryptor::inner_iv_init(key.encryptor().clone(), iv.into())
+    cbc::Encryptor::inner_iv_init(key.encryptor(), iv.into())
         .encrypt_padded::<Pkcs7>(&mut payload[HEADER..], plaintext.len())
         .expect("buffer holds the padded plaintext");
     let tag = compute_tag(key, name, &payload[..1 + ID_LEN], &payload[1 + ID_LEN..]);
@@ -109,7 +109,7 @@ fn decrypt_inner(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing
     let iv: [u8; IV_LEN] = payload[1 + ID_LEN..HEADER]
         .try_into()
         .expect("IV is 16 bytes");
-    let plain_len = cbc::Decryptor::inner_iv_init(key.decryptor().clone(), (&iv).into())
+    let plain_len = cbc::Decryptor::inner_iv_init(key.decryptor(), (&iv).into())
         .decrypt_padded::<Pkcs7>(&mut payload[HEADER..tag_at])
         .map_err(|_| Error::AuthenticationFailed { name: None, key_id })?
         .len();
