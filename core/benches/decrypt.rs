@@ -8,7 +8,12 @@ use encstr_core::keys::{Key, Seed};
 use encstr_core::{ConfigFile, Format, Keyring, token};
 
 fn keyring(n: usize) -> Keyring {
-    Keyring::new((0..n).map(|i| Key::from_seed(Seed::from_bytes(seed(i)))).collect()).unwrap()
+    Keyring::new(
+        (0..n)
+            .map(|i| Key::from_seed(Seed::from_bytes(seed(i))))
+            .collect(),
+    )
+    .unwrap()
 }
 
 fn seed(i: usize) -> [u8; 32] {
@@ -24,13 +29,22 @@ fn decrypt(c: &mut Criterion) {
         let ring = keyring(n);
         let token = token::encrypt(&ring, "db.password", &secret).unwrap();
         group.bench_function(format!("{n}_keys"), |b| {
-            b.iter(|| token::decrypt(black_box(&ring), black_box("db.password"), black_box(&token)).unwrap())
+            b.iter(|| {
+                token::decrypt(
+                    black_box(&ring),
+                    black_box("db.password"),
+                    black_box(&token),
+                )
+                .unwrap()
+            })
         });
     }
     group.finish();
 
     let ring = keyring(1);
-    c.bench_function("encrypt_32_bytes", |b| b.iter(|| token::encrypt(&ring, "db.password", black_box(&secret)).unwrap()));
+    c.bench_function("encrypt_32_bytes", |b| {
+        b.iter(|| token::encrypt(&ring, "db.password", black_box(&secret)).unwrap())
+    });
 }
 
 fn check_yaml(c: &mut Criterion) {
@@ -40,7 +54,10 @@ fn check_yaml(c: &mut Criterion) {
         yaml.push_str(&format!("service{s}:\n"));
         for v in 0..100 {
             let name = format!("service{s}.password{v}");
-            yaml.push_str(&format!("  password{v}: {}\n", token::encrypt(&ring, &name, b"0123456789abcdef0123456789abcdef").unwrap()));
+            yaml.push_str(&format!(
+                "  password{v}: {}\n",
+                token::encrypt(&ring, &name, b"0123456789abcdef0123456789abcdef").unwrap()
+            ));
         }
     }
     let mut group = c.benchmark_group("yaml_10000_values");
@@ -52,7 +69,9 @@ fn check_yaml(c: &mut Criterion) {
             assert_eq!(reports.len(), 10_000);
         })
     });
-    group.bench_function("parse_only", |b| b.iter(|| ConfigFile::parse(Format::Yaml, yaml.as_bytes(), "big.yaml").unwrap()));
+    group.bench_function("parse_only", |b| {
+        b.iter(|| ConfigFile::parse(Format::Yaml, yaml.as_bytes(), "big.yaml").unwrap())
+    });
     group.finish();
 }
 
