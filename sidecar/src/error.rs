@@ -71,6 +71,15 @@ pub enum CliError {
         files: usize,
     },
 
+    /// `check` found values that fail; each was already reported.
+    #[error("{failed} value(s) failed in {files} file(s)")]
+    CheckFailed {
+        /// Number of failing values (and unparsable files).
+        failed: usize,
+        /// Number of files they are in.
+        files: usize,
+    },
+
     /// Some files failed; each was already reported on its own line.
     #[error("{0} file(s) failed; nothing was changed in them")]
     FilesFailed(usize),

@@ -314,7 +314,7 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
         }
     }
     if failed > 0 {
-        return Err(CliError::ValuesFailed {
+        return Err(CliError::CheckFailed {
             failed,
             files: rows
                 .iter()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test of the project: formatting, lints, unit, property, CLI and
+# real-parser tests, and the walkthrough. Installs what it needs itself.
+# Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}" DEBIAN_FRONTEND=noninteractive
+
+apt_updated=
+apt_install() {
+  [ -n "$apt_updated" ] || { apt-get update -qq >/dev/null; apt_updated=1; }
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+log "tools"
+command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
+command -v python3 >/dev/null || apt_install python3 python3-pip
+python3 -c 'import yaml, dotenv' 2>/dev/null || python3 -m pip install -q pyyaml python-dotenv
+command -v java >/dev/null || apt_install openjdk-17-jdk-headless
+cargo --version; python3 --version; java -version 2>&1 | head -1
+
+log "format"
+cargo fmt --all -- --check
+
+log "lint"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "tests"
+cargo test --workspace --locked
+
+log "walkthrough"
+./scripts/demo.sh >/dev/null
+
+log "all passed"
