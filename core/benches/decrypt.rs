@@ -8,12 +8,7 @@ use encstr_core::keys::{Key, Seed};
 use encstr_core::{ConfigFile, Format, Keyring, token};
 
 fn keyring(n: usize) -> Keyring {
-    Keyring::new(
-        (0..n)
-            .map(|i| Key::from_seed(Seed::from_bytes(seed(i))))
-            .collect(),
-    )
-    .unwrap()
+    Keyring::new((0..n).map(|i| Key::from_seed(Seed::from_bytes(seed(i)))).collect()).unwrap()
 }
 
 fn seed(i: usize) -> [u8; 32] {
@@ -29,14 +24,7 @@ fn decrypt(c: &mut Criterion) {
         let ring = keyring(n);
         let token = token::encrypt(&ring, "db.password", &secret).unwrap();
         group.bench_function(format!("{n}_keys"), |b| {
-            b.iter(|| {
-                token::decrypt(
-                    black_box(&ring),
-                    black_box("db.password"),
-                    black_box(&token),
-                )
-                .unwrap()
-            })
+            b.iter(|| token::decrypt(black_box(&ring), black_box("db.password"), black_box(&token)).unwrap())
         });
     }
     group.finish();

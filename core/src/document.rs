@@ -113,11 +113,7 @@ impl<'a> ConfigFile<'a> {
             }
             Err(_) => return Err(Error::NotUtf8),
         };
-        Ok(ConfigFile {
-            format,
-            bytes,
-            entries,
-        })
+        Ok(ConfigFile { format, bytes, entries })
     }
 
     /// The file's format.
@@ -161,12 +157,7 @@ impl<'a> ConfigFile<'a> {
     /// Encrypt every plaintext value whose name matches `patterns` (empty
     /// values and tokens are left alone). Returns the new file and what was
     /// sealed, or `None` when nothing matched.
-    pub fn seal(
-        &self,
-        keyring: &Keyring,
-        patterns: &[Pattern],
-        prefix: &str,
-    ) -> Result<Option<Sealed>> {
+    pub fn seal(&self, keyring: &Keyring, patterns: &[Pattern], prefix: &str) -> Result<Option<Sealed>> {
         let mut edits = Vec::new();
         let mut sealed = Vec::new();
         for entry in &self.entries {
@@ -182,20 +173,13 @@ impl<'a> ConfigFile<'a> {
                 key_id: keyring.primary().id(),
             });
         }
-        Ok((!sealed.is_empty()).then(|| Sealed {
-            bytes: self.rewrite(edits),
-            changed: sealed,
-        }))
+        Ok((!sealed.is_empty()).then(|| Sealed { bytes: self.rewrite(edits), changed: sealed }))
     }
 
     /// Re-encrypt under the primary key every token made by another key.
     /// All or nothing: if any token fails to decrypt, every failure is
     /// returned and nothing is produced.
-    pub fn reencrypt(
-        &self,
-        keyring: &Keyring,
-        prefix: &str,
-    ) -> Result<Reencrypted, Vec<ValueError>> {
+    pub fn reencrypt(&self, keyring: &Keyring, prefix: &str) -> Result<Reencrypted, Vec<ValueError>> {
         let primary = keyring.primary().id();
         let mut edits = Vec::new();
         let mut changed = Vec::new();
@@ -213,28 +197,16 @@ impl<'a> ConfigFile<'a> {
                 Ok(None) => current += 1,
                 Ok(Some(token)) => {
                     edits.push((entry, self.token_text(entry, &token)));
-                    changed.push(Changed {
-                        line: entry.line,
-                        name: name.into_owned(),
-                        key_id: primary,
-                    });
+                    changed.push(Changed { line: entry.line, name: name.into_owned(), key_id: primary });
                 }
-                Err(error) => errors.push(ValueError {
-                    line: entry.line,
-                    name: name.into_owned(),
-                    error,
-                }),
+                Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         let bytes = (!changed.is_empty()).then(|| self.rewrite(edits));
-        Ok(Reencrypted {
-            bytes,
-            changed,
-            current,
-        })
+        Ok(Reencrypted { bytes, changed, current })
     }
 
     /// Report every token: its key id and, with a keyring, whether it
@@ -245,12 +217,7 @@ impl<'a> ConfigFile<'a> {
                 let name = full_name(prefix, &entry.name);
                 let key_id = token::key_id(&entry.value).ok();
                 let result = keyring.map(|k| token::decrypt(k, &name, &entry.value).map(drop));
-                TokenReport {
-                    line: entry.line,
-                    name: name.into_owned(),
-                    key_id,
-                    result,
-                }
+                TokenReport { line: entry.line, name: name.into_owned(), key_id, result }
             })
             .collect()
     }
@@ -280,31 +247,19 @@ impl<'a> ConfigFile<'a> {
                 .and_then(|plain| formats::encode_plaintext(self.format, entry, &plain));
             match text {
                 Ok(text) => edits.push((entry, text)),
-                Err(error) => errors.push(ValueError {
-                    line: entry.line,
-                    name: name.into_owned(),
-                    error,
-                }),
+                Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         let decrypted = edits.len();
-        Ok(Rendered {
-            bytes: self.rewrite(edits),
-            decrypted,
-            plaintext_names,
-        })
+        Ok(Rendered { bytes: self.rewrite(edits), decrypted, plaintext_names })
     }
 }
 
 fn full_name<'n>(prefix: &str, name: &'n str) -> Cow<'n, str> {
-    if prefix.is_empty() {
-        Cow::Borrowed(name)
-    } else {
-        Cow::Owned(format!("{prefix}{name}"))
-    }
+    if prefix.is_empty() { Cow::Borrowed(name) } else { Cow::Owned(format!("{prefix}{name}")) }
 }
 
 #[cfg(test)]
@@ -321,25 +276,13 @@ mod tests {
         let ring = ring();
         let text = "# db\ndb.password = s3cr3t: with = signs\ndb.user=app\napi.token=\n";
         let file = ConfigFile::parse(Format::Properties, text.as_bytes(), "x").unwrap();
-        let Sealed {
-            bytes: sealed,
-            changed,
-        } = file.seal(&ring, &Pattern::defaults(), "").unwrap().unwrap();
+        let Sealed { bytes: sealed, changed } = file.seal(&ring, &Pattern::defaults(), "").unwrap().unwrap();
         assert_eq!(changed.len(), 1, "empty values are not sealed");
         let sealed_text = std::str::from_utf8(&sealed).unwrap();
-        assert!(
-            sealed_text.starts_with("# db\ndb.password = ENCSTR:"),
-            "{sealed_text}"
-        );
+        assert!(sealed_text.starts_with("# db\ndb.password = ENCSTR:"), "{sealed_text}");
         assert!(sealed_text.ends_with("\ndb.user=app\napi.token=\n"));
         let again = ConfigFile::parse(Format::Properties, &sealed, "x").unwrap();
-        assert!(
-            again
-                .seal(&ring, &Pattern::defaults(), "")
-                .unwrap()
-                .is_none(),
-            "tokens are left alone"
-        );
+        assert!(again.seal(&ring, &Pattern::defaults(), "").unwrap().is_none(), "tokens are left alone");
         let rendered = again.render(&ring, "", &[]).unwrap();
         assert_eq!(
             std::str::from_utf8(&rendered.bytes).unwrap(),
@@ -351,11 +294,7 @@ mod tests {
     fn prefix_is_part_of_the_name() {
         let ring = ring();
         let file = ConfigFile::parse(Format::Dotenv, b"DB_PASSWORD=x\n", "x").unwrap();
-        let sealed = file
-            .seal(&ring, &Pattern::defaults(), "app/")
-            .unwrap()
-            .unwrap()
-            .bytes;
+        let sealed = file.seal(&ring, &Pattern::defaults(), "app/").unwrap().unwrap().bytes;
         let file = ConfigFile::parse(Format::Dotenv, &sealed, "x").unwrap();
         assert!(file.render(&ring, "app/", &[]).is_ok());
         let errors = file.render(&ring, "", &[]).unwrap_err();
@@ -369,11 +308,7 @@ mod tests {
         let mut bytes = b"# caf\xe9\nname=Jos\xe9\npassword=p\xe4ss\n".to_vec();
         let file = ConfigFile::parse(Format::Properties, &bytes, "x").unwrap();
         assert_eq!(file.entries()[1].value.as_str(), "päss");
-        let sealed = file
-            .seal(&ring, &Pattern::defaults(), "")
-            .unwrap()
-            .unwrap()
-            .bytes;
+        let sealed = file.seal(&ring, &Pattern::defaults(), "").unwrap().unwrap().bytes;
         assert!(sealed.starts_with(b"# caf\xe9\nname=Jos\xe9\npassword=ENCSTR:"));
         let file = ConfigFile::parse(Format::Properties, &sealed, "x").unwrap();
         let rendered = file.render(&ring, "", &[]).unwrap();
@@ -391,17 +326,10 @@ mod tests {
         let text = format!("a: {a}\nb: {b}\nc: ENCSTR:no!pe\nd: {b}\n");
         let file = ConfigFile::parse(Format::Yaml, text.as_bytes(), "x").unwrap();
         let errors = file.render(&ring, "", &[]).unwrap_err();
-        let got: Vec<_> = errors
-            .iter()
-            .map(|e| (e.line, e.name.as_str(), e.error.kind()))
-            .collect();
+        let got: Vec<_> = errors.iter().map(|e| (e.line, e.name.as_str(), e.error.kind())).collect();
         assert_eq!(
             got,
-            vec![
-                (1, "a", "unknown_key"),
-                (3, "c", "malformed"),
-                (4, "d", "authentication_failed")
-            ]
+            vec![(1, "a", "unknown_key"), (3, "c", "malformed"), (4, "d", "authentication_failed")]
         );
     }
 
@@ -409,28 +337,17 @@ mod tests {
     fn reencrypt_moves_old_tokens_to_the_primary() {
         let mut ring = ring();
         let old = token::encrypt(&ring, "k", b"v").unwrap();
-        ring.append(Key::from_seed(Seed::from_bytes([9; 32])))
-            .unwrap();
+        ring.append(Key::from_seed(Seed::from_bytes([9; 32]))).unwrap();
         let new = token::encrypt(&ring, "n", b"w").unwrap();
         let text = format!("{{\"k\": \"{old}\", \"n\": \"{new}\"}}");
         let file = ConfigFile::parse(Format::Json, text.as_bytes(), "x").unwrap();
-        let Reencrypted {
-            bytes,
-            changed,
-            current,
-        } = file.reencrypt(&ring, "").unwrap();
+        let Reencrypted { bytes, changed, current } = file.reencrypt(&ring, "").unwrap();
         assert_eq!((changed.len(), current), (1, 1));
         let file = ConfigFile::parse(Format::Json, bytes.as_ref().unwrap(), "x").unwrap();
         let reports = file.check(Some(&ring), "");
         assert!(
-            reports
-                .iter()
-                .all(|r| r.key_id == Some(ring.primary().id()) && matches!(r.result, Some(Ok(()))))
+            reports.iter().all(|r| r.key_id == Some(ring.primary().id()) && matches!(r.result, Some(Ok(()))))
         );
-        assert!(
-            std::str::from_utf8(bytes.as_ref().unwrap())
-                .unwrap()
-                .contains(&new)
-        );
+        assert!(std::str::from_utf8(bytes.as_ref().unwrap()).unwrap().contains(&new));
     }
 }

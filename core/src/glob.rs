@@ -19,18 +19,12 @@ impl Pattern {
         if pattern.is_empty() {
             return Err(Error::InvalidPattern(pattern.to_owned()));
         }
-        Ok(Pattern {
-            lower: pattern.to_lowercase().chars().collect(),
-            text: pattern.to_owned(),
-        })
+        Ok(Pattern { lower: pattern.to_lowercase().chars().collect(), text: pattern.to_owned() })
     }
 
     /// The default seal patterns.
     pub fn defaults() -> Vec<Pattern> {
-        DEFAULT_SEAL_PATTERNS
-            .iter()
-            .map(|p| Pattern::new(p).expect("valid"))
-            .collect()
+        DEFAULT_SEAL_PATTERNS.iter().map(|p| Pattern::new(p).expect("valid")).collect()
     }
 
     /// The pattern as written.

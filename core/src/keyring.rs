@@ -52,22 +52,13 @@ impl Keyring {
         if keys.is_empty() {
             return Err(Error::EmptyKeyring);
         }
-        let mut ring = Keyring {
-            keys,
-            index: HashMap::default(),
-        };
+        let mut ring = Keyring { keys, index: HashMap::default() };
         ring.reindex();
         // Equal seeds have equal ids, so only keys sharing an id are compared.
         for positions in ring.index.values() {
             for (n, &i) in positions.iter().enumerate().skip(1) {
-                if positions[..n]
-                    .iter()
-                    .any(|&j| ring.keys[j].seed() == ring.keys[i].seed())
-                {
-                    return Err(Error::DuplicateKey {
-                        line: lines[i],
-                        key_id: ring.keys[i].id(),
-                    });
+                if positions[..n].iter().any(|&j| ring.keys[j].seed() == ring.keys[i].seed()) {
+                    return Err(Error::DuplicateKey { line: lines[i], key_id: ring.keys[i].id() });
                 }
             }
         }
@@ -136,12 +127,7 @@ impl Keyring {
 
     /// The keys whose id is `id` (normally one, none if unknown).
     pub fn candidates(&self, id: KeyId) -> impl Iterator<Item = &Key> {
-        self.index
-            .get(&id)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|&i| &self.keys[i])
+        self.index.get(&id).map(Vec::as_slice).unwrap_or_default().iter().map(|&i| &self.keys[i])
     }
 
     /// Whether a key with this id is in the keyring.
@@ -194,11 +180,7 @@ impl Keyring {
         if self.keys.len() <= keep {
             return Vec::new();
         }
-        let removed: Vec<KeyId> = self
-            .keys
-            .drain(..self.keys.len() - keep)
-            .map(|k| k.id())
-            .collect();
+        let removed: Vec<KeyId> = self.keys.drain(..self.keys.len() - keep).map(|k| k.id()).collect();
         self.reindex();
         removed
     }
@@ -213,10 +195,7 @@ impl Keyring {
 
     fn check_new(&self, key: &Key) -> Result<()> {
         if self.candidates(key.id()).any(|k| k.seed() == key.seed()) {
-            return Err(Error::DuplicateKey {
-                line: self.keys.len() + 1,
-                key_id: key.id(),
-            });
+            return Err(Error::DuplicateKey { line: self.keys.len() + 1, key_id: key.id() });
         }
         Ok(())
     }
@@ -245,10 +224,7 @@ mod tests {
         let ring = Keyring::parse(&text).unwrap();
         assert_eq!(ring.ids(), vec![key(1).id(), key(2).id()]);
         assert_eq!(ring.primary().id(), key(2).id());
-        assert_eq!(
-            ring.to_text().as_str(),
-            format!("{}\n{}\n", a.as_str(), b.as_str())
-        );
+        assert_eq!(ring.to_text().as_str(), format!("{}\n{}\n", a.as_str(), b.as_str()));
     }
 
     #[test]
@@ -260,16 +236,10 @@ mod tests {
         assert!(!err.to_string().contains(bad));
 
         let err = Keyring::parse(&format!("{}\n#\n{}\n", a.as_str(), a.as_str())).unwrap_err();
-        assert!(
-            matches!(err, Error::DuplicateKey { line: 3, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::DuplicateKey { line: 3, .. }), "{err:?}");
         assert!(!err.to_string().contains(a.as_str()));
 
-        assert!(matches!(
-            Keyring::parse("# nothing\n\n").unwrap_err(),
-            Error::EmptyKeyring
-        ));
+        assert!(matches!(Keyring::parse("# nothing\n\n").unwrap_err(), Error::EmptyKeyring));
     }
 
     #[test]
@@ -280,24 +250,12 @@ mod tests {
         assert_eq!(ring.primary().id(), key(2).id());
         ring.promote(key(3).id()).unwrap();
         assert_eq!(ring.ids(), vec![key(1).id(), key(2).id(), key(3).id()]);
-        assert!(matches!(
-            ring.remove(key(3).id()),
-            Err(Error::PrimaryKey { .. })
-        ));
+        assert!(matches!(ring.remove(key(3).id()), Err(Error::PrimaryKey { .. })));
         ring.remove(key(1).id()).unwrap();
         assert_eq!(ring.ids(), vec![key(2).id(), key(3).id()]);
-        assert!(matches!(
-            ring.remove(key(1).id()),
-            Err(Error::KeyNotFound { .. })
-        ));
-        assert!(matches!(
-            ring.append(key(2)),
-            Err(Error::DuplicateKey { .. })
-        ));
-        assert!(matches!(
-            ring.stage(key(3)),
-            Err(Error::DuplicateKey { .. })
-        ));
+        assert!(matches!(ring.remove(key(1).id()), Err(Error::KeyNotFound { .. })));
+        assert!(matches!(ring.append(key(2)), Err(Error::DuplicateKey { .. })));
+        assert!(matches!(ring.stage(key(3)), Err(Error::DuplicateKey { .. })));
     }
 
     #[test]

@@ -66,8 +66,7 @@ impl FromStr for KeyId {
         }
         let mut id = [0u8; 4];
         for (i, byte) in id.iter_mut().enumerate() {
-            *byte =
-                u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| Error::InvalidKeyId)?;
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| Error::InvalidKeyId)?;
         }
         Ok(KeyId(id))
     }
@@ -154,9 +153,7 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -173,22 +170,13 @@ impl Key {
         let mut enc_key = Zeroizing::new([0u8; 32]);
         let mut mac_key = Zeroizing::new([0u8; 32]);
         let mut id = [0u8; 4];
-        hk.expand(INFO_ENC, &mut enc_key[..])
-            .expect("32 bytes is a valid HKDF length");
-        hk.expand(INFO_MAC, &mut mac_key[..])
-            .expect("32 bytes is a valid HKDF length");
-        hk.expand(INFO_ID, &mut id)
-            .expect("4 bytes is a valid HKDF length");
+        hk.expand(INFO_ENC, &mut enc_key[..]).expect("32 bytes is a valid HKDF length");
+        hk.expand(INFO_MAC, &mut mac_key[..]).expect("32 bytes is a valid HKDF length");
+        hk.expand(INFO_ID, &mut id).expect("4 bytes is a valid HKDF length");
         let enc = Aes256Enc::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
         let dec = Aes256Dec::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
         let mac = HmacSha256::new_from_slice(&mac_key[..]).expect("HMAC takes keys of any length");
-        Key {
-            seed,
-            id: KeyId(id),
-            enc,
-            dec,
-            mac,
-        }
+        Key { seed, id: KeyId(id), enc, dec, mac }
     }
 
     /// A new random key.

@@ -97,18 +97,11 @@ fn decrypt_inner(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing
     }
     let key = candidates
         .find(|key| {
-            let tag = compute_tag(
-                key,
-                name,
-                &payload[..1 + ID_LEN],
-                &payload[1 + ID_LEN..tag_at],
-            );
+            let tag = compute_tag(key, name, &payload[..1 + ID_LEN], &payload[1 + ID_LEN..tag_at]);
             bool::from(tag.ct_eq(&payload[tag_at..]))
         })
         .ok_or(Error::AuthenticationFailed { name: None, key_id })?;
-    let iv: [u8; IV_LEN] = payload[1 + ID_LEN..HEADER]
-        .try_into()
-        .expect("IV is 16 bytes");
+    let iv: [u8; IV_LEN] = payload[1 + ID_LEN..HEADER].try_into().expect("IV is 16 bytes");
     let plain_len = cbc::Decryptor::inner_iv_init(key.decryptor(), (&iv).into())
         .decrypt_padded::<Pkcs7>(&mut payload[HEADER..tag_at])
         .map_err(|_| Error::AuthenticationFailed { name: None, key_id })?
@@ -125,37 +118,24 @@ pub fn key_id(token: &str) -> Result<KeyId> {
 
 /// Steps 1–3 of decryption: prefix, base64, version, length.
 fn decode_payload(token: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let body = token.strip_prefix(PREFIX).ok_or(Error::Malformed {
-        name: None,
-        reason: "does not start with ENCSTR:",
-    })?;
+    let body = token
+        .strip_prefix(PREFIX)
+        .ok_or(Error::Malformed { name: None, reason: "does not start with ENCSTR:" })?;
     let payload = STANDARD
         .decode(body)
         .map(Zeroizing::new)
-        .map_err(|_| Error::Malformed {
-            name: None,
-            reason: "not valid base64",
-        })?;
+        .map_err(|_| Error::Malformed { name: None, reason: "not valid base64" })?;
     match payload.first() {
         None => {
-            return Err(Error::Malformed {
-                name: None,
-                reason: "empty payload",
-            });
+            return Err(Error::Malformed { name: None, reason: "empty payload" });
         }
         Some(&VERSION) => {}
         Some(&version) => {
-            return Err(Error::UnsupportedVersion {
-                name: None,
-                version,
-            });
+            return Err(Error::UnsupportedVersion { name: None, version });
         }
     }
     if payload.len() < MIN_PAYLOAD || !(payload.len() - HEADER - TAG_LEN).is_multiple_of(BLOCK) {
-        return Err(Error::Malformed {
-            name: None,
-            reason: "payload has an impossible length",
-        });
+        return Err(Error::Malformed { name: None, reason: "payload has an impossible length" });
     }
     Ok(payload)
 }
@@ -193,10 +173,7 @@ mod tests {
         let a = encrypt(&ring, "db.password", b"hunter2").unwrap();
         let b = encrypt(&ring, "db.password", b"hunter2").unwrap();
         assert_ne!(a, b, "each encryption uses a fresh IV");
-        assert_eq!(
-            decrypt(&ring, "db.password", &a).unwrap().as_slice(),
-            b"hunter2"
-        );
+        assert_eq!(decrypt(&ring, "db.password", &a).unwrap().as_slice(), b"hunter2");
         assert_eq!(key_id(&a).unwrap(), ring.primary().id());
     }
 
@@ -221,9 +198,6 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("b: "), "{msg}");
         assert!(msg.contains(&ring.primary().id().to_string()), "{msg}");
-        assert!(
-            !msg.contains(&token[PREFIX.len()..PREFIX.len() + 12]),
-            "{msg}"
-        );
+        assert!(!msg.contains(&token[PREFIX.len()..PREFIX.len() + 12]), "{msg}");
     }
 }

@@ -7,11 +7,8 @@ use encstr_core::{ConfigFile, Keyring, token};
 use proptest::prelude::*;
 
 fn ring() -> Keyring {
-    Keyring::new(vec![
-        Key::from_seed(Seed::from_bytes([11; 32])),
-        Key::from_seed(Seed::from_bytes([12; 32])),
-    ])
-    .unwrap()
+    Keyring::new(vec![Key::from_seed(Seed::from_bytes([11; 32])), Key::from_seed(Seed::from_bytes([12; 32]))])
+        .unwrap()
 }
 
 /// Text with the characters that break naive escaping.
@@ -141,8 +138,5 @@ fn one_mebibyte_round_trip() {
     let ring = ring();
     let plain: Vec<u8> = (0..1024 * 1024).map(|i| (i * 7 + 3) as u8).collect();
     let t = token::encrypt(&ring, "big", &plain).unwrap();
-    assert_eq!(
-        token::decrypt(&ring, "big", &t).unwrap().as_slice(),
-        plain.as_slice()
-    );
+    assert_eq!(token::decrypt(&ring, "big", &t).unwrap().as_slice(), plain.as_slice());
 }

@@ -65,14 +65,10 @@ fn rendered(format: Format, skip: impl Fn(&str) -> bool) -> (Vec<u8>, BTreeMap<S
         match format {
             Format::Properties => doc.push_str(&format!("# value {i}\n{name} = {t}\n")),
             Format::Dotenv => doc.push_str(&format!("# value {i}\n{name}={t}\n")),
-            Format::Yaml => {
-                doc.push_str(&format!("# value {i}\n{name}: {t}  # trailing comment\n"))
-            }
+            Format::Yaml => doc.push_str(&format!("# value {i}\n{name}: {t}  # trailing comment\n")),
             Format::Toml => doc.push_str(&format!("# value {i}\n{name} = '{t}'\n")),
-            Format::Json => doc.push_str(&format!(
-                "{}\n  \"{name}\": \"{t}\"",
-                if expected.is_empty() { "" } else { "," }
-            )),
+            Format::Json => doc
+                .push_str(&format!("{}\n  \"{name}\": \"{t}\"", if expected.is_empty() { "" } else { "," })),
             Format::Raw => unreachable!(),
         }
         expected.insert(name, plain.to_string());
@@ -81,22 +77,14 @@ fn rendered(format: Format, skip: impl Fn(&str) -> bool) -> (Vec<u8>, BTreeMap<S
         doc.push_str("\n}\n");
     }
     let file = ConfigFile::parse(format, doc.as_bytes(), "x").unwrap();
-    let out = file
-        .render(&ring, "", &[])
-        .unwrap_or_else(|e| panic!("{format}: {e:?}"));
+    let out = file.render(&ring, "", &[]).unwrap_or_else(|e| panic!("{format}: {e:?}"));
     assert_eq!(out.decrypted, expected.len());
     (out.bytes.to_vec(), expected)
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (run .ci/run to install it): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?} (run .ci/run to install it): {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -105,18 +93,11 @@ fn python_reads(format: Format, name: &str, skip: impl Fn(&str) -> bool) {
     let dir = tmpdir(name);
     let path = dir.join(format!("app.{name}"));
     std::fs::write(&path, &bytes).unwrap();
-    let json = run(Command::new("python3")
-        .arg(parsers_dir().join("read_values.py"))
-        .arg(&path)
-        .arg(format.name()));
+    let json =
+        run(Command::new("python3").arg(parsers_dir().join("read_values.py")).arg(&path).arg(format.name()));
     let got: BTreeMap<String, String> = serde_json::from_str(&json).unwrap();
     for (k, v) in &expected {
-        assert_eq!(
-            got.get(k),
-            Some(v),
-            "{format} {k}\n{}",
-            String::from_utf8_lossy(&bytes)
-        );
+        assert_eq!(got.get(k), Some(v), "{format} {k}\n{}", String::from_utf8_lossy(&bytes));
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -150,9 +131,7 @@ fn java_properties_reads_exact_plaintexts_as_latin1_and_utf8() {
     let dir = tmpdir("properties");
     let path = dir.join("app.properties");
     std::fs::write(&path, &bytes).unwrap();
-    let json = run(Command::new("java")
-        .arg(parsers_dir().join("ReadProperties.java"))
-        .arg(&path));
+    let json = run(Command::new("java").arg(parsers_dir().join("ReadProperties.java")).arg(&path));
     let got: Vec<BTreeMap<String, String>> = serde_json::from_str(&json).unwrap();
     for loaded in &got {
         assert_eq!(loaded, &expected, "{}", String::from_utf8_lossy(&bytes));

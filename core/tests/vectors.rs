@@ -53,17 +53,12 @@ struct PassphraseVector {
 fn vectors() -> &'static Vectors {
     static V: OnceLock<Vectors> = OnceLock::new();
     V.get_or_init(|| {
-        serde_json::from_str(include_str!("data/encstr-v1-vectors.json"))
-            .expect("vector file parses")
+        serde_json::from_str(include_str!("data/encstr-v1-vectors.json")).expect("vector file parses")
     })
 }
 
 fn key(label: &str) -> Key {
-    let v = vectors()
-        .keys
-        .iter()
-        .find(|k| k.label == label)
-        .expect("key label exists");
+    let v = vectors().keys.iter().find(|k| k.label == label).expect("key label exists");
     Key::from_seed(Seed::from_base64(&v.seed_b64).expect("seed is base64 of 32 bytes"))
 }
 
@@ -72,10 +67,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn check_key(i: usize) {
@@ -151,22 +143,14 @@ cases!(check_passphrase: passphrase_ascii = 0, passphrase_unicode = 1);
 #[test]
 fn every_vector_has_a_test() {
     let v = vectors();
-    assert_eq!(
-        (
-            v.keys.len(),
-            v.encrypt.len(),
-            v.decrypt_errors.len(),
-            v.passphrase.len()
-        ),
-        (3, 7, 9, 2)
-    );
+    assert_eq!((v.keys.len(), v.encrypt.len(), v.decrypt_errors.len(), v.passphrase.len()), (3, 7, 9, 2));
 }
 
 /// The copy in the crate is the published file.
 #[test]
 fn test_data_matches_the_published_spec() {
-    let published = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/spec/encstr-v1-vectors.json");
+    let published =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/encstr-v1-vectors.json");
     if let Ok(text) = std::fs::read_to_string(published) {
         assert_eq!(text, include_str!("data/encstr-v1-vectors.json"));
     }

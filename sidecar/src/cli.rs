@@ -1,6 +1,8 @@
 //! Command-line interface of `encstr` (clap derive types).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -10,14 +12,7 @@ use clap::{Args, Parser, Subcommand};
 /// random IV, authenticated with HMAC-SHA256 over the ciphertext and the
 /// secret's name. The newest key of a keyring encrypts; every key decrypts.
 #[derive(Debug, Parser)]
-#[command(
-    name = "encstr",
-    version,
-    about,
-    long_about,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "encstr", version, about, long_about, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -61,9 +56,7 @@ pub enum Command {
     },
 
     /// Encrypt in place the plaintext values whose names match the patterns.
-    #[command(
-        after_help = "Example:\n  encstr seal --keyring keyring.txt app.properties config/*.yaml"
-    )]
+    #[command(after_help = "Example:\n  encstr seal --keyring keyring.txt app.properties config/*.yaml")]
     Seal {
         /// Files to seal.
         #[arg(required = true)]
@@ -92,6 +85,14 @@ pub enum Command {
         keyring: KeyringArgs,
     },
 
+    /// Decrypt a directory of config files into another (init container or,
+    /// with --watch, native sidecar).
+    ///
+    /// All or nothing: if any value fails, exit 1 (or with --watch keep the
+    /// last good output), report every failing value as `file:line name:
+    /// reason`, and leave the target as it was.
+    Render(Box<RenderArgs>),
+
     /// List every token of the files and, with a keyring, whether it decrypts.
     ///
     /// Exits 1 if any token fails or any file cannot be parsed: meant for CI
@@ -108,6 +109,75 @@ pub enum Command {
         #[command(flatten)]
         keyring: KeyringArgs,
     },
+}
+
+/// `encstr render ...`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  encstr render --source /config --target /run/app --keyring /etc/encstr/keyring
+  encstr render --watch --source /config --target /run/app --keyring /etc/encstr/keyring")]
+pub struct RenderArgs {
+    /// Directory of config files holding ENCSTR tokens (a mounted ConfigMap).
+    #[arg(long, env = "ENCSTR_SOURCE", value_name = "DIR")]
+    pub source: PathBuf,
+    /// Directory to write the decrypted files to (an in-memory emptyDir).
+    #[arg(long, env = "ENCSTR_TARGET", value_name = "DIR")]
+    pub target: PathBuf,
+    /// Names that should be encrypted: plaintext values matching them are
+    /// counted and warned about. Default: `*password*`, `*secret*`, `*token*`.
+    #[arg(long = "match", value_name = "GLOB")]
+    pub patterns: Vec<String>,
+    /// Fail on plaintext values whose names match the patterns.
+    #[arg(long)]
+    pub deny_plaintext: bool,
+    /// Mode of the rendered files (octal); directories get matching search bits.
+    #[arg(long, value_name = "OCTAL", default_value = "0440", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Where to write the failure report for `kubectl describe pod`
+    /// [default: /dev/termination-log when writable].
+    #[arg(long, value_name = "FILE")]
+    pub termination_log: Option<PathBuf>,
+    /// Keep running: re-render on every change of the source or the keyring.
+    #[arg(long)]
+    pub watch: bool,
+    /// Address for /metrics, /healthz and /readyz (with --watch).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9102")]
+    pub listen: SocketAddr,
+    /// Quiet time after a change before re-rendering (with --watch).
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// Re-render this often even without change events (with --watch).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub resync: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+    #[command(flatten)]
+    pub files_opts: FileArgs,
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+}
+
+/// Parse an octal file mode such as `0440`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777 && m & 0o400 != 0)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode readable by its owner (like 0440)"))
+}
+
+/// Parse `250ms`, `2s`, `5m` or `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration like 250ms, 2s or 5m"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?} is not a duration like 250ms, 2s or 5m")),
+    })
 }
 
 /// `encstr keys ...`

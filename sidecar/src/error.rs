@@ -84,6 +84,10 @@ pub enum CliError {
     #[error("{0} file(s) failed; nothing was changed in them")]
     FilesFailed(usize),
 
+    /// A render failed; the report was already written.
+    #[error("render failed; the previous output was kept")]
+    RenderFailed,
+
     /// A single value did not decrypt.
     #[error("{}", crate::commands::files::hint(.0))]
     Decrypt(encstr_core::Error),

@@ -11,10 +11,7 @@ use crate::error::{CliError, Result};
 /// Read and parse a keyring file.
 pub fn load_file(path: &Path) -> Result<Keyring> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(CliError::io(path))?);
-    Keyring::parse(&text).map_err(|source| CliError::Keyring {
-        origin: path.display().to_string(),
-        source,
-    })
+    Keyring::parse(&text).map_err(|source| CliError::Keyring { origin: path.display().to_string(), source })
 }
 
 /// The value of an environment variable that must be set and non-empty.
@@ -39,10 +36,8 @@ impl KeyringArgs {
         }
         if let Some(var) = &self.keyring_env {
             let text = env_secret(var)?;
-            return Keyring::parse(&text).map_err(|source| CliError::Keyring {
-                origin: format!("${var}"),
-                source,
-            });
+            return Keyring::parse(&text)
+                .map_err(|source| CliError::Keyring { origin: format!("${var}"), source });
         }
         match &self.keyring {
             Some(path) => load_file(path),

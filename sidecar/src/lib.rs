@@ -8,7 +8,11 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod fsio;
+pub mod http;
 pub mod keyring_source;
+pub mod metrics;
+pub mod render;
+pub mod telemetry;
 
 use cli::{Cli, Command};
 use commands::{files, keys, values};
@@ -18,33 +22,50 @@ pub use error::{CliError, Result};
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keys(cmd) => keys::run(cmd),
-        Command::Encrypt {
-            name,
-            keep_newline,
-            keyring,
-        } => values::encrypt(&name, keep_newline, &keyring),
-        Command::Decrypt {
-            name,
-            token,
-            keyring,
-        } => values::decrypt(&name, token.as_deref(), &keyring),
-        Command::Seal {
-            files,
-            patterns,
-            dry_run,
-            files_opts,
-            keyring,
-        } => files::seal(&files, &patterns, dry_run, &files_opts, &keyring),
-        Command::Reencrypt {
-            files,
-            files_opts,
-            keyring,
-        } => files::reencrypt(&files, &files_opts, &keyring),
-        Command::Check {
-            files,
-            json,
-            files_opts,
-            keyring,
-        } => files::check(&files, json, &files_opts, &keyring),
+        Command::Encrypt { name, keep_newline, keyring } => values::encrypt(&name, keep_newline, &keyring),
+        Command::Decrypt { name, token, keyring } => values::decrypt(&name, token.as_deref(), &keyring),
+        Command::Seal { files, patterns, dry_run, files_opts, keyring } => {
+            files::seal(&files, &patterns, dry_run, &files_opts, &keyring)
+        }
+        Command::Reencrypt { files, files_opts, keyring } => files::reencrypt(&files, &files_opts, &keyring),
+        Command::Check { files, json, files_opts, keyring } => {
+            files::check(&files, json, &files_opts, &keyring)
+        }
+        Command::Render(args) => render_command(*args),
+    }
+}
+
+fn render_command(args: cli::RenderArgs) -> Result<()> {
+    use encstr_core::glob::Pattern;
+    use render::watch::{Renderer, WatchSettings, run_once, termination_log, watch};
+
+    telemetry::init(args.log_format);
+    if !args.keyring.is_given() {
+        // Report the usage problem the same way as every other command.
+        args.keyring.load()?;
+    }
+    let plaintext_patterns = if args.patterns.is_empty() {
+        Pattern::defaults()
+    } else {
+        args.patterns.iter().map(|p| Pattern::new(p)).collect::<std::result::Result<_, _>>()?
+    };
+    let opts = render::RenderOptions {
+        formats: files::FormatRules::parse(&args.files_opts.formats)?,
+        name_prefix: args.files_opts.name_prefix.clone(),
+        plaintext_patterns,
+        deny_plaintext: args.deny_plaintext,
+    };
+    let renderer = Renderer::new(
+        args.source.clone(),
+        render::output::Target::new(&args.target, args.mode),
+        opts,
+        args.keyring,
+        termination_log(args.termination_log),
+        std::sync::Arc::new(http::Health::default()),
+    );
+    if args.watch {
+        watch(renderer, WatchSettings { listen: args.listen, debounce: args.debounce, resync: args.resync })
+    } else {
+        run_once(renderer)
     }
 }

@@ -12,8 +12,7 @@ const KEY_B: &str = "FNP8PqAWQgSeMPQ6XGCIF09/lUPClTG63kieec6/iGM=";
 const ID_A: &str = "2d353d4a";
 const ID_B: &str = "07e5a8df";
 /// Vector token of key `a` for `db.password` = `s3cr3t`.
-const TOKEN_A: &str =
-    "ENCSTR:AS01PUr3wut7dI2iP2n0Z1ao/a5cPNbq9DOrvg8zTd1epafyVao/53zUVI3hujP08EnBeA4=";
+const TOKEN_A: &str = "ENCSTR:AS01PUr3wut7dI2iP2n0Z1ao/a5cPNbq9DOrvg8zTd1epafyVao/53zUVI3hujP08EnBeA4=";
 
 struct Out {
     code: i32,
@@ -93,13 +92,8 @@ fn keys_init_creates_a_private_keyring_and_refuses_to_overwrite() {
     let d = Dir::new("init");
     let out = d.run(&["keys", "init", "--keyring", "k"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let id = out
-        .stdout
-        .trim()
-        .strip_prefix("created k with key ")
-        .unwrap()
-        .strip_suffix(" (mode 0600)")
-        .unwrap();
+    let id =
+        out.stdout.trim().strip_prefix("created k with key ").unwrap().strip_suffix(" (mode 0600)").unwrap();
     assert_eq!(id.len(), 8);
     let meta = std::fs::metadata(d.path("k")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -140,30 +134,14 @@ fn keys_rotate_list_prune() {
     assert_eq!(prune.code, 1);
     assert_eq!(
         prune.stderr,
-        format!(
-            "encstr: error: key {new_id} is the primary key and cannot be removed (rotate first)\n"
-        )
+        format!("encstr: error: key {new_id} is the primary key and cannot be removed (rotate first)\n")
     );
     let prune = d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "1"]);
-    assert_eq!(
-        prune.stdout,
-        format!("removed {ID_A}\n1 key(s) left, primary {new_id}\n")
-    );
+    assert_eq!(prune.stdout, format!("removed {ID_A}\n1 key(s) left, primary {new_id}\n"));
     let prune = d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "3"]);
-    assert_eq!(
-        prune.stdout,
-        format!("nothing to prune: 1 key(s), primary {new_id}\n")
-    );
-    assert_eq!(
-        d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "0"])
-            .code,
-        2
-    );
-    assert_eq!(
-        d.run(&["keys", "prune", "--keyring", "keyring"]).code,
-        2,
-        "--keep or --remove required"
-    );
+    assert_eq!(prune.stdout, format!("nothing to prune: 1 key(s), primary {new_id}\n"));
+    assert_eq!(d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "0"]).code, 2);
+    assert_eq!(d.run(&["keys", "prune", "--keyring", "keyring"]).code, 2, "--keep or --remove required");
     let bad = d.run(&["keys", "prune", "--keyring", "keyring", "--remove", "zz"]);
     assert_eq!(
         (bad.code, bad.stderr.as_str()),
@@ -179,10 +157,7 @@ fn keys_rotate_list_prune() {
 #[test]
 fn broken_keyrings_name_the_line_and_never_echo_it() {
     let d = Dir::new("badring");
-    d.write(
-        "keyring",
-        &format!("# comment\n{KEY_A}\nnot-a-key-but-maybe-a-secret\n"),
-    );
+    d.write("keyring", &format!("# comment\n{KEY_A}\nnot-a-key-but-maybe-a-secret\n"));
     let out = d.run(&["keys", "list", "--keyring", "keyring"]);
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -197,10 +172,7 @@ fn broken_keyrings_name_the_line_and_never_echo_it() {
         format!("encstr: error: keyring keyring: keyring line 2: duplicate of key {ID_A}\n")
     );
     let out = d.run(&["keys", "list", "--keyring", "missing"]);
-    assert_eq!(
-        out.stderr,
-        "encstr: error: missing: No such file or directory (os error 2)\n"
-    );
+    assert_eq!(out.stderr, "encstr: error: missing: No such file or directory (os error 2)\n");
 }
 
 #[test]
@@ -215,10 +187,7 @@ fn keys_derive_matches_the_passphrase_vector() {
     let out = d.run(&["keys", "derive", "--passphrase-env", "PASS"]);
     assert_eq!(
         (out.code, out.stderr.as_str()),
-        (
-            1,
-            "encstr: error: environment variable PASS is not set or empty\n"
-        )
+        (1, "encstr: error: environment variable PASS is not set or empty\n")
     );
 }
 
@@ -226,86 +195,34 @@ fn keys_derive_matches_the_passphrase_vector() {
 fn encrypt_decrypt_round_trip_and_keyring_sources() {
     let d = Dir::new("crypt");
     d.keyring(&[KEY_B, KEY_A]);
-    let enc = d.run_with(
-        &["encrypt", "--name", "db.password", "--keyring", "keyring"],
-        Some(b"s3cr3t\n"),
-        &[],
-    );
+    let enc =
+        d.run_with(&["encrypt", "--name", "db.password", "--keyring", "keyring"], Some(b"s3cr3t\n"), &[]);
     assert_eq!(enc.code, 0, "{}", enc.stderr);
     let token = enc.stdout.trim();
-    assert!(
-        token.starts_with("ENCSTR:AS01P"),
-        "made by the primary (a): {token}"
-    );
-    let dec = d.run(&[
-        "decrypt",
-        "--name",
-        "db.password",
-        "--keyring",
-        "keyring",
-        token,
-    ]);
+    assert!(token.starts_with("ENCSTR:AS01P"), "made by the primary (a): {token}");
+    let dec = d.run(&["decrypt", "--name", "db.password", "--keyring", "keyring", token]);
     assert_eq!(dec.stdout, "s3cr3t", "exact bytes, no newline");
-    let kept = d.run_with(
-        &[
-            "encrypt",
-            "--name",
-            "n",
-            "--keep-newline",
-            "--keyring",
-            "keyring",
-        ],
-        Some(b"x\n"),
-        &[],
-    );
-    let dec = d.run_with(
-        &["decrypt", "--name", "n", "--keyring", "keyring"],
-        Some(kept.stdout.as_bytes()),
-        &[],
-    );
+    let kept =
+        d.run_with(&["encrypt", "--name", "n", "--keep-newline", "--keyring", "keyring"], Some(b"x\n"), &[]);
+    let dec =
+        d.run_with(&["decrypt", "--name", "n", "--keyring", "keyring"], Some(kept.stdout.as_bytes()), &[]);
     assert_eq!(dec.stdout, "x\n");
 
     // The same through ENCSTR_KEYRING, --keyring-env and the vector token.
     let ring_text = format!("{KEY_A}\n");
     for (args, env) in [
+        (vec!["decrypt", "--name", "db.password", TOKEN_A], vec![("ENCSTR_KEYRING", "keyring")]),
         (
-            vec!["decrypt", "--name", "db.password", TOKEN_A],
-            vec![("ENCSTR_KEYRING", "keyring")],
-        ),
-        (
-            vec![
-                "decrypt",
-                "--name",
-                "db.password",
-                "--keyring-env",
-                "RING",
-                TOKEN_A,
-            ],
+            vec!["decrypt", "--name", "db.password", "--keyring-env", "RING", TOKEN_A],
             vec![("RING", ring_text.as_str()), ("ENCSTR_KEYRING", "missing")],
         ),
     ] {
         let out = d.run_with(&args, None, &env);
-        assert_eq!(
-            (out.code, out.stdout.as_str()),
-            (0, "s3cr3t"),
-            "{}",
-            out.stderr
-        );
+        assert_eq!((out.code, out.stdout.as_str()), (0, "s3cr3t"), "{}", out.stderr);
     }
-    let pass = d.run_with(
-        &["encrypt", "--name", "p", "--passphrase-env", "P"],
-        Some(b"v"),
-        &[("P", "pw")],
-    );
+    let pass = d.run_with(&["encrypt", "--name", "p", "--passphrase-env", "P"], Some(b"v"), &[("P", "pw")]);
     let back = d.run_with(
-        &[
-            "decrypt",
-            "--name",
-            "p",
-            "--passphrase-env",
-            "P",
-            pass.stdout.trim(),
-        ],
+        &["decrypt", "--name", "p", "--passphrase-env", "P", pass.stdout.trim()],
         None,
         &[("P", "pw")],
     );
@@ -357,12 +274,7 @@ fn decrypt_failures_are_one_line_with_kind_name_key_and_advice() {
     }
     let none = d.run(&["decrypt", "--name", "x", TOKEN_A]);
     assert_eq!(none.code, 2);
-    assert!(
-        none.stderr
-            .starts_with("encstr: error: no keyring: give --keyring FILE"),
-        "{}",
-        none.stderr
-    );
+    assert!(none.stderr.starts_with("encstr: error: no keyring: give --keyring FILE"), "{}", none.stderr);
 }
 
 #[test]
@@ -370,23 +282,11 @@ fn seal_check_reencrypt_across_formats() {
     let d = Dir::new("seal");
     d.keyring(&[KEY_A]);
     let files = [
-        (
-            "app.properties",
-            "# app\ndb.password = s3cr3t\ndb.user = app\n",
-        ),
+        ("app.properties", "# app\ndb.password = s3cr3t\ndb.user = app\n"),
         ("app.env", "export API_TOKEN=\"tok en\" # c\nPORT=8080\n"),
-        (
-            "app.yaml",
-            "db:\n  password: 's3cr3t'  # keep\n  host: db\nservers:\n  - token: abc\n",
-        ),
-        (
-            "app.json",
-            "{\"smtp\": {\"password\": \"p\\\"w\"}, \"n\": 1}\n",
-        ),
-        (
-            "app.toml",
-            "[ldap]\nbind_password = 'x'\nurl = \"ldap://\"\n",
-        ),
+        ("app.yaml", "db:\n  password: 's3cr3t'  # keep\n  host: db\nservers:\n  - token: abc\n"),
+        ("app.json", "{\"smtp\": {\"password\": \"p\\\"w\"}, \"n\": 1}\n"),
+        ("app.toml", "[ldap]\nbind_password = 'x'\nurl = \"ldap://\"\n"),
         ("db.password", "raw-secret\n"),
     ];
     for (f, text) in files {
@@ -396,17 +296,8 @@ fn seal_check_reencrypt_across_formats() {
 
     let dry = d.run(&[&["seal", "--dry-run", "--keyring", "keyring"][..], &names].concat());
     assert_eq!(dry.code, 0, "{}", dry.stderr);
-    assert!(
-        dry.stdout
-            .contains("app.yaml:2 db.password: would seal with key 2d353d4a\n"),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout.ends_with("would seal 7 value(s) in 6 file(s)\n"),
-        "{}",
-        dry.stdout
-    );
+    assert!(dry.stdout.contains("app.yaml:2 db.password: would seal with key 2d353d4a\n"), "{}", dry.stdout);
+    assert!(dry.stdout.ends_with("would seal 7 value(s) in 6 file(s)\n"), "{}", dry.stdout);
     for (f, text) in files {
         assert_eq!(d.read(f), text, "dry run changes nothing");
     }
@@ -446,76 +337,36 @@ fn seal_check_reencrypt_across_formats() {
 
     // Sealing again is a no-op.
     let again = d.run(&["seal", "--keyring", "keyring", "app.yaml"]);
-    assert_eq!(
-        again.stdout,
-        "app.yaml: nothing to seal\nsealed 0 value(s) in 0 file(s)\n"
-    );
+    assert_eq!(again.stdout, "app.yaml: nothing to seal\nsealed 0 value(s) in 0 file(s)\n");
 
     let check = d.run(&[&["check", "--keyring", "keyring"][..], &names].concat());
     assert_eq!(check.code, 0, "{}", check.stderr);
-    assert!(
-        check
-            .stdout
-            .contains("app.yaml:5 servers[0].token 2d353d4a ok\n"),
-        "{}",
-        check.stdout
-    );
+    assert!(check.stdout.contains("app.yaml:5 servers[0].token 2d353d4a ok\n"), "{}", check.stdout);
     assert_eq!(check.stderr, "7 token(s) in 6 file(s): 7 ok, 0 failed\n");
 
     // Rotate, re-encrypt: every token moves to the new primary.
-    let new_id = d
-        .run(&["keys", "rotate", "--keyring", "keyring"])
-        .stdout
-        .trim()
-        .to_owned();
+    let new_id = d.run(&["keys", "rotate", "--keyring", "keyring"]).stdout.trim().to_owned();
     let re = d.run(&[&["reencrypt", "--keyring", "keyring"][..], &names].concat());
     assert_eq!(re.code, 0, "{}", re.stderr);
     assert!(
-        re.stdout.contains(&format!(
-            "app.yaml: 2 re-encrypted under key {new_id}, 0 already under it\n"
-        )),
+        re.stdout.contains(&format!("app.yaml: 2 re-encrypted under key {new_id}, 0 already under it\n")),
         "{}",
         re.stdout
     );
     let check = d.run(&[&["check", "--json", "--keyring", "keyring"][..], &names].concat());
     let rows: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
     assert!(
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["key_id"] == new_id.as_str() && r["status"] == "ok"),
+        rows.as_array().unwrap().iter().all(|r| r["key_id"] == new_id.as_str() && r["status"] == "ok"),
         "{rows}"
     );
     // And the values are what they were.
-    let props_token = d
-        .read("app.properties")
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(" = ")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let plain = d.run(&[
-        "decrypt",
-        "--keyring",
-        "keyring",
-        "--name",
-        "db.password",
-        &props_token,
-    ]);
+    let props_token =
+        d.read("app.properties").lines().nth(1).unwrap().split(" = ").nth(1).unwrap().to_owned();
+    let plain = d.run(&["decrypt", "--keyring", "keyring", "--name", "db.password", &props_token]);
     assert_eq!(plain.stdout, "s3cr3t");
     let raw_token = d.read("db.password");
     assert_eq!(
-        d.run(&[
-            "decrypt",
-            "--keyring",
-            "keyring",
-            "--name",
-            "db.password",
-            raw_token.trim()
-        ])
-        .stdout,
+        d.run(&["decrypt", "--keyring", "keyring", "--name", "db.password", raw_token.trim()]).stdout,
         "raw-secret"
     );
 }
@@ -538,24 +389,14 @@ fn seal_options_match_prefix_and_format_override() {
         "settings.conf",
     ]);
     assert_eq!(
-        out.stdout,
-        "settings.conf:1 app/DB_PASS: sealed with key 2d353d4a\nsealed 1 value(s) in 1 file(s)\n",
+        out.stdout, "settings.conf:1 app/DB_PASS: sealed with key 2d353d4a\nsealed 1 value(s) in 1 file(s)\n",
         "{}",
         out.stderr
     );
-    let check = d.run(&[
-        "check",
-        "--keyring",
-        "keyring",
-        "--format",
-        "*.conf=dotenv",
-        "settings.conf",
-    ]);
+    let check = d.run(&["check", "--keyring", "keyring", "--format", "*.conf=dotenv", "settings.conf"]);
     assert_eq!(check.code, 1, "wrong prefix fails");
     assert!(
-        check
-            .stdout
-            .contains("settings.conf:1 DB_PASS 2d353d4a FAILED authentication_failed\n"),
+        check.stdout.contains("settings.conf:1 DB_PASS 2d353d4a FAILED authentication_failed\n"),
         "{}",
         check.stdout
     );
@@ -570,29 +411,12 @@ fn seal_options_match_prefix_and_format_override() {
         "settings.conf",
     ]);
     assert_eq!(check.code, 0);
-    let bad = d.run(&[
-        "seal",
-        "--keyring",
-        "keyring",
-        "--format",
-        "*.conf",
-        "settings.conf",
-    ]);
+    let bad = d.run(&["seal", "--keyring", "keyring", "--format", "*.conf", "settings.conf"]);
     assert_eq!(
         (bad.code, bad.stderr.as_str()),
-        (
-            2,
-            "encstr: error: --format \"*.conf\": expected GLOB=FORMAT\n"
-        )
+        (2, "encstr: error: --format \"*.conf\": expected GLOB=FORMAT\n")
     );
-    let bad = d.run(&[
-        "seal",
-        "--keyring",
-        "keyring",
-        "--format",
-        "*.conf=xml",
-        "settings.conf",
-    ]);
+    let bad = d.run(&["seal", "--keyring", "keyring", "--format", "*.conf=xml", "settings.conf"]);
     assert_eq!(bad.code, 2);
 }
 
@@ -604,10 +428,7 @@ fn check_reports_failures_and_broken_files_and_exits_1() {
     d.write("b.json", "{\"a\": \n");
     let out = d.run(&["check", "--keyring", "keyring", "a.yaml", "b.json"]);
     assert_eq!(out.code, 1);
-    assert_eq!(
-        out.stdout,
-        "a.yaml:2 db.password 2d353d4a FAILED unknown_key\n"
-    );
+    assert_eq!(out.stdout, "a.yaml:2 db.password 2d353d4a FAILED unknown_key\n");
     assert_eq!(
         out.stderr,
         "encstr: error: b.json:line 2: invalid json: unexpected end of document\n\
@@ -617,10 +438,7 @@ fn check_reports_failures_and_broken_files_and_exits_1() {
     );
     // Without a keyring: listing only, and it succeeds.
     let list = d.run(&["check", "a.yaml"]);
-    assert_eq!(
-        (list.code, list.stdout.as_str()),
-        (0, "a.yaml:2 db.password 2d353d4a\n")
-    );
+    assert_eq!((list.code, list.stdout.as_str()), (0, "a.yaml:2 db.password 2d353d4a\n"));
 }
 
 #[test]
@@ -632,8 +450,7 @@ fn reencrypt_is_all_or_nothing_per_file() {
     let out = d.run(&["reencrypt", "--keyring", "keyring", "app.properties"]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr
-            .starts_with("app.properties:2 bad.password: authentication failed with key 2d353d4a"),
+        out.stderr.starts_with("app.properties:2 bad.password: authentication failed with key 2d353d4a"),
         "{}",
         out.stderr
     );
@@ -666,16 +483,7 @@ fn usage_errors_exit_2() {
         &["seal"],
         &["decrypt"],
         &["encrypt", "--name"],
-        &[
-            "decrypt",
-            "--name",
-            "x",
-            "--keyring-env",
-            "A",
-            "--passphrase-env",
-            "B",
-            "t",
-        ],
+        &["decrypt", "--name", "x", "--keyring-env", "A", "--passphrase-env", "B", "t"],
     ] {
         assert_eq!(d.run(args).code, 2, "{args:?}");
     }

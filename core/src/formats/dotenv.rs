@@ -48,10 +48,7 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_while(&mut self, f: impl Fn(char) -> bool) -> usize {
-        let n = self
-            .rest()
-            .find(|c: char| !f(c))
-            .unwrap_or(self.rest().len());
+        let n = self.rest().find(|c: char| !f(c)).unwrap_or(self.rest().len());
         self.advance(n);
         n
     }
@@ -65,11 +62,7 @@ impl<'a> Reader<'a> {
 
 /// Find every assignment of a dotenv text.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
-    let mut r = Reader {
-        text,
-        pos: 0,
-        line: 1,
-    };
+    let mut r = Reader { text, pos: 0, line: 1 };
     let mut entries = Vec::new();
     loop {
         r.skip_while(is_space);
@@ -79,9 +72,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         let line = r.line;
         // Optional `export ` prefix.
         if let Some(after) = r.rest().strip_prefix("export") {
-            let ws = after
-                .find(|c: char| !is_inline_space(c))
-                .unwrap_or(after.len());
+            let ws = after.find(|c: char| !is_inline_space(c)).unwrap_or(after.len());
             if ws > 0 {
                 r.advance("export".len() + ws);
             }
@@ -90,19 +81,15 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             Some('#') => None,
             Some('\'') => {
                 let body = &r.rest()[1..];
-                let end = body
-                    .find('\'')
-                    .filter(|&e| e > 0)
-                    .ok_or_else(|| r.error("unterminated quoted key"))?;
+                let end =
+                    body.find('\'').filter(|&e| e > 0).ok_or_else(|| r.error("unterminated quoted key"))?;
                 let key = body[..end].to_owned();
                 r.advance(end + 2);
                 Some(key)
             }
             _ => {
-                let n = r
-                    .rest()
-                    .find(|c: char| c == '=' || c == '#' || is_space(c))
-                    .unwrap_or(r.rest().len());
+                let n =
+                    r.rest().find(|c: char| c == '=' || c == '#' || is_space(c)).unwrap_or(r.rest().len());
                 if n == 0 {
                     return Err(r.error("expected a variable name"));
                 }
@@ -124,9 +111,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         }
         // Optional comment, then the end of the line.
         let rest = r.rest();
-        let ws = rest
-            .find(|c: char| !is_inline_space(c))
-            .unwrap_or(rest.len());
+        let ws = rest.find(|c: char| !is_inline_space(c)).unwrap_or(rest.len());
         if rest[ws..].starts_with('#') {
             let n = rest.find(['\r', '\n']).unwrap_or(rest.len());
             r.advance(n);
@@ -150,20 +135,8 @@ fn parse_value(r: &Reader<'_>) -> Result<(String, usize, Quote)> {
             let body = &rest[1..];
             let end = closing_quote(body, q).ok_or_else(|| r.error("unterminated quoted value"))?;
             let raw = &body[..end];
-            let value = if q == '\'' {
-                unescape(raw, "\\'")
-            } else {
-                unescape(raw, "\\'\"abfnrtv")
-            };
-            Ok((
-                value,
-                end + 2,
-                if q == '\'' {
-                    Quote::Single
-                } else {
-                    Quote::Double
-                },
-            ))
+            let value = if q == '\'' { unescape(raw, "\\'") } else { unescape(raw, "\\'\"abfnrtv") };
+            Ok((value, end + 2, if q == '\'' { Quote::Single } else { Quote::Double }))
         }
         None | Some('\r' | '\n') => Ok((String::new(), 0, Quote::None)),
         Some(_) => {
@@ -244,9 +217,8 @@ pub(crate) fn encode(value: &str) -> std::result::Result<Zeroizing<String>, &'st
     if has_interpolation(value) {
         return Err("dotenv readers expand ${...} inside values");
     }
-    let plain_single = !value
-        .chars()
-        .any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'));
+    let plain_single =
+        !value.chars().any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'));
     let mut out = Zeroizing::new(String::with_capacity(value.len() + 8));
     if plain_single {
         out.push('\'');
@@ -279,10 +251,7 @@ pub(crate) fn encode(value: &str) -> std::result::Result<Zeroizing<String>, &'st
         && !value.starts_with(is_space)
         && !value.ends_with(is_space)
         && !value.contains(['\r', '\n'])
-        && !value
-            .chars()
-            .zip(value.chars().skip(1))
-            .any(|(a, b)| is_space(a) && b == '#');
+        && !value.chars().zip(value.chars().skip(1)).any(|(a, b)| is_space(a) && b == '#');
     if bare_ok {
         out.push_str(value);
         return Ok(out);
@@ -295,11 +264,7 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Vec<(String, String, usize)> {
-        scan(text)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.name.clone(), e.value.to_string(), e.line))
-            .collect()
+        scan(text).unwrap().into_iter().map(|e| (e.name.clone(), e.value.to_string(), e.line)).collect()
     }
 
     #[test]
@@ -333,10 +298,7 @@ mod tests {
     #[test]
     fn garbage_after_a_value_is_an_error_with_its_line() {
         let err = scan("A=1\nB='x' y\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "line 2: invalid dotenv: unexpected text after the value (quote it?)"
-        );
+        assert_eq!(err.to_string(), "line 2: invalid dotenv: unexpected text after the value (quote it?)");
     }
 
     #[test]

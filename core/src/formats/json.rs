@@ -20,13 +20,7 @@ struct Parser<'a> {
 
 /// Find every string value of a JSON document.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
-    let mut p = Parser {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        line: 1,
-        entries: Vec::new(),
-    };
+    let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, line: 1, entries: Vec::new() };
     // A UTF-8 byte order mark is tolerated, as most readers do.
     if text.starts_with('\u{feff}') {
         p.pos = 3;
@@ -77,13 +71,7 @@ impl Parser<'_> {
             Some(b'"') => {
                 let (line, start) = (self.line, self.pos);
                 let s = self.string()?;
-                self.entries.push(Entry::new(
-                    path.to_owned(),
-                    line,
-                    start..self.pos,
-                    s,
-                    Quote::Double,
-                ));
+                self.entries.push(Entry::new(path.to_owned(), line, start..self.pos, s, Quote::Double));
                 Ok(())
             }
             Some(b't') => self.literal("true"),
@@ -234,9 +222,7 @@ impl Parser<'_> {
                             } else {
                                 char::from_u32(hi)
                             };
-                            out.push(
-                                c.ok_or_else(|| self.err("unpaired UTF-16 surrogate escape"))?,
-                            );
+                            out.push(c.ok_or_else(|| self.err("unpaired UTF-16 surrogate escape"))?);
                         }
                         _ => return Err(self.err("invalid escape in string")),
                     }
@@ -247,10 +233,7 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32> {
-        let hex = self
-            .text
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.err("invalid \\u escape"))?;
+        let hex = self.text.get(self.pos..self.pos + 4).ok_or_else(|| self.err("invalid \\u escape"))?;
         let v = u32::from_str_radix(hex, 16).map_err(|_| self.err("invalid \\u escape"))?;
         if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(self.err("invalid \\u escape"));
@@ -291,17 +274,8 @@ mod tests {
     fn paths_lines_and_spans() {
         let text = "{\n  \"db\": {\"password\": \"ENCSTR:x\", \"port\": 5432},\n  \"servers\": [{\"token\": \"t\\u00e9\"}, null, -1.5e3]\n}";
         let e = scan(text).unwrap();
-        let got: Vec<_> = e
-            .iter()
-            .map(|e| (e.name.as_str(), e.value.as_str(), e.line))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("db.password", "ENCSTR:x", 2),
-                ("servers[0].token", "té", 3)
-            ]
-        );
+        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
+        assert_eq!(got, vec![("db.password", "ENCSTR:x", 2), ("servers[0].token", "té", 3)]);
         assert_eq!(&text[e[0].span.clone()], "\"ENCSTR:x\"");
     }
 

@@ -46,10 +46,7 @@ pub enum Format {
 impl Format {
     /// The format a file has by its name (ENCSTR v1 §4).
     pub fn for_path(path: &Path) -> Format {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let lower = name.to_ascii_lowercase();
         let ext = lower.rsplit_once('.').map(|(_, e)| e).unwrap_or_default();
         match ext {
@@ -129,21 +126,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn new(
-        name: String,
-        line: usize,
-        span: Range<usize>,
-        value: String,
-        quote: Quote,
-    ) -> Self {
-        Entry {
-            name,
-            line,
-            span,
-            value: Zeroizing::new(value),
-            quote,
-            trailer: String::new(),
-        }
+    pub(crate) fn new(name: String, line: usize, span: Range<usize>, value: String, quote: Quote) -> Self {
+        Entry { name, line, span, value: Zeroizing::new(value), quote, trailer: String::new() }
     }
 
     /// Whether the value is an ENCSTR token (starts with `ENCSTR:`).
@@ -211,11 +195,7 @@ pub(crate) fn encode_plaintext(
 
 /// Join a path of segments: keys with `.`, indices as `[i]`.
 pub(crate) fn join_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 /// Append a sequence index to a path.
@@ -225,18 +205,10 @@ pub(crate) fn index_path(parent: &str, index: usize) -> String {
 
 /// 1-based line number of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// A `Parse` error.
 pub(crate) fn parse_error(format: &'static str, line: usize, message: impl Into<String>) -> Error {
-    Error::Parse {
-        format,
-        line,
-        message: message.into(),
-    }
+    Error::Parse { format, line, message: message.into() }
 }

@@ -50,18 +50,10 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         let mut seg_end = eol;
         let mut end;
         loop {
-            let trailing = text[seg_start..seg_end]
-                .bytes()
-                .rev()
-                .take_while(|&b| b == b'\\')
-                .count();
+            let trailing = text[seg_start..seg_end].bytes().rev().take_while(|&b| b == b'\\').count();
             let continues = trailing % 2 == 1;
             let keep_to = if continues { seg_end - 1 } else { seg_end };
-            chars.extend(
-                text[seg_start..keep_to]
-                    .char_indices()
-                    .map(|(o, c)| (c, seg_start + o)),
-            );
+            chars.extend(text[seg_start..keep_to].char_indices().map(|(o, c)| (c, seg_start + o)));
             end = keep_to;
             let (_, after) = line_end(text, seg_start);
             line += 1;
@@ -135,9 +127,8 @@ fn unescape(chars: &[Located], line: usize) -> Result<String> {
     let mut i = 0;
     let flush = |units: &mut Vec<u16>, out: &mut String| -> Result<()> {
         if !units.is_empty() {
-            let s = String::from_utf16(units).map_err(|_| {
-                parse_error(FORMAT, line, "\\u escape is an unpaired UTF-16 surrogate")
-            })?;
+            let s = String::from_utf16(units)
+                .map_err(|_| parse_error(FORMAT, line, "\\u escape is an unpaired UTF-16 surrogate"))?;
             out.push_str(&s);
             units.clear();
         }
@@ -157,12 +148,7 @@ fn unescape(chars: &[Located], line: usize) -> Result<String> {
             continue;
         };
         if e == 'u' {
-            let hex: String = chars
-                .get(i + 2..i + 6)
-                .unwrap_or_default()
-                .iter()
-                .map(|&(c, _)| c)
-                .collect();
+            let hex: String = chars.get(i + 2..i + 6).unwrap_or_default().iter().map(|&(c, _)| c).collect();
             let unit = (hex.len() == 4)
                 .then(|| u16::from_str_radix(&hex, 16).ok())
                 .flatten()
@@ -218,17 +204,12 @@ mod tests {
     use super::*;
 
     fn names_values(text: &str) -> Vec<(String, String, usize)> {
-        scan(text)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.name.clone(), e.value.to_string(), e.line))
-            .collect()
+        scan(text).unwrap().into_iter().map(|e| (e.name.clone(), e.value.to_string(), e.line)).collect()
     }
 
     #[test]
     fn separators_comments_and_continuations() {
-        let text =
-            "# c\n! c2\n  a=1\nb : 2\nc 3\nd\\ e=4\\\n   5\nf=\ng\n\\u00e9t\\u00e9=\\u00e9\n";
+        let text = "# c\n! c2\n  a=1\nb : 2\nc 3\nd\\ e=4\\\n   5\nf=\ng\n\\u00e9t\\u00e9=\\u00e9\n";
         assert_eq!(
             names_values(text),
             vec![
@@ -253,14 +234,7 @@ mod tests {
 
     #[test]
     fn encode_round_trips() {
-        for v in [
-            " lead",
-            "a\\b=c:d#e!f",
-            "tab\tnl\ncr\r",
-            "ünï🔑",
-            "trail  ",
-            "",
-        ] {
+        for v in [" lead", "a\\b=c:d#e!f", "tab\tnl\ncr\r", "ünï🔑", "trail  ", ""] {
             let line = format!("k={}\n", encode(v).as_str());
             let e = &scan(&line).unwrap()[0];
             assert_eq!(e.value.as_str(), v, "{line}");
@@ -271,9 +245,6 @@ mod tests {
     #[test]
     fn bad_unicode_escape_names_the_line() {
         let err = scan("a=1\nb=\\u12\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "line 2: invalid properties: malformed \\uxxxx escape"
-        );
+        assert_eq!(err.to_string(), "line 2: invalid properties: malformed \\uxxxx escape");
     }
 }

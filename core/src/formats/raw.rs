@@ -8,17 +8,8 @@ use super::{Entry, Quote};
 
 /// The one value of a raw file.
 pub(crate) fn scan(text: &str, base_name: &str) -> Vec<Entry> {
-    let body = text
-        .strip_suffix('\n')
-        .map(|b| b.strip_suffix('\r').unwrap_or(b))
-        .unwrap_or(text);
-    let mut entry = Entry::new(
-        base_name.to_owned(),
-        1,
-        0..text.len(),
-        body.to_owned(),
-        Quote::None,
-    );
+    let body = text.strip_suffix('\n').map(|b| b.strip_suffix('\r').unwrap_or(b)).unwrap_or(text);
+    let mut entry = Entry::new(base_name.to_owned(), 1, 0..text.len(), body.to_owned(), Quote::None);
     entry.trailer = text[body.len()..].to_owned();
     vec![entry]
 }

@@ -23,13 +23,7 @@ struct Parser<'a> {
 
 /// Find every string value of a TOML document.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
-    let mut p = Parser {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        line: 1,
-        entries: Vec::new(),
-    };
+    let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, line: 1, entries: Vec::new() };
     if text.starts_with('\u{feff}') {
         p.pos = 3;
     }
@@ -165,10 +159,7 @@ impl Parser<'_> {
             Some(b'\'') => self.literal_string(),
             _ => {
                 let start = self.pos;
-                while self
-                    .peek()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
+                while self.peek().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                     self.pos += 1;
                 }
                 if self.pos == start {
@@ -198,13 +189,7 @@ impl Parser<'_> {
             Some(_) => return self.atom(),
             None => return Err(self.err("expected a value")),
         };
-        self.entries.push(Entry::new(
-            path.to_owned(),
-            line,
-            start..self.pos,
-            value,
-            quote,
-        ));
+        self.entries.push(Entry::new(path.to_owned(), line, start..self.pos, value, quote));
         Ok(())
     }
 
@@ -246,9 +231,7 @@ impl Parser<'_> {
             }
             self.pos += 1;
             self.blank();
-            let sub = keys
-                .iter()
-                .fold(path.to_owned(), |acc, k| join_path(&acc, k));
+            let sub = keys.iter().fold(path.to_owned(), |acc, k| join_path(&acc, k));
             self.value(&sub, depth + 1)?;
             self.blank_lines()?;
             match self.peek() {
@@ -265,8 +248,7 @@ impl Parser<'_> {
     /// Numbers, booleans, dates and times.
     fn atom(&mut self) -> Result<()> {
         let start = self.pos;
-        let is_atom =
-            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.' | b':');
+        let is_atom = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.' | b':');
         while self.peek().is_some_and(is_atom) {
             self.pos += 1;
         }
@@ -283,13 +265,8 @@ impl Parser<'_> {
             }
         }
         let word = &self.text[start..self.pos];
-        let valid = matches!(
-            word,
-            "true" | "false" | "inf" | "+inf" | "-inf" | "nan" | "+nan" | "-nan"
-        ) || word
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
+        let valid = matches!(word, "true" | "false" | "inf" | "+inf" | "-inf" | "nan" | "+nan" | "-nan")
+            || word.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
         if !valid {
             return Err(self.err("expected a value (strings must be quoted)"));
         }
@@ -370,9 +347,7 @@ impl Parser<'_> {
                 b'\\' if q == b'"' => {
                     // Line-ending backslash: drop white space and line breaks.
                     let rest = &self.text[self.pos + 1..];
-                    let ws = rest
-                        .find(|c: char| c != ' ' && c != '\t')
-                        .unwrap_or(rest.len());
+                    let ws = rest.find(|c: char| c != ' ' && c != '\t').unwrap_or(rest.len());
                     if rest[ws..].starts_with('\n') || rest[ws..].starts_with("\r\n") {
                         self.pos += 1;
                         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -399,10 +374,7 @@ impl Parser<'_> {
                     return Err(self.err("control character in string"));
                 }
                 _ => {
-                    let c = self.text[self.pos..]
-                        .chars()
-                        .next()
-                        .expect("not at the end");
+                    let c = self.text[self.pos..].chars().next().expect("not at the end");
                     out.push(c);
                     self.pos += c.len_utf8();
                 }
@@ -433,16 +405,12 @@ impl Parser<'_> {
     }
 
     fn hex(&mut self, n: usize) -> Result<char> {
-        let digits = self
-            .text
-            .get(self.pos..self.pos + n)
-            .ok_or_else(|| self.err("invalid escape in string"))?;
+        let digits =
+            self.text.get(self.pos..self.pos + n).ok_or_else(|| self.err("invalid escape in string"))?;
         if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(self.err("invalid escape in string"));
         }
-        let c = u32::from_str_radix(digits, 16)
-            .ok()
-            .and_then(char::from_u32);
+        let c = u32::from_str_radix(digits, 16).ok().and_then(char::from_u32);
         self.pos += n;
         c.ok_or_else(|| self.err("escape is not a Unicode scalar value"))
     }
@@ -498,10 +466,7 @@ names = ["p", 'q', { inner = "z" }, [1, 2]]
 inline = { user = "u", pw.word = "w" }
 "#;
         let e = scan(text).unwrap();
-        let got: Vec<_> = e
-            .iter()
-            .map(|e| (e.name.as_str(), e.value.as_str(), e.line))
-            .collect();
+        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
         assert_eq!(
             got,
             vec![

@@ -19,11 +19,7 @@ const FORMAT: &str = "yaml";
 enum Frame {
     /// A mapping; `key` is the current key's path (`None`: not a scalar key,
     /// its value is skipped).
-    Map {
-        path: Option<String>,
-        key: Option<String>,
-        expecting_key: bool,
-    },
+    Map { path: Option<String>, key: Option<String>, expecting_key: bool },
     /// A sequence and the index of its next item.
     Seq { path: Option<String>, next: usize },
 }
@@ -42,11 +38,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             Event::DocumentStart(..) | Event::DocumentEnd => stack.clear(),
             Event::MappingStart(..) => {
                 let path = node_path(&mut stack, None);
-                stack.push(Frame::Map {
-                    path,
-                    key: None,
-                    expecting_key: true,
-                });
+                stack.push(Frame::Map { path, key: None, expecting_key: true });
             }
             Event::SequenceStart(..) => {
                 let path = node_path(&mut stack, None);
@@ -62,19 +54,12 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
                 let Some(name) = node_path(&mut stack, Some(&value)) else {
                     continue;
                 };
-                let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset())
-                else {
-                    return Err(parse_error(
-                        FORMAT,
-                        span.start.line(),
-                        "scalar without a source position",
-                    ));
+                let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset()) else {
+                    return Err(parse_error(FORMAT, span.start.line(), "scalar without a source position"));
                 };
                 let line = span.start.line();
                 let entry = match style {
-                    ScalarStyle::Plain => {
-                        Entry::new(name, line, start..end, value.into_owned(), Quote::None)
-                    }
+                    ScalarStyle::Plain => Entry::new(name, line, start..end, value.into_owned(), Quote::None),
                     ScalarStyle::SingleQuoted => {
                         Entry::new(name, line, start..end, value.into_owned(), Quote::Single)
                     }
@@ -97,11 +82,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
 fn node_path(stack: &mut [Frame], key: Option<&str>) -> Option<String> {
     match stack.last_mut() {
         None => Some(String::new()),
-        Some(Frame::Map {
-            path,
-            key: current,
-            expecting_key,
-        }) => {
+        Some(Frame::Map { path, key: current, expecting_key }) => {
             if *expecting_key {
                 *expecting_key = false;
                 *current = match (path.as_deref(), key) {
@@ -125,13 +106,7 @@ fn node_path(stack: &mut [Frame], key: Option<&str>) -> Option<String> {
 /// A block scalar (`|` or `>`): its span starts at the header's indicator so
 /// the whole scalar can be replaced; what follows the indicators on the
 /// header line (a comment) and the final line break are kept as trailer.
-fn block_entry(
-    text: &str,
-    name: String,
-    start: usize,
-    end: usize,
-    mut value: String,
-) -> Result<Entry> {
+fn block_entry(text: &str, name: String, start: usize, end: usize, mut value: String) -> Result<Entry> {
     let bytes = text.as_bytes();
     // A token in a block scalar is read without its final line breaks.
     if crate::token::is_token(&value) {
@@ -148,16 +123,11 @@ fn block_entry(
                 .ok_or_else(|| parse_error(FORMAT, line_no, "block scalar header not found"))?;
             let indicator = line_start + header;
             let rest = &line[header..];
-            let after_indicators = rest[1..]
-                .find(|c: char| !matches!(c, '-' | '+' | '0'..='9'))
-                .map_or(rest.len(), |i| i + 1);
+            let after_indicators =
+                rest[1..].find(|c: char| !matches!(c, '-' | '+' | '0'..='9')).map_or(rest.len(), |i| i + 1);
             let comment = rest[after_indicators..].trim_end_matches('\r');
             let mut entry = Entry::new(name, line_no, indicator..end, value, Quote::None);
-            let newline = if end > 0 && bytes[end - 1] == b'\n' {
-                "\n"
-            } else {
-                ""
-            };
+            let newline = if end > 0 && bytes[end - 1] == b'\n' { "\n" } else { "" };
             entry.trailer = format!("{}{}", comment, newline);
             return Ok(entry);
         }
@@ -172,11 +142,7 @@ fn find_indicator(line: &str) -> Option<usize> {
         None => line,
     };
     let code = code.trim_end();
-    let trailing = code
-        .bytes()
-        .rev()
-        .take_while(|b| matches!(b, b'-' | b'+' | b'0'..=b'9'))
-        .count();
+    let trailing = code.bytes().rev().take_while(|b| matches!(b, b'-' | b'+' | b'0'..=b'9')).count();
     let i = code.len().checked_sub(trailing + 1)?;
     matches!(code.as_bytes()[i], b'|' | b'>').then_some(i)
 }
@@ -197,10 +163,7 @@ pub(crate) fn encode(value: &str) -> Zeroizing<String> {
             ' '..='~' => out.push(c),
             // Outside YAML's printable set, or line breaks in YAML 1.1.
             c if (c as u32) < 0xA0
-                || matches!(
-                    c,
-                    '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'
-                ) =>
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}') =>
             {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
@@ -219,10 +182,7 @@ mod tests {
     fn paths_and_spans() {
         let text = "db:\n  password: ENCSTR:abc # c\n  user: 'u'\nservers:\n  - token: \"t\"\n  - [a, {k: v}]\n? [complex]\n: skipped\nanchor: &x val\nref: *x\n---\nsecond: doc\n";
         let e = scan(text).unwrap();
-        let got: Vec<_> = e
-            .iter()
-            .map(|e| (e.name.as_str(), e.value.as_str(), e.line))
-            .collect();
+        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
         assert_eq!(
             got,
             vec![

@@ -21,14 +21,12 @@ impl FormatRules {
         rules
             .iter()
             .map(|r| {
-                let (glob, format) = r.rsplit_once('=').ok_or_else(|| {
-                    CliError::Usage(format!("--format {r:?}: expected GLOB=FORMAT"))
-                })?;
-                let format = format
-                    .parse::<Format>()
-                    .map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
-                let glob = Pattern::new(glob)
-                    .map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
+                let (glob, format) = r
+                    .rsplit_once('=')
+                    .ok_or_else(|| CliError::Usage(format!("--format {r:?}: expected GLOB=FORMAT")))?;
+                let format =
+                    format.parse::<Format>().map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
+                let glob = Pattern::new(glob).map_err(|e| CliError::Usage(format!("--format {r:?}: {e}")))?;
                 Ok((glob, format))
             })
             .collect::<Result<_>>()
@@ -39,10 +37,7 @@ impl FormatRules {
     /// name, else by extension.
     pub fn format_of(&self, path: &Path) -> Format {
         let full = path.to_string_lossy();
-        let base = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
+        let base = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         self.0
             .iter()
             .find(|(glob, _)| glob.matches(&full) || glob.matches(&base))
@@ -70,19 +65,10 @@ impl Input {
     }
 
     fn parse(&self) -> Result<ConfigFile<'_>> {
-        let base = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         ConfigFile::parse(self.format, &self.bytes, &base).map_err(|source| match source {
-            encstr_core::Error::NotUtf8 => CliError::NotUtf8 {
-                file: self.shown.clone(),
-            },
-            source => CliError::Parse {
-                file: self.shown.clone(),
-                source,
-            },
+            encstr_core::Error::NotUtf8 => CliError::NotUtf8 { file: self.shown.clone() },
+            source => CliError::Parse { file: self.shown.clone(), source },
         })
     }
 }
@@ -100,10 +86,7 @@ pub fn seal(
     let patterns = if patterns.is_empty() {
         Pattern::defaults()
     } else {
-        patterns
-            .iter()
-            .map(|p| Pattern::new(p))
-            .collect::<Result<_, _>>()?
+        patterns.iter().map(|p| Pattern::new(p)).collect::<Result<_, _>>()?
     };
     let verb = if dry_run { "would seal" } else { "sealed" };
     let (mut total, mut touched, mut failed) = (0, 0, 0);
@@ -117,10 +100,7 @@ pub fn seal(
                 fsio::write_atomic(&input.path, &bytes, 0o600)?;
             }
             for c in &changed {
-                say(format_args!(
-                    "{}:{} {}: {verb} with key {}",
-                    input.shown, c.line, c.name, c.key_id
-                ))?;
+                say(format_args!("{}:{} {}: {verb} with key {}", input.shown, c.line, c.name, c.key_id))?;
             }
             Ok(changed.len())
         });
@@ -153,11 +133,7 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
         let result = Input::read(path, &rules).and_then(|input| {
             let file = input.parse()?;
             match file.reencrypt(&ring, &opts.name_prefix) {
-                Ok(encstr_core::document::Reencrypted {
-                    bytes,
-                    changed,
-                    current,
-                }) => {
+                Ok(encstr_core::document::Reencrypted { bytes, changed, current }) => {
                     if let Some(bytes) = bytes {
                         fsio::write_atomic(&input.path, &bytes, 0o600)?;
                     }
@@ -170,12 +146,7 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
                 }
                 Err(errors) => {
                     for e in &errors {
-                        warn(format_args!(
-                            "{}:{} {}",
-                            input.shown,
-                            e.line,
-                            hint(&e.error)
-                        ));
+                        warn(format_args!("{}:{} {}", input.shown, e.line, hint(&e.error)));
                     }
                     Ok(errors.len())
                 }
@@ -195,10 +166,7 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
         }
     }
     if failed_files > 0 {
-        return Err(CliError::ValuesFailed {
-            failed: failed_values,
-            files: failed_files,
-        });
+        return Err(CliError::ValuesFailed { failed: failed_values, files: failed_files });
     }
     Ok(())
 }
@@ -217,11 +185,7 @@ struct CheckRow {
 
 /// `encstr check`.
 pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringArgs) -> Result<()> {
-    let ring: Option<Keyring> = if keyring.is_given() {
-        Some(keyring.load()?)
-    } else {
-        None
-    };
+    let ring: Option<Keyring> = if keyring.is_given() { Some(keyring.load()?) } else { None };
     let rules = FormatRules::parse(&opts.formats)?;
     let mut rows = Vec::new();
     for path in files {
@@ -249,10 +213,7 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
             })),
             Err(e) => {
                 let line = match &e {
-                    CliError::Parse {
-                        source: encstr_core::Error::Parse { line, .. },
-                        ..
-                    } => *line,
+                    CliError::Parse { source: encstr_core::Error::Parse { line, .. }, .. } => *line,
                     _ => 0,
                 };
                 rows.push(CheckRow {
@@ -267,19 +228,15 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
             }
         }
     }
-    let failed = rows
-        .iter()
-        .filter(|r| matches!(r.status, "failed" | "invalid_file"))
-        .count();
+    let failed = rows.iter().filter(|r| matches!(r.status, "failed" | "invalid_file")).count();
     if json {
         say(serde_json::to_string_pretty(&rows).expect("serializable"))?;
     } else {
         for r in &rows {
             match r.status {
-                "invalid_file" => warn(format_args!(
-                    "encstr: error: {}",
-                    r.error.as_deref().unwrap_or_default()
-                )),
+                "invalid_file" => {
+                    warn(format_args!("encstr: error: {}", r.error.as_deref().unwrap_or_default()))
+                }
                 status => {
                     let name = r.name.as_deref().unwrap_or_default();
                     let key = r.key_id.as_deref().unwrap_or("-");
@@ -295,22 +252,11 @@ pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringAr
         let tokens = rows.iter().filter(|r| r.name.is_some()).count();
         let ok = rows.iter().filter(|r| r.status == "ok").count();
         warn(match &ring {
-            Some(_) => format!(
-                "{tokens} token(s) in {} file(s): {ok} ok, {failed} failed",
-                files.len()
-            ),
-            None => format!(
-                "{tokens} token(s) in {} file(s) (not decrypted: no keyring given)",
-                files.len()
-            ),
+            Some(_) => format!("{tokens} token(s) in {} file(s): {ok} ok, {failed} failed", files.len()),
+            None => format!("{tokens} token(s) in {} file(s) (not decrypted: no keyring given)", files.len()),
         });
         for r in rows.iter().filter(|r| r.status == "failed") {
-            warn(format_args!(
-                "{}:{} {}",
-                r.file,
-                r.line,
-                r.error.as_deref().unwrap_or_default()
-            ));
+            warn(format_args!("{}:{} {}", r.file, r.line, r.error.as_deref().unwrap_or_default()));
         }
     }
     if failed > 0 {

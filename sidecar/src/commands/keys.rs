@@ -78,9 +78,8 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                     let ids = remove
                         .iter()
                         .map(|s| {
-                            s.parse::<KeyId>().map_err(|_| {
-                                CliError::Usage(format!("{s:?} is not a key id (8 hex digits)"))
-                            })
+                            s.parse::<KeyId>()
+                                .map_err(|_| CliError::Usage(format!("{s:?} is not a key id (8 hex digits)")))
                         })
                         .collect::<Result<Vec<_>>>()?;
                     for id in &ids {
@@ -100,11 +99,7 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
             for id in removed {
                 say(format_args!("removed {id}"))?;
             }
-            say(format_args!(
-                "{} key(s) left, primary {}",
-                ring.len(),
-                ring.primary().id()
-            ))
+            say(format_args!("{} key(s) left, primary {}", ring.len(), ring.primary().id()))
         }
         KeysCommand::Derive { passphrase_env } => {
             let pass = env_secret(&passphrase_env)?;

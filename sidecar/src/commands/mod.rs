@@ -12,10 +12,9 @@ use crate::error::{CliError, Result};
 pub(crate) fn say(line: impl std::fmt::Display) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{line}") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Stdio {
-            what: "writing standard output",
-            source: e,
-        }),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Stdio { what: "writing standard output", source: e })
+        }
         _ => Ok(()),
     }
 }

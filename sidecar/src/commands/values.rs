@@ -12,11 +12,7 @@ use crate::error::{CliError, Result};
 /// Encrypt standard input for `name`; print the token.
 pub fn encrypt(name: &str, keep_newline: bool, keyring: &KeyringArgs) -> Result<()> {
     let ring = keyring.load()?;
-    let mut plain = if std::io::stdin().is_terminal() {
-        read_hidden(name)?
-    } else {
-        read_stdin()?
-    };
+    let mut plain = if std::io::stdin().is_terminal() { read_hidden(name)? } else { read_stdin()? };
     if !keep_newline && plain.last() == Some(&b'\n') {
         plain.pop();
         if plain.last() == Some(&b'\r') {
@@ -49,10 +45,7 @@ pub fn decrypt(name: &str, token_arg: Option<&str>, keyring: &KeyringArgs) -> Re
     let mut out = std::io::stdout().lock();
     out.write_all(&plain)
         .and_then(|()| out.flush())
-        .map_err(|source| CliError::Stdio {
-            what: "writing standard output",
-            source,
-        })
+        .map_err(|source| CliError::Stdio { what: "writing standard output", source })
 }
 
 fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
@@ -60,10 +53,7 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
     std::io::stdin()
         .lock()
         .read_to_end(&mut buf)
-        .map_err(|source| CliError::Stdio {
-            what: "reading standard input",
-            source,
-        })?;
+        .map_err(|source| CliError::Stdio { what: "reading standard input", source })?;
     Ok(buf)
 }
 
@@ -72,10 +62,7 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
 fn read_hidden(name: &str) -> Result<Zeroizing<Vec<u8>>> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
-    let err = |source| CliError::Stdio {
-        what: "reading the terminal",
-        source,
-    };
+    let err = |source| CliError::Stdio { what: "reading the terminal", source };
     let saved = tcgetattr(&stdin).map_err(|e| err(e.into()))?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);

@@ -1,0 +1,168 @@
+//! The sidecar's Prometheus metrics (names from the SecretKeyring spec,
+//! sidecar section). Labels are bounded: error kinds and results only.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label of `encstr_decrypt_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `malformed`, `unsupported_version`, `unknown_key` or `authentication_failed`.
+    pub reason: &'static str,
+}
+
+/// Label of `encstr_renders_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// The four decryption error kinds: the only values of the `reason` label.
+pub const DECRYPT_REASONS: [&str; 4] =
+    ["malformed", "unsupported_version", "unknown_key", "authentication_failed"];
+
+/// All sidecar metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `encstr_decrypt_failures_total{reason}`.
+    pub decrypt_failures: Family<ReasonLabel, Counter>,
+    /// `encstr_decryptions_total`.
+    pub decryptions: Counter,
+    /// `encstr_renders_total{result}`.
+    pub renders: Family<ResultLabel, Counter>,
+    /// `encstr_render_duration_seconds`.
+    pub render_duration: Histogram,
+    /// `encstr_last_render_success_timestamp_seconds`.
+    pub last_success: Gauge<f64, AtomicU64>,
+    /// `encstr_keyring_keys`.
+    pub keyring_keys: Gauge,
+    /// `encstr_keyring_reloads_total`.
+    pub keyring_reloads: Counter,
+    /// `encstr_plaintext_values`.
+    pub plaintext_values: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            decrypt_failures: Family::default(),
+            decryptions: Counter::default(),
+            renders: Family::default(),
+            render_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            last_success: Gauge::default(),
+            keyring_keys: Gauge::default(),
+            keyring_reloads: Counter::default(),
+            plaintext_values: Gauge::default(),
+            registry: Registry::default(),
+        };
+        // Every series exists from the start, so rate() and absent() work.
+        for reason in DECRYPT_REASONS {
+            let _ = m.decrypt_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for result in ["success", "failure"] {
+            let _ = m.renders.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "encstr_decrypt_failures",
+            "Values that failed to decrypt, by error kind",
+            m.decrypt_failures.clone(),
+        );
+        registry.register("encstr_decryptions", "Values decrypted", m.decryptions.clone());
+        registry.register("encstr_renders", "Renders of the source directory, by result", m.renders.clone());
+        registry.register(
+            "encstr_render_duration_seconds",
+            "Time taken by a render",
+            m.render_duration.clone(),
+        );
+        registry.register(
+            "encstr_last_render_success_timestamp_seconds",
+            "Unix time of the last successful render",
+            m.last_success.clone(),
+        );
+        registry.register("encstr_keyring_keys", "Keys in the loaded keyring", m.keyring_keys.clone());
+        registry.register(
+            "encstr_keyring_reloads",
+            "Times a changed keyring was loaded",
+            m.keyring_reloads.clone(),
+        );
+        registry.register(
+            "encstr_plaintext_values",
+            "Values in rendered files whose names look secret but that are not encrypted",
+            m.plaintext_values.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The exposition in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut open_metrics = String::new();
+        prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry)
+            .expect("writing to a String");
+        to_prometheus_text(&open_metrics)
+    }
+}
+
+/// OpenMetrics text → Prometheus text 0.0.4: counters are declared with
+/// their `_total` name (as Prometheus' own format and `promtool` expect),
+/// and the `# EOF` marker and `# UNIT` lines are dropped.
+fn to_prometheus_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut counters = Vec::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.push(name.to_owned());
+        }
+    }
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.iter().any(|c| c == name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_series_with_total_suffixes() {
+        let m = Metrics::default();
+        m.decryptions.inc_by(3);
+        let text = m.encode();
+        for needle in [
+            "# TYPE encstr_decryptions_total counter\n",
+            "encstr_decryptions_total 3\n",
+            "encstr_decrypt_failures_total{reason=\"authentication_failed\"} 0\n",
+            "encstr_renders_total{result=\"failure\"} 0\n",
+            "# TYPE encstr_render_duration_seconds histogram\n",
+            "encstr_last_render_success_timestamp_seconds 0",
+            "encstr_keyring_keys 0\n",
+            "encstr_keyring_reloads_total 0\n",
+            "encstr_plaintext_values 0\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing in\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+    }
+}
