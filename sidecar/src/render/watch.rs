@@ -124,11 +124,11 @@ impl Renderer {
             None => self.keyring.load()?,
         });
         let m = &self.health.metrics;
+        m.keyring_keys.set(i64::try_from(ring.len()).unwrap_or(i64::MAX));
         if self.loaded.is_some() {
             m.keyring_reloads.inc();
             info!(keys = ring.len(), primary = %ring.primary().id(), "keyring reloaded");
         }
-        m.keyring_keys.set(i64::try_from(ring.len()).unwrap_or(i64::MAX));
         self.loaded = Some((bytes.unwrap_or_default(), ring.clone()));
         Ok(ring)
     }
@@ -268,7 +268,8 @@ pub fn relevant(event: &notify::Event, source: &Path, keyring_file: Option<&Path
         }
         let Some(file) = keyring_file else { return false };
         p.parent() == Some(keyring_dir(file))
-            && p.file_name().is_some_and(|n| Some(n) == file.file_name() || n.to_string_lossy().starts_with(".."))
+            && p.file_name()
+                .is_some_and(|n| Some(n) == file.file_name() || n.to_string_lossy().starts_with(".."))
     })
 }
 

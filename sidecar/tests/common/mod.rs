@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests: scratch directories, the real
+//! binary, kubelet-style volumes and a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Keys `a` and `b` of the published vectors, and their ids.
+pub const KEY_A: &str = "TJfYpFOWpmj0PbSthoRNEleAKc9avU5OiqXpFx7OGhA=";
+pub const KEY_B: &str = "FNP8PqAWQgSeMPQ6XGCIF09/lUPClTG63kieec6/iGM=";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_encstr")
+}
+
+/// A scratch directory removed on drop.
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    pub fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("encstr-it-{name}-{}", std::process::id()));
+        let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&d).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A directory laid out the way kubelet mounts a ConfigMap or Secret:
+/// `name -> ..data/name`, `..data -> ..<timestamp>`; `update` swaps
+/// `..data` atomically, as kubelet does.
+pub struct Volume {
+    pub dir: PathBuf,
+    generation: u32,
+}
+
+impl Volume {
+    pub fn new(dir: PathBuf, files: &[(&str, &[u8])]) -> Volume {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut v = Volume { dir, generation: 0 };
+        v.update(files);
+        v
+    }
+
+    pub fn update(&mut self, files: &[(&str, &[u8])]) {
+        self.generation += 1;
+        let ts = format!("..2026_11_23_00_00_{:02}.{}", self.generation % 60, self.generation);
+        let data = self.dir.join(&ts);
+        for (name, content) in files {
+            let p = data.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let old = std::fs::read_link(self.dir.join("..data")).ok();
+        symlink(&ts, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        for (name, _) in files {
+            let top = Path::new(name).components().next().unwrap().as_os_str().to_owned();
+            let link = self.dir.join(&top);
+            if std::fs::symlink_metadata(&link).is_err() {
+                symlink(Path::new("..data").join(&top), link).unwrap();
+            }
+        }
+        if let Some(old) = old {
+            let _ = std::fs::remove_dir_all(self.dir.join(old));
+        }
+    }
+}
+
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env_remove("ENCSTR_KEYRING").env("RUST_LOG", "info").stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+pub fn encrypt(keyring: &Path, name: &str, plain: &[u8]) -> String {
+    let mut child = Command::new(bin())
+        .args(["encrypt", "--keep-newline", "--name", name, "--keyring"])
+        .arg(keyring)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(plain).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A GET over plain HTTP/1.1: status and body.
+pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split(' ').nth(1)?.parse().ok()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, for at most `secs` seconds.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of one sample in a Prometheus exposition.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn parsers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/parsers")
+}

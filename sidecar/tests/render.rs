@@ -1,0 +1,465 @@
+//! `encstr render` end to end: the real binary on kubelet-style volumes,
+//! rendered files read back by the formats' real parsers, all-or-nothing
+//! failures, atomicity for readers, watch mode with metrics scraped by
+//! promtool and a real Prometheus server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+/// Plaintexts with everything that breaks naive escaping.
+const NASTY: &[&str] = &[
+    "simple",
+    "\"dq\" 'sq' \\ back # hash = eq : colon ! bang",
+    "multi\nline\r\nwith\ttabs",
+    "  leading and trailing  ",
+    "ünïcode 名前 🔑",
+    "ends with backslash\\",
+];
+
+fn keyring(d: &Dir, keys: &[&str]) -> std::path::PathBuf {
+    let p = d.path("keyring");
+    std::fs::write(&p, keys.join("\n") + "\n").unwrap();
+    p
+}
+
+#[test]
+fn renders_every_format_so_real_parsers_read_exact_plaintexts() {
+    let d = Dir::new("formats");
+    let ring = keyring(&d, &[KEY_A]);
+    let mut expected = BTreeMap::new();
+    let (mut props, mut env, mut yaml, mut json, mut toml) =
+        (String::from("# app\n"), String::new(), String::from("db:\n"), String::from("{"), String::new());
+    for (i, plain) in NASTY.iter().enumerate() {
+        let key = format!("p{i}_password");
+        props.push_str(&format!("{key} = {}\n", encrypt(&ring, &key, plain.as_bytes())));
+        env.push_str(&format!("export {key}={} # c\n", encrypt(&ring, &key, plain.as_bytes())));
+        yaml.push_str(&format!("  {key}: {}\n", encrypt(&ring, &format!("db.{key}"), plain.as_bytes())));
+        json.push_str(&format!(
+            "{}\"{key}\": \"{}\"",
+            if i == 0 { "" } else { ", " },
+            encrypt(&ring, &key, plain.as_bytes())
+        ));
+        toml.push_str(&format!("{key} = \"{}\"\n", encrypt(&ring, &key, plain.as_bytes())));
+        expected.insert(key, plain.to_string());
+    }
+    json.push_str("}\n");
+    let raw = encrypt(&ring, "db-password", b"raw secret");
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let nested = format!("token: {}\n", encrypt(&ring, "token", b"nested"));
+    let src = d.path("src");
+    Volume::new(
+        src.clone(),
+        &[
+            ("app.properties", props.as_bytes()),
+            ("app.env", env.as_bytes()),
+            ("app.yaml", yaml.as_bytes()),
+            ("app.json", json.as_bytes()),
+            ("app.toml", toml.as_bytes()),
+            ("db-password", format!("{raw}\n").as_bytes()),
+            ("logo.bin", &binary),
+            ("broken.yaml", b"a: [unclosed\n"),
+            ("conf/nested.yml", nested.as_bytes()),
+        ],
+    );
+    let target = d.path("out");
+    let out = run(
+        &[
+            "render",
+            "--source",
+            src.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--keyring",
+            ring.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = d.path("out");
+
+    // Java's Properties, loaded as ISO-8859-1 and as UTF-8.
+    let java = Command::new("java")
+        .arg(parsers_dir().join("ReadProperties.java"))
+        .arg(t.join("app.properties"))
+        .output()
+        .expect("java (run scripts/test.sh to install)");
+    assert!(java.status.success(), "{}", String::from_utf8_lossy(&java.stderr));
+    let loaded: Vec<BTreeMap<String, String>> = serde_json::from_slice(&java.stdout).unwrap();
+    assert_eq!(loaded[0], expected);
+    assert_eq!(loaded[1], expected);
+
+    // Python's json, tomllib, python-dotenv and PyYAML.
+    for (file, format) in
+        [("app.json", "json"), ("app.toml", "toml"), ("app.env", "dotenv"), ("app.yaml", "yaml")]
+    {
+        let py = Command::new("python3")
+            .arg(parsers_dir().join("read_values.py"))
+            .arg(t.join(file))
+            .arg(format)
+            .output()
+            .expect("python3");
+        assert!(py.status.success(), "{file}: {}", String::from_utf8_lossy(&py.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+        let got = if format == "yaml" { got["db"].clone() } else { got };
+        for (k, v) in &expected {
+            assert_eq!(got[k].as_str(), Some(v.as_str()), "{file} {k}");
+        }
+    }
+    assert_eq!(std::fs::read(t.join("db-password")).unwrap(), b"raw secret", "raw: exact bytes, no newline");
+    assert_eq!(std::fs::read(t.join("logo.bin")).unwrap(), binary, "files without tokens are copied");
+    assert_eq!(std::fs::read(t.join("broken.yaml")).unwrap(), b"a: [unclosed\n");
+    assert_eq!(std::fs::read_to_string(t.join("conf/nested.yml")).unwrap(), "token: \"nested\"\n");
+    assert!(!t.join("..2026_11_23_00_00_01.1").exists(), "kubelet's ..* entries are not rendered");
+    assert_eq!(std::fs::metadata(t.join("app.yaml")).unwrap().permissions().mode() & 0o777, 0o440);
+    assert_eq!(std::fs::metadata(t.join("conf")).unwrap().permissions().mode() & 0o777, 0o550);
+}
+
+#[test]
+fn failures_keep_the_previous_output_and_report_every_value() {
+    let d = Dir::new("fail");
+    let ring = keyring(&d, &[KEY_A]);
+    let other = d.path("other");
+    std::fs::write(&other, format!("{KEY_B}\n")).unwrap();
+    let good = format!("db.password = {}\n", encrypt(&ring, "db.password", b"s3cr3t-value"));
+    let src = d.path("src");
+    let mut vol = Volume::new(src.clone(), &[("app.properties", good.as_bytes())]);
+    let target = d.path("out");
+    let tlog = d.path("termination-log");
+    let args = |tl: &Path| {
+        vec![
+            "render".to_owned(),
+            "--source".into(),
+            src.display().to_string(),
+            "--target".into(),
+            target.display().to_string(),
+            "--keyring".into(),
+            ring.display().to_string(),
+            "--termination-log".into(),
+            tl.display().to_string(),
+        ]
+    };
+    let argv = args(&tlog);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    assert!(run(&argv, &[]).status.success());
+    let before = std::fs::read(target.join("app.properties")).unwrap();
+    let data_before = std::fs::read_link(target.join("..data")).unwrap();
+    assert_eq!(std::fs::read_to_string(&tlog).unwrap(), "", "no message after success");
+
+    let moved = encrypt(&ring, "ldap.password", b"x");
+    let foreign = encrypt(&other, "smtp.password", b"y");
+    let bad = format!(
+        "db.password = {}\nsmtp.password = {foreign}\nmoved.password = {moved}\nbroken.token = ENCSTR:!!!\n",
+        encrypt(&ring, "db.password", b"new")
+    );
+    let bad_yaml = b"a: ENCSTR:AAAA\nb: [unclosed\n";
+    vol.update(&[("app.properties", bad.as_bytes()), ("more.yaml", bad_yaml)]);
+    let out = run(&argv, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = "encstr render failed: 4 problem(s) in 2 file(s); the previous output was kept\n\
+                  app.properties:2 smtp.password: unknown_key\n\
+                  app.properties:3 moved.password: authentication_failed\n\
+                  app.properties:4 broken.token: malformed\n\
+                  more.yaml:2: parse\n";
+    assert!(stderr.contains(report), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&tlog).unwrap(), report);
+    assert_eq!(std::fs::read(target.join("app.properties")).unwrap(), before, "previous output intact");
+    assert_eq!(std::fs::read_link(target.join("..data")).unwrap(), data_before);
+    assert!(!target.join("more.yaml").exists());
+    for secret in ["s3cr3t-value", "new", &foreign[7..30], &moved[7..30]] {
+        assert!(!stderr.contains(secret), "{secret} leaked: {stderr}");
+    }
+}
+
+#[test]
+fn plaintext_values_are_counted_warned_or_denied() {
+    let d = Dir::new("plain");
+    let ring = keyring(&d, &[KEY_A]);
+    let src = d.path("src");
+    Volume::new(src.clone(), &[("app.env", b"DB_PASSWORD=hunter2\nPORT=1\n")]);
+    let out_dir = d.path("out");
+    let base = ["render", "--source", src.to_str().unwrap(), "--target", out_dir.to_str().unwrap()];
+    let ok = run(&[&base[..], &["--keyring", ring.to_str().unwrap()]].concat(), &[]);
+    assert!(ok.status.success());
+    let log = String::from_utf8_lossy(&ok.stderr);
+    assert!(log.contains("value is not encrypted") && log.contains("name=DB_PASSWORD"), "{log}");
+    assert!(!log.contains("hunter2"));
+    assert_eq!(std::fs::read_to_string(d.path("out/app.env")).unwrap(), "DB_PASSWORD=hunter2\nPORT=1\n");
+    let denied = run(&[&base[..], &["--keyring", ring.to_str().unwrap(), "--deny-plaintext"]].concat(), &[]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("app.env:1 DB_PASSWORD: plaintext\n"));
+}
+
+#[test]
+fn readers_never_see_partial_or_mixed_files() {
+    let d = Dir::new("atomic");
+    let ring = keyring(&d, &[KEY_A]);
+    // Two versions of two files; big enough that a partial write would show.
+    let version = |v: char| {
+        let a = format!("# {}\nversion = {v}\n", "x".repeat(200_000));
+        let b = format!("version: {v}\npad: \"{}\"\n", "y".repeat(200_000));
+        (a, b)
+    };
+    let (a1, b1) = version('1');
+    let (a2, b2) = version('2');
+    let src = d.path("src");
+    let mut vol = Volume::new(src.clone(), &[("a.properties", a1.as_bytes()), ("b.yaml", b1.as_bytes())]);
+    let target = d.path("out");
+    let argv = [
+        "render",
+        "--source",
+        src.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--keyring",
+        ring.to_str().unwrap(),
+    ];
+    assert!(run(&argv, &[]).status.success());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, target) = (stop.clone(), target.clone());
+        let (a1, a2, b1, b2) = (a1.clone(), a2.clone(), b1.clone(), b2.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // Every file through its top-level link is old or new, whole.
+                let a = std::fs::read_to_string(target.join("a.properties")).unwrap();
+                assert!(a == a1 || a == a2, "partial a.properties ({} bytes)", a.len());
+                // A reader resolving ..data once sees one consistent set.
+                if let Ok(dir) = std::fs::read_link(target.join("..data")) {
+                    let dir = target.join(dir);
+                    if let (Ok(a), Ok(b)) = (
+                        std::fs::read_to_string(dir.join("a.properties")),
+                        std::fs::read_to_string(dir.join("b.yaml")),
+                    ) {
+                        assert!((a == a1 && b == b1) || (a == a2 && b == b2), "mixed versions");
+                    }
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 0..20 {
+        let (a, b) = if i % 2 == 0 { (&a2, &b2) } else { (&a1, &b1) };
+        vol.update(&[("a.properties", a.as_bytes()), ("b.yaml", b.as_bytes())]);
+        assert!(run(&argv, &[]).status.success());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.join().expect("reader saw only whole, consistent versions");
+    assert!(reads > 20, "the reader ran during the renders ({reads} reads)");
+}
+
+/// A watching sidecar and what it logs.
+struct Sidecar {
+    proc: Proc,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+fn start_watch(src: &Path, target: &Path, keyring: &Path, extra: &[&str]) -> Sidecar {
+    let mut child = Command::new(bin())
+        .args(["render", "--watch", "--listen", "127.0.0.1:0", "--log-format", "json", "--debounce", "50ms"])
+        .arg("--source")
+        .arg(src)
+        .arg("--target")
+        .arg(target)
+        .arg("--keyring")
+        .arg(keyring)
+        .args(extra)
+        .env_remove("ENCSTR_KEYRING")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["addr"].as_str()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the sidecar logs its address");
+    Sidecar { proc: Proc(child), addr, log }
+}
+
+fn metrics(addr: &str) -> String {
+    get(addr, "/metrics").expect("metrics endpoint").1
+}
+
+#[test]
+fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
+    let d = Dir::new("watch");
+    // The keyring as a Secret volume, the source as a ConfigMap volume.
+    let ring_file = d.path("ring-src");
+    std::fs::write(&ring_file, format!("{KEY_A}\n")).unwrap();
+    let mut keys = Volume::new(d.path("keys"), &[("keyring", format!("{KEY_A}\n").as_bytes())]);
+    let ring = d.path("keys/keyring");
+    let v1 = format!("db.password = {}\n", encrypt(&ring, "db.password", b"one"));
+    let other = "static: file\n";
+    let src = d.path("src");
+    let mut vol =
+        Volume::new(src.clone(), &[("app.properties", v1.as_bytes()), ("other.yaml", other.as_bytes())]);
+    let target = d.path("out");
+    let sidecar = start_watch(&src, &target, &ring, &[]);
+    let addr = sidecar.addr.clone();
+
+    wait_for(10, "readiness", || (get(&addr, "/readyz")?.0 == 200).then_some(()));
+    assert_eq!(get(&addr, "/healthz").unwrap().0, 200);
+    assert_eq!(std::fs::read_to_string(target.join("app.properties")).unwrap(), "db.password = one\n");
+    let other_inode = std::fs::metadata(target.join("other.yaml")).unwrap().ino();
+
+    // promtool accepts the exposition.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (run scripts/test.sh to install prometheus)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics(&addr).as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // kubelet swaps ..data: the change is rendered; the untouched file is not rewritten.
+    let v2 = format!("db.password = {}\n", encrypt(&ring, "db.password", b"two"));
+    vol.update(&[("app.properties", v2.as_bytes()), ("other.yaml", other.as_bytes())]);
+    wait_for(10, "re-render", || {
+        (std::fs::read_to_string(target.join("app.properties")).ok()? == "db.password = two\n").then_some(())
+    });
+    assert_eq!(std::fs::metadata(target.join("other.yaml")).unwrap().ino(), other_inode);
+
+    // A token of an unknown key: the last good output stays, the failure is counted.
+    let foreign_ring = d.path("foreign");
+    std::fs::write(&foreign_ring, format!("{KEY_B}\n")).unwrap();
+    let bad = format!("db.password = {}\n", encrypt(&foreign_ring, "db.password", b"three"));
+    vol.update(&[("app.properties", bad.as_bytes()), ("other.yaml", other.as_bytes())]);
+    let m = wait_for(10, "a failed render", || {
+        let m = metrics(&addr);
+        (sample(&m, "encstr_renders_total{result=\"failure\"}")? >= 1.0).then_some(m)
+    });
+    assert_eq!(sample(&m, "encstr_decrypt_failures_total{reason=\"unknown_key\"}"), Some(1.0));
+    assert_eq!(std::fs::read_to_string(target.join("app.properties")).unwrap(), "db.password = two\n");
+    assert_eq!(get(&addr, "/readyz").unwrap().0, 200, "still ready: the last good output is served");
+
+    // The Secret gains key b (kubelet swap): the keyring is reloaded and the value decrypts.
+    keys.update(&[("keyring", format!("{KEY_A}\n{KEY_B}\n").as_bytes())]);
+    let m = wait_for(10, "keyring reload", || {
+        let m = metrics(&addr);
+        (sample(&m, "encstr_keyring_reloads_total")? >= 1.0).then_some(m)
+    });
+    assert_eq!(sample(&m, "encstr_keyring_keys"), Some(2.0));
+    wait_for(10, "render with the new key", || {
+        (std::fs::read_to_string(target.join("app.properties")).ok()? == "db.password = three\n")
+            .then_some(())
+    });
+    let m = metrics(&addr);
+    assert!(sample(&m, "encstr_decryptions_total").unwrap() >= 3.0);
+    assert!(sample(&m, "encstr_last_render_success_timestamp_seconds").unwrap() > 1.7e9);
+
+    // Clean shutdown on SIGTERM.
+    let mut sidecar = sidecar;
+    Command::new("kill").args(["-TERM", &sidecar.proc.0.id().to_string()]).status().unwrap();
+    let status = wait_for(5, "exit after SIGTERM", || sidecar.proc.0.try_wait().unwrap());
+    assert!(status.success(), "{status}");
+    let log = sidecar.log.lock().unwrap().clone();
+    assert!(log.contains("\"message\":\"render succeeded\"") && log.contains("\"duration_ms\""), "{log}");
+    assert!(log.contains("shutting down"));
+    for secret in ["\"one\"", "\"two\"", "\"three\"", KEY_A, KEY_B] {
+        assert!(!log.contains(secret), "{secret} in log");
+    }
+    drop(keys);
+}
+
+#[test]
+fn watch_mode_is_not_ready_until_a_render_succeeds() {
+    let d = Dir::new("notready");
+    let ring = keyring(&d, &[KEY_A]);
+    let foreign = d.path("foreign");
+    std::fs::write(&foreign, format!("{KEY_B}\n")).unwrap();
+    let src = d.path("src");
+    let bad = format!("a.password = {}\n", encrypt(&foreign, "a.password", b"x"));
+    let mut vol = Volume::new(src.clone(), &[("app.properties", bad.as_bytes())]);
+    let tlog = d.path("tlog");
+    let sidecar = start_watch(&src, &d.path("out"), &ring, &["--termination-log", tlog.to_str().unwrap()]);
+    wait_for(10, "a failed render", || {
+        (sample(&metrics(&sidecar.addr), "encstr_renders_total{result=\"failure\"}")? >= 1.0).then_some(())
+    });
+    assert_eq!(get(&sidecar.addr, "/readyz").unwrap().0, 503);
+    assert!(std::fs::read_to_string(&tlog).unwrap().contains("app.properties:1 a.password: unknown_key"));
+    let good = format!("a.password = {}\n", encrypt(&ring, "a.password", b"x"));
+    vol.update(&[("app.properties", good.as_bytes())]);
+    wait_for(10, "readiness", || (get(&sidecar.addr, "/readyz")?.0 == 200).then_some(()));
+    assert_eq!(std::fs::read_to_string(&tlog).unwrap(), "", "cleared after success");
+}
+
+#[test]
+fn a_real_prometheus_scrapes_decrypt_failures() {
+    let d = Dir::new("prom");
+    let ring = keyring(&d, &[KEY_A]);
+    let foreign = d.path("foreign");
+    std::fs::write(&foreign, format!("{KEY_B}\n")).unwrap();
+    let src = d.path("src");
+    let good = format!("a.password = {}\n", encrypt(&ring, "a.password", b"x"));
+    let mut vol = Volume::new(src.clone(), &[("app.properties", good.as_bytes())]);
+    let sidecar = start_watch(&src, &d.path("out"), &ring, &[]);
+
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = d.path("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: encstr\n    static_configs:\n      - targets: ['{}']\n",
+            sidecar.addr
+        ),
+    )
+    .unwrap();
+    let prom_addr = format!("127.0.0.1:{prom_port}");
+    let _prom = Proc(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", d.path("tsdb").display()))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (run scripts/test.sh to install it)"),
+    );
+    wait_for(20, "prometheus ready", || (get(&prom_addr, "/-/ready")?.0 == 200).then_some(()));
+
+    let bad = format!("a.password = {}\n", encrypt(&foreign, "a.password", b"y"));
+    vol.update(&[("app.properties", bad.as_bytes())]);
+    let query = "/api/v1/query?query=encstr_decrypt_failures_total%7Breason%3D%22unknown_key%22%7D";
+    let value = wait_for(30, "the failure in Prometheus", || {
+        let (status, body) = get(&prom_addr, query)?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let value: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+        (status == 200 && value >= 1.0).then_some(value)
+    });
+    assert_eq!(value, 1.0);
+}
