@@ -59,6 +59,12 @@ show encstr reencrypt --keyring keyring app.properties agent.yaml
 show encstr keys prune --keyring keyring --keep 1
 show encstr check --keyring keyring app.properties agent.yaml
 
+step "render: decrypt the sealed files for the app (what the sidecar does in a pod)"
+mkdir -p config && cp app.properties agent.yaml config/
+show encstr render --source config --target run --keyring keyring --termination-log render.log
+show ls -l run
+show cat run/app.properties run/agent.yaml
+
 step "a token copied into another field does not decrypt there"
 ldap=$(sed -n 's/^ldap.bind.password = //p' app.properties)
 printf 'smtp.password = %s\n' "$ldap" > moved.properties

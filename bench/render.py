@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Sidecar benchmarks (not run in CI). Prints figures and ratios for BENCHMARKS.md.
+
+  python3 bench/render.py            # builds the static release binary first
+
+- render of 100 files x 100 values (10,000 values), wall time, and its ratio
+  to `cp -r` of the same tree (the I/O floor);
+- start-to-ready (process start until /readyz answers 200) for 100 values;
+- peak RSS (VmHWM) of a watching sidecar after 20 re-renders of the 10,000 values;
+- size of the stripped static binary.
+"""
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/encstr")
+RUNS = 15
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, **kw)
+
+
+def build():
+    env = dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static")
+    sh("cargo", "build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "-p", "encstr", cwd=ROOT, env=env)
+
+
+def make_tree(work, files, values):
+    keyring = os.path.join(work, "keyring")
+    sh(BIN, "keys", "init", "--keyring", keyring)
+    plain = os.path.join(work, "plain")
+    os.makedirs(plain)
+    for f in range(files):
+        with open(os.path.join(plain, f"app{f:03}.properties"), "w") as out:
+            out.write(f"# service {f}\n")
+            for v in range(values):
+                out.write(f"service{f}.db{v}.password = secret-value-{f}-{v}-0123456789abcdef\n")
+                out.write(f"service{f}.db{v}.url = jdbc:postgresql://db{v}:5432/app\n")
+    src = os.path.join(work, "src")
+    shutil.copytree(plain, src)
+    sh(BIN, "seal", "--keyring", keyring, *[os.path.join(src, n) for n in sorted(os.listdir(src))])
+    return keyring, src
+
+
+def median_time(cmd_for_run):
+    times = []
+    for i in range(RUNS):
+        cmd = cmd_for_run(i)
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_to_ready(work, keyring, src):
+    times = []
+    for i in range(RUNS):
+        port = free_port()
+        target = os.path.join(work, f"ready{i}")
+        t = time.perf_counter()
+        p = subprocess.Popen([BIN, "render", "--watch", "--listen", f"127.0.0.1:{port}", "--source", src,
+                              "--target", target, "--keyring", keyring],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.perf_counter() - t > 10:
+                    raise SystemExit("not ready after 10 s")
+            times.append(time.perf_counter() - t)
+        finally:
+            p.terminate()
+            p.wait()
+    return statistics.median(times)
+
+
+def peak_rss_watching(work, keyring, src):
+    port = free_port()
+    p = subprocess.Popen([BIN, "render", "--watch", "--debounce", "10ms", "--listen", f"127.0.0.1:{port}",
+                          "--source", src, "--target", os.path.join(work, "watched"), "--keyring", keyring],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def renders():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith('encstr_renders_total{result="success"}'):
+                            return int(float(line.split()[-1]))
+            except OSError:
+                return 0
+            return 0
+        while renders() < 1:
+            time.sleep(0.05)
+        first = os.path.join(src, sorted(os.listdir(src))[0])
+        for i in range(20):
+            with open(first, "a") as f:
+                f.write(f"# touch {i}\n")
+            deadline = time.time() + 10
+            while renders() < i + 2 and time.time() < deadline:
+                time.sleep(0.02)
+        with open(f"/proc/{p.pid}/status") as s:
+            status = dict(line.split(":", 1) for line in s if ":" in line)
+        return int(status["VmHWM"].split()[0]) / 1024
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def main():
+    build()
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as work:
+        keyring, src = make_tree(work, 100, 100)
+        render = median_time(lambda i: [BIN, "render", "--source", src, "--target", os.path.join(work, f"out{i}"),
+                                        "--keyring", keyring])
+        cp = median_time(lambda i: ["cp", "-r", src, os.path.join(work, f"cp{i}")])
+        small = os.path.join(work, "small")
+        os.makedirs(small)
+        k2, s2 = make_tree(small, 1, 100)
+        ready = start_to_ready(small, k2, s2)
+        rss = peak_rss_watching(work, keyring, src)
+    size = os.path.getsize(BIN)
+    print(f"render 100 files x 100 values: {render * 1000:.1f} ms (target <= 50 ms)")
+    print(f"cp -r of the same tree:        {cp * 1000:.1f} ms; ratio render/cp = {render / cp:.2f}")
+    print(f"start-to-ready, 100 values:    {ready * 1000:.1f} ms (target <= 20 ms)")
+    print(f"peak RSS while watching:       {rss:.1f} MiB (target <= 15 MiB)")
+    print(f"static stripped binary:        {size / 1e6:.2f} MB (target <= 6 MB)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
