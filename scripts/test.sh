@@ -45,6 +45,6 @@ log "container image (podman)"
 ./scripts/test-image.sh
 
 log "walkthrough"
-./scripts/demo.sh >/dev/null
+./scripts/demo.sh >/tmp/encstr-demo.log 2>&1 || { cat /tmp/encstr-demo.log; exit 1; }
 
 log "all passed"

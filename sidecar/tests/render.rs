@@ -316,7 +316,7 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     let mut keys = Volume::new(d.path("keys"), &[("keyring", format!("{KEY_A}\n").as_bytes())]);
     let ring = d.path("keys/keyring");
     let v1 = format!("db.password = {}\n", encrypt(&ring, "db.password", b"one"));
-    let other = "static: file\n";
+    let other = "static: file\napi_token: not-sealed\n";
     let src = d.path("src");
     let mut vol =
         Volume::new(src.clone(), &[("app.properties", v1.as_bytes()), ("other.yaml", other.as_bytes())]);
@@ -380,6 +380,7 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     });
     let m = metrics(&addr);
     assert!(sample(&m, "encstr_decryptions_total").unwrap() >= 3.0);
+    assert_eq!(sample(&m, "encstr_plaintext_values"), Some(1.0));
     assert!(sample(&m, "encstr_last_render_success_timestamp_seconds").unwrap() > 1.7e9);
 
     // Clean shutdown on SIGTERM.
@@ -390,6 +391,8 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     let log = sidecar.log.lock().unwrap().clone();
     assert!(log.contains("\"message\":\"render succeeded\"") && log.contains("\"duration_ms\""), "{log}");
     assert!(log.contains("shutting down"));
+    assert_eq!(log.matches("value is not encrypted").count(), 1, "warned once across renders: {log}");
+    assert!(!log.contains("not-sealed"));
     for secret in ["\"one\"", "\"two\"", "\"three\"", KEY_A, KEY_B] {
         assert!(!log.contains(secret), "{secret} in log");
     }
