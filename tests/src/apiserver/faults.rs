@@ -1,0 +1,195 @@
+//! Request log, counters and programmable faults.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// Which requests a fault or delay applies to (`None` matches any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Matcher {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`.
+    #[serde(default)]
+    pub verb: Option<String>,
+    /// Plural resource name (`secrets`, `secretkeyrings`, ...).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Object name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Matcher {
+    fn matches(&self, r: &RequestInfo) -> bool {
+        let ok = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == "*" || w == have);
+        ok(&self.verb, &r.verb)
+            && ok(&self.resource, &r.resource)
+            && ok(&self.namespace, &r.namespace)
+            && ok(&self.name, &r.name)
+    }
+}
+
+/// Fail matching requests: the `nth` next one (1 = the next) and `times`
+/// consecutive ones from there, with `status` (409 or 500, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Which requests.
+    #[serde(flatten)]
+    pub matcher: Matcher,
+    /// Which matching request fails first (1-based).
+    #[serde(default = "one")]
+    pub nth: u64,
+    /// How many fail.
+    #[serde(default = "one")]
+    pub times: u64,
+    /// HTTP status to answer with.
+    pub status: u16,
+    #[serde(default, skip_serializing)]
+    seen: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Fault {
+    /// A fault failing the `nth` matching request with `status`.
+    pub fn new(matcher: Matcher, nth: u64, status: u16) -> Self {
+        Fault { matcher, nth: nth.max(1), times: 1, status, seen: 0 }
+    }
+}
+
+/// Delay matching requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delay {
+    /// Which requests.
+    #[serde(flatten)]
+    pub matcher: Matcher,
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+/// What a request is, for counting and faults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    /// Kubernetes verb.
+    pub verb: String,
+    /// Plural resource (`""` for discovery and other paths).
+    pub resource: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Whether it was to a `/status` subresource.
+    pub status: bool,
+    /// HTTP method and path, as logged.
+    pub line: String,
+    /// HTTP status answered.
+    pub code: u16,
+}
+
+/// Counters and faults.
+#[derive(Debug, Default)]
+pub struct Faults {
+    faults: Vec<Fault>,
+    delays: Vec<Delay>,
+    counts: BTreeMap<(String, String), u64>,
+    log: VecDeque<RequestInfo>,
+}
+
+/// The decision for a request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Answer with this status instead of serving.
+    pub fail: Option<u16>,
+    /// Wait this long first.
+    pub delay_ms: u64,
+}
+
+impl Faults {
+    /// Add a fault.
+    pub fn add_fault(&mut self, f: Fault) {
+        self.faults.push(f);
+    }
+
+    /// Add a delay.
+    pub fn add_delay(&mut self, d: Delay) {
+        self.delays.push(d);
+    }
+
+    /// Remove all faults and delays.
+    pub fn clear(&mut self) {
+        self.faults.clear();
+        self.delays.clear();
+    }
+
+    /// Count a request and decide whether it is failed or delayed.
+    pub fn decide(&mut self, r: &RequestInfo) -> Decision {
+        *self.counts.entry((r.verb.clone(), r.resource.clone())).or_default() += 1;
+        let mut d = Decision::default();
+        for f in self.faults.iter_mut().filter(|f| f.matcher.matches(r)) {
+            f.seen += 1;
+            if d.fail.is_none() && f.seen >= f.nth && f.seen < f.nth + f.times {
+                d.fail = Some(f.status);
+            }
+        }
+        self.faults.retain(|f| f.seen < f.nth + f.times - 1);
+        d.delay_ms = self.delays.iter().filter(|x| x.matcher.matches(r)).map(|x| x.ms).max().unwrap_or(0);
+        d
+    }
+
+    /// Record a finished request.
+    pub fn log(&mut self, r: RequestInfo) {
+        self.log.push_back(r);
+        if self.log.len() > 5000 {
+            self.log.pop_front();
+        }
+    }
+
+    /// Requests counted per (verb, resource).
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.clone()
+    }
+
+    /// The most recent requests.
+    pub fn recent(&self) -> Vec<RequestInfo> {
+        self.log.iter().cloned().collect()
+    }
+
+    /// Forget counts and the log.
+    pub fn reset_counts(&mut self) {
+        self.counts.clear();
+        self.log.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(verb: &str) -> RequestInfo {
+        RequestInfo {
+            verb: verb.into(),
+            resource: "secrets".into(),
+            namespace: "a".into(),
+            name: "x".into(),
+            status: false,
+            line: String::new(),
+            code: 0,
+        }
+    }
+
+    #[test]
+    fn nth_matching_request_fails_times() {
+        let mut f = Faults::default();
+        let mut fault = Fault::new(Matcher { verb: Some("update".into()), ..Matcher::default() }, 2, 409);
+        fault.times = 2;
+        f.add_fault(fault);
+        let got: Vec<Option<u16>> =
+            ["update", "get", "update", "update", "update"].iter().map(|v| f.decide(&req(v)).fail).collect();
+        assert_eq!(got, vec![None, None, Some(409), Some(409), None]);
+        assert_eq!(f.counts()[&("update".into(), "secrets".into())], 4);
+    }
+}

@@ -1,0 +1,40 @@
+//! `kube-test-apiserver --port P --kubeconfig FILE`: serve the test API
+//! server on 127.0.0.1:P (0 picks a free port, printed on stdout) and write
+//! a kubeconfig pointing at it. Runs until SIGTERM or SIGINT.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use encstr_tests::TestApiServer;
+
+/// A Kubernetes API server for tests (in memory, no auth). Never for production.
+#[derive(Debug, Parser)]
+#[command(name = "kube-test-apiserver", version)]
+struct Args {
+    /// Port on 127.0.0.1 (0: a free one, printed on stdout).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Where to write a kubeconfig for the server.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let server = TestApiServer::start(args.port).await?;
+    if let Some(path) = &args.kubeconfig {
+        server.write_kubeconfig(path)?;
+    }
+    println!("{}", server.addr().port());
+    eprintln!("kube-test-apiserver serving {}", server.url());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    server.stop().await;
+    Ok(())
+}
