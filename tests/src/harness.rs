@@ -39,8 +39,8 @@ pub struct Env {
 impl Env {
     /// Start a server on a free port and write its kubeconfig into a fresh
     /// scratch directory named after the test.
-    pub async fn start(test: &str) -> Env {
-        let server = TestApiServer::start(0).await.expect("start the test API server");
+    pub fn start(test: &str) -> Env {
+        let server = TestApiServer::start_background(0).expect("start the test API server");
         let dir = std::env::temp_dir().join(format!("encstr-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -96,14 +96,11 @@ impl Env {
     }
 
     /// Create a namespace (a test's own, for isolation).
-    pub async fn namespace(&self, name: &str) {
-        let client = reqwest_like_post(
-            &self.server.url(),
-            "/api/v1/namespaces",
-            &serde_json::json!({"metadata": {"name": name}}),
-        )
-        .await;
-        assert!(client.is_ok(), "create namespace {name}: {client:?}");
+    pub fn namespace(&self, name: &str) {
+        let body = serde_json::json!({"metadata": {"name": name}}).to_string();
+        let created =
+            request_blocking(&self.server.url(), "POST", "/api/v1/namespaces", "application/json", &body);
+        assert!(created.is_ok(), "create namespace {name}: {created:?}");
     }
 }
 
@@ -138,12 +135,15 @@ impl Drop for Env {
     }
 }
 
-/// A minimal HTTP/1.1 request to the test server (no client library needed).
-pub async fn reqwest_like_post(base: &str, path: &str, body: &Value) -> Result<Value, String> {
-    request(base, "POST", path, "application/json", &body.to_string()).await.map(|(_, v)| v)
+fn http_request(addr: &str, method: &str, path: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
-/// Send one HTTP/1.1 request; returns status and parsed JSON body.
+/// Send one HTTP/1.1 request (async); returns status and parsed JSON body,
+/// or `Err("CODE: body")` for error statuses.
 pub async fn request(
     base: &str,
     method: &str,
@@ -154,14 +154,34 @@ pub async fn request(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(http_request(addr, method, path, content_type, body).as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&resp);
+    parse_response(&resp)
+}
+
+/// [`request`] for blocking code.
+pub fn request_blocking(
+    base: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> Result<(u16, Value), String> {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.write_all(http_request(addr, method, path, content_type, body).as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    parse_response(&resp)
+}
+
+fn parse_response(resp: &[u8]) -> Result<(u16, Value), String> {
+    let text = String::from_utf8_lossy(resp);
     let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
     let (head, raw) = text.split_once("\r\n\r\n").ok_or("no body")?;
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {

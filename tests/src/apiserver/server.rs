@@ -41,25 +41,60 @@ pub struct TestApiServer {
     addr: SocketAddr,
     app: Arc<App>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    runner: Option<Runner>,
+}
+
+/// Where the server runs.
+#[derive(Debug)]
+enum Runner {
+    /// A task on the caller's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// Its own thread and runtime (blocking test code cannot stall it).
+    Thread(std::thread::JoinHandle<()>),
+}
+
+async fn serve_on(listener: tokio::net::TcpListener, app: Arc<App>, rx: tokio::sync::oneshot::Receiver<()>) {
+    let router = Router::new().fallback(handle).with_state(app);
+    let _ = axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await;
 }
 
 impl TestApiServer {
-    /// Start on `127.0.0.1:port` (0 picks a free port).
+    /// Start on `127.0.0.1:port` (0 picks a free port) as a task of the
+    /// current runtime.
     pub async fn start(port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let app = Arc::new(App::default());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let router = Router::new().fallback(handle).with_state(app.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(TestApiServer { addr, app, shutdown: Some(tx), task: Some(task) })
+        let task = tokio::spawn(serve_on(listener, app.clone(), rx));
+        Ok(TestApiServer { addr, app, shutdown: Some(tx), runner: Some(Runner::Task(task)) })
+    }
+
+    /// Start on its own thread with its own runtime, so that tests may block
+    /// (run processes, sleep) while it serves.
+    pub fn start_background(port: u16) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(App::default());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = app.clone();
+        let thread = std::thread::Builder::new().name("kube-test-apiserver".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                serve_on(listener, served, rx).await;
+            });
+        })?;
+        Ok(TestApiServer { addr, app, shutdown: Some(tx), runner: Some(Runner::Thread(thread)) })
     }
 
     /// The bound address.
@@ -138,8 +173,14 @@ impl TestApiServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        match self.runner.take() {
+            Some(Runner::Task(task)) => {
+                let _ = task.await;
+            }
+            Some(Runner::Thread(thread)) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            None => {}
         }
     }
 }
@@ -149,6 +190,9 @@ impl Drop for TestApiServer {
         self.close_watches();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(Runner::Thread(thread)) = self.runner.take() {
+            let _ = thread.join();
         }
     }
 }
