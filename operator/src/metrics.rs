@@ -1,0 +1,152 @@
+//! Operator metrics (names from the SecretKeyring spec).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `result="success|error"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// Outcome.
+    pub result: &'static str,
+}
+
+/// `namespace`, `keyring`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyringLabels {
+    /// Namespace of the SecretKeyring.
+    pub namespace: String,
+    /// Its name.
+    pub keyring: String,
+}
+
+/// `namespace`, `keyring`, `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyStateLabels {
+    /// Namespace of the SecretKeyring.
+    pub namespace: String,
+    /// Its name.
+    pub keyring: String,
+    /// `Primary`, `Staged` or `DecryptOnly`.
+    pub state: &'static str,
+}
+
+/// `namespace`, `keyring`, `synced`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Namespace of the SecretKeyring.
+    pub namespace: String,
+    /// Its name.
+    pub keyring: String,
+    /// `true` or `false`.
+    pub synced: &'static str,
+}
+
+/// All operator metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `encstr_operator_reconciliations_total{result}`.
+    pub reconciliations: Family<ResultLabel, Counter>,
+    /// `encstr_operator_reconcile_duration_seconds`.
+    pub reconcile_duration: Histogram,
+    /// `encstr_keyring_keys{namespace,keyring,state}`.
+    pub keys: Family<KeyStateLabels, Gauge>,
+    /// `encstr_keyring_primary_key_age_seconds{namespace,keyring}`.
+    pub primary_age: Family<KeyringLabels, Gauge<f64, AtomicU64>>,
+    /// `encstr_keyring_targets{namespace,keyring,synced}`.
+    pub targets: Family<TargetLabels, Gauge>,
+    /// `encstr_keyring_rotations_total{namespace,keyring}`.
+    pub rotations: Family<KeyringLabels, Counter>,
+    /// `encstr_keyring_keys_pruned_total{namespace,keyring}`.
+    pub pruned: Family<KeyringLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            reconciliations: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            keys: Family::default(),
+            primary_age: Family::default(),
+            targets: Family::default(),
+            rotations: Family::default(),
+            pruned: Family::default(),
+        };
+        for result in ["success", "error"] {
+            let _ = m.reconciliations.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "encstr_operator_reconciliations",
+            "Reconciliations by result",
+            m.reconciliations.clone(),
+        );
+        registry.register(
+            "encstr_operator_reconcile_duration_seconds",
+            "Time taken by a reconcile",
+            m.reconcile_duration.clone(),
+        );
+        registry.register("encstr_keyring_keys", "Keys per keyring by lifecycle state", m.keys.clone());
+        registry.register(
+            "encstr_keyring_primary_key_age_seconds",
+            "Age of the primary key since its promotion",
+            m.primary_age.clone(),
+        );
+        registry.register(
+            "encstr_keyring_targets",
+            "Target namespaces by whether they hold an identical copy",
+            m.targets.clone(),
+        );
+        registry.register("encstr_keyring_rotations", "Rotations started", m.rotations.clone());
+        registry.register("encstr_keyring_keys_pruned", "Keys removed by retention", m.pruned.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The exposition in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut om = String::new();
+        prometheus_client::encoding::text::encode(&mut om, &self.registry).expect("writing to a String");
+        let counters: Vec<String> = om
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter").map(str::to_owned))
+            .collect();
+        let mut out = String::with_capacity(om.len());
+        for line in om.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+                let (name, tail) = line.strip_prefix(p)?.split_once(' ')?;
+                counters.iter().any(|c| c == name).then(|| format!("{p}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Forget the per-keyring series of a deleted SecretKeyring.
+    pub fn forget(&self, namespace: &str, keyring: &str) {
+        let kl = KeyringLabels { namespace: namespace.into(), keyring: keyring.into() };
+        for state in ["Primary", "Staged", "DecryptOnly"] {
+            self.keys.remove(&KeyStateLabels { namespace: namespace.into(), keyring: keyring.into(), state });
+        }
+        for synced in ["true", "false"] {
+            self.targets.remove(&TargetLabels {
+                namespace: namespace.into(),
+                keyring: keyring.into(),
+                synced,
+            });
+        }
+        self.primary_age.remove(&kl);
+    }
+}
