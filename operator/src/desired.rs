@@ -486,8 +486,10 @@ mod tests {
 
     #[test]
     fn validation_reports_the_field() {
-        let mut spec = SecretKeyringSpec::default();
-        spec.rotation = Some(Rotation { every: Some("90 days".into()), promotion_delay: None });
+        let mut spec = SecretKeyringSpec {
+            rotation: Some(Rotation { every: Some("90 days".into()), promotion_delay: None }),
+            ..SecretKeyringSpec::default()
+        };
         assert_eq!(validate(&skr(spec.clone())).unwrap_err().reason, "InvalidDuration");
         spec.rotation = None;
         spec.targets.namespaces = vec!["Bad_NS".into()];
