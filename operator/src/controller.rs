@@ -540,7 +540,7 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
             now,
         },
     );
-    record_metrics(ctx, skr, &ring, &meta, &st, now);
+    record_metrics(ctx, skr, &ring, &meta, &st);
     for (type_, reason, note) in events {
         publish(ctx, skr, type_, reason, note).await;
     }
@@ -574,7 +574,6 @@ fn record_metrics(
     ring: &Keyring,
     meta: &KeyMeta,
     st: &SecretKeyringStatus,
-    now: Timestamp,
 ) {
     let (namespace, keyring) = (skr.namespace().unwrap_or_default(), skr.name_any());
     for state in [KeyState::Primary, KeyState::Staged, KeyState::DecryptOnly] {
@@ -589,12 +588,9 @@ fn record_metrics(
             .set(n as i64);
     }
     if let Some(p) = meta.promoted_at.or_else(|| meta.created.get(&ring.primary().id()).copied()) {
-        let age = now.duration_since(p).as_secs_f64().max(0.0);
-        ctx.metrics
-            .primary_age
-            .get_or_create(&KeyringLabels { namespace: namespace.clone(), keyring: keyring.clone() })
-            .set(age);
+        ctx.metrics.set_primary_since(&namespace, &keyring, p.as_second() as f64);
     }
+
     let synced = st.targets.iter().filter(|t| t.synced).count() as i64;
     let total = st.targets.len() as i64;
     ctx.metrics

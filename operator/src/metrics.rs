@@ -1,5 +1,7 @@
 //! Operator metrics (names from the SecretKeyring spec).
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -65,6 +67,9 @@ pub struct Metrics {
     pub rotations: Family<KeyringLabels, Counter>,
     /// `encstr_keyring_keys_pruned_total{namespace,keyring}`.
     pub pruned: Family<KeyringLabels, Counter>,
+    /// When each keyring's primary was promoted (Unix seconds): the age is
+    /// computed when scraped.
+    primary_since: Mutex<BTreeMap<(String, String), f64>>,
 }
 
 impl Default for Metrics {
@@ -79,6 +84,7 @@ impl Default for Metrics {
             targets: Family::default(),
             rotations: Family::default(),
             pruned: Family::default(),
+            primary_since: Mutex::default(),
         };
         for result in ["success", "error"] {
             let _ = m.reconciliations.get_or_create(&ResultLabel { result });
@@ -113,6 +119,14 @@ impl Default for Metrics {
 impl Metrics {
     /// The exposition in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        for ((namespace, keyring), since) in self.primary_since.lock().expect("lock").iter() {
+            let labels = KeyringLabels { namespace: namespace.clone(), keyring: keyring.clone() };
+            self.primary_age.get_or_create(&labels).set((now - since).max(0.0));
+        }
         let mut om = String::new();
         prometheus_client::encoding::text::encode(&mut om, &self.registry).expect("writing to a String");
         let counters: Vec<String> = om
@@ -134,8 +148,17 @@ impl Metrics {
         out
     }
 
+    /// Record when a keyring's primary was promoted (Unix seconds).
+    pub fn set_primary_since(&self, namespace: &str, keyring: &str, unix_seconds: f64) {
+        self.primary_since
+            .lock()
+            .expect("lock")
+            .insert((namespace.to_owned(), keyring.to_owned()), unix_seconds);
+    }
+
     /// Forget the per-keyring series of a deleted SecretKeyring.
     pub fn forget(&self, namespace: &str, keyring: &str) {
+        self.primary_since.lock().expect("lock").remove(&(namespace.to_owned(), keyring.to_owned()));
         let kl = KeyringLabels { namespace: namespace.into(), keyring: keyring.into() };
         for state in ["Primary", "Staged", "DecryptOnly"] {
             self.keys.remove(&KeyStateLabels { namespace: namespace.into(), keyring: keyring.into(), state });

@@ -123,7 +123,10 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
                 add(doc, path, v)?;
             }
             Some("test") => {
-                if doc.pointer(path) != Some(&op["value"]) {
+                // As in Kubernetes (evanphx/json-patch): testing a missing
+                // path against null succeeds.
+                let missing_is_null = op["value"].is_null() && doc.pointer(path).is_none();
+                if !missing_is_null && doc.pointer(path) != Some(&op["value"]) {
                     return Err(format!("test operation failed at {path}"));
                 }
             }
@@ -252,6 +255,8 @@ mod tests {
         .unwrap();
         assert_eq!(doc, json!({"metadata": {"labels": {"a/b": "2"}}, "list": [2, 3], "first": 1}));
         assert!(json_patch(&mut doc, &json!([{"op": "test", "path": "/first", "value": 2}])).is_err());
+        json_patch(&mut doc, &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]))
+            .unwrap();
     }
 
     #[test]
