@@ -41,6 +41,11 @@ cargo clippy --all-targets --locked -- -D warnings
 log "tests"
 cargo test --workspace --locked
 
+log "generated CRD is up to date"
+cargo build --quiet --locked -p encstr-operator
+./target/debug/encstr-operator crd | diff -u crds/secretkeyring.yaml - \
+  || { echo "crds/secretkeyring.yaml is stale: regenerate with 'encstr-operator crd'" >&2; exit 1; }
+
 log "manifests and Dockerfile"
 yamllint -s deploy/ .yamllint
 bash -n tests/e2e/real-cluster.sh
