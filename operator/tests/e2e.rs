@@ -589,3 +589,70 @@ fn deletion_policy_delete_removes_and_retain_unlabels() {
         assert!(s["metadata"]["labels"].get("encstr.io/keyring").is_none(), "no longer managed");
     }
 }
+
+/// The metrics address an operator logged.
+fn metrics_addr(env: &Env, label: &str) -> String {
+    wait(10, "the metrics address in the log", || {
+        env.log(label).lines().find_map(|l| {
+            l.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap_or_default().to_owned())
+        })
+    })
+}
+
+fn is_leader(addr: &str) -> Option<bool> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines().find_map(|l| l.strip_prefix("encstr_operator_leader ")).map(|v| v.trim() == "1")
+}
+
+#[test]
+fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let mut env = Env::start("leader");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    kubectl(&env, &["create", "namespace", "platform"]);
+    let mut pids = std::collections::BTreeMap::new();
+    for id in ["one", "two"] {
+        let mut cmd = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
+        cmd.args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-duration",
+            "3",
+            "--identity",
+            id,
+            "--lease-namespace",
+            "platform",
+        ]);
+        pids.insert(id, env.spawn(id, cmd));
+    }
+    let (a, b) = (metrics_addr(&env, "one"), metrics_addr(&env, "two"));
+    let leader = wait(15, "one leader", || match (is_leader(&a)?, is_leader(&b)?) {
+        (true, false) => Some("one"),
+        (false, true) => Some("two"),
+        _ => None,
+    });
+    let standby = if leader == "one" { "two" } else { "one" };
+    let lease = kubectl_json(&env, &["get", "lease", "encstr-operator", "-n", "platform"]).unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], leader);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k1, namespace: platform}\nspec: {}\n",
+    );
+    wait(20, "k1 reconciled", || keyring_secret(&env, "platform", "k1"));
+    assert!(
+        env.log(standby).contains("waiting for leadership") && !env.log(standby).contains("became leader")
+    );
+    // SIGTERM: the leader releases the lease and the standby takes over.
+    Command::new("kill").args(["-TERM", &pids[leader].to_string()]).status().unwrap();
+    wait(20, "the standby to lead", || env.log(standby).contains("became leader").then_some(()));
+    assert!(env.log(leader).contains("stopped"), "clean shutdown: {}", env.log(leader));
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k2, namespace: platform}\nspec: {}\n",
+    );
+    wait(20, "k2 reconciled by the new leader", || keyring_secret(&env, "platform", "k2"));
+}

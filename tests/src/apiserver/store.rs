@@ -565,6 +565,10 @@ impl Store {
                 mine.extend(changed.into_iter().filter(|p| patch::get(&new, p).is_some()));
             }
         }
+        // Nobody owns a field that no longer exists.
+        for owned in managers.values_mut() {
+            owned.retain(|p| patch::get(&new, p).is_some());
+        }
         managers.retain(|_, owned| !owned.is_empty());
         if new == old {
             // A no-op write changes nothing, not even the resourceVersion.
@@ -899,6 +903,10 @@ mod tests {
         assert_eq!(err.code, 409);
         let v = apply(&mut s, json!({"metadata": {"name": "c"}, "data": {"a": "2"}}), "other", true).unwrap();
         assert_eq!(v["data"]["a"], "2");
+        // A field removed by a non-apply write belongs to nobody: applying it again does not conflict.
+        s.patch(&t, "default", "c", PatchType::Merge, &json!({"data": {"a": null}}), Sub::Main, "other")
+            .unwrap();
+        apply(&mut s, json!({"metadata": {"name": "c"}, "data": {"a": "3"}}), "third", false).unwrap();
     }
 
     #[test]
