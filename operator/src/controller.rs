@@ -37,7 +37,6 @@ use crate::usage::Usage;
 const RESYNC: Duration = Duration::from_secs(300);
 
 /// Shared state of all reconciles.
-#[derive(Clone)]
 pub struct Context {
     /// API client.
     pub client: Client,
@@ -49,6 +48,13 @@ pub struct Context {
     pub namespaces: Store<Namespace>,
     /// Cache of the Secrets carrying the `encstr.io/keyring` label only.
     pub secrets: Store<Secret>,
+    /// Consecutive failures per SecretKeyring, for exponential backoff.
+    pub failures: std::sync::Mutex<BTreeMap<String, u32>>,
+}
+
+/// Backoff after `n` consecutive failures: 250 ms doubling up to 5 minutes.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1u64 << n.min(11))).min(RESYNC)
 }
 
 impl std::fmt::Debug for Context {
@@ -112,6 +118,7 @@ pub async fn reconcile(skr: Arc<SecretKeyring>, ctx: Arc<Context>) -> Result<Act
     async {
         let started = Instant::now();
         let api: Api<SecretKeyring> = Api::namespaced(ctx.client.clone(), &ns);
+        let api_name = skr.name_any();
         let result = finalizer(&api, FINALIZER, skr, |event| async {
             match event {
                 Finalizer::Apply(skr) => apply(&skr, &ctx).await,
@@ -122,6 +129,9 @@ pub async fn reconcile(skr: Arc<SecretKeyring>, ctx: Arc<Context>) -> Result<Act
         .map_err(|e| Error::Finalizer(Box::new(e)));
         ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
         let label = if result.is_ok() { "success" } else { "error" };
+        if result.is_ok() {
+            ctx.failures.lock().expect("lock").remove(&key_of(&ns, &api_name));
+        }
         ctx.metrics.reconciliations.get_or_create(&ResultLabel { result: label }).inc();
         result
     }
@@ -129,16 +139,25 @@ pub async fn reconcile(skr: Arc<SecretKeyring>, ctx: Arc<Context>) -> Result<Act
     .await
 }
 
-/// Transient errors requeue with a short backoff and a Warning event.
+fn key_of(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+/// Transient errors requeue with exponential backoff and a Warning event.
 pub fn error_policy(skr: Arc<SecretKeyring>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempts = {
+        let mut f = ctx.failures.lock().expect("lock");
+        let n = f.entry(key_of(&skr.namespace().unwrap_or_default(), &skr.name_any())).or_default();
+        *n += 1;
+        *n
+    };
     warn!(namespace = ?skr.namespace(), keyring = %skr.name_any(), reason = error.reason(), error = %error, "reconcile failed; retrying");
     let note = error.to_string();
     let reason = error.reason();
     tokio::spawn(async move {
         publish(&ctx, &skr, EventType::Warning, &format!("ReconcileFailed{reason}"), note).await;
     });
-    let delay = if reason == "Conflict" { Duration::from_millis(200) } else { Duration::from_secs(2) };
-    Action::requeue(delay)
+    Action::requeue(backoff(attempts - 1))
 }
 
 /// A spec (or master, or import) that cannot be used: status and a Warning
@@ -685,7 +704,8 @@ pub async fn run(
         client.clone(),
         Reporter { controller: FIELD_MANAGER.into(), instance: Some(instance) },
     );
-    let ctx = Arc::new(Context { client, recorder, metrics, namespaces, secrets });
+    let ctx =
+        Arc::new(Context { client, recorder, metrics, namespaces, secrets, failures: Default::default() });
     let controller = Controller::new(skrs, watcher::Config::default());
     let keyrings = controller.store();
     controller
@@ -742,6 +762,13 @@ mod tests {
             values: None,
         }]);
         assert!(selector_matches(&sel, &labels));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(30), RESYNC);
     }
 
     #[test]
