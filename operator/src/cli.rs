@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// This replica's identity [default: $POD_NAME, else the host name].
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Confine the operator to these namespaces (comma-separated; for Roles
+    /// instead of a ClusterRole): SecretKeyrings are read in the lease
+    /// namespace only and copies go only to these namespaces.
+    #[arg(long, env = "ENCSTR_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

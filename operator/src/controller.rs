@@ -44,12 +44,26 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Cache of every Namespace (targets by selector, existence).
-    pub namespaces: Store<Namespace>,
-    /// Cache of the Secrets carrying the `encstr.io/keyring` label only.
-    pub secrets: Store<Secret>,
+    /// Cluster-wide, or confined to some namespaces.
+    pub scope: Scope,
     /// Consecutive failures per SecretKeyring, for exponential backoff.
     pub failures: std::sync::Mutex<BTreeMap<String, u32>>,
+}
+
+/// Where the operator works.
+#[derive(Debug)]
+pub enum Scope {
+    /// Everywhere (a ClusterRole): caches of all Namespaces and of the
+    /// Secrets carrying the `encstr.io/keyring` label.
+    Cluster {
+        /// Every Namespace (targets by selector, existence).
+        namespaces: Store<Namespace>,
+        /// Labelled Secrets only.
+        secrets: Store<Secret>,
+    },
+    /// Only these namespaces (Roles): SecretKeyrings in the home namespace,
+    /// copies only to these; no namespace selectors.
+    Confined(BTreeSet<String>),
 }
 
 /// Backoff after `n` consecutive failures: 250 ms doubling up to 5 minutes.
@@ -80,11 +94,12 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
 }
 
 /// The target namespaces (list ∪ selector), without the own namespace, and
-/// whether each exists.
-fn targets(skr: &SecretKeyring, spec: &ValidSpec, namespaces: &Store<Namespace>) -> Vec<(String, bool)> {
+/// whether each exists (as far as the operator can see; `Err` explains why
+/// it may not write there).
+fn targets(skr: &SecretKeyring, spec: &ValidSpec, scope: &Scope) -> Vec<(String, Result<bool, String>)> {
     let own = skr.namespace().unwrap_or_default();
     let mut names: BTreeSet<String> = spec.namespaces.clone();
-    if let Some(sel) = &skr.spec.targets.namespace_selector {
+    if let (Some(sel), Scope::Cluster { namespaces, .. }) = (&skr.spec.targets.namespace_selector, scope) {
         for ns in namespaces.state() {
             if selector_matches(sel, ns.labels()) {
                 names.insert(ns.name_any());
@@ -95,10 +110,16 @@ fn targets(skr: &SecretKeyring, spec: &ValidSpec, namespaces: &Store<Namespace>)
     names
         .into_iter()
         .map(|n| {
-            let exists = namespaces
-                .get(&ObjectRef::new(&n))
-                .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-            (n, exists)
+            let state = match scope {
+                Scope::Cluster { namespaces, .. } => Ok(namespaces
+                    .get(&ObjectRef::new(&n))
+                    .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none())),
+                Scope::Confined(allowed) if allowed.contains(&n) => Ok(true),
+                Scope::Confined(_) => {
+                    Err("not one of the namespaces the operator is confined to (rbac.namespaces)".to_owned())
+                }
+            };
+            (n, state)
         })
         .collect()
 }
@@ -253,6 +274,8 @@ enum Copy {
     Unmanaged,
     /// The namespace does not exist.
     NoNamespace,
+    /// The operator may not write there.
+    OutOfScope(String),
 }
 
 async fn copy_state(
@@ -260,15 +283,21 @@ async fn copy_state(
     skr: &SecretKeyring,
     spec: &ValidSpec,
     ns: &str,
-    exists: bool,
+    exists: &Result<bool, String>,
     bytes: &[u8],
     ids: &str,
 ) -> Result<Copy> {
-    if !exists {
-        return Ok(Copy::NoNamespace);
+    match exists {
+        Ok(true) => {}
+        Ok(false) => return Ok(Copy::NoNamespace),
+        Err(why) => return Ok(Copy::OutOfScope(why.clone())),
     }
     let label = skr.label_value();
-    if let Some(cached) = ctx.secrets.get(&ObjectRef::new(&spec.secret_name).within(ns)) {
+    let cached = match &ctx.scope {
+        Scope::Cluster { secrets, .. } => secrets.get(&ObjectRef::new(&spec.secret_name).within(ns)),
+        Scope::Confined(_) => None,
+    };
+    if let Some(cached) = cached {
         if cached.labels().get(LABEL_KEYRING) != Some(&label) {
             return Ok(Copy::Unmanaged);
         }
@@ -296,8 +325,17 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
         Ok(s) => s,
         Err(inv) => return invalid(skr, ctx, inv).await,
     };
-    let _ = ctx.namespaces.wait_until_ready().await;
-    let _ = ctx.secrets.wait_until_ready().await;
+    match &ctx.scope {
+        Scope::Cluster { namespaces, secrets } => {
+            let _ = namespaces.wait_until_ready().await;
+            let _ = secrets.wait_until_ready().await;
+        }
+        Scope::Confined(_) if skr.spec.targets.namespace_selector.is_some() => {
+            let message = "spec.targets.namespaceSelector needs the operator to run cluster-wide; it is confined to listed namespaces (rbac.namespaces)".to_owned();
+            return invalid(skr, ctx, Invalid { reason: "SelectorUnavailable", message }).await;
+        }
+        Scope::Confined(_) => {}
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let label = skr.label_value();
     let rotate_request = skr.annotations().get(ANN_ROTATE).map(String::as_str);
@@ -385,12 +423,12 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
     };
 
     // 2. Targets and their copies.
-    let target_list = targets(skr, &spec, &ctx.namespaces);
+    let target_list = targets(skr, &spec, &ctx.scope);
     let mut master_bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
     let mut ids = desired::key_ids(&ring);
     let mut states = Vec::with_capacity(target_list.len());
     for (t, exists) in &target_list {
-        states.push(copy_state(ctx, skr, &spec, t, *exists, &master_bytes, &ids).await?);
+        states.push(copy_state(ctx, skr, &spec, t, exists, &master_bytes, &ids).await?);
     }
     let all_current = states.iter().all(|s| !matches!(s, Copy::Stale));
 
@@ -399,7 +437,8 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
     let usage = if candidates.is_empty() {
         None
     } else {
-        let mut scope: Vec<String> = target_list.iter().filter(|(_, e)| *e).map(|(n, _)| n.clone()).collect();
+        let mut scope: Vec<String> =
+            target_list.iter().filter(|(_, e)| *e == Ok(true)).map(|(n, _)| n.clone()).collect();
         scope.push(ns.clone());
         Some(count_usage(&ctx.client, &scope).await?)
     };
@@ -477,10 +516,11 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
     let mut target_status = Vec::with_capacity(target_list.len());
     let mut written = Vec::new();
     let mut failure = None;
-    for ((t, exists), state) in target_list.iter().zip(states) {
+    for ((t, _), state) in target_list.iter().zip(states) {
         let state = if stepped && matches!(state, Copy::Current) { Copy::Stale } else { state };
         let (synced, message) = match state {
             Copy::NoNamespace => (false, Some("namespace not found".to_owned())),
+            Copy::OutOfScope(why) => (false, Some(why)),
             Copy::Unmanaged => {
                 let msg = format!(
                     "a Secret named {} exists and is not managed by encstr; it is left alone",
@@ -492,7 +532,7 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
                 (false, Some(msg))
             }
             Copy::Current => (true, None),
-            Copy::Stale if *exists => {
+            Copy::Stale => {
                 let copy = desired::copy_secret(skr, &spec, t, &master_bytes, &ids);
                 let api: Api<Secret> = Api::namespaced(ctx.client.clone(), t);
                 match api
@@ -507,6 +547,10 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
                         written.push(t.clone());
                         (true, None)
                     }
+                    // A confined operator cannot see namespaces: a missing one shows here.
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        (false, Some("namespace not found".to_owned()))
+                    }
                     Err(e) => {
                         let msg = format!("cannot write the copy: {e}");
                         failure = Some(Error::Kube(e));
@@ -514,7 +558,6 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
                     }
                 }
             }
-            Copy::Stale => (false, Some("namespace not found".to_owned())),
         };
         target_status.push(TargetStatus { namespace: t.clone(), synced, message });
     }
@@ -560,6 +603,10 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
         },
     );
     record_metrics(ctx, skr, &ring, &meta, &st);
+    ctx.metrics
+        .prune_blocked
+        .get_or_create(&KeyringLabels { namespace: ns.clone(), keyring: skr.name_any() })
+        .set(blocked.len() as i64);
     for (type_, reason, note) in events {
         publish(ctx, skr, type_, reason, note).await;
     }
@@ -630,8 +677,17 @@ fn record_metrics(
 /// them, unlabelled from the operator's management. Idempotent.
 async fn cleanup(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
     let label = skr.label_value();
-    let all: Api<Secret> = Api::all(ctx.client.clone());
-    let managed = all.list(&ListParams::default().labels(&format!("{LABEL_KEYRING}={label}"))).await?;
+    let lp = ListParams::default().labels(&format!("{LABEL_KEYRING}={label}"));
+    let managed: Vec<Secret> = match &ctx.scope {
+        Scope::Cluster { .. } => Api::<Secret>::all(ctx.client.clone()).list(&lp).await?.items,
+        Scope::Confined(nss) => {
+            let mut all = Vec::new();
+            for ns in nss {
+                all.extend(Api::<Secret>::namespaced(ctx.client.clone(), ns).list(&lp).await?.items);
+            }
+            all
+        }
+    };
     let delete = skr.spec.deletion_policy == DeletionPolicy::Delete;
     let mut done = Vec::new();
     for s in managed {
@@ -676,51 +732,75 @@ fn owner_of(secret: &Secret) -> Option<ObjectRef<SecretKeyring>> {
 
 /// Run the controller until `shutdown` completes.
 ///
-/// Besides SecretKeyrings it watches only what it manages: Secrets carrying
-/// the `encstr.io/keyring` label (a label-selected watch, so memory does
-/// not grow with the cluster's Secrets) and Namespaces (selector targets).
-/// Both are also kept in reflector caches the reconciler reads.
+/// Cluster-wide (`confined` is `None`) it watches SecretKeyrings, Namespaces
+/// (selector targets) and only the Secrets carrying the `encstr.io/keyring`
+/// label (a label-selected watch, so memory does not grow with the
+/// cluster's Secrets); the latter two are also cached for the reconciler.
+/// Confined to namespaces, it watches SecretKeyrings in `home` and labelled
+/// Secrets in each of those namespaces, and caches nothing.
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
     instance: String,
+    confined: Option<(String, BTreeSet<String>)>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let skrs: Api<SecretKeyring> = Api::all(client.clone());
-    let ns_api = Api::<Namespace>::all(client.clone());
-    let sec_api = Api::<Secret>::all(client.clone());
     let sec_config = watcher::Config::default().labels(LABEL_KEYRING);
-    let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    let (secrets, sec_writer) = reflector::store::<Secret>();
-    let caches = tokio::spawn(futures::future::join(
-        reflector::reflector(ns_writer, watcher(ns_api.clone(), watcher::Config::default()))
-            .default_backoff()
-            .for_each(|_| async {}),
-        reflector::reflector(sec_writer, watcher(sec_api.clone(), sec_config.clone()))
-            .default_backoff()
-            .for_each(|_| async {}),
-    ));
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: FIELD_MANAGER.into(), instance: Some(instance) },
     );
-    let ctx =
-        Arc::new(Context { client, recorder, metrics, namespaces, secrets, failures: Default::default() });
-    let controller = Controller::new(skrs, watcher::Config::default());
-    let keyrings = controller.store();
+    let (controller, scope, caches) = match confined {
+        None => {
+            let ns_api = Api::<Namespace>::all(client.clone());
+            let sec_api = Api::<Secret>::all(client.clone());
+            let (namespaces, ns_writer) = reflector::store::<Namespace>();
+            let (secrets, sec_writer) = reflector::store::<Secret>();
+            let caches = tokio::spawn(futures::future::join(
+                reflector::reflector(ns_writer, watcher(ns_api.clone(), watcher::Config::default()))
+                    .default_backoff()
+                    .for_each(|_| async {}),
+                reflector::reflector(sec_writer, watcher(sec_api.clone(), sec_config.clone()))
+                    .default_backoff()
+                    .for_each(|_| async {}),
+            ));
+            let controller =
+                Controller::new(Api::<SecretKeyring>::all(client.clone()), watcher::Config::default());
+            let keyrings = controller.store();
+            let controller = controller.watches(sec_api, sec_config, |s: Secret| owner_of(&s)).watches(
+                ns_api,
+                watcher::Config::default(),
+                move |ns: Namespace| {
+                    keyrings
+                        .state()
+                        .iter()
+                        .filter(|k| {
+                            k.spec.targets.namespace_selector.is_some()
+                                || k.spec.targets.namespaces.contains(&ns.name_any())
+                        })
+                        .map(|k| ObjectRef::from_obj(k.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            );
+            (controller, Scope::Cluster { namespaces, secrets }, Some(caches))
+        }
+        Some((home, namespaces)) => {
+            let mut controller = Controller::new(
+                Api::<SecretKeyring>::namespaced(client.clone(), &home),
+                watcher::Config::default(),
+            );
+            for ns in &namespaces {
+                controller = controller.watches(
+                    Api::<Secret>::namespaced(client.clone(), ns),
+                    sec_config.clone(),
+                    |s: Secret| owner_of(&s),
+                );
+            }
+            (controller, Scope::Confined(namespaces), None)
+        }
+    };
+    let ctx = Arc::new(Context { client, recorder, metrics, scope, failures: Default::default() });
     controller
-        .watches(sec_api, sec_config, |s: Secret| owner_of(&s))
-        .watches(ns_api, watcher::Config::default(), move |ns: Namespace| {
-            keyrings
-                .state()
-                .iter()
-                .filter(|k| {
-                    k.spec.targets.namespace_selector.is_some()
-                        || k.spec.targets.namespaces.contains(&ns.name_any())
-                })
-                .map(|k| ObjectRef::from_obj(k.as_ref()))
-                .collect::<Vec<_>>()
-        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -729,7 +809,9 @@ pub async fn run(
             }
         })
         .await;
-    caches.abort();
+    if let Some(c) = caches {
+        c.abort();
+    }
     Ok(())
 }
 

@@ -128,9 +128,23 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             }
         });
         let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let ctl = tokio::spawn(controller::run(client.clone(), metrics.clone(), identity.clone(), async {
-            let _ = ctl_stop_rx.await;
-        }));
+        let confined = (!args.namespaces.is_empty()).then(|| {
+            let mut nss: std::collections::BTreeSet<String> = args.namespaces.iter().cloned().collect();
+            nss.insert(lease_ns.clone());
+            (lease_ns.clone(), nss)
+        });
+        if let Some((home, nss)) = &confined {
+            info!(home, namespaces = ?nss, "confined to namespaces");
+        }
+        let ctl = tokio::spawn(controller::run(
+            client.clone(),
+            metrics.clone(),
+            identity.clone(),
+            confined,
+            async {
+                let _ = ctl_stop_rx.await;
+            },
+        ));
         tokio::select! {
             _ = &mut signal => info!("SIGTERM: shutting down"),
             _ = lost_rx => {

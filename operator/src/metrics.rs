@@ -67,6 +67,9 @@ pub struct Metrics {
     pub rotations: Family<KeyringLabels, Counter>,
     /// `encstr_keyring_keys_pruned_total{namespace,keyring}`.
     pub pruned: Family<KeyringLabels, Counter>,
+    /// `encstr_keyring_prune_blocked_keys{namespace,keyring}`: keys retention
+    /// wants gone that are still in use (for the PruneBlocked alert).
+    pub prune_blocked: Family<KeyringLabels, Gauge>,
     /// When each keyring's primary was promoted (Unix seconds): the age is
     /// computed when scraped.
     primary_since: Mutex<BTreeMap<(String, String), f64>>,
@@ -84,6 +87,7 @@ impl Default for Metrics {
             targets: Family::default(),
             rotations: Family::default(),
             pruned: Family::default(),
+            prune_blocked: Family::default(),
             primary_since: Mutex::default(),
         };
         for result in ["success", "error"] {
@@ -112,6 +116,11 @@ impl Default for Metrics {
         );
         registry.register("encstr_keyring_rotations", "Rotations started", m.rotations.clone());
         registry.register("encstr_keyring_keys_pruned", "Keys removed by retention", m.pruned.clone());
+        registry.register(
+            "encstr_keyring_prune_blocked_keys",
+            "Keys retention would remove that ConfigMaps still use",
+            m.prune_blocked.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -160,6 +169,7 @@ impl Metrics {
     pub fn forget(&self, namespace: &str, keyring: &str) {
         self.primary_since.lock().expect("lock").remove(&(namespace.to_owned(), keyring.to_owned()));
         let kl = KeyringLabels { namespace: namespace.into(), keyring: keyring.into() };
+        self.prune_blocked.remove(&kl);
         for state in ["Primary", "Staged", "DecryptOnly"] {
             self.keys.remove(&KeyStateLabels { namespace: namespace.into(), keyring: keyring.into(), state });
         }

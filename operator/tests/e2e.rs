@@ -656,3 +656,48 @@ fn only_the_leader_reconciles_and_a_standby_takes_over() {
     );
     wait(20, "k2 reconciled by the new leader", || keyring_secret(&env, "platform", "k2"));
 }
+
+#[test]
+fn confined_to_listed_namespaces_it_writes_only_there() {
+    let mut env = Env::start("confined");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    for ns in ["platform", "team-a", "team-x"] {
+        kubectl(&env, &["create", "namespace", ns]);
+    }
+    let mut cmd = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
+    cmd.args([
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--lease-duration",
+        "3",
+        "--identity",
+        "c",
+        "--lease-namespace",
+        "platform",
+        "--namespaces",
+        "team-a,gone",
+    ]);
+    env.spawn("operator", cmd);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k, namespace: platform}\nspec:\n  targets: {namespaces: [team-a, team-x, gone]}\n---\napiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: sel, namespace: platform}\nspec:\n  targets: {namespaceSelector: {matchLabels: {a: b}}}\n",
+    );
+    converged(&env, "platform", "k", &["team-a"]);
+    let st = wait(20, "target states", || {
+        let st = status(&env, "platform", "k");
+        (st["targets"].as_array()?.len() == 3 && st["targets"][0]["message"].is_string()).then_some(st)
+    });
+    let msg = |ns: &str| {
+        st["targets"].as_array().unwrap().iter().find(|t| t["namespace"] == ns).unwrap()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(msg("gone"), "namespace not found");
+    assert!(msg("team-x").contains("confined"), "{}", msg("team-x"));
+    assert!(keyring_secret(&env, "team-x", "k").is_none());
+    wait(20, "selector refused", || {
+        (condition(&status(&env, "platform", "sel"), "Ready")?.1 == "SelectorUnavailable").then_some(())
+    });
+}
