@@ -49,8 +49,12 @@ cargo build --quiet --locked -p encstr-operator
 log "manifests and Dockerfile"
 yamllint -s deploy/ .yamllint
 bash -n tests/e2e/real-cluster.sh
-kubernetes-validate --strict --quiet -k 1.32.0 deploy/examples/*.yaml
+kubernetes-validate --strict --quiet -k 1.32.0 deploy/examples/app-*.yaml
 hadolint Dockerfile
+hadolint Dockerfile.operator
+
+log "Helm chart, kustomize base, alerts, dashboard, examples"
+./scripts/test-chart.sh
 
 log "container image (podman)"
 ./scripts/test-image.sh

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Packaging checks with the real tools: helm lint/template, kubernetes-validate
+# --strict, values.schema.json, CRD copies, yamllint, promtool check/test rules,
+# the dashboard, example SecretKeyrings against the CRD schema, the kustomize
+# base against the chart, and the sidecar library chart through an app chart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+k8s_tools=$(./scripts/fetch-k8s-tools.sh)
+helm="$k8s_tools/helm"
+kubectl="$k8s_tools/kubectl"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ok() { echo "ok: $*"; }
+validate() { # kubernetes-validate everything except the prometheus-operator kinds (CRDs it does not know)
+  python3 scripts/split-kinds.py "$1" "$work/valid.yaml" "$work/cr.yaml"
+  kubernetes-validate --strict --quiet -k 1.32.0 "$work/valid.yaml"
+}
+
+$helm lint --strict charts/encstr >/dev/null && ok "helm lint --strict charts/encstr"
+$helm lint --strict charts/encstr-sidecar >/dev/null && ok "helm lint --strict charts/encstr-sidecar"
+cmp crds/secretkeyring.yaml charts/encstr/crds/secretkeyring.yaml && ok "chart CRD = crds/secretkeyring.yaml"
+
+$helm template encstr charts/encstr -n encstr --include-crds > "$work/default.yaml"
+validate "$work/default.yaml" && ok "default render passes kubernetes-validate --strict"
+all_on=(--set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true
+        --set dashboard.enabled=true --set replicaCount=2)
+$helm template encstr charts/encstr -n encstr "${all_on[@]}" > "$work/all.yaml"
+validate "$work/all.yaml" && ok "every toggle on passes kubernetes-validate --strict"
+grep -q '^kind: PodDisruptionBudget' "$work/all.yaml" && grep -q '^kind: ServiceMonitor' "$work/cr.yaml" \
+  && grep -q '^kind: PrometheusRule' "$work/cr.yaml" && grep -q '^kind: NetworkPolicy' "$work/all.yaml"
+$helm template encstr charts/encstr -n encstr --set 'rbac.namespaces={team-a,team-b}' > "$work/confined.yaml"
+validate "$work/confined.yaml"
+! grep -q '^kind: ClusterRole' "$work/confined.yaml" && [ "$(grep -c '^kind: Role$' "$work/confined.yaml")" = 4 ] \
+  && grep -q -- '--namespaces=team-a,team-b,encstr' "$work/confined.yaml" && ok "rbac.namespaces renders Roles only"
+grep -q '"\*"' "$work/all.yaml" && { echo "wildcard in RBAC" >&2; exit 1; }
+for bad in "replicaCount=two" "bogus=1" "image.pullPolicy=Sometimes" "rbac.namespaces={Bad_NS}"; do
+  if $helm template encstr charts/encstr --set "$bad" >/dev/null 2>&1; then echo "values.schema.json accepted $bad" >&2; exit 1; fi
+done
+ok "values.schema.json rejects wrong types and unknown keys"
+yamllint -d '{extends: relaxed, rules: {line-length: {max: 200}, indentation: {spaces: consistent, indent-sequences: whatever}}}' \
+  -s "$work/default.yaml" "$work/all.yaml" && ok "yamllint of the rendered chart"
+
+python3 scripts/split-kinds.py "$work/all.yaml" "$work/all-builtin.yaml" "$work/all-cr.yaml"
+python3 - "$work/all-cr.yaml" "$work/alerts.rules.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "PrometheusRule"]
+yaml.safe_dump({"groups": docs[0]["spec"]["groups"]}, open(sys.argv[2], "w"))
+PY
+promtool check rules "$work/alerts.rules.yaml" >/dev/null && ok "promtool check rules"
+cp charts/encstr/tests/alerts_test.yaml "$work/" && (cd "$work" && promtool test rules alerts_test.yaml >/dev/null) && ok "promtool test rules (every alert)"
+python3 - <<'PY'
+import json, re
+d = json.load(open("charts/encstr/dashboards/encstr.json"))
+exprs = " ".join(t["expr"] for p in d["panels"] for t in p.get("targets", []))
+known = {"encstr_decrypt_failures_total", "encstr_renders_total", "encstr_last_render_success_timestamp_seconds",
+         "encstr_plaintext_values", "encstr_keyring_primary_key_age_seconds", "encstr_keyring_keys",
+         "encstr_keyring_targets", "encstr_keyring_rotations_total", "encstr_keyring_keys_pruned_total",
+         "encstr_keyring_prune_blocked_keys", "encstr_operator_reconciliations_total",
+         "encstr_operator_reconcile_duration_seconds_bucket"}
+used = set(re.findall(r"encstr_[a-z_]+", exprs))
+assert used <= known, used - known
+assert d["uid"] and d["panels"], "dashboard"
+PY
+grep -q 'grafana_dashboard: "1"' "$work/all.yaml" && ok "dashboard JSON and its ConfigMap"
+
+python3 - crds/secretkeyring.yaml deploy/examples/secretkeyring-*.yaml <<'PY'
+import sys, yaml, jsonschema
+crd = yaml.safe_load(open(sys.argv[1]))
+schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def strip(s):  # Kubernetes extensions are not JSON Schema keywords
+    if isinstance(s, dict):
+        return {k: strip(v) for k, v in s.items() if not k.startswith("x-kubernetes-")}
+    if isinstance(s, list):
+        return [strip(v) for v in s]
+    return s
+validator = jsonschema.Draft7Validator(strip(schema))
+for path in sys.argv[2:]:
+    for doc in yaml.safe_load_all(open(path)):
+        errors = sorted(validator.iter_errors(doc), key=str)
+        assert not errors, f"{path}: {errors[0].message}"
+bad = {"apiVersion": "encstr.io/v1alpha1", "kind": "SecretKeyring", "metadata": {"name": "x"},
+       "spec": {"rotation": {"every": "90 days"}, "retention": {"maxKeys": 0}, "deletionPolicy": "Maybe"}}
+assert len(list(validator.iter_errors(bad))) == 3, "the schema rejects a bad duration, maxKeys 0 and an unknown policy"
+PY
+ok "example SecretKeyrings validate against the CRD schema (and bad ones do not)"
+
+$kubectl kustomize deploy/ > "$work/kustomize.yaml"
+validate "$work/kustomize.yaml"
+python3 scripts/compare-manifests.py "$work/kustomize.yaml" "$work/default.yaml" && ok "kubectl kustomize deploy/ = the chart's default install"
+
+$helm dependency build deploy/examples/app-chart >/dev/null
+$helm lint --strict deploy/examples/app-chart >/dev/null
+for mode in native classic; do
+  $helm template demo deploy/examples/app-chart --set encstr.mode=$mode > "$work/app-$mode.yaml"
+  kubernetes-validate --strict --quiet -k 1.32.0 "$work/app-$mode.yaml"
+done
+grep -q 'restartPolicy: Always' "$work/app-native.yaml" && ! grep -q 'restartPolicy: Always' "$work/app-classic.yaml"
+if $helm template demo deploy/examples/app-chart --set encstr.keyringSecret= >/dev/null 2>&1; then echo "library accepted a missing keyringSecret" >&2; exit 1; fi
+ok "app chart with the encstr-sidecar library (native and classic) passes kubernetes-validate --strict"
