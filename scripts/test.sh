@@ -47,7 +47,7 @@ cargo build --quiet --locked -p encstr-operator
   || { echo "crds/secretkeyring.yaml is stale: regenerate with 'encstr-operator crd'" >&2; exit 1; }
 
 log "manifests and Dockerfile"
-yamllint -s deploy/ .yamllint
+yamllint -s deploy/ charts/ .yamllint
 bash -n tests/e2e/real-cluster.sh
 kubernetes-validate --strict --quiet -k 1.32.0 deploy/examples/app-*.yaml
 hadolint Dockerfile
