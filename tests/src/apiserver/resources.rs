@@ -84,8 +84,37 @@ pub fn builtins() -> Vec<ResourceType> {
     crd.generation = true;
     let mut ns = ResourceType::builtin("", "v1", "namespaces", "Namespace", false, &["ns"]);
     ns.status = true;
+    // Stored and served like any object (no controllers run them): enough
+    // for Helm to install charts.
+    let mut deployments = ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]);
+    deployments.status = true;
+    deployments.generation = true;
+    let mut services = ResourceType::builtin("", "v1", "services", "Service", true, &["svc"]);
+    services.status = true;
     vec![
         ns,
+        deployments,
+        services,
+        ResourceType::builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[]),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+        ),
+        ResourceType::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[]),
+        ResourceType::builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[]),
+        ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
+        ResourceType::builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+            &["netpol"],
+        ),
         ResourceType::builtin("", "v1", "secrets", "Secret", true, &[]),
         ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"]),
         ResourceType::builtin("", "v1", "events", "Event", true, &["ev"]),
