@@ -45,9 +45,19 @@ pub struct RunArgs {
     /// namespace only and copies go only to these namespaces.
     #[arg(long, env = "ENCSTR_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// Reconcile every SecretKeyring this often even without changes
+    /// (restores copies changed while a watch was down).
+    #[arg(long, default_value = "5m", value_parser = parse_resync)]
+    pub resync: std::time::Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn parse_resync(s: &str) -> Result<std::time::Duration, String> {
+    crate::desired::parse_duration(s)
+        .filter(|d| *d >= std::time::Duration::from_secs(1))
+        .ok_or_else(|| format!("{s:?} is not a duration of at least 1s (like 5m)"))
 }
 
 impl Default for RunArgs {

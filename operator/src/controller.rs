@@ -33,8 +33,8 @@ use crate::metrics::{KeyStateLabels, KeyringLabels, Metrics, ResultLabel, Target
 use crate::status;
 use crate::usage::Usage;
 
-/// Resync interval when nothing is pending.
-const RESYNC: Duration = Duration::from_secs(300);
+/// Default resync interval when nothing is pending.
+pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// Shared state of all reconciles.
 pub struct Context {
@@ -46,6 +46,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Cluster-wide, or confined to some namespaces.
     pub scope: Scope,
+    /// Reconcile every keyring this often even without changes.
+    pub resync: Duration,
     /// Consecutive failures per SecretKeyring, for exponential backoff.
     pub failures: std::sync::Mutex<BTreeMap<String, u32>>,
 }
@@ -621,16 +623,16 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
         Action::requeue(Duration::from_millis(50))
     } else if let Some(at) = promotion_at {
         let wait = Duration::try_from(now.duration_until(at)).unwrap_or_default();
-        Action::requeue(wait.clamp(Duration::from_millis(100), RESYNC))
+        Action::requeue(wait.clamp(Duration::from_millis(100), ctx.resync.max(Duration::from_millis(100))))
     } else if meta.staged.is_some() {
         Action::requeue(Duration::from_secs(2))
     } else if let Some(every) = spec.every {
         let since = meta.promoted_at.unwrap_or(now);
         let due = since + SignedDuration::try_from(every).unwrap_or_default();
         let wait = Duration::try_from(now.duration_until(due)).unwrap_or_default();
-        Action::requeue(wait.clamp(Duration::from_secs(1), RESYNC))
+        Action::requeue(wait.clamp(Duration::from_secs(1), ctx.resync.max(Duration::from_secs(1))))
     } else {
-        Action::requeue(RESYNC)
+        Action::requeue(ctx.resync)
     })
 }
 
@@ -743,6 +745,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     instance: String,
     confined: Option<(String, BTreeSet<String>)>,
+    resync: Duration,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let sec_config = watcher::Config::default().labels(LABEL_KEYRING);
@@ -799,7 +802,7 @@ pub async fn run(
             (controller, Scope::Confined(namespaces), None)
         }
     };
-    let ctx = Arc::new(Context { client, recorder, metrics, scope, failures: Default::default() });
+    let ctx = Arc::new(Context { client, recorder, metrics, scope, resync, failures: Default::default() });
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -141,6 +141,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             metrics.clone(),
             identity.clone(),
             confined,
+            args.resync,
             async {
                 let _ = ctl_stop_rx.await;
             },
