@@ -166,17 +166,11 @@ impl Clone for Key {
 impl Key {
     /// Derive everything a key needs from its seed (HKDF-SHA256, empty salt).
     pub fn from_seed(seed: Seed) -> Self {
-        let hk = Hkdf::<Sha256>::new(None, seed.as_bytes());
-        let mut enc_key = Zeroizing::new([0u8; 32]);
-        let mut mac_key = Zeroizing::new([0u8; 32]);
-        let mut id = [0u8; 4];
-        hk.expand(INFO_ENC, &mut enc_key[..]).expect("32 bytes is a valid HKDF length");
-        hk.expand(INFO_MAC, &mut mac_key[..]).expect("32 bytes is a valid HKDF length");
-        hk.expand(INFO_ID, &mut id).expect("4 bytes is a valid HKDF length");
+        let (enc_key, mac_key, id) = derive(&seed);
         let enc = Aes256Enc::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
         let dec = Aes256Dec::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
         let mac = HmacSha256::new_from_slice(&mac_key[..]).expect("HMAC takes keys of any length");
-        Key { seed, id: KeyId(id), enc, dec, mac }
+        Key { seed, id, enc, dec, mac }
     }
 
     /// A new random key.
@@ -212,16 +206,24 @@ impl Key {
         self.mac.clone()
     }
 
-    /// The derived AES-256 key, for test vectors only.
+    /// The derived AES-256 and HMAC keys, for test vectors only.
     #[doc(hidden)]
     pub fn derived_keys_for_tests(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-        let hk = Hkdf::<Sha256>::new(None, self.seed.as_bytes());
-        let mut enc_key = Zeroizing::new([0u8; 32]);
-        let mut mac_key = Zeroizing::new([0u8; 32]);
-        hk.expand(INFO_ENC, &mut enc_key[..]).expect("valid length");
-        hk.expand(INFO_MAC, &mut mac_key[..]).expect("valid length");
+        let (enc_key, mac_key, _) = derive(&self.seed);
         (enc_key, mac_key)
     }
+}
+
+/// HKDF-SHA256 (empty salt) of a seed: encryption key, MAC key, key id.
+fn derive(seed: &Seed) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>, KeyId) {
+    let hk = Hkdf::<Sha256>::new(None, seed.as_bytes());
+    let mut enc_key = Zeroizing::new([0u8; 32]);
+    let mut mac_key = Zeroizing::new([0u8; 32]);
+    let mut id = [0u8; 4];
+    hk.expand(INFO_ENC, &mut enc_key[..]).expect("32 bytes is a valid HKDF length");
+    hk.expand(INFO_MAC, &mut mac_key[..]).expect("32 bytes is a valid HKDF length");
+    hk.expand(INFO_ID, &mut id).expect("4 bytes is a valid HKDF length");
+    (enc_key, mac_key, KeyId(id))
 }
 
 #[cfg(test)]
