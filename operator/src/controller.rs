@@ -344,7 +344,7 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
     let mut events: Vec<(EventType, &'static str, String)> = Vec::new();
 
     // 1. The master: the source of truth.
-    let (mut ring, mut meta, mut master_rv) = match secrets.get_opt(&spec.secret_name).await? {
+    let (mut ring, mut meta, master_rv) = match secrets.get_opt(&spec.secret_name).await? {
         None => {
             let (ring, reason) = match initial_keyring(&spec, &secrets).await? {
                 Ok(r) => r,
@@ -458,11 +458,11 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
         let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
         desired::apply_step(step, &mut new_ring, &mut new_meta, rotate_request, now)?;
         let mut secret = desired::master_secret(skr, &spec, &new_ring, &new_meta);
-        secret.metadata.resource_version = master_rv.clone();
-        let written = secrets
+        // The resourceVersion makes the write conditional: a concurrent change fails it (409).
+        secret.metadata.resource_version = master_rv;
+        secrets
             .patch(&spec.secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret))
             .await?;
-        master_rv = written.metadata.resource_version;
         let kl = KeyringLabels { namespace: ns.clone(), keyring: skr.name_any() };
         match step {
             Step::Stage(reason) => {
@@ -618,7 +618,6 @@ async fn apply(skr: &SecretKeyring, ctx: &Context) -> Result<Action> {
     }
 
     // 6. When to look again.
-    let _ = master_rv;
     Ok(if stepped {
         Action::requeue(Duration::from_millis(50))
     } else if let Some(at) = promotion_at {

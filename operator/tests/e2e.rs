@@ -401,6 +401,10 @@ fn converges_despite_conflicts_server_errors_and_dropped_watches() {
     assert_eq!(text.lines().count(), 2);
     let codes: BTreeSet<u16> = env.server.recent_requests().iter().map(|r| r.code).collect();
     assert!(codes.contains(&500) && codes.contains(&409), "faults were hit: {codes:?}");
+    assert!(
+        events(&env, "platform").iter().any(|(t, r, _)| t == "Warning" && r.starts_with("ReconcileFailed")),
+        "a Warning event for failed reconciles"
+    );
 }
 
 #[test]
@@ -513,6 +517,10 @@ fn prunes_only_keys_no_configmap_uses() {
     assert_eq!(reason, "KeysInUse");
     assert!(msg.contains("team-a/app:app.properties"), "{msg}");
     assert_eq!(keyring_secret(&env, "platform", "payments").unwrap().0.lines().count(), 3);
+    assert!(
+        events(&env, "platform").iter().any(|(t, r, _)| t == "Warning" && r == "PruneBlocked"),
+        "a Warning event when pruning is blocked"
+    );
     let in_use: Vec<u64> =
         st["keys"].as_array().unwrap().iter().map(|k| k["inUse"].as_u64().unwrap()).collect();
     assert_eq!(in_use, vec![1, 0, 0]);
