@@ -29,7 +29,7 @@ async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
     body.push_str(&format!(
         "# HELP encstr_operator_leader Whether this replica holds the leader lease.\n# TYPE encstr_operator_leader gauge\nencstr_operator_leader {leader}\n"
     ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    ([(header::CONTENT_TYPE, encstr_exposition::CONTENT_TYPE)], body)
 }
 
 async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {

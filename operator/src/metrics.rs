@@ -136,25 +136,7 @@ impl Metrics {
             let labels = KeyringLabels { namespace: namespace.clone(), keyring: keyring.clone() };
             self.primary_age.get_or_create(&labels).set((now - since).max(0.0));
         }
-        let mut om = String::new();
-        prometheus_client::encoding::text::encode(&mut om, &self.registry).expect("writing to a String");
-        let counters: Vec<String> = om
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter").map(str::to_owned))
-            .collect();
-        let mut out = String::with_capacity(om.len());
-        for line in om.lines() {
-            if line == "# EOF" || line.starts_with("# UNIT ") {
-                continue;
-            }
-            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
-                let (name, tail) = line.strip_prefix(p)?.split_once(' ')?;
-                counters.iter().any(|c| c == name).then(|| format!("{p}{name}_total {tail}"))
-            });
-            out.push_str(renamed.as_deref().unwrap_or(line));
-            out.push('\n');
-        }
-        out
+        encstr_exposition::encode(&self.registry)
     }
 
     /// Record when a keyring's primary was promoted (Unix seconds).

@@ -32,7 +32,7 @@ pub fn router(health: Arc<Health>) -> Router {
 }
 
 async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], h.metrics.encode())
+    ([(header::CONTENT_TYPE, encstr_exposition::CONTENT_TYPE)], h.metrics.encode())
 }
 
 async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {

@@ -106,39 +106,8 @@ impl Default for Metrics {
 impl Metrics {
     /// The exposition in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> String {
-        let mut open_metrics = String::new();
-        prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry)
-            .expect("writing to a String");
-        to_prometheus_text(&open_metrics)
+        encstr_exposition::encode(&self.registry)
     }
-}
-
-/// OpenMetrics text → Prometheus text 0.0.4: counters are declared with
-/// their `_total` name (as Prometheus' own format and `promtool` expect),
-/// and the `# EOF` marker and `# UNIT` lines are dropped.
-fn to_prometheus_text(om: &str) -> String {
-    let mut out = String::with_capacity(om.len());
-    let mut counters = Vec::new();
-    for line in om.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ")
-            && let Some(name) = rest.strip_suffix(" counter")
-        {
-            counters.push(name.to_owned());
-        }
-    }
-    for line in om.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
-            let rest = line.strip_prefix(p)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters.iter().any(|c| c == name).then(|| format!("{p}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
