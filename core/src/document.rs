@@ -25,7 +25,7 @@ pub struct ConfigFile<'a> {
 pub struct ValueError {
     /// 1-based line of the value.
     pub line: usize,
-    /// Full secret name (prefix included).
+    /// Full secret name (prefix included); empty for an `unnamed` place.
     pub name: String,
     /// What went wrong (carries no plaintext or token body).
     pub error: Error,
@@ -36,11 +36,12 @@ pub struct ValueError {
 pub struct TokenReport {
     /// 1-based line of the token.
     pub line: usize,
-    /// Full secret name (prefix included).
+    /// Full secret name (prefix included); empty for an `unnamed` place.
     pub name: String,
     /// The key id the token names (`None` if it is malformed).
     pub key_id: Option<KeyId>,
-    /// `None` if not checked (no keyring), else whether it decrypts.
+    /// `None` if not checked (no keyring), else whether it decrypts. A token
+    /// in a place without a name is always `unnamed`, keyring or not.
     pub result: Option<Result<()>>,
 }
 
@@ -95,7 +96,10 @@ impl<'a> ConfigFile<'a> {
             Ok(text) => formats::scan(format, text, base_name)?,
             Err(_) if format == Format::Raw => Vec::new(),
             Err(_) if format == Format::Properties => {
-                let text: String = bytes.iter().map(|&b| b as char).collect();
+                // ISO-8859-1 takes at most two bytes of UTF-8 per byte; the
+                // view may hold plaintexts, so it is sized once and wiped.
+                let mut text = formats::secret_string(bytes.len() * 2);
+                text.extend(bytes.iter().map(|&b| b as char));
                 let mut entries = formats::scan(format, &text, base_name)?;
                 // Spans index the UTF-8 string; map them back to bytes
                 // (one byte per character in ISO-8859-1).
@@ -137,9 +141,12 @@ impl<'a> ConfigFile<'a> {
     }
 
     /// The file with some values replaced; everything else byte for byte.
+    /// The output is allocated once at its final size (it holds plaintexts
+    /// when rendering: no reallocation may leave copies behind).
     fn rewrite(&self, mut edits: Vec<(&Entry, Zeroizing<Vec<u8>>)>) -> Zeroizing<Vec<u8>> {
         edits.sort_by_key(|(e, _)| e.span.start);
-        let mut out = Zeroizing::new(Vec::with_capacity(self.bytes.len() + edits.len() * 64));
+        let size = edits.iter().fold(self.bytes.len(), |n, (e, text)| n - e.span.len() + text.len());
+        let mut out = Zeroizing::new(Vec::with_capacity(size));
         let mut at = 0;
         for (entry, text) in &edits {
             out.extend_from_slice(&self.bytes[at..entry.span.start]);
@@ -156,29 +163,49 @@ impl<'a> ConfigFile<'a> {
 
     /// Encrypt every plaintext value whose name matches `patterns` (empty
     /// values and tokens are left alone). Returns the new file and what was
-    /// sealed, or `None` when nothing matched.
-    pub fn seal(&self, keyring: &Keyring, patterns: &[Pattern], prefix: &str) -> Result<Option<Sealed>> {
+    /// sealed, or `None` when nothing matched. All or nothing: a value that
+    /// cannot be sealed — one in a place without a name that a pattern
+    /// matches (`unnamed`), or one too long for a token — is reported with
+    /// every other such value, and nothing is produced.
+    pub fn seal(
+        &self,
+        keyring: &Keyring,
+        patterns: &[Pattern],
+        prefix: &str,
+    ) -> Result<Option<Sealed>, Vec<ValueError>> {
         let mut edits = Vec::new();
         let mut sealed = Vec::new();
+        let mut errors = Vec::new();
         for entry in &self.entries {
-            if entry.is_token() || entry.value.is_empty() || !any_matches(patterns, &entry.name) {
+            let name = entry.secret_name().unwrap_or_default();
+            if entry.is_token() || entry.value.is_empty() || !any_matches(patterns, name) {
                 continue;
             }
-            let name = full_name(prefix, &entry.name);
-            let token = token::encrypt(keyring, &name, entry.value.as_bytes())?;
-            edits.push((entry, self.token_text(entry, &token)));
-            sealed.push(Changed {
-                line: entry.line,
-                name: name.into_owned(),
-                key_id: keyring.primary().id(),
-            });
+            let full = full_name(prefix, name);
+            let result = if entry.secret_name().is_none() {
+                Err(Error::Unnamed)
+            } else {
+                token::encrypt(keyring, &full, entry.value.as_bytes())
+            };
+            match result {
+                Ok(token) => {
+                    edits.push((entry, self.token_text(entry, &token)));
+                    let key_id = keyring.primary().id();
+                    sealed.push(Changed { line: entry.line, name: full.into_owned(), key_id });
+                }
+                Err(error) => errors.push(ValueError { line: entry.line, name: full.into_owned(), error }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok((!sealed.is_empty()).then(|| Sealed { bytes: self.rewrite(edits), changed: sealed }))
     }
 
-    /// Re-encrypt under the primary key every token made by another key.
-    /// All or nothing: if any token fails to decrypt, every failure is
-    /// returned and nothing is produced.
+    /// Re-encrypt under the primary key every token made by another key
+    /// (judged by the key that verifies the token, not by its key id: two
+    /// keys may share an id). All or nothing: if any token fails to
+    /// decrypt, every failure is returned and nothing is produced.
     pub fn reencrypt(&self, keyring: &Keyring, prefix: &str) -> Result<Reencrypted, Vec<ValueError>> {
         let primary = keyring.primary().id();
         let mut edits = Vec::new();
@@ -186,12 +213,12 @@ impl<'a> ConfigFile<'a> {
         let mut current = 0;
         let mut errors = Vec::new();
         for entry in self.tokens() {
-            let name = full_name(prefix, &entry.name);
-            let result = token::decrypt(keyring, &name, &entry.value).and_then(|plain| {
-                if token::key_id(&entry.value)? == primary {
+            let name = full_name(prefix, entry.secret_name().unwrap_or_default());
+            let result = named(entry).and_then(|()| token::open(keyring, &name, &entry.value)).and_then(|opened| {
+                if keyring.is_primary(opened.key) {
                     return Ok(None);
                 }
-                token::encrypt(keyring, &name, &plain).map(Some)
+                token::encrypt(keyring, &name, &opened.plaintext).map(Some)
             });
             match result {
                 Ok(None) => current += 1,
@@ -214,9 +241,12 @@ impl<'a> ConfigFile<'a> {
     pub fn check(&self, keyring: Option<&Keyring>, prefix: &str) -> Vec<TokenReport> {
         self.tokens()
             .map(|entry| {
-                let name = full_name(prefix, &entry.name);
+                let name = full_name(prefix, entry.secret_name().unwrap_or_default());
                 let key_id = token::key_id(&entry.value).ok();
-                let result = keyring.map(|k| token::decrypt(k, &name, &entry.value).map(drop));
+                let result = match named(entry) {
+                    Err(unnamed) => Some(Err(unnamed)),
+                    Ok(()) => keyring.map(|k| token::decrypt(k, &name, &entry.value).map(drop)),
+                };
                 TokenReport { line: entry.line, name: name.into_owned(), key_id, result }
             })
             .collect()
@@ -236,14 +266,18 @@ impl<'a> ConfigFile<'a> {
         let mut errors = Vec::new();
         let mut plaintext_names = Vec::new();
         for entry in &self.entries {
-            let name = full_name(prefix, &entry.name);
+            let name = full_name(prefix, entry.secret_name().unwrap_or_default());
             if !entry.is_token() {
-                if !entry.value.is_empty() && any_matches(plaintext_patterns, &entry.name) {
+                if !entry.value.is_empty()
+                    && let Some(n) = entry.secret_name()
+                    && any_matches(plaintext_patterns, n)
+                {
                     plaintext_names.push((entry.line, name.into_owned()));
                 }
                 continue;
             }
-            let text = token::decrypt(keyring, &name, &entry.value)
+            let text = named(entry)
+                .and_then(|()| token::decrypt(keyring, &name, &entry.value))
                 .and_then(|plain| formats::encode_plaintext(self.format, entry, &plain));
             match text {
                 Ok(text) => edits.push((entry, text)),
@@ -256,6 +290,11 @@ impl<'a> ConfigFile<'a> {
         let decrypted = edits.len();
         Ok(Rendered { bytes: self.rewrite(edits), decrypted, plaintext_names })
     }
+}
+
+/// `unnamed` unless the entry's place has a name (ENCSTR v1 §4).
+fn named(entry: &Entry) -> Result<()> {
+    entry.secret_name().map(drop).ok_or(Error::Unnamed)
 }
 
 fn full_name<'n>(prefix: &str, name: &'n str) -> Cow<'n, str> {
@@ -331,6 +370,55 @@ mod tests {
             got,
             vec![(1, "a", "unknown_key"), (3, "c", "malformed"), (4, "d", "authentication_failed")]
         );
+    }
+
+    #[test]
+    fn tokens_in_places_without_a_name_are_unnamed() {
+        let ring = ring();
+        let t = token::encrypt(&ring, "", b"x").unwrap();
+        let docs = [
+            (Format::Yaml, format!("{t}\n")),
+            (Format::Yaml, format!("? [complex]\n: {t}\n")),
+            (Format::Json, format!("\"{t}\"")),
+            (Format::Properties, format!("={t}\n")),
+        ];
+        for (format, doc) in docs {
+            let file = ConfigFile::parse(format, doc.as_bytes(), "x").unwrap();
+            let errors = file.render(&ring, "", &[]).unwrap_err();
+            assert_eq!((errors.len(), errors[0].error.kind()), (1, "unnamed"), "{format}: {doc}");
+            assert!(errors[0].name.is_empty());
+            assert_eq!(file.reencrypt(&ring, "app/").unwrap_err()[0].error.kind(), "unnamed");
+            let reports = file.check(None, "");
+            assert!(matches!(&reports[0].result, Some(Err(Error::Unnamed))), "{format}: without a keyring too");
+            assert!(matches!(&file.check(Some(&ring), "")[0].result, Some(Err(Error::Unnamed))));
+        }
+    }
+
+    #[test]
+    fn seal_refuses_values_without_a_name() {
+        let ring = ring();
+        let file = ConfigFile::parse(Format::Yaml, b"s3cr3t\n", "x").unwrap();
+        assert!(file.seal(&ring, &Pattern::defaults(), "").unwrap().is_none(), "no pattern matches no name");
+        let errors = file.seal(&ring, &[Pattern::new("*").unwrap()], "").unwrap_err();
+        assert_eq!((errors[0].line, errors[0].error.kind()), (1, "unnamed"));
+        let file = ConfigFile::parse(Format::Properties, b"a.password=x\n=y\n", "x").unwrap();
+        let errors = file.seal(&ring, &[Pattern::new("*").unwrap()], "").unwrap_err();
+        assert_eq!(errors.iter().map(|e| (e.line, e.error.kind())).collect::<Vec<_>>(), [(2, "unnamed")]);
+    }
+
+    #[test]
+    fn rewrites_allocate_once() {
+        let ring = ring();
+        let long = "p".repeat(5000);
+        let sealed = ConfigFile::parse(Format::Json, format!("{{\"password\": \"{long}\"}}").as_bytes(), "x")
+            .unwrap()
+            .seal(&ring, &Pattern::defaults(), "")
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealed.bytes.capacity(), sealed.bytes.len());
+        let rendered = ConfigFile::parse(Format::Json, &sealed.bytes, "x").unwrap().render(&ring, "", &[]).unwrap();
+        assert_eq!(rendered.bytes.capacity(), rendered.bytes.len());
+        assert_eq!(rendered.bytes.len(), long.len() + 16);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::keys::KeyId;
 pub enum Error {
     /// The text is not an ENCSTR token: wrong prefix, not base64, or a
     /// payload of impossible length.
-    #[error("{}malformed token: {reason}", name_prefix(.name))]
+    #[error("{}malformed: not a valid token: {reason}", name_prefix(.name))]
     Malformed {
         /// Secret name the token was read for, when known.
         name: Option<String>,
@@ -20,7 +20,7 @@ pub enum Error {
     },
 
     /// The token's version byte is not one this implementation reads.
-    #[error("{}unsupported token version {version} (this encstr reads version 1)", name_prefix(.name))]
+    #[error("{}unsupported_version: token version {version} (this encstr reads version 1)", name_prefix(.name))]
     UnsupportedVersion {
         /// Secret name the token was read for, when known.
         name: Option<String>,
@@ -29,7 +29,7 @@ pub enum Error {
     },
 
     /// No key in the keyring has the token's key id.
-    #[error("{}no key {key_id} in the keyring (was it pruned, or is this the wrong keyring?)", name_prefix(.name))]
+    #[error("{}unknown_key: no key {key_id} in the keyring (was it pruned, or is this the wrong keyring?)", name_prefix(.name))]
     UnknownKey {
         /// Secret name the token was read for, when known.
         name: Option<String>,
@@ -40,13 +40,21 @@ pub enum Error {
     /// The token did not authenticate: it was altered, it was made for
     /// another secret name, or it was made by a different key with the same
     /// id. Deliberately opaque about which.
-    #[error("{}authentication failed with key {key_id} (token altered, made for another secret name, or made with another key)", name_prefix(.name))]
+    #[error("{}authentication_failed: key {key_id} does not verify the token (altered, made for another secret name, or made with another key)", name_prefix(.name))]
     AuthenticationFailed {
         /// Secret name the token was read for, when known.
         name: Option<String>,
         /// Key id carried by the token.
         key_id: KeyId,
     },
+
+    /// A token (or a value to seal) sits in a place that has no secret name,
+    /// or whose name is empty: a top-level value, an empty key, or a value
+    /// under a complex YAML key. It cannot be bound to a name (ENCSTR v1 §4).
+    #[error(
+        "unnamed: this place has no secret name (a top-level value, an empty key, or a value under a complex key), so no value here can be bound to a name"
+    )]
+    Unnamed,
 
     /// A line of a keyring file is not the base64 of a 32-byte seed.
     #[error("keyring line {line}: not a key (expected base64 of 32 bytes)")]
@@ -146,13 +154,15 @@ fn name_prefix(name: &Option<String>) -> String {
 impl Error {
     /// A short, stable identifier of the kind of error, suitable as a metric
     /// label or event reason (`malformed`, `unsupported_version`,
-    /// `unknown_key`, `authentication_failed`, `invalid_keyring`, ...).
+    /// `unknown_key`, `authentication_failed`, `unnamed`, `invalid_keyring`,
+    /// ...). The message of every per-value error starts with it.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Malformed { .. } => "malformed",
             Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::UnknownKey { .. } => "unknown_key",
             Error::AuthenticationFailed { .. } => "authentication_failed",
+            Error::Unnamed => "unnamed",
             Error::InvalidKeyLine { .. } | Error::DuplicateKey { .. } | Error::EmptyKeyring => {
                 "invalid_keyring"
             }
@@ -167,7 +177,7 @@ impl Error {
     }
 
     /// Whether this is one of the four decryption error kinds of the ENCSTR
-    /// v1 specification.
+    /// v1 specification (§3).
     pub fn is_decrypt_error(&self) -> bool {
         matches!(
             self,
@@ -176,6 +186,13 @@ impl Error {
                 | Error::UnknownKey { .. }
                 | Error::AuthenticationFailed { .. }
         )
+    }
+
+    /// Whether this error concerns one value of a file: a decryption error or
+    /// `unnamed`. These are the values of the sidecar's
+    /// `encstr_decrypt_failures_total{reason}` label.
+    pub fn is_value_error(&self) -> bool {
+        self.is_decrypt_error() || matches!(self, Error::Unnamed)
     }
 
     /// Attach the secret name to a token error that does not carry one yet.

@@ -12,10 +12,13 @@ use crate::keys::{Key, KeyId, Seed};
 /// An ordered list of keys. The last one is the primary; every key decrypts.
 ///
 /// Lookups by key id go through a hash index, so decrypting costs the same
-/// with one key or thousands.
+/// with one key or thousands. Each key lives in its own heap allocation that
+/// never moves: growing, reordering or shrinking the keyring moves only
+/// pointers, so it leaves no stray copy of key material behind in freed
+/// memory, and every key is wiped when it is dropped.
 #[derive(Clone, Debug)]
 pub struct Keyring {
-    keys: Vec<Key>,
+    keys: Vec<Box<Key>>,
     /// Key id → positions in `keys` (more than one only on an id collision).
     index: HashMap<KeyId, Vec<usize>, BuildHasherDefault<IdHasher>>,
 }
@@ -42,13 +45,22 @@ impl Hasher for IdHasher {
 impl Keyring {
     /// A keyring of the given keys, oldest first. Fails if it is empty or a
     /// key appears twice.
+    ///
+    /// Each key is re-derived into its own allocation and `keys` is dropped
+    /// (and wiped) in place: moving keys out of a `Vec` would leave their
+    /// bytes in the freed buffer.
     pub fn new(keys: Vec<Key>) -> Result<Self> {
         let lines = (1..=keys.len()).collect();
-        Keyring::with_lines(keys, lines)
+        Keyring::with_lines(keys.iter().map(|k| Box::new(k.clone())).collect(), lines)
+    }
+
+    /// A keyring of one key.
+    pub fn single(key: Key) -> Self {
+        Keyring::with_lines(vec![Box::new(key)], vec![1]).expect("one key is a valid keyring")
     }
 
     /// Build the keyring, reporting a duplicate by its line number.
-    fn with_lines(keys: Vec<Key>, lines: Vec<usize>) -> Result<Self> {
+    fn with_lines(keys: Vec<Box<Key>>, lines: Vec<usize>) -> Result<Self> {
         if keys.is_empty() {
             return Err(Error::EmptyKeyring);
         }
@@ -67,7 +79,7 @@ impl Keyring {
 
     /// A keyring with one new random key.
     pub fn generate() -> Result<Self> {
-        Keyring::new(vec![Key::generate()?])
+        Ok(Keyring::single(Key::generate()?))
     }
 
     /// Parse the keyring text format: one standard-base64 32-byte seed per
@@ -75,7 +87,7 @@ impl Keyring {
     ///
     /// Errors name the 1-based line and never echo its content.
     pub fn parse(text: &str) -> Result<Self> {
-        let mut keys: Vec<Key> = Vec::new();
+        let mut keys: Vec<Box<Key>> = Vec::new();
         let mut lines: Vec<usize> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -83,7 +95,7 @@ impl Keyring {
                 continue;
             }
             let seed = Seed::from_base64(line).ok_or(Error::InvalidKeyLine { line: i + 1 })?;
-            keys.push(Key::from_seed(seed));
+            keys.push(Box::new(Key::from_seed(seed)));
             lines.push(i + 1);
         }
         Keyring::with_lines(keys, lines)
@@ -101,13 +113,13 @@ impl Keyring {
     }
 
     /// The keys, oldest first.
-    pub fn keys(&self) -> &[Key] {
-        &self.keys
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &Key> {
+        self.keys.iter().map(|k| &**k)
     }
 
     /// The key ids, oldest first (the primary last).
     pub fn ids(&self) -> Vec<KeyId> {
-        self.keys.iter().map(Key::id).collect()
+        self.keys.iter().map(|k| k.id()).collect()
     }
 
     /// Number of keys.
@@ -127,7 +139,13 @@ impl Keyring {
 
     /// The keys whose id is `id` (normally one, none if unknown).
     pub fn candidates(&self, id: KeyId) -> impl Iterator<Item = &Key> {
-        self.index.get(&id).map(Vec::as_slice).unwrap_or_default().iter().map(|&i| &self.keys[i])
+        self.index.get(&id).map(Vec::as_slice).unwrap_or_default().iter().map(|&i| &*self.keys[i])
+    }
+
+    /// Whether `key` is the primary (the very key, not only its id: two
+    /// keys may share an id).
+    pub fn is_primary(&self, key: &Key) -> bool {
+        std::ptr::eq(key, self.primary())
     }
 
     /// Whether a key with this id is in the keyring.
@@ -138,7 +156,7 @@ impl Keyring {
     /// Append a key as the new primary (rotation without staging).
     pub fn append(&mut self, key: Key) -> Result<()> {
         self.check_new(&key)?;
-        self.keys.push(key);
+        self.keys.push(Box::new(key));
         self.reindex();
         Ok(())
     }
@@ -148,7 +166,7 @@ impl Keyring {
     pub fn stage(&mut self, key: Key) -> Result<()> {
         self.check_new(&key)?;
         let at = self.keys.len() - 1;
-        self.keys.insert(at, key);
+        self.keys.insert(at, Box::new(key));
         self.reindex();
         Ok(())
     }
@@ -162,15 +180,15 @@ impl Keyring {
         Ok(())
     }
 
-    /// Remove the key `id`. The primary cannot be removed.
-    pub fn remove(&mut self, id: KeyId) -> Result<Key> {
+    /// Remove (and wipe) the key `id`. The primary cannot be removed.
+    pub fn remove(&mut self, id: KeyId) -> Result<()> {
         let pos = self.position(id)?;
         if pos == self.keys.len() - 1 {
             return Err(Error::PrimaryKey { key_id: id });
         }
-        let key = self.keys.remove(pos);
+        drop(self.keys.remove(pos));
         self.reindex();
-        Ok(key)
+        Ok(())
     }
 
     /// Keep only the `keep` newest keys (at least the primary); returns the

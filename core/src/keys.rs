@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use hmac::Hmac;
 use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
@@ -27,8 +28,10 @@ const INFO_ENC: &[u8] = b"ENCSTR v1 encryption";
 const INFO_MAC: &[u8] = b"ENCSTR v1 authentication";
 /// HKDF `info` for the public key id.
 const INFO_ID: &[u8] = b"ENCSTR v1 key id";
-/// PBKDF2 salt for passphrase-derived seeds.
-const PASSPHRASE_SALT: &[u8] = b"ENCSTR v1 passphrase";
+/// The PBKDF2 salt of passphrase-derived seeds when a deployment chooses
+/// none (ENCSTR v1 §1). Choose one per deployment instead: with this one, a
+/// single precomputed dictionary attacks every deployment.
+pub const DEFAULT_PASSPHRASE_SALT: &str = "ENCSTR v1 passphrase";
 /// PBKDF2-HMAC-SHA256 iterations for passphrase-derived seeds.
 pub const PASSPHRASE_ITERATIONS: u32 = 600_000;
 
@@ -72,9 +75,18 @@ impl FromStr for KeyId {
     }
 }
 
-/// A 32-byte key seed. Wiped on drop; never printed.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// A 32-byte key seed. Wiped on drop; never printed; compared in constant
+/// time.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Seed([u8; SEED_LEN]);
+
+impl PartialEq for Seed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Seed {}
 
 impl fmt::Debug for Seed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -95,19 +107,16 @@ impl Seed {
         Seed(bytes)
     }
 
-    /// The seed derived from a passphrase: PBKDF2-HMAC-SHA256 with the salt
-    /// `ENCSTR v1 passphrase` and 600,000 iterations. The same passphrase
-    /// gives the same seed everywhere.
-    pub fn from_passphrase(passphrase: &str) -> Self {
-        let mut seed = [0u8; SEED_LEN];
-        pbkdf2::pbkdf2::<HmacSha256>(
-            passphrase.as_bytes(),
-            PASSPHRASE_SALT,
-            PASSPHRASE_ITERATIONS,
-            &mut seed,
-        )
-        .expect("HMAC takes keys of any length");
-        Seed(seed)
+    /// The seed derived from a passphrase: PBKDF2-HMAC-SHA256 over the
+    /// UTF-8 passphrase with the UTF-8 `salt` and 600,000 iterations
+    /// (ENCSTR v1 §1). The same passphrase and salt give the same seed on
+    /// every replica; [`DEFAULT_PASSPHRASE_SALT`] is the salt when a
+    /// deployment chooses none.
+    pub fn from_passphrase(passphrase: &str, salt: &str) -> Self {
+        let mut seed = Seed([0u8; SEED_LEN]);
+        pbkdf2::pbkdf2::<HmacSha256>(passphrase.as_bytes(), salt.as_bytes(), PASSPHRASE_ITERATIONS, &mut seed.0)
+            .expect("HMAC takes keys of any length");
+        seed
     }
 
     /// Decode the base64 text of one keyring line. `None` if it is not the
@@ -121,9 +130,9 @@ impl Seed {
         let mut buf = Zeroizing::new([0u8; 33]);
         match STANDARD.decode_slice(text.as_bytes(), &mut buf[..]) {
             Ok(SEED_LEN) => {
-                let mut seed = [0u8; SEED_LEN];
-                seed.copy_from_slice(&buf[..SEED_LEN]);
-                Some(Seed(seed))
+                let mut seed = Seed([0u8; SEED_LEN]);
+                seed.0.copy_from_slice(&buf[..SEED_LEN]);
+                Some(seed)
             }
             _ => None,
         }
@@ -178,9 +187,10 @@ impl Key {
         Ok(Key::from_seed(Seed::generate()?))
     }
 
-    /// The key derived from a passphrase (see [`Seed::from_passphrase`]).
-    pub fn from_passphrase(passphrase: &str) -> Self {
-        Key::from_seed(Seed::from_passphrase(passphrase))
+    /// The key derived from a passphrase and salt (see
+    /// [`Seed::from_passphrase`]).
+    pub fn from_passphrase(passphrase: &str, salt: &str) -> Self {
+        Key::from_seed(Seed::from_passphrase(passphrase, salt))
     }
 
     /// The public key id.
@@ -206,8 +216,10 @@ impl Key {
         self.mac.clone()
     }
 
-    /// The derived AES-256 and HMAC keys, for test vectors only.
-    #[doc(hidden)]
+    /// The derived AES-256 and HMAC keys, to check them against published
+    /// vectors. Only with the `test-vectors` feature: nothing else needs key
+    /// material outside this crate.
+    #[cfg(feature = "test-vectors")]
     pub fn derived_keys_for_tests(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
         let (enc_key, mac_key, _) = derive(&self.seed);
         (enc_key, mac_key)
@@ -262,5 +274,29 @@ mod tests {
     #[test]
     fn generated_seeds_differ() {
         assert_ne!(Seed::generate().unwrap(), Seed::generate().unwrap());
+    }
+
+    #[test]
+    fn seeds_compare_by_value() {
+        let a = Seed::from_bytes([1; 32]);
+        let mut b = [1; 32];
+        assert!(a == Seed::from_bytes(b));
+        b[31] = 0;
+        assert!(a != Seed::from_bytes(b));
+    }
+
+    /// Every type that holds key material or keyed hash state wipes itself
+    /// when dropped: this does not compile if a dependency loses its
+    /// `zeroize` feature. The SHA-256 core state is what HMAC (our keyed
+    /// states, ipad and opad absorbed), HKDF (its PRK is an HMAC) and PBKDF2
+    /// keep; `hmac` does not mark `Hmac` itself, but wipes its cores.
+    #[test]
+    fn key_material_types_zeroize_on_drop() {
+        fn wiped<T: ZeroizeOnDrop>() {}
+        wiped::<Seed>();
+        wiped::<Sha256>();
+        wiped::<sha2::block_api::Sha256VarCore>();
+        wiped::<Aes256Enc>();
+        wiped::<Aes256Dec>();
     }
 }

@@ -22,7 +22,7 @@
 //! use encstr_core::{ConfigFile, Format, glob::Pattern};
 //! let text = b"# database\ndb.password = s3cr3t\ndb.user = app\n";
 //! let file = ConfigFile::parse(Format::Properties, text, "app.properties")?;
-//! let sealed = file.seal(&keyring, &Pattern::defaults(), "")?.expect("one value matches");
+//! let sealed = file.seal(&keyring, &Pattern::defaults(), "").expect("sealable").expect("one value matches");
 //! assert_eq!(sealed.changed[0].name, "db.password");
 //! let file = ConfigFile::parse(Format::Properties, &sealed.bytes, "app.properties")?;
 //! let rendered = file.render(&keyring, "", &[]).unwrap();

@@ -33,6 +33,14 @@ const TAG_LEN: usize = 16;
 const HEADER: usize = 1 + ID_LEN + IV_LEN;
 /// Smallest possible payload: header, one ciphertext block and the tag.
 const MIN_PAYLOAD: usize = HEADER + BLOCK + TAG_LEN;
+/// The longest token this implementation reads or writes, in bytes of text
+/// (`ENCSTR:` included): 1 MiB, room for a plaintext of about 768 KiB. A
+/// longer value is `malformed` before any of it is decoded, so a hostile
+/// file cannot make a reader allocate or hash more than this per value.
+pub const MAX_TOKEN_LEN: usize = 1 << 20;
+/// The longest plaintext whose token fits in [`MAX_TOKEN_LEN`].
+pub const MAX_PLAINTEXT_LEN: usize =
+    ((MAX_TOKEN_LEN - PREFIX.len()) / 4 * 3 - HEADER - TAG_LEN) / BLOCK * BLOCK - 1;
 
 /// Whether a value is meant to be a token (starts with `ENCSTR:`).
 ///
@@ -44,22 +52,33 @@ pub fn is_token(value: &str) -> bool {
 }
 
 /// Encrypt `plaintext` for the secret `name` under the keyring's primary key,
-/// with a fresh random IV.
+/// with a fresh random IV. Fails with `malformed` when the token would be
+/// longer than [`MAX_TOKEN_LEN`].
 pub fn encrypt(keyring: &Keyring, name: &str, plaintext: &[u8]) -> Result<String> {
     encrypt_with_key(keyring.primary(), name, plaintext)
 }
 
 /// Encrypt under a given key with a fresh random IV.
 pub fn encrypt_with_key(key: &Key, name: &str, plaintext: &[u8]) -> Result<String> {
+    if plaintext.len() > MAX_PLAINTEXT_LEN {
+        return Err(Error::Malformed { name: Some(name.to_owned()), reason: TOO_LONG });
+    }
     let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut iv).map_err(|_| Error::Random)?;
-    Ok(encrypt_with_iv(key, name, plaintext, &iv))
+    Ok(seal(key, name, plaintext, &iv))
 }
 
-/// Encrypt with a caller-chosen IV. Only for reproducing test vectors: an IV
-/// must never be reused with the same key.
-#[doc(hidden)]
+/// Encrypt with a caller-chosen IV, to reproduce published test vectors.
+/// Only with the `test-vectors` feature: an IV must never be reused with the
+/// same key, so nothing else may choose one.
+#[cfg(feature = "test-vectors")]
 pub fn encrypt_with_iv(key: &Key, name: &str, plaintext: &[u8], iv: &[u8; IV_LEN]) -> String {
+    seal(key, name, plaintext, iv)
+}
+
+const TOO_LONG: &str = "longer than the 1 MiB a token may have";
+
+fn seal(key: &Key, name: &str, plaintext: &[u8], iv: &[u8; IV_LEN]) -> String {
     let padded_len = (plaintext.len() / BLOCK + 1) * BLOCK;
     let mut payload = Zeroizing::new(Vec::with_capacity(HEADER + padded_len + TAG_LEN));
     payload.push(VERSION);
@@ -84,10 +103,25 @@ pub fn encrypt_with_iv(key: &Key, name: &str, plaintext: &[u8], iv: &[u8; IV_LEN
 /// `unsupported_version`, `unknown_key`, `authentication_failed`) and carry
 /// the secret name and, where known, the key id.
 pub fn decrypt(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing<Vec<u8>>> {
+    open(keyring, name, token).map(|opened| opened.plaintext)
+}
+
+/// A decrypted token and the key that verified it.
+#[derive(Debug)]
+pub struct Opened<'k> {
+    /// The plaintext (wiped on drop).
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The key whose tag matched. Two keys of a keyring may share an id, so
+    /// this, not the token's key id, says which key made the token.
+    pub key: &'k Key,
+}
+
+/// Like [`decrypt`], also returning the key that verified the token.
+pub fn open<'k>(keyring: &'k Keyring, name: &str, token: &str) -> Result<Opened<'k>> {
     decrypt_inner(keyring, name, token).map_err(|e| e.with_name(name))
 }
 
-fn decrypt_inner(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing<Vec<u8>>> {
+fn decrypt_inner<'k>(keyring: &'k Keyring, name: &str, token: &str) -> Result<Opened<'k>> {
     let mut payload = decode_payload(token)?;
     let key_id = payload_key_id(&payload);
     let tag_at = payload.len() - TAG_LEN;
@@ -108,7 +142,7 @@ fn decrypt_inner(keyring: &Keyring, name: &str, token: &str) -> Result<Zeroizing
         .len();
     payload.copy_within(HEADER..HEADER + plain_len, 0);
     payload.truncate(plain_len);
-    Ok(payload)
+    Ok(Opened { plaintext: payload, key })
 }
 
 /// The id of the key that made a token, read without decrypting.
@@ -116,15 +150,21 @@ pub fn key_id(token: &str) -> Result<KeyId> {
     decode_payload(token).map(|p| payload_key_id(&p))
 }
 
-/// Steps 1–3 of decryption: prefix, base64, version, length.
+/// Steps 1–3 of decryption: prefix, canonical base64, version, length.
 fn decode_payload(token: &str) -> Result<Zeroizing<Vec<u8>>> {
     let body = token
         .strip_prefix(PREFIX)
         .ok_or(Error::Malformed { name: None, reason: "does not start with ENCSTR:" })?;
-    let payload = STANDARD
-        .decode(body)
-        .map(Zeroizing::new)
-        .map_err(|_| Error::Malformed { name: None, reason: "not valid base64" })?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Error::Malformed { name: None, reason: TOO_LONG });
+    }
+    // Decode into a buffer of its final size: no reallocation leaves a copy.
+    let mut payload = Zeroizing::new(vec![0u8; body.len() / 4 * 3]);
+    let len = STANDARD.decode_slice(body, &mut payload[..]).map_err(|_| Error::Malformed {
+        name: None,
+        reason: "not canonical standard base64 (padded, no white space, unused bits zero)",
+    })?;
+    payload.truncate(len);
     match payload.first() {
         None => {
             return Err(Error::Malformed { name: None, reason: "empty payload" });
@@ -180,13 +220,36 @@ mod tests {
     #[test]
     fn payload_round_trips_byte_for_byte() {
         let ring = ring();
-        let token = encrypt_with_iv(ring.primary(), "n", b"0123456789abcdef", &[9; 16]);
+        let token = seal(ring.primary(), "n", b"0123456789abcdef", &[9; 16]);
         let payload = decode_payload(&token).unwrap();
         assert_eq!(payload.len(), HEADER + 32 + TAG_LEN);
         assert_eq!(payload[0], VERSION);
         assert_eq!(&payload[1..5], &ring.primary().id().0);
         assert_eq!(&payload[5..21], &[9; 16]);
         assert_eq!(format!("{PREFIX}{}", STANDARD.encode(&payload[..])), token);
+    }
+
+    #[test]
+    fn length_limits() {
+        let ring = ring();
+        let longest = encrypt(&ring, "n", &vec![7; MAX_PLAINTEXT_LEN]).unwrap();
+        assert!(longest.len() <= MAX_TOKEN_LEN && longest.len() > MAX_TOKEN_LEN - 24, "{}", longest.len());
+        assert_eq!(decrypt(&ring, "n", &longest).unwrap().len(), MAX_PLAINTEXT_LEN);
+        let err = encrypt(&ring, "n", &vec![7; MAX_PLAINTEXT_LEN + 1]).unwrap_err();
+        assert_eq!((err.kind(), err.to_string().starts_with("n: malformed: ")), ("malformed", true));
+        let too_long = format!("{PREFIX}{}", "A".repeat(MAX_TOKEN_LEN));
+        assert_eq!(decrypt(&ring, "n", &too_long).unwrap_err().kind(), "malformed");
+    }
+
+    #[test]
+    fn open_names_the_verifying_key() {
+        let mut ring = ring();
+        let old = encrypt(&ring, "n", b"v").unwrap();
+        ring.append(Key::from_seed(Seed::from_bytes([4; 32]))).unwrap();
+        let opened = open(&ring, "n", &old).unwrap();
+        assert!(!ring.is_primary(opened.key));
+        let new = encrypt(&ring, "n", b"v").unwrap();
+        assert!(ring.is_primary(open(&ring, "n", &new).unwrap().key));
     }
 
     #[test]

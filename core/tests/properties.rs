@@ -2,6 +2,7 @@
 //! parser panics on arbitrary input.
 
 use encstr_core::formats::Format;
+use encstr_core::formats::path::{self, Segment};
 use encstr_core::keys::{Key, Seed};
 use encstr_core::{ConfigFile, Keyring, token};
 use proptest::prelude::*;
@@ -44,8 +45,99 @@ fn nasty_text() -> impl Strategy<Value = String> {
     .prop_map(|v| v.into_iter().collect())
 }
 
+/// Mapping keys that break naive path naming.
+fn nasty_key() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just('.'),
+            Just('['),
+            Just(']'),
+            Just('"'),
+            Just('\\'),
+            Just('\n'),
+            Just('\u{1}'),
+            Just(' '),
+            Just('0'),
+            Just('名'),
+            prop::char::range('a', 'c'),
+        ],
+        0..6,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
+fn segment() -> impl Strategy<Value = Segment> {
+    prop_oneof![nasty_key().prop_map(Segment::Key), (0usize..12).prop_map(Segment::Index)]
+}
+
+/// A document path: keys and indexes, ending in a string value.
+fn doc_path() -> impl Strategy<Value = Vec<Segment>> {
+    prop::collection::vec(segment(), 1..6)
+}
+
+/// JSON text of a document holding `leaf` at `path` (earlier sequence items
+/// are empty strings, so indexes are real positions).
+fn json_doc(path: &[Segment], leaf: &str) -> String {
+    let mut doc = serde_json::Value::String(leaf.to_owned());
+    for seg in path.iter().rev() {
+        doc = match seg {
+            Segment::Key(k) => serde_json::json!({ k.clone(): doc }),
+            Segment::Index(i) => {
+                let mut items = vec![serde_json::Value::String(String::new()); *i];
+                items.push(doc);
+                serde_json::Value::Array(items)
+            }
+        };
+    }
+    doc.to_string()
+}
+
+/// The same document as TOML: a root key, then inline tables and arrays.
+fn toml_doc(path: &[Segment], leaf: &str) -> Option<String> {
+    let Segment::Key(first) = &path[0] else { return None };
+    let quote = |k: &str| serde_json::Value::String(k.to_owned()).to_string().replace("\\u007f", "\\u007F");
+    let mut value = quote(leaf);
+    for seg in path[1..].iter().rev() {
+        value = match seg {
+            Segment::Key(k) => format!("{{ {} = {value} }}", quote(k)),
+            Segment::Index(i) => {
+                let mut items = vec!["\"\"".to_owned(); *i];
+                items.push(value);
+                format!("[{}]", items.join(", "))
+            }
+        };
+    }
+    Some(format!("{} = {value}\n", quote(first)))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The naming is injective: every name decodes to the one path it came from.
+    #[test]
+    fn path_names_invert(segs in prop::collection::vec(segment(), 0..8)) {
+        let name = path::join(&segs);
+        prop_assert_eq!(path::segments(&name), Some(segs), "{}", name);
+    }
+
+    /// JSON, YAML and TOML name a value by exactly its path (ENCSTR v1 §4),
+    /// whatever the keys hold.
+    #[test]
+    fn tree_formats_name_values_by_their_path(p in doc_path()) {
+        let expected = path::join(&p);
+        let leaf = "ENCSTR:leaf";
+        let json = json_doc(&p, leaf);
+        // YAML 1.2 reads JSON; flow collections and double-quoted keys.
+        let mut docs = vec![(Format::Json, json.clone()), (Format::Yaml, json)];
+        if let Some(toml) = toml_doc(&p, leaf) {
+            docs.push((Format::Toml, toml));
+        }
+        for (format, doc) in docs {
+            let file = ConfigFile::parse(format, doc.as_bytes(), "f").map_err(|e| TestCaseError::fail(format!("{format}: {e}: {doc}")))?;
+            let token = file.tokens().next().expect("the leaf");
+            prop_assert_eq!(token.name.as_deref(), Some(expected.as_str()), "{} {}", format, doc);
+        }
+    }
 
     #[test]
     fn token_round_trip(name in any::<String>(), plain in prop::collection::vec(any::<u8>(), 0..300)) {
@@ -125,7 +217,7 @@ proptest! {
                 Err(e) => panic!("{format}: {:?}", e),
             };
             let out = ConfigFile::parse(format, &rendered.bytes, "f").unwrap();
-            let got = out.entries().iter().find(|e| e.name == name).unwrap();
+            let got = out.entries().iter().find(|e| e.secret_name() == Some(name.as_str())).unwrap();
             prop_assert_eq!(got.value.as_str(), value.as_str(), "{}", format);
             // Everything else is untouched.
             prop_assert!(out.entries().len() == file.entries().len());
@@ -134,9 +226,9 @@ proptest! {
 }
 
 #[test]
-fn one_mebibyte_round_trip() {
+fn the_longest_plaintext_round_trips() {
     let ring = ring();
-    let plain: Vec<u8> = (0..1024 * 1024).map(|i| (i * 7 + 3) as u8).collect();
+    let plain: Vec<u8> = (0..token::MAX_PLAINTEXT_LEN).map(|i| (i * 7 + 3) as u8).collect();
     let t = token::encrypt(&ring, "big", &plain).unwrap();
     assert_eq!(token::decrypt(&ring, "big", &t).unwrap().as_slice(), plain.as_slice());
 }

@@ -8,7 +8,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{Entry, Quote, parse_error};
+use super::{Entry, Quote, parse_error, secret_string};
 use crate::error::Result;
 
 const FORMAT: &str = "dotenv";
@@ -107,7 +107,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             let start = r.pos;
             let (value, len, quote) = parse_value(&r)?;
             r.advance(len);
-            entries.push(Entry::new(key, line, start..start + len, value, quote));
+            entries.push(Entry::new(Some(key), line, start..start + len, value, quote));
         }
         // Optional comment, then the end of the line.
         let rest = r.rest();
@@ -128,7 +128,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
 
 /// The value at the reader: its decoded text, the length of its source text
 /// (quotes included) and its quoting.
-fn parse_value(r: &Reader<'_>) -> Result<(String, usize, Quote)> {
+fn parse_value(r: &Reader<'_>) -> Result<(Zeroizing<String>, usize, Quote)> {
     let rest = r.rest();
     match r.peek() {
         Some(q @ ('\'' | '"')) => {
@@ -138,7 +138,7 @@ fn parse_value(r: &Reader<'_>) -> Result<(String, usize, Quote)> {
             let value = if q == '\'' { unescape(raw, "\\'") } else { unescape(raw, "\\'\"abfnrtv") };
             Ok((value, end + 2, if q == '\'' { Quote::Single } else { Quote::Double }))
         }
-        None | Some('\r' | '\n') => Ok((String::new(), 0, Quote::None)),
+        None | Some('\r' | '\n') => Ok((secret_string(0), 0, Quote::None)),
         Some(_) => {
             let part = &rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())];
             // `re.sub(r"\s+#.*", "", part).rstrip()`
@@ -158,7 +158,9 @@ fn parse_value(r: &Reader<'_>) -> Result<(String, usize, Quote)> {
                 }
             }
             let value = part[..cut].trim_end_matches(is_space);
-            Ok((value.to_owned(), value.len(), Quote::None))
+            let mut owned = secret_string(value.len());
+            owned.push_str(value);
+            Ok((owned, value.len(), Quote::None))
         }
     }
 }
@@ -181,8 +183,8 @@ fn closing_quote(body: &str, q: char) -> Option<usize> {
 
 /// Decode `\x` escapes for the characters in `escapable` (left to right,
 /// non-overlapping, as `re.sub` does).
-fn unescape(raw: &str, escapable: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
+fn unescape(raw: &str, escapable: &str) -> Zeroizing<String> {
+    let mut out = secret_string(raw.len());
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '\\'
@@ -212,14 +214,15 @@ fn has_interpolation(value: &str) -> bool {
     value.find("${").is_some_and(|i| value[i..].contains('}'))
 }
 
-/// Write a value so that python-dotenv reads it back exactly.
-pub(crate) fn encode(value: &str) -> std::result::Result<Zeroizing<String>, &'static str> {
+/// Write a value so that python-dotenv reads it back exactly. `extra` bytes
+/// are reserved for what the caller appends.
+pub(crate) fn encode(value: &str, extra: usize) -> std::result::Result<Zeroizing<String>, &'static str> {
     if has_interpolation(value) {
         return Err("dotenv readers expand ${...} inside values");
     }
     let plain_single =
         !value.chars().any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'));
-    let mut out = Zeroizing::new(String::with_capacity(value.len() + 8));
+    let mut out = secret_string(value.len() * 2 + 2 + extra);
     if plain_single {
         out.push('\'');
         out.push_str(value);
@@ -264,7 +267,7 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Vec<(String, String, usize)> {
-        scan(text).unwrap().into_iter().map(|e| (e.name.clone(), e.value.to_string(), e.line)).collect()
+        scan(text).unwrap().into_iter().map(|e| (e.name.clone().unwrap(), e.value.to_string(), e.line)).collect()
     }
 
     #[test]
@@ -316,11 +319,11 @@ mod tests {
             "a\\",
             "",
         ] {
-            let enc = encode(v).unwrap();
+            let enc = encode(v, 0).unwrap();
             let e = scan(&format!("K={}\n", enc.as_str())).unwrap();
             assert_eq!(e[0].value.as_str(), v, "{}", enc.as_str());
         }
-        assert!(encode("a${B}c").is_err());
-        assert!(encode(" a\\").is_err());
+        assert!(encode("a${B}c", 0).is_err());
+        assert!(encode(" a\\", 0).is_err());
     }
 }

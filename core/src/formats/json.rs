@@ -1,11 +1,11 @@
 //! JSON (RFC 8259) with byte positions: a small validating parser that
-//! records every string value with its path (`a.b[0].c`).
+//! records every string value with its path (ENCSTR v1 §4: `a[0]["b.c"]`).
 
 use std::fmt::Write as _;
 
 use zeroize::Zeroizing;
 
-use super::{Entry, MAX_DEPTH, Quote, index_path, join_path, parse_error};
+use super::{Entry, MAX_DEPTH, Quote, parse_error, path, secret_string};
 use crate::error::{Error, Result};
 
 const FORMAT: &str = "json";
@@ -71,7 +71,7 @@ impl Parser<'_> {
             Some(b'"') => {
                 let (line, start) = (self.line, self.pos);
                 let s = self.string()?;
-                self.entries.push(Entry::new(path.to_owned(), line, start..self.pos, s, Quote::Double));
+                self.entries.push(Entry::new(Some(path.to_owned()), line, start..self.pos, s, Quote::Double));
                 Ok(())
             }
             Some(b't') => self.literal("true"),
@@ -99,7 +99,7 @@ impl Parser<'_> {
             self.ws();
             self.expect(b':', "expected ':' after a key")?;
             self.ws();
-            self.value(&join_path(path, &key), depth + 1)?;
+            self.value(&path::key(path, &key), depth + 1)?;
             self.ws();
             match self.bytes.get(self.pos) {
                 Some(b',') => self.pos += 1,
@@ -122,7 +122,7 @@ impl Parser<'_> {
         let mut i = 0;
         loop {
             self.ws();
-            self.value(&index_path(path, i), depth + 1)?;
+            self.value(&path::index(path, i), depth + 1)?;
             i += 1;
             self.ws();
             match self.bytes.get(self.pos) {
@@ -179,10 +179,20 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// A string at `pos` (on its opening quote); leaves `pos` after it.
-    fn string(&mut self) -> Result<String> {
+    /// A string at `pos` (on its opening quote); leaves `pos` after it. The
+    /// decoded text is never longer than its source, so its buffer is sized
+    /// once (it may hold a secret: no reallocation may leave copies).
+    fn string(&mut self) -> Result<Zeroizing<String>> {
         self.pos += 1;
-        let mut out = String::new();
+        let mut end = self.pos;
+        while let Some(&b) = self.bytes.get(end) {
+            match b {
+                b'"' => break,
+                b'\\' => end += 2,
+                _ => end += 1,
+            }
+        }
+        let mut out = secret_string(end.min(self.bytes.len()) - self.pos);
         loop {
             let run = self.text[self.pos..].find(|c: char| c == '"' || c == '\\' || c < ' ');
             let Some(run) = run else {
@@ -243,9 +253,10 @@ impl Parser<'_> {
     }
 }
 
-/// A JSON string literal that every JSON parser reads back exactly.
-pub(crate) fn encode(value: &str) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(value.len() + 2));
+/// A JSON string literal that every JSON parser reads back exactly. `extra`
+/// bytes are reserved for what the caller appends.
+pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
+    let mut out = secret_string(value.len() * 6 + 2 + extra);
     out.push('"');
     for c in value.chars() {
         match c {
@@ -274,7 +285,7 @@ mod tests {
     fn paths_lines_and_spans() {
         let text = "{\n  \"db\": {\"password\": \"ENCSTR:x\", \"port\": 5432},\n  \"servers\": [{\"token\": \"t\\u00e9\"}, null, -1.5e3]\n}";
         let e = scan(text).unwrap();
-        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
+        let got: Vec<_> = e.iter().map(|e| (e.name.as_deref().unwrap(), e.value.as_str(), e.line)).collect();
         assert_eq!(got, vec![("db.password", "ENCSTR:x", 2), ("servers[0].token", "té", 3)]);
         assert_eq!(&text[e[0].span.clone()], "\"ENCSTR:x\"");
     }
@@ -293,7 +304,7 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         for v in ["q\"b\\s/", "\u{1}\u{7f}\n\r\t", "🔑 ünï", "\u{2028}"] {
-            let e = scan(&encode(v)).unwrap();
+            let e = scan(&encode(v, 0)).unwrap();
             assert_eq!(e[0].value.as_str(), v);
         }
     }

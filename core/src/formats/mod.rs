@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 
 pub mod dotenv;
 pub mod json;
+pub mod path;
 pub mod properties;
 pub mod raw;
 pub mod toml;
@@ -110,8 +111,9 @@ pub(crate) enum Quote {
 /// One scalar value of a configuration file.
 #[derive(Debug)]
 pub struct Entry {
-    /// The secret name (without any configured prefix).
-    pub name: String,
+    /// The secret name (without any configured prefix); `None` for a place
+    /// that has no name (a value under a complex YAML key).
+    pub name: Option<String>,
     /// 1-based line where the value (or its key) starts.
     pub line: usize,
     /// Byte range in the file that the value's text occupies, quotes
@@ -126,8 +128,20 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn new(name: String, line: usize, span: Range<usize>, value: String, quote: Quote) -> Self {
-        Entry { name, line, span, value: Zeroizing::new(value), quote, trailer: String::new() }
+    pub(crate) fn new(
+        name: Option<String>,
+        line: usize,
+        span: Range<usize>,
+        value: Zeroizing<String>,
+        quote: Quote,
+    ) -> Self {
+        Entry { name, line, span, value, quote, trailer: String::new() }
+    }
+
+    /// The secret name, unless the place has none or it is empty (such a
+    /// place cannot hold a token: `unnamed`, ENCSTR v1 §4).
+    pub fn secret_name(&self) -> Option<&str> {
+        self.name.as_deref().filter(|n| !n.is_empty())
     }
 
     /// Whether the value is an ENCSTR token (starts with `ENCSTR:`).
@@ -173,34 +187,38 @@ pub(crate) fn encode_plaintext(
     let text = std::str::from_utf8(plaintext).map_err(|_| Error::Unrepresentable {
         format: format.name(),
         line: entry.line,
-        name: entry.name.clone(),
+        name: entry.name.clone().unwrap_or_default(),
         reason: "the decrypted value is not UTF-8 text",
     })?;
     let mut out = match format {
-        Format::Properties => properties::encode(text),
-        Format::Dotenv => dotenv::encode(text).map_err(|reason| Error::Unrepresentable {
-            format: "dotenv",
-            line: entry.line,
-            name: entry.name.clone(),
-            reason,
+        Format::Properties => properties::encode(text, entry.trailer.len()),
+        Format::Dotenv => dotenv::encode(text, entry.trailer.len()).map_err(|reason| {
+            Error::Unrepresentable {
+                format: "dotenv",
+                line: entry.line,
+                name: entry.name.clone().unwrap_or_default(),
+                reason,
+            }
         })?,
-        Format::Yaml => yaml::encode(text),
-        Format::Json => json::encode(text),
-        Format::Toml => toml::encode(text),
+        Format::Yaml => yaml::encode(text, entry.trailer.len()),
+        Format::Json => json::encode(text, entry.trailer.len()),
+        Format::Toml => toml::encode(text, entry.trailer.len()),
         Format::Raw => unreachable!("handled above"),
     };
     out.push_str(&entry.trailer);
-    Ok(Zeroizing::new(std::mem::take(&mut *out).into_bytes()))
+    Ok(into_bytes(out))
 }
 
-/// Join a path of segments: keys with `.`, indices as `[i]`.
-pub(crate) fn join_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+/// The bytes of a zeroizing string, without a copy.
+pub(crate) fn into_bytes(mut text: Zeroizing<String>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(std::mem::take(&mut *text).into_bytes())
 }
 
-/// Append a sequence index to a path.
-pub(crate) fn index_path(parent: &str, index: usize) -> String {
-    format!("{parent}[{index}]")
+/// A string that is wiped on drop and never reallocates while it stays
+/// within `capacity` (reserve enough up front: a reallocation would leave
+/// the old buffer's bytes behind in freed memory).
+pub(crate) fn secret_string(capacity: usize) -> Zeroizing<String> {
+    Zeroizing::new(String::with_capacity(capacity))
 }
 
 /// 1-based line number of a byte offset.

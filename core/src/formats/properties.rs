@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use zeroize::Zeroizing;
 
-use super::{Entry, Quote, parse_error};
+use super::{Entry, Quote, parse_error, secret_string};
 use crate::error::Result;
 
 const FORMAT: &str = "properties";
@@ -44,8 +44,9 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             line += 1;
             continue;
         }
-        // Gather the logical line, joining continuations.
-        let mut chars: Vec<Located> = Vec::new();
+        // Gather the logical line, joining continuations. It may hold a
+        // plaintext (when sealing): wiped on drop, sized before it grows.
+        let mut chars: Zeroizing<Vec<Located>> = Zeroizing::new(Vec::new());
         let mut seg_start = i;
         let mut seg_end = eol;
         let mut end;
@@ -53,6 +54,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             let trailing = text[seg_start..seg_end].bytes().rev().take_while(|&b| b == b'\\').count();
             let continues = trailing % 2 == 1;
             let keep_to = if continues { seg_end - 1 } else { seg_end };
+            reserve_secret(&mut chars, keep_to - seg_start);
             chars.extend(text[seg_start..keep_to].char_indices().map(|(o, c)| (c, seg_start + o)));
             end = keep_to;
             let (_, after) = line_end(text, seg_start);
@@ -117,21 +119,31 @@ fn parse_logical(chars: &[Located], end: usize, line: usize) -> Result<Entry> {
     let name = unescape(&chars[..key_end], line)?;
     let value = unescape(&chars[v..], line)?;
     let span_start = chars.get(v).map_or(end, |&(_, o)| o);
-    Ok(Entry::new(name, line, span_start..end, value, Quote::None))
+    Ok(Entry::new(Some(name.as_str().to_owned()), line, span_start..end, value, Quote::None))
+}
+
+/// Make room for `more` elements in a secret buffer without leaving the old
+/// contents behind: grow into a new zeroizing buffer, wipe the old one.
+fn reserve_secret<T: Copy + zeroize::Zeroize>(buf: &mut Zeroizing<Vec<T>>, more: usize) {
+    if buf.capacity() - buf.len() >= more {
+        return;
+    }
+    let mut bigger = Zeroizing::new(Vec::with_capacity((buf.len() + more).max(buf.capacity() * 2)));
+    bigger.extend_from_slice(buf);
+    *buf = bigger;
 }
 
 /// `Properties.loadConvert`: `\uXXXX`, `\t \n \r \f`, and `\x` → `x`.
-fn unescape(chars: &[Located], line: usize) -> Result<String> {
-    let mut out = String::with_capacity(chars.len());
-    let mut units: Vec<u16> = Vec::new();
+fn unescape(chars: &[Located], line: usize) -> Result<Zeroizing<String>> {
+    // Every character decodes to at most itself: 4 bytes of UTF-8 at most.
+    let mut out = secret_string(chars.len() * 4);
+    let mut units: Zeroizing<Vec<u16>> = Zeroizing::new(Vec::with_capacity(chars.len()));
     let mut i = 0;
-    let flush = |units: &mut Vec<u16>, out: &mut String| -> Result<()> {
-        if !units.is_empty() {
-            let s = String::from_utf16(units)
-                .map_err(|_| parse_error(FORMAT, line, "\\u escape is an unpaired UTF-16 surrogate"))?;
-            out.push_str(&s);
-            units.clear();
+    let flush = |units: &mut Zeroizing<Vec<u16>>, out: &mut Zeroizing<String>| -> Result<()> {
+        for c in char::decode_utf16(units.iter().copied()) {
+            out.push(c.map_err(|_| parse_error(FORMAT, line, "\\u escape is an unpaired UTF-16 surrogate"))?);
         }
+        units.clear();
         Ok(())
     };
     while i < chars.len() {
@@ -173,9 +185,10 @@ fn unescape(chars: &[Located], line: usize) -> Result<String> {
 
 /// A value as `Properties.store` writes it: printable ASCII as is except
 /// `\ = : # !` (escaped), a leading space escaped, controls as `\t \n \r \f`,
-/// everything else as `\uXXXX` UTF-16 units.
-pub(crate) fn encode(value: &str) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(value.len() + 8));
+/// everything else as `\uXXXX` UTF-16 units. `extra` bytes are reserved for
+/// what the caller appends.
+pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
+    let mut out = secret_string(value.len() * 6 + extra);
     for (i, c) in value.chars().enumerate() {
         match c {
             ' ' if i == 0 => out.push_str("\\ "),
@@ -204,7 +217,7 @@ mod tests {
     use super::*;
 
     fn names_values(text: &str) -> Vec<(String, String, usize)> {
-        scan(text).unwrap().into_iter().map(|e| (e.name.clone(), e.value.to_string(), e.line)).collect()
+        scan(text).unwrap().into_iter().map(|e| (e.name.clone().unwrap(), e.value.to_string(), e.line)).collect()
     }
 
     #[test]
@@ -235,7 +248,7 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         for v in [" lead", "a\\b=c:d#e!f", "tab\tnl\ncr\r", "ünï🔑", "trail  ", ""] {
-            let line = format!("k={}\n", encode(v).as_str());
+            let line = format!("k={}\n", encode(v, 0).as_str());
             let e = &scan(&line).unwrap()[0];
             assert_eq!(e.value.as_str(), v, "{line}");
             assert!(line.is_ascii());

@@ -4,12 +4,14 @@
 //! break, is the token. Decrypting writes exactly the plaintext bytes (no
 //! line break added); sealing keeps the file's trailing line break.
 
-use super::{Entry, Quote};
+use super::{Entry, Quote, secret_string};
 
 /// The one value of a raw file.
 pub(crate) fn scan(text: &str, base_name: &str) -> Vec<Entry> {
     let body = text.strip_suffix('\n').map(|b| b.strip_suffix('\r').unwrap_or(b)).unwrap_or(text);
-    let mut entry = Entry::new(base_name.to_owned(), 1, 0..text.len(), body.to_owned(), Quote::None);
+    let mut value = secret_string(body.len());
+    value.push_str(body);
+    let mut entry = Entry::new(Some(base_name.to_owned()), 1, 0..text.len(), value, Quote::None);
     entry.trailer = text[body.len()..].to_owned();
     vec![entry]
 }

@@ -1,27 +1,36 @@
 //! YAML through the `granit-parser` event stream (the parser behind
 //! `serde-saphyr`), which reports byte spans for every scalar.
 //!
-//! Mapping keys join with `.`, sequence items index with `[i]`. Values whose
-//! key is not a scalar are skipped. Decrypted values are written as
-//! double-quoted scalars, escaped so every YAML 1.1/1.2 reader returns the
-//! exact text.
+//! Values are named by their path (ENCSTR v1 §4, [`super::path`]); a key that
+//! is not a string is named by its scalar text, and a value under a complex
+//! key (a mapping or sequence used as a key) has no name. Decrypted values
+//! are written as double-quoted scalars, escaped so every YAML 1.1/1.2
+//! reader returns the exact text.
 
 use std::fmt::Write as _;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 use zeroize::Zeroizing;
 
-use super::{Entry, Quote, index_path, join_path, parse_error};
+use super::{Entry, Quote, parse_error, path, secret_string};
 use crate::error::Result;
 
 const FORMAT: &str = "yaml";
 
 enum Frame {
     /// A mapping; `key` is the current key's path (`None`: not a scalar key,
-    /// its value is skipped).
+    /// so its value has no name).
     Map { path: Option<String>, key: Option<String>, expecting_key: bool },
     /// A sequence and the index of its next item.
     Seq { path: Option<String>, next: usize },
+}
+
+/// What a node starting at the top of the stack is.
+enum Role {
+    /// A mapping key.
+    Key,
+    /// A value, and its name (`None`: the place has no name).
+    Value(Option<String>),
 }
 
 /// Find every scalar value of a YAML stream.
@@ -37,36 +46,37 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         match event {
             Event::DocumentStart(..) | Event::DocumentEnd => stack.clear(),
             Event::MappingStart(..) => {
-                let path = node_path(&mut stack, None);
+                let path = value_path(node_role(&mut stack, None));
                 stack.push(Frame::Map { path, key: None, expecting_key: true });
             }
             Event::SequenceStart(..) => {
-                let path = node_path(&mut stack, None);
+                let path = value_path(node_role(&mut stack, None));
                 stack.push(Frame::Seq { path, next: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
             }
             Event::Alias(_) | Event::UnresolvedAlias(_) => {
-                node_path(&mut stack, None);
+                node_role(&mut stack, None);
             }
             Event::Scalar(value, style, ..) => {
-                let Some(name) = node_path(&mut stack, Some(&value)) else {
+                let Role::Value(name) = node_role(&mut stack, Some(&value)) else {
                     continue;
                 };
+                let mut owned = secret_string(value.len());
+                owned.push_str(&value);
+                if let std::borrow::Cow::Owned(mut decoded) = value {
+                    zeroize::Zeroize::zeroize(&mut decoded);
+                }
                 let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset()) else {
                     return Err(parse_error(FORMAT, span.start.line(), "scalar without a source position"));
                 };
                 let line = span.start.line();
                 let entry = match style {
-                    ScalarStyle::Plain => Entry::new(name, line, start..end, value.into_owned(), Quote::None),
-                    ScalarStyle::SingleQuoted => {
-                        Entry::new(name, line, start..end, value.into_owned(), Quote::Single)
-                    }
-                    ScalarStyle::DoubleQuoted => {
-                        Entry::new(name, line, start..end, value.into_owned(), Quote::Double)
-                    }
-                    _ => block_entry(text, name, start, end, value.into_owned())?,
+                    ScalarStyle::Plain => Entry::new(name, line, start..end, owned, Quote::None),
+                    ScalarStyle::SingleQuoted => Entry::new(name, line, start..end, owned, Quote::Single),
+                    ScalarStyle::DoubleQuoted => Entry::new(name, line, start..end, owned, Quote::Double),
+                    _ => block_entry(text, name, start, end, owned)?,
                 };
                 entries.push(entry);
             }
@@ -76,41 +86,55 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// Account for a node starting at the top of the stack and return the path
-/// of a value node (`None` for keys and skipped nodes). `key` is the text of
-/// a scalar node.
-fn node_path(stack: &mut [Frame], key: Option<&str>) -> Option<String> {
+/// Account for a node starting at the top of the stack. `scalar` is the text
+/// of a scalar node (`None` for collections and aliases, which as keys leave
+/// their value without a name).
+fn node_role(stack: &mut [Frame], scalar: Option<&str>) -> Role {
     match stack.last_mut() {
-        None => Some(String::new()),
+        None => Role::Value(Some(String::new())),
         Some(Frame::Map { path, key: current, expecting_key }) => {
             if *expecting_key {
                 *expecting_key = false;
-                *current = match (path.as_deref(), key) {
-                    (Some(p), Some(k)) => Some(join_path(p, k)),
+                *current = match (path.as_deref(), scalar) {
+                    (Some(p), Some(k)) => Some(path::key(p, k)),
                     _ => None,
                 };
-                None
+                Role::Key
             } else {
                 *expecting_key = true;
-                current.take()
+                Role::Value(current.take())
             }
         }
         Some(Frame::Seq { path, next }) => {
             let i = *next;
             *next += 1;
-            path.as_deref().map(|p| index_path(p, i))
+            Role::Value(path.as_deref().map(|p| path::index(p, i)))
         }
+    }
+}
+
+fn value_path(role: Role) -> Option<String> {
+    match role {
+        Role::Key => None,
+        Role::Value(name) => name,
     }
 }
 
 /// A block scalar (`|` or `>`): its span starts at the header's indicator so
 /// the whole scalar can be replaced; what follows the indicators on the
 /// header line (a comment) and the final line break are kept as trailer.
-fn block_entry(text: &str, name: String, start: usize, end: usize, mut value: String) -> Result<Entry> {
+fn block_entry(
+    text: &str,
+    name: Option<String>,
+    start: usize,
+    end: usize,
+    mut value: Zeroizing<String>,
+) -> Result<Entry> {
     let bytes = text.as_bytes();
     // A token in a block scalar is read without its final line breaks.
     if crate::token::is_token(&value) {
-        value.truncate(value.trim_end_matches('\n').len());
+        let len = value.trim_end_matches('\n').len();
+        value.truncate(len);
     }
     // Walk back over blank lines to the header line.
     let mut line_end = text[..start].rfind('\n').unwrap_or(0);
@@ -148,9 +172,10 @@ fn find_indicator(line: &str) -> Option<usize> {
 }
 
 /// A double-quoted YAML scalar that returns exactly `value`: everything a
-/// YAML reader would reject or fold is escaped.
-pub(crate) fn encode(value: &str) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(value.len() + 2));
+/// YAML reader would reject or fold is escaped. `extra` bytes are reserved
+/// for what the caller appends.
+pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
+    let mut out = secret_string(value.len() * 6 + 2 + extra);
     out.push('"');
     for c in value.chars() {
         match c {
@@ -181,18 +206,21 @@ mod tests {
     #[test]
     fn paths_and_spans() {
         let text = "db:\n  password: ENCSTR:abc # c\n  user: 'u'\nservers:\n  - token: \"t\"\n  - [a, {k: v}]\n? [complex]\n: skipped\nanchor: &x val\nref: *x\n---\nsecond: doc\n";
+        // The scalar inside the complex key is a value of no name too.
         let e = scan(text).unwrap();
-        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
+        let got: Vec<_> = e.iter().map(|e| (e.name.as_deref(), e.value.as_str(), e.line)).collect();
         assert_eq!(
             got,
             vec![
-                ("db.password", "ENCSTR:abc", 2),
-                ("db.user", "u", 3),
-                ("servers[0].token", "t", 5),
-                ("servers[1][0]", "a", 6),
-                ("servers[1][1].k", "v", 6),
-                ("anchor", "val", 9),
-                ("second", "doc", 12),
+                (Some("db.password"), "ENCSTR:abc", 2),
+                (Some("db.user"), "u", 3),
+                (Some("servers[0].token"), "t", 5),
+                (Some("servers[1][0]"), "a", 6),
+                (Some("servers[1][1].k"), "v", 6),
+                (None, "complex", 7),
+                (None, "skipped", 8),
+                (Some("anchor"), "val", 9),
+                (Some("second"), "doc", 12),
             ]
         );
         assert_eq!(&text[e[0].span.clone()], "ENCSTR:abc");
