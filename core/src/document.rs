@@ -17,7 +17,7 @@ use crate::token;
 pub struct ConfigFile<'a> {
     format: Format,
     bytes: &'a [u8],
-    entries: Vec<Entry>,
+    entries: Vec<Entry<'a>>,
 }
 
 /// A value that could not be processed, with where it is.
@@ -31,14 +31,16 @@ pub struct ValueError {
     pub error: Error,
 }
 
-/// The outcome of checking one token.
+/// The outcome of checking one token of a [`ConfigFile`] (whose names it
+/// borrows).
 #[derive(Debug)]
-pub struct TokenReport {
+pub struct TokenReport<'f> {
     /// 1-based line of the token.
     pub line: usize,
     /// Full secret name (prefix included); empty for an `unnamed` place.
-    pub name: String,
-    /// The key id the token names (`None` if it is malformed).
+    pub name: Cow<'f, str>,
+    /// The key id in the token's first bytes (`None` if even those are not
+    /// a token's).
     pub key_id: Option<KeyId>,
     /// `None` if not checked (no keyring), else whether it decrypts. A token
     /// in a place without a name is always `unnamed`, keyring or not.
@@ -100,9 +102,10 @@ impl<'a> ConfigFile<'a> {
                 // view may hold plaintexts, so it is sized once and wiped.
                 let mut text = formats::secret_string(bytes.len() * 2);
                 text.extend(bytes.iter().map(|&b| b as char));
-                let mut entries = formats::scan(format, &text, base_name)?;
+                let entries = formats::scan(format, &text, base_name)?;
                 // Spans index the UTF-8 string; map them back to bytes
-                // (one byte per character in ISO-8859-1).
+                // (one byte per character in ISO-8859-1). The values are
+                // copied out of the view, which is wiped when it goes.
                 let mut to_byte = vec![0usize; text.len() + 1];
                 for (n, (i, c)) in text.char_indices().enumerate() {
                     for k in 0..c.len_utf8() {
@@ -110,10 +113,14 @@ impl<'a> ConfigFile<'a> {
                     }
                 }
                 to_byte[text.len()] = bytes.len();
-                for e in &mut entries {
-                    e.span = to_byte[e.span.start]..to_byte[e.span.end];
-                }
                 entries
+                    .into_iter()
+                    .map(|e| {
+                        let mut e = e.into_owned();
+                        e.span = to_byte[e.span.start]..to_byte[e.span.end];
+                        e
+                    })
+                    .collect()
             }
             Err(_) => return Err(Error::NotUtf8),
         };
@@ -126,12 +133,12 @@ impl<'a> ConfigFile<'a> {
     }
 
     /// Every value of the file, in order.
-    pub fn entries(&self) -> &[Entry] {
+    pub fn entries(&self) -> &[Entry<'a>] {
         &self.entries
     }
 
     /// The values that are tokens.
-    pub fn tokens(&self) -> impl Iterator<Item = &Entry> {
+    pub fn tokens(&self) -> impl Iterator<Item = &Entry<'a>> {
         self.entries.iter().filter(|e| e.is_token())
     }
 
@@ -214,12 +221,13 @@ impl<'a> ConfigFile<'a> {
         let mut errors = Vec::new();
         for entry in self.tokens() {
             let name = full_name(prefix, entry.secret_name().unwrap_or_default());
-            let result = named(entry).and_then(|()| token::open(keyring, &name, &entry.value)).and_then(|opened| {
-                if keyring.is_primary(opened.key) {
-                    return Ok(None);
-                }
-                token::encrypt(keyring, &name, &opened.plaintext).map(Some)
-            });
+            let result =
+                named(entry).and_then(|()| token::open(keyring, &name, &entry.value)).and_then(|opened| {
+                    if keyring.is_primary(opened.key) {
+                        return Ok(None);
+                    }
+                    token::encrypt(keyring, &name, &opened.plaintext).map(Some)
+                });
             match result {
                 Ok(None) => current += 1,
                 Ok(Some(token)) => {
@@ -238,16 +246,16 @@ impl<'a> ConfigFile<'a> {
 
     /// Report every token: its key id and, with a keyring, whether it
     /// decrypts.
-    pub fn check(&self, keyring: Option<&Keyring>, prefix: &str) -> Vec<TokenReport> {
+    pub fn check(&self, keyring: Option<&Keyring>, prefix: &str) -> Vec<TokenReport<'_>> {
         self.tokens()
             .map(|entry| {
                 let name = full_name(prefix, entry.secret_name().unwrap_or_default());
-                let key_id = token::key_id(&entry.value).ok();
+                let key_id = token::peek_key_id(&entry.value);
                 let result = match named(entry) {
                     Err(unnamed) => Some(Err(unnamed)),
                     Ok(()) => keyring.map(|k| token::decrypt(k, &name, &entry.value).map(drop)),
                 };
-                TokenReport { line: entry.line, name: name.into_owned(), key_id, result }
+                TokenReport { line: entry.line, name, key_id, result }
             })
             .collect()
     }
@@ -256,13 +264,17 @@ impl<'a> ConfigFile<'a> {
     /// failing value is reported and no output is produced.
     /// `plaintext_patterns` selects the plaintext values to report (names
     /// that look like secrets but are not encrypted).
+    ///
+    /// Every plaintext is decrypted first and the output is allocated once,
+    /// at its exact size, then each value is written straight into it: no
+    /// intermediate copy of a plaintext, no reallocation.
     pub fn render(
         &self,
         keyring: &Keyring,
         prefix: &str,
         plaintext_patterns: &[Pattern],
     ) -> Result<Rendered, Vec<ValueError>> {
-        let mut edits = Vec::new();
+        let mut opened: Vec<(&Entry, Zeroizing<Vec<u8>>, usize)> = Vec::new();
         let mut errors = Vec::new();
         let mut plaintext_names = Vec::new();
         for entry in &self.entries {
@@ -276,19 +288,32 @@ impl<'a> ConfigFile<'a> {
                 }
                 continue;
             }
-            let text = named(entry)
+            let plain = named(entry)
                 .and_then(|()| token::decrypt(keyring, &name, &entry.value))
-                .and_then(|plain| formats::encode_plaintext(self.format, entry, &plain));
-            match text {
-                Ok(text) => edits.push((entry, text)),
+                .and_then(|plain| formats::check_plaintext(self.format, entry, &plain).map(|()| plain));
+            match plain {
+                Ok(plain) => {
+                    let len = formats::plaintext_len(self.format, entry, &plain);
+                    opened.push((entry, plain, len));
+                }
                 Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let decrypted = edits.len();
-        Ok(Rendered { bytes: self.rewrite(edits), decrypted, plaintext_names })
+        opened.sort_by_key(|(e, _, _)| e.span.start);
+        let size = opened.iter().fold(self.bytes.len(), |n, (e, _, len)| n - e.span.len() + len);
+        let mut out = Zeroizing::new(Vec::with_capacity(size));
+        let mut at = 0;
+        for (entry, plain, _) in &opened {
+            out.extend_from_slice(&self.bytes[at..entry.span.start]);
+            formats::write_plaintext(self.format, entry, plain, &mut out);
+            at = entry.span.end;
+        }
+        out.extend_from_slice(&self.bytes[at..]);
+        debug_assert_eq!(out.len(), size);
+        Ok(Rendered { bytes: out, decrypted: opened.len(), plaintext_names })
     }
 }
 
@@ -389,7 +414,10 @@ mod tests {
             assert!(errors[0].name.is_empty());
             assert_eq!(file.reencrypt(&ring, "app/").unwrap_err()[0].error.kind(), "unnamed");
             let reports = file.check(None, "");
-            assert!(matches!(&reports[0].result, Some(Err(Error::Unnamed))), "{format}: without a keyring too");
+            assert!(
+                matches!(&reports[0].result, Some(Err(Error::Unnamed))),
+                "{format}: without a keyring too"
+            );
             assert!(matches!(&file.check(Some(&ring), "")[0].result, Some(Err(Error::Unnamed))));
         }
     }
@@ -416,7 +444,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(sealed.bytes.capacity(), sealed.bytes.len());
-        let rendered = ConfigFile::parse(Format::Json, &sealed.bytes, "x").unwrap().render(&ring, "", &[]).unwrap();
+        let rendered =
+            ConfigFile::parse(Format::Json, &sealed.bytes, "x").unwrap().render(&ring, "", &[]).unwrap();
         assert_eq!(rendered.bytes.capacity(), rendered.bytes.len());
         assert_eq!(rendered.bytes.len(), long.len() + 16);
     }

@@ -18,6 +18,9 @@ use crate::keys::{Key, KeyId, Seed};
 /// memory, and every key is wiped when it is dropped.
 #[derive(Clone, Debug)]
 pub struct Keyring {
+    // Boxed on purpose: a `Vec<Key>` would copy the keys' bytes into each
+    // new buffer when it grows or shifts, leaving the old ones in freed memory.
+    #[allow(clippy::vec_box)]
     keys: Vec<Box<Key>>,
     /// Key id → positions in `keys` (more than one only on an id collision).
     index: HashMap<KeyId, Vec<usize>, BuildHasherDefault<IdHasher>>,
@@ -60,6 +63,7 @@ impl Keyring {
     }
 
     /// Build the keyring, reporting a duplicate by its line number.
+    #[allow(clippy::vec_box)]
     fn with_lines(keys: Vec<Box<Key>>, lines: Vec<usize>) -> Result<Self> {
         if keys.is_empty() {
             return Err(Error::EmptyKeyring);

@@ -44,12 +44,22 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 4]);
 
+impl KeyId {
+    /// The 8 lowercase hex digits, as ASCII bytes.
+    pub fn hex(self) -> [u8; 8] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 8];
+        for (i, b) in self.0.iter().enumerate() {
+            text[2 * i] = HEX[usize::from(b >> 4)];
+            text[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        text
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.pad(std::str::from_utf8(&self.hex()).expect("hex digits are ASCII"))
     }
 }
 
@@ -114,8 +124,13 @@ impl Seed {
     /// deployment chooses none.
     pub fn from_passphrase(passphrase: &str, salt: &str) -> Self {
         let mut seed = Seed([0u8; SEED_LEN]);
-        pbkdf2::pbkdf2::<HmacSha256>(passphrase.as_bytes(), salt.as_bytes(), PASSPHRASE_ITERATIONS, &mut seed.0)
-            .expect("HMAC takes keys of any length");
+        pbkdf2::pbkdf2::<HmacSha256>(
+            passphrase.as_bytes(),
+            salt.as_bytes(),
+            PASSPHRASE_ITERATIONS,
+            &mut seed.0,
+        )
+        .expect("HMAC takes keys of any length");
         seed
     }
 

@@ -145,9 +145,24 @@ fn decrypt_inner<'k>(keyring: &'k Keyring, name: &str, token: &str) -> Result<Op
     Ok(Opened { plaintext: payload, key })
 }
 
-/// The id of the key that made a token, read without decrypting.
+/// The id of the key that made a token, read without decrypting. The
+/// whole token is checked (prefix, canonical base64, version, length).
 pub fn key_id(token: &str) -> Result<KeyId> {
     decode_payload(token).map(|p| payload_key_id(&p))
+}
+
+/// The key id in a token's first bytes, without looking at the rest: text
+/// that starts with `ENCSTR:` and eight base64 characters holding version 1
+/// and the id. Cheap, and it still finds the key of a token whose tail was
+/// wrapped, escaped or cut (for counting which keys are in use); `None`
+/// when even the start is not a token's.
+pub fn peek_key_id(text: &str) -> Option<KeyId> {
+    let head = text.strip_prefix(PREFIX)?.get(..8)?;
+    let mut buf = [0u8; 6];
+    match STANDARD.decode_slice(head, &mut buf) {
+        Ok(6) if buf[0] == VERSION => Some(KeyId(buf[1..5].try_into().expect("4 bytes"))),
+        _ => None,
+    }
 }
 
 /// Steps 1–3 of decryption: prefix, canonical base64, version, length.
@@ -227,6 +242,20 @@ mod tests {
         assert_eq!(&payload[1..5], &ring.primary().id().0);
         assert_eq!(&payload[5..21], &[9; 16]);
         assert_eq!(format!("{PREFIX}{}", STANDARD.encode(&payload[..])), token);
+    }
+
+    #[test]
+    fn peek_reads_the_key_id_from_the_first_bytes() {
+        let ring = ring();
+        let t = encrypt(&ring, "n", b"v").unwrap();
+        let id = Some(ring.primary().id());
+        assert_eq!(peek_key_id(&t), id);
+        assert_eq!(peek_key_id(&t[..15]), id, "a cut token still names its key");
+        assert_eq!(peek_key_id(&format!("{}\\\n  {}", &t[..20], &t[20..])), id, "wrapped");
+        assert_eq!(peek_key_id(&t[..14]), None);
+        assert_eq!(peek_key_id("ENCSTR:Ai01PUr3"), None, "version 2");
+        assert_eq!(peek_key_id("ENCSTR:!!!!!!!!"), None);
+        assert_eq!(peek_key_id("ENCSTR:AS01PUr3"), Some("2d353d4a".parse().unwrap()));
     }
 
     #[test]

@@ -113,6 +113,27 @@ fn toml_doc(path: &[Segment], leaf: &str) -> Option<String> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
+    /// A properties line is read the same whether it is one natural line
+    /// (the fast path) or joined from continuations (the general path).
+    #[test]
+    fn properties_lines_read_alike_on_both_paths(line in "[a-z\\\\:= \\t!#é🔑u0-9A-F]{1,30}") {
+        prop_assume!(!line.starts_with([' ', '\t', '#', '!']));
+        let trailing = line.bytes().rev().take_while(|&b| b == b'\\').count();
+        prop_assume!(trailing % 2 == 0);
+        let (one_text, joined_text) = (format!("{line}\n"), format!("{line}\\\n\n"));
+        let one = ConfigFile::parse(Format::Properties, one_text.as_bytes(), "f");
+        let joined = ConfigFile::parse(Format::Properties, joined_text.as_bytes(), "f");
+        match (one, joined) {
+            (Ok(a), Ok(b)) => {
+                let (a, b) = (&a.entries()[0], &b.entries()[0]);
+                prop_assert_eq!(&a.name, &b.name);
+                prop_assert_eq!(a.value.as_str(), b.value.as_str());
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
+    }
+
     /// The naming is injective: every name decodes to the one path it came from.
     #[test]
     fn path_names_invert(segs in prop::collection::vec(segment(), 0..8)) {

@@ -12,6 +12,9 @@ use encstr_core::{ConfigFile, Format, Keyring, token};
 
 /// Plaintexts that break naive escaping in at least one format.
 const NASTY: &[&str] = &[
+    // Every printable ASCII character, and every control character.
+    " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~",
+    "\u{1}\u{2}\u{3}\u{4}\u{5}\u{6}\u{7}\u{8}\t\n\u{b}\u{c}\r\u{e}\u{f}\u{10}\u{11}\u{12}\u{13}\u{14}\u{15}\u{16}\u{17}\u{18}\u{19}\u{1a}\u{1b}\u{1c}\u{1d}\u{1e}\u{1f}\u{7f}",
     "plain",
     "",
     "\"double\" and 'single' quotes",

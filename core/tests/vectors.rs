@@ -247,10 +247,7 @@ cases!(check_names:
 #[test]
 fn every_vector_has_a_test() {
     let v = vectors();
-    assert_eq!(
-        (v.keys.len(), v.encrypt.len(), v.decrypt_errors.len(), v.passphrase.len()),
-        (3, 7, 16, 4)
-    );
+    assert_eq!((v.keys.len(), v.encrypt.len(), v.decrypt_errors.len(), v.passphrase.len()), (3, 7, 16, 4));
     assert_eq!((v.collision.tokens.len(), v.names.len()), (2, 7));
 }
 
@@ -275,7 +272,15 @@ fn vector_order_is_as_expected() {
     let files: Vec<&str> = v.names.iter().map(|n| n.file.as_str()).collect();
     assert_eq!(
         files,
-        ["config.yaml", "config.json", "config.toml", "app.properties", "prod.ENV", ".env.production", "ldap-bind"]
+        [
+            "config.yaml",
+            "config.json",
+            "config.toml",
+            "app.properties",
+            "prod.ENV",
+            ".env.production",
+            "ldap-bind"
+        ]
     );
 }
 

@@ -218,7 +218,24 @@ pub enum KeysCommand {
         /// Environment variable holding the passphrase.
         #[arg(long, value_name = "VAR")]
         passphrase_env: String,
+        #[command(flatten)]
+        passphrase: PassphraseOpts,
     },
+}
+
+/// How a passphrase becomes a key (ENCSTR v1 §1).
+#[derive(Debug, Args, Default, Clone)]
+pub struct PassphraseOpts {
+    /// PBKDF2 salt of the passphrase-derived key. Choose one per deployment
+    /// (for example `prod-cluster/print-agents`): with the default
+    /// (`ENCSTR v1 passphrase`) one precomputed dictionary attacks every
+    /// deployment, because every token carries its key id.
+    #[arg(long, env = "ENCSTR_PASSPHRASE_SALT", value_name = "SALT")]
+    pub passphrase_salt: Option<String>,
+    /// Accept a passphrase shorter than 16 characters or estimated to fall
+    /// to fewer than about 2^50 guesses.
+    #[arg(long)]
+    pub allow_weak_passphrase: bool,
 }
 
 /// A keyring file that a `keys` command works on.
@@ -243,10 +260,12 @@ pub struct KeyringArgs {
     /// only key.
     #[arg(long, value_name = "VAR")]
     pub passphrase_env: Option<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseOpts,
 }
 
 /// Options for commands that process config files.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub struct FileArgs {
     /// Prefix for every secret name (for example `app/`).
     #[arg(long, value_name = "P", default_value = "")]
@@ -255,4 +274,34 @@ pub struct FileArgs {
     /// json, toml, raw); repeatable.
     #[arg(long = "format", value_name = "GLOB=FORMAT")]
     pub formats: Vec<String>,
+    /// Refuse files larger than this (bytes, or with KiB, MiB, GiB).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+}
+
+/// The default of `--max-file-size`.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 << 20;
+
+impl Default for FileArgs {
+    fn default() -> Self {
+        FileArgs { name_prefix: String::new(), formats: Vec::new(), max_file_size: DEFAULT_MAX_FILE_SIZE }
+    }
+}
+
+/// Parse `4096`, `512KiB`, `16MiB` or `1GiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let shift = match unit {
+        "" | "B" => 0,
+        "KiB" | "K" | "k" => 10,
+        "MiB" | "M" => 20,
+        "GiB" | "G" => 30,
+        _ => return Err(format!("{s:?} is not a size like 4096, 512KiB or 16MiB")),
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size like 4096, 512KiB or 16MiB"))
 }

@@ -41,6 +41,28 @@ pub enum CliError {
     #[error("{}: already exists; refusing to overwrite a keyring (use `encstr keys rotate` to add a key)", .0.display())]
     KeyringExists(PathBuf),
 
+    /// A passphrase is too short or too guessable to protect a key.
+    #[error(
+        "the passphrase in ${var} is too weak to protect a key: {why}; use a longer random one (for example six random words), or accept it with --allow-weak-passphrase"
+    )]
+    WeakPassphrase {
+        /// The environment variable holding it.
+        var: String,
+        /// Why (never the passphrase).
+        why: String,
+    },
+
+    /// A file is larger than `--max-file-size`.
+    #[error("{}: {size} bytes, larger than the {max} bytes allowed (--max-file-size)", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least).
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+
     /// An environment variable that should hold a keyring or passphrase is
     /// not set or empty.
     #[error("environment variable {0} is not set or empty")]

@@ -54,6 +54,7 @@ fn render_command(args: cli::RenderArgs) -> Result<()> {
         name_prefix: args.files_opts.name_prefix.clone(),
         plaintext_patterns,
         deny_plaintext: args.deny_plaintext,
+        max_file_size: args.files_opts.max_file_size,
     };
     let renderer = Renderer::new(
         args.source.clone(),

@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 /// Label of `encstr_decrypt_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// `malformed`, `unsupported_version`, `unknown_key` or `authentication_failed`.
+    /// `malformed`, `unsupported_version`, `unknown_key`, `authentication_failed` or `unnamed`.
     pub reason: &'static str,
 }
 
@@ -24,9 +24,10 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
-/// The four decryption error kinds: the only values of the `reason` label.
-pub const DECRYPT_REASONS: [&str; 4] =
-    ["malformed", "unsupported_version", "unknown_key", "authentication_failed"];
+/// The per-value error kinds: the four decryption errors and `unnamed`, the
+/// only values of the `reason` label.
+pub const DECRYPT_REASONS: [&str; 5] =
+    ["malformed", "unsupported_version", "unknown_key", "authentication_failed", "unnamed"];
 
 /// All sidecar metrics and their registry.
 #[derive(Debug)]

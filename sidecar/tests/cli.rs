@@ -40,8 +40,11 @@ impl Dir {
     fn read(&self, f: &str) -> String {
         std::fs::read_to_string(self.path(f)).unwrap()
     }
+    /// A keyring file as `keys init` makes them: mode 0600.
     fn keyring(&self, keys: &[&str]) -> PathBuf {
-        self.write("keyring", &(keys.join("\n") + "\n"))
+        let p = self.write("keyring", &(keys.join("\n") + "\n"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
     }
     fn run(&self, args: &[&str]) -> Out {
         self.run_with(args, None, &[])
@@ -157,7 +160,7 @@ fn keys_rotate_list_prune() {
 #[test]
 fn broken_keyrings_name_the_line_and_never_echo_it() {
     let d = Dir::new("badring");
-    d.write("keyring", &format!("# comment\n{KEY_A}\nnot-a-key-but-maybe-a-secret\n"));
+    d.keyring(&["# comment", KEY_A, "not-a-key-but-maybe-a-secret"]);
     let out = d.run(&["keys", "list", "--keyring", "keyring"]);
     assert_eq!(out.code, 1);
     assert_eq!(
@@ -165,7 +168,7 @@ fn broken_keyrings_name_the_line_and_never_echo_it() {
         "encstr: error: keyring keyring: keyring line 3: not a key (expected base64 of 32 bytes)\n"
     );
     no_secrets(&out, &["not-a-key-but-maybe-a-secret", KEY_A]);
-    d.write("keyring", &format!("{KEY_A}\n{KEY_A}\n"));
+    d.keyring(&[KEY_A, KEY_A]);
     let out = d.run(&["keys", "rotate", "--keyring", "keyring"]);
     assert_eq!(
         out.stderr,
@@ -184,6 +187,21 @@ fn keys_derive_matches_the_passphrase_vector() {
         &[("PASS", "correct horse battery staple")],
     );
     assert_eq!(out.stdout, "mRmuvoKTVYZOjGMOdmUy8O1LxWx3rrrlAJkIaNRLgvc=\n");
+    // The vectors' deployment salt, by flag and by environment.
+    let salted = "YxujsNKMUu2GiH7lXmQoEqMB2yO8FIbpTJhePNPu/qo=\n";
+    let pass = ("PASS", "correct horse battery staple");
+    let out = d.run_with(
+        &["keys", "derive", "--passphrase-env", "PASS", "--passphrase-salt", "prod-cluster/print-agents"],
+        None,
+        &[pass],
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, salted), "{}", out.stderr);
+    let out = d.run_with(
+        &["keys", "derive", "--passphrase-env", "PASS"],
+        None,
+        &[pass, ("ENCSTR_PASSPHRASE_SALT", "prod-cluster/print-agents")],
+    );
+    assert_eq!(out.stdout, salted);
     let out = d.run(&["keys", "derive", "--passphrase-env", "PASS"]);
     assert_eq!(
         (out.code, out.stderr.as_str()),
@@ -220,13 +238,55 @@ fn encrypt_decrypt_round_trip_and_keyring_sources() {
         let out = d.run_with(&args, None, &env);
         assert_eq!((out.code, out.stdout.as_str()), (0, "s3cr3t"), "{}", out.stderr);
     }
-    let pass = d.run_with(&["encrypt", "--name", "p", "--passphrase-env", "P"], Some(b"v"), &[("P", "pw")]);
+    let strong = ("P", "vivid-otter-quarry-lantern-94-mosaic");
+    let salt = ("ENCSTR_PASSPHRASE_SALT", "test/crypt");
+    let pass = d.run_with(&["encrypt", "--name", "p", "--passphrase-env", "P"], Some(b"v"), &[strong, salt]);
+    assert_eq!(pass.code, 0, "{}", pass.stderr);
     let back = d.run_with(
         &["decrypt", "--name", "p", "--passphrase-env", "P", pass.stdout.trim()],
         None,
-        &[("P", "pw")],
+        &[strong, salt],
     );
     assert_eq!(back.stdout, "v");
+    // Another salt is another key.
+    let other = d.run_with(
+        &["decrypt", "--name", "p", "--passphrase-env", "P", "--passphrase-salt", "x", pass.stdout.trim()],
+        None,
+        &[strong],
+    );
+    assert!(other.stderr.contains(": unknown_key: "), "{}", other.stderr);
+}
+
+#[test]
+fn weak_passphrases_are_refused_unless_allowed() {
+    let d = Dir::new("weak");
+    for (pass, why) in [
+        ("pw", "it has 2 characters, fewer than 16"),
+        ("passwordpassword", "it is estimated to fall to about 10^"),
+    ] {
+        for args in [
+            &["keys", "derive", "--passphrase-env", "P"][..],
+            &["encrypt", "--name", "n", "--passphrase-env", "P"],
+            &["decrypt", "--name", "n", "--passphrase-env", "P", TOKEN_A],
+        ] {
+            let out = d.run_with(args, Some(b"v"), &[("P", pass)]);
+            assert_eq!(out.code, 1, "{args:?}");
+            assert!(
+                out.stderr.starts_with(&format!(
+                    "encstr: error: the passphrase in $P is too weak to protect a key: {why}"
+                )) && out.stderr.ends_with("or accept it with --allow-weak-passphrase\n"),
+                "{}",
+                out.stderr
+            );
+            no_secrets(&out, &[pass]);
+        }
+    }
+    let out = d.run_with(
+        &["keys", "derive", "--passphrase-env", "P", "--allow-weak-passphrase"],
+        None,
+        &[("P", "pw")],
+    );
+    assert_eq!((out.code, out.stdout.len()), (0, 45), "{}", out.stderr);
 }
 
 #[test]
@@ -237,32 +297,32 @@ fn decrypt_failures_are_one_line_with_kind_name_key_and_advice() {
         (
             "db.password",
             TOKEN_A.replace("BeA4=", "BeA8="),
-            "db.password: authentication failed with key 2d353d4a (token altered, made for another secret name, or made with another key); check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
+            "db.password: authentication_failed: key 2d353d4a does not verify the token (altered, made for another secret name, or made with another key); check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
         ),
         (
             "smtp.password",
             TOKEN_A.to_owned(),
-            "smtp.password: authentication failed with key 2d353d4a (token altered, made for another secret name, or made with another key); check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
+            "smtp.password: authentication_failed: key 2d353d4a does not verify the token (altered, made for another secret name, or made with another key); check the secret name (and --name-prefix) the value was sealed for, or re-seal it",
         ),
         (
             "db.password",
             TOKEN_A.replace("AS01", "AdI1"),
-            "db.password: no key d2353d4a in the keyring (was it pruned, or is this the wrong keyring?); use a keyring that holds this key, or re-encrypt the value",
+            "db.password: unknown_key: no key d2353d4a in the keyring (was it pruned, or is this the wrong keyring?); use a keyring that holds this key, or re-encrypt the value",
         ),
         (
             "db.password",
             TOKEN_A.replace("AS01", "Ai01"),
-            "db.password: unsupported token version 2 (this encstr reads version 1); upgrade encstr",
+            "db.password: unsupported_version: token version 2 (this encstr reads version 1); upgrade encstr",
         ),
         (
             "db.password",
             "ENCSTR:!!".to_owned(),
-            "db.password: malformed token: not valid base64; the value starts with ENCSTR: but is not a token: re-seal it",
+            "db.password: malformed: not a valid token: not canonical standard base64 (padded, no white space, unused bits zero); the value starts with ENCSTR: but is not a token: re-seal it",
         ),
         (
             "db.password",
             "hunter2".to_owned(),
-            "db.password: malformed token: does not start with ENCSTR:; the value starts with ENCSTR: but is not a token: re-seal it",
+            "db.password: malformed: not a valid token: does not start with ENCSTR:; the value starts with ENCSTR: but is not a token: re-seal it",
         ),
     ];
     for (name, token, msg) in cases {
@@ -433,7 +493,7 @@ fn check_reports_failures_and_broken_files_and_exits_1() {
         out.stderr,
         "encstr: error: b.json:line 2: invalid json: unexpected end of document\n\
          1 token(s) in 2 file(s): 0 ok, 2 failed\n\
-         a.yaml:2 db.password: no key 2d353d4a in the keyring (was it pruned, or is this the wrong keyring?); use a keyring that holds this key, or re-encrypt the value\n\
+         a.yaml:2 db.password: unknown_key: no key 2d353d4a in the keyring (was it pruned, or is this the wrong keyring?); use a keyring that holds this key, or re-encrypt the value\n\
          encstr: error: 2 value(s) failed in 2 file(s)\n"
     );
     // Without a keyring: listing only, and it succeeds.
@@ -450,7 +510,7 @@ fn reencrypt_is_all_or_nothing_per_file() {
     let out = d.run(&["reencrypt", "--keyring", "keyring", "app.properties"]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.starts_with("app.properties:2 bad.password: authentication failed with key 2d353d4a"),
+        out.stderr.starts_with("app.properties:2 bad.password: authentication_failed: key 2d353d4a"),
         "{}",
         out.stderr
     );
@@ -467,7 +527,7 @@ fn seal_reports_broken_files_and_keeps_them() {
     assert_eq!(out.code, 1);
     assert_eq!(
         out.stderr,
-        "encstr: error: x.toml:line 2: invalid toml: expected a value (strings must be quoted)\nencstr: error: 1 file(s) failed; nothing was changed in them\n"
+        "encstr: error: x.toml:line 2: invalid toml: string values must be quoted, expected literal string\nencstr: error: 1 file(s) failed; nothing was changed in them\n"
     );
     assert_eq!(d.read("x.toml"), "password = \"a\"\nbroken = \n");
     assert!(d.read("ok.env").starts_with("PASSWORD=ENCSTR:"));
@@ -492,4 +552,124 @@ fn usage_errors_exit_2() {
     for cmd in ["keys", "encrypt", "decrypt", "seal", "reencrypt", "check"] {
         assert!(help.stdout.contains(cmd), "{cmd}");
     }
+}
+
+#[test]
+fn keyring_files_stay_private() {
+    let d = Dir::new("modes");
+    let ring = d.keyring(&[KEY_A]);
+    // A keyring others can read: a warning, and a rewrite tightens it to 0600.
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let list = d.run(&["keys", "list", "--keyring", "keyring"]);
+    assert_eq!(
+        list.stderr,
+        "encstr: warning: keyring file keyring can be read by other users (mode 0644); `chmod 600` it\n"
+    );
+    let rotate = d.run(&["keys", "rotate", "--keyring", "keyring"]);
+    assert_eq!(rotate.code, 0);
+    assert!(
+        rotate.stderr.ends_with("encstr: tightened the mode of keyring from 0644 to 0600\n"),
+        "{}",
+        rotate.stderr
+    );
+    assert_eq!(std::fs::metadata(&ring).unwrap().permissions().mode() & 0o777, 0o600);
+    let quiet = d.run(&["keys", "list", "--keyring", "keyring"]);
+    assert_eq!(quiet.stderr, "", "0600 is not warned about");
+    // Group-readable, pruned: tightened too; a mode below 0600 is kept.
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let prune = d.run(&["keys", "prune", "--keyring", "keyring", "--keep", "1"]);
+    assert!(prune.stderr.contains("can be read by its group (mode 0640)"), "{}", prune.stderr);
+    assert!(prune.stderr.ends_with("from 0640 to 0600\n"), "{}", prune.stderr);
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let rotate = d.run(&["keys", "rotate", "--keyring", "keyring"]);
+    assert_eq!((rotate.code, rotate.stderr.as_str()), (0, ""));
+    assert_eq!(std::fs::metadata(&ring).unwrap().permissions().mode() & 0o777, 0o400);
+
+    // In a kubelet Secret volume the pod spec sets the mode: no warning.
+    let vol = d.path("vol");
+    std::fs::create_dir_all(vol.join("..2026_11_23")).unwrap();
+    std::fs::write(vol.join("..2026_11_23/keyring"), format!("{KEY_A}\n")).unwrap();
+    std::fs::set_permissions(vol.join("..2026_11_23/keyring"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    std::os::unix::fs::symlink("..2026_11_23", vol.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/keyring", vol.join("keyring")).unwrap();
+    let out = d.run(&["decrypt", "--name", "db.password", "--keyring", "vol/keyring", TOKEN_A]);
+    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, "s3cr3t", ""));
+}
+
+#[test]
+fn concurrent_rotations_all_land() {
+    let d = Dir::new("lock");
+    d.keyring(&[KEY_A]);
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_encstr"))
+                .args(["keys", "rotate", "--keyring", "keyring"])
+                .current_dir(&d.0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    let listed = d.run(&["keys", "list", "--keyring", "keyring", "--json"]);
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(keys.len(), 21, "no rotation was lost");
+    let mut in_file: Vec<String> =
+        keys[1..].iter().map(|k| k["key_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    in_file.sort();
+    assert_eq!(ids, in_file);
+    assert_eq!(std::fs::read_dir(&d.0).unwrap().count(), 1, "no temporary files left");
+}
+
+#[test]
+fn files_over_the_size_limit_are_refused() {
+    let d = Dir::new("limit");
+    d.keyring(&[KEY_A]);
+    d.write("big.properties", &format!("db.password = {TOKEN_A}\n{}\n", "# pad\n".repeat(200)));
+    let size = std::fs::metadata(d.path("big.properties")).unwrap().len();
+    for cmd in ["check", "seal", "reencrypt"] {
+        let out = d.run(&[cmd, "--keyring", "keyring", "--max-file-size", "1KiB", "big.properties"]);
+        assert_eq!(out.code, 1, "{cmd}");
+        let msg =
+            format!("big.properties: {size} bytes, larger than the 1024 bytes allowed (--max-file-size)");
+        assert!(out.stderr.contains(&msg), "{cmd}: {}", out.stderr);
+    }
+    let ok = d.run(&["check", "--keyring", "keyring", "--max-file-size", "2KiB", "big.properties"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(d.run(&["check", "--max-file-size", "lots", "big.properties"]).code, 2);
+}
+
+#[test]
+fn values_in_places_without_a_name_are_unnamed_everywhere() {
+    let d = Dir::new("unnamed");
+    d.keyring(&[KEY_A]);
+    d.write("top.yaml", &format!("{TOKEN_A}\n"));
+    d.write("complex.yaml", &format!("? [a, b]\n: {TOKEN_A}\nok: 1\n"));
+    d.write("empty.properties", "=plain-secret\n");
+    let check = d.run(&["check", "--keyring", "keyring", "top.yaml", "complex.yaml"]);
+    assert_eq!(check.code, 1);
+    assert_eq!(
+        check.stdout,
+        "top.yaml:1 (unnamed) 2d353d4a FAILED unnamed\ncomplex.yaml:2 (unnamed) 2d353d4a FAILED unnamed\n"
+    );
+    assert!(check.stderr.contains("top.yaml:1 unnamed: this place has no secret name"), "{}", check.stderr);
+    let listing = d.run(&["check", "top.yaml"]);
+    assert_eq!(listing.code, 1, "a token without a name is a failure even without a keyring");
+    let re = d.run(&["reencrypt", "--keyring", "keyring", "complex.yaml"]);
+    assert!(re.stderr.starts_with("complex.yaml:2 unnamed: "), "{}", re.stderr);
+    let seal = d.run(&["seal", "--keyring", "keyring", "--match", "*", "empty.properties"]);
+    assert_eq!(seal.code, 1);
+    assert!(seal.stderr.starts_with("empty.properties:1 unnamed: "), "{}", seal.stderr);
+    assert_eq!(d.read("empty.properties"), "=plain-secret\n", "nothing sealed");
+    no_secrets(&seal, &["plain-secret"]);
 }

@@ -29,7 +29,60 @@ const NASTY: &[&str] = &[
 fn keyring(d: &Dir, keys: &[&str]) -> std::path::PathBuf {
     let p = d.path("keyring");
     std::fs::write(&p, keys.join("\n") + "\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
+}
+
+#[test]
+fn rendering_stays_inside_the_source_tree() {
+    let d = Dir::new("confined");
+    let ring = keyring(&d, &[KEY_A]);
+    let src = d.path("src");
+    let good = format!("db.password = {}\n", encrypt(&ring, "db.password", b"s3cr3t"));
+    Volume::new(src.clone(), &[("app.properties", good.as_bytes())]);
+    let target = d.path("out");
+    let tlog = d.path("termination-log");
+    let argv = [
+        "render",
+        "--source",
+        src.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--keyring",
+        ring.to_str().unwrap(),
+        "--termination-log",
+        tlog.to_str().unwrap(),
+    ];
+    assert!(run(&argv, &[]).status.success());
+    let before = std::fs::read_link(target.join("..data")).unwrap();
+    for (link, to) in [
+        ("keyring.txt", ring.clone()),
+        ("environ", "/proc/self/environ".into()),
+        ("etc", "/etc".into()),
+        ("up", "../".into()),
+    ] {
+        std::os::unix::fs::symlink(&to, src.join(link)).unwrap();
+        let out = run(&argv, &[]);
+        assert_eq!(out.status.code(), Some(1), "{link}");
+        let report = format!(
+            "encstr render failed: 1 problem(s) in 1 file(s); the previous output was kept\n{link}: link_outside_source\n"
+        );
+        assert_eq!(std::fs::read_to_string(&tlog).unwrap(), report);
+        assert_eq!(std::fs::read_link(target.join("..data")).unwrap(), before, "nothing rendered");
+        assert!(!target.join(link).exists());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains(KEY_A), "{stderr}");
+        std::fs::remove_file(src.join(link)).unwrap();
+    }
+    // A link inside the source is followed, as kubelet's are.
+    std::os::unix::fs::symlink("app.properties", src.join("alias.properties")).unwrap();
+    assert!(run(&argv, &[]).status.success());
+    assert_eq!(std::fs::read_to_string(target.join("alias.properties")).unwrap(), "db.password = s3cr3t\n");
+
+    // Oversized files fail the render, by name.
+    let out = run(&[&argv[..], &["--max-file-size", "16"]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(std::fs::read_to_string(&tlog).unwrap().contains("\napp.properties: too_large\n"));
 }
 
 #[test]

@@ -6,12 +6,16 @@
 //! span lines. Decrypted values are written single-quoted when nothing in
 //! them needs escaping, otherwise double-quoted.
 
+use std::fmt;
+
 use zeroize::Zeroizing;
 
-use super::{Entry, Quote, parse_error, secret_string};
+use super::{Entry, Esc, Quote, Text, parse_error, plain_ascii, secret_string, write_escaped};
 use crate::error::Result;
 
 const FORMAT: &str = "dotenv";
+/// The printable ASCII bytes values are written with as they are.
+const PLAIN: [bool; 128] = plain_ascii(b"\\\"");
 
 /// Python's `str.isspace()` for the characters that matter here.
 fn is_space(c: char) -> bool {
@@ -61,9 +65,10 @@ impl<'a> Reader<'a> {
 }
 
 /// Find every assignment of a dotenv text.
-pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
+pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
     let mut r = Reader { text, pos: 0, line: 1 };
-    let mut entries = Vec::new();
+    // At most one entry per line: sized once, never moved while it grows.
+    let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
     loop {
         r.skip_while(is_space);
         if r.pos >= text.len() {
@@ -83,7 +88,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
                 let body = &r.rest()[1..];
                 let end =
                     body.find('\'').filter(|&e| e > 0).ok_or_else(|| r.error("unterminated quoted key"))?;
-                let key = body[..end].to_owned();
+                let key = &body[..end];
                 r.advance(end + 2);
                 Some(key)
             }
@@ -93,7 +98,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
                 if n == 0 {
                     return Err(r.error("expected a variable name"));
                 }
-                let key = r.rest()[..n].to_owned();
+                let key = &r.rest()[..n];
                 r.advance(n);
                 Some(key)
             }
@@ -107,7 +112,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             let start = r.pos;
             let (value, len, quote) = parse_value(&r)?;
             r.advance(len);
-            entries.push(Entry::new(Some(key), line, start..start + len, value, quote));
+            entries.push(Entry::new(Some(key.into()), line, start..start + len, value, quote));
         }
         // Optional comment, then the end of the line.
         let rest = r.rest();
@@ -128,17 +133,18 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
 
 /// The value at the reader: its decoded text, the length of its source text
 /// (quotes included) and its quoting.
-fn parse_value(r: &Reader<'_>) -> Result<(Zeroizing<String>, usize, Quote)> {
+fn parse_value<'t>(r: &Reader<'t>) -> Result<(Text<'t>, usize, Quote)> {
     let rest = r.rest();
     match r.peek() {
         Some(q @ ('\'' | '"')) => {
             let body = &rest[1..];
             let end = closing_quote(body, q).ok_or_else(|| r.error("unterminated quoted value"))?;
             let raw = &body[..end];
-            let value = if q == '\'' { unescape(raw, "\\'") } else { unescape(raw, "\\'\"abfnrtv") };
+            let escapable = if q == '\'' { "\\'" } else { "\\'\"abfnrtv" };
+            let value = Text::unescaped(raw, '\\', |raw| unescape(raw, escapable));
             Ok((value, end + 2, if q == '\'' { Quote::Single } else { Quote::Double }))
         }
-        None | Some('\r' | '\n') => Ok((secret_string(0), 0, Quote::None)),
+        None | Some('\r' | '\n') => Ok((Text::Slice(""), 0, Quote::None)),
         Some(_) => {
             let part = &rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())];
             // `re.sub(r"\s+#.*", "", part).rstrip()`
@@ -158,9 +164,7 @@ fn parse_value(r: &Reader<'_>) -> Result<(Zeroizing<String>, usize, Quote)> {
                 }
             }
             let value = part[..cut].trim_end_matches(is_space);
-            let mut owned = secret_string(value.len());
-            owned.push_str(value);
-            Ok((owned, value.len(), Quote::None))
+            Ok((Text::Slice(value), value.len(), Quote::None))
         }
     }
 }
@@ -214,52 +218,56 @@ fn has_interpolation(value: &str) -> bool {
     value.find("${").is_some_and(|i| value[i..].contains('}'))
 }
 
-/// Write a value so that python-dotenv reads it back exactly. `extra` bytes
-/// are reserved for what the caller appends.
-pub(crate) fn encode(value: &str, extra: usize) -> std::result::Result<Zeroizing<String>, &'static str> {
+/// Whether python-dotenv can read `value` back exactly from some spelling.
+pub(crate) fn representable(value: &str) -> std::result::Result<(), &'static str> {
     if has_interpolation(value) {
         return Err("dotenv readers expand ${...} inside values");
     }
-    let plain_single =
-        !value.chars().any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'));
-    let mut out = secret_string(value.len() * 2 + 2 + extra);
-    if plain_single {
-        out.push('\'');
-        out.push_str(value);
-        out.push('\'');
-        return Ok(out);
+    if single_quotable(value) || !value.ends_with('\\') || bare_ok(value) {
+        return Ok(());
     }
-    if !value.ends_with('\\') {
-        out.push('"');
-        for c in value.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\x07' => out.push_str("\\a"),
-                '\x08' => out.push_str("\\b"),
-                '\x0b' => out.push_str("\\v"),
-                '\x0c' => out.push_str("\\f"),
-                _ => out.push(c),
-            }
-        }
-        out.push('"');
-        return Ok(out);
-    }
-    // A quoted value cannot end in a backslash (its closing quote would read
-    // as escaped); bare is the only way, when nothing else forbids it.
-    let bare_ok = !value.starts_with(['\'', '"'])
+    Err("dotenv cannot hold a value that ends in a backslash and needs quoting")
+}
+
+/// Nothing in it needs escaping: single quotes hold it as is.
+fn single_quotable(value: &str) -> bool {
+    !value.chars().any(|c| c == '\'' || c == '\\' || (c.is_control() && c != '\t' && c != '\n'))
+}
+
+/// It can be written bare (python-dotenv cuts bare values at ` #` and trims
+/// them).
+fn bare_ok(value: &str) -> bool {
+    !value.starts_with(['\'', '"'])
         && !value.starts_with(is_space)
         && !value.ends_with(is_space)
         && !value.contains(['\r', '\n'])
-        && !value.chars().zip(value.chars().skip(1)).any(|(a, b)| is_space(a) && b == '#');
-    if bare_ok {
-        out.push_str(value);
-        return Ok(out);
+        && !value.chars().zip(value.chars().skip(1)).any(|(a, b)| is_space(a) && b == '#')
+}
+
+/// Write a [`representable`] value so that python-dotenv reads it back
+/// exactly: single-quoted when nothing needs escaping, else double-quoted,
+/// else (a value ending in a backslash, which a quote cannot follow) bare.
+pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
+    if single_quotable(value) {
+        let _ = write!(out, "'{value}'");
+    } else if !value.ends_with('\\') {
+        let _ = out.write_char('"');
+        write_escaped(value, out, &PLAIN, |_, c| match c {
+            '\\' => Some(Esc::Text("\\\\")),
+            '"' => Some(Esc::Text("\\\"")),
+            '\n' => Some(Esc::Text("\\n")),
+            '\r' => Some(Esc::Text("\\r")),
+            '\t' => Some(Esc::Text("\\t")),
+            '\x07' => Some(Esc::Text("\\a")),
+            '\x08' => Some(Esc::Text("\\b")),
+            '\x0b' => Some(Esc::Text("\\v")),
+            '\x0c' => Some(Esc::Text("\\f")),
+            _ => None,
+        });
+        let _ = out.write_char('"');
+    } else {
+        let _ = out.write_str(value);
     }
-    Err("dotenv cannot hold a value that ends in a backslash and needs quoting")
 }
 
 #[cfg(test)]
@@ -267,7 +275,11 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Vec<(String, String, usize)> {
-        scan(text).unwrap().into_iter().map(|e| (e.name.clone().unwrap(), e.value.to_string(), e.line)).collect()
+        scan(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone().unwrap().into_owned(), e.value.to_string(), e.line))
+            .collect()
     }
 
     #[test]
@@ -319,11 +331,13 @@ mod tests {
             "a\\",
             "",
         ] {
-            let enc = encode(v, 0).unwrap();
-            let e = scan(&format!("K={}\n", enc.as_str())).unwrap();
+            representable(v).unwrap();
+            let enc = super::super::encoded(super::super::Format::Dotenv, v);
+            let doc = format!("K={}\n", enc.as_str());
+            let e = scan(&doc).unwrap();
             assert_eq!(e[0].value.as_str(), v, "{}", enc.as_str());
         }
-        assert!(encode("a${B}c", 0).is_err());
-        assert!(encode(" a\\", 0).is_err());
+        assert!(representable("a${B}c").is_err());
+        assert!(representable(" a\\").is_err());
     }
 }

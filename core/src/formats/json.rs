@@ -1,25 +1,27 @@
 //! JSON (RFC 8259) with byte positions: a small validating parser that
 //! records every string value with its path (ENCSTR v1 §4: `a[0]["b.c"]`).
 
-use std::fmt::Write as _;
+use std::fmt;
 
-use zeroize::Zeroizing;
-
-use super::{Entry, MAX_DEPTH, Quote, parse_error, path, secret_string};
+use super::{
+    Entry, Esc, MAX_DEPTH, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped,
+};
 use crate::error::{Error, Result};
 
 const FORMAT: &str = "json";
+/// The printable ASCII bytes values are written with as they are.
+const PLAIN: [bool; 128] = plain_ascii(b"\"\\");
 
 struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
     line: usize,
-    entries: Vec<Entry>,
+    entries: Vec<Entry<'a>>,
 }
 
 /// Find every string value of a JSON document.
-pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
+pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
     let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, line: 1, entries: Vec::new() };
     // A UTF-8 byte order mark is tolerated, as most readers do.
     if text.starts_with('\u{feff}') {
@@ -34,7 +36,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
     Ok(p.entries)
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn err(&self, message: &str) -> Error {
         parse_error(FORMAT, self.line, message)
     }
@@ -71,7 +73,8 @@ impl Parser<'_> {
             Some(b'"') => {
                 let (line, start) = (self.line, self.pos);
                 let s = self.string()?;
-                self.entries.push(Entry::new(Some(path.to_owned()), line, start..self.pos, s, Quote::Double));
+                let name = Some(path.to_owned().into());
+                self.entries.push(Entry::new(name, line, start..self.pos, s, Quote::Double));
                 Ok(())
             }
             Some(b't') => self.literal("true"),
@@ -182,15 +185,25 @@ impl Parser<'_> {
     /// A string at `pos` (on its opening quote); leaves `pos` after it. The
     /// decoded text is never longer than its source, so its buffer is sized
     /// once (it may hold a secret: no reallocation may leave copies).
-    fn string(&mut self) -> Result<Zeroizing<String>> {
+    fn string(&mut self) -> Result<Text<'a>> {
         self.pos += 1;
         let mut end = self.pos;
+        let mut escaped = false;
         while let Some(&b) = self.bytes.get(end) {
             match b {
                 b'"' => break,
-                b'\\' => end += 2,
+                b'\\' => {
+                    escaped = true;
+                    end += 2;
+                }
+                b if b < b' ' => break,
                 _ => end += 1,
             }
+        }
+        if !escaped && self.bytes.get(end) == Some(&b'"') {
+            let s = &self.text[self.pos..end];
+            self.pos = end + 1;
+            return Ok(Text::Slice(s));
         }
         let mut out = secret_string(end.min(self.bytes.len()) - self.pos);
         loop {
@@ -203,7 +216,7 @@ impl Parser<'_> {
             match self.bytes[self.pos] {
                 b'"' => {
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok(Text::Decoded(out));
                 }
                 b'\\' => {
                     let e = self.bytes.get(self.pos + 1).copied();
@@ -253,28 +266,21 @@ impl Parser<'_> {
     }
 }
 
-/// A JSON string literal that every JSON parser reads back exactly. `extra`
-/// bytes are reserved for what the caller appends.
-pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
-    let mut out = secret_string(value.len() * 6 + 2 + extra);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            c if c < ' ' || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A JSON string literal that every JSON parser reads back exactly.
+pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
+    let _ = out.write_char('"');
+    write_escaped(value, out, &PLAIN, |_, c| match c {
+        '"' => Some(Esc::Text("\\\"")),
+        '\\' => Some(Esc::Text("\\\\")),
+        '\n' => Some(Esc::Text("\\n")),
+        '\r' => Some(Esc::Text("\\r")),
+        '\t' => Some(Esc::Text("\\t")),
+        '\x08' => Some(Esc::Text("\\b")),
+        '\x0c' => Some(Esc::Text("\\f")),
+        c if c < ' ' || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => Some(Esc::Hex4Lower),
+        _ => None,
+    });
+    let _ = out.write_char('"');
 }
 
 #[cfg(test)]
@@ -304,7 +310,8 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         for v in ["q\"b\\s/", "\u{1}\u{7f}\n\r\t", "🔑 ünï", "\u{2028}"] {
-            let e = scan(&encode(v, 0)).unwrap();
+            let doc = super::super::encoded(super::super::Format::Json, v);
+            let e = scan(&doc).unwrap();
             assert_eq!(e[0].value.as_str(), v);
         }
     }

@@ -7,6 +7,7 @@
 //! that replaces the span. Everything outside the spans is left untouched,
 //! so comments, order, quoting and white space survive byte for byte.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -108,34 +109,92 @@ pub(crate) enum Quote {
     Double,
 }
 
-/// One scalar value of a configuration file.
+/// The text of a value: a slice of the file when it needed no unquoting or
+/// unescaping (no copy is made), else the decoded text, wiped on drop.
 #[derive(Debug)]
-pub struct Entry {
+pub enum Text<'t> {
+    /// Exactly these bytes of the file.
+    Slice(&'t str),
+    /// Decoded from the file's escapes.
+    Decoded(Zeroizing<String>),
+}
+
+impl<'t> Text<'t> {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Slice(s) => s,
+            Text::Decoded(s) => s,
+        }
+    }
+
+    /// A slice of the file, or `decode`'s result when `raw` holds an escape
+    /// (`esc`).
+    pub(crate) fn unescaped(raw: &'t str, esc: char, decode: impl FnOnce(&str) -> Zeroizing<String>) -> Self {
+        if raw.contains(esc) { Text::Decoded(decode(raw)) } else { Text::Slice(raw) }
+    }
+
+    /// A copy that no longer borrows the file (wiped on drop).
+    pub(crate) fn into_owned(self) -> Text<'static> {
+        match self {
+            Text::Slice(s) => {
+                let mut owned = secret_string(s.len());
+                owned.push_str(s);
+                Text::Decoded(owned)
+            }
+            Text::Decoded(s) => Text::Decoded(s),
+        }
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// One scalar value of a configuration file; `'t` is the file's text.
+#[derive(Debug)]
+pub struct Entry<'t> {
     /// The secret name (without any configured prefix); `None` for a place
     /// that has no name (a value under a complex YAML key).
-    pub name: Option<String>,
+    pub name: Option<Cow<'t, str>>,
     /// 1-based line where the value (or its key) starts.
     pub line: usize,
     /// Byte range in the file that the value's text occupies, quotes
     /// included; this is what gets replaced.
     pub span: Range<usize>,
     /// The value after the format's unquoting and unescaping.
-    pub value: Zeroizing<String>,
+    pub value: Text<'t>,
     pub(crate) quote: Quote,
     /// Text appended after a replacement (for example the line break a YAML
     /// block scalar's span swallowed, or a comment on its header line).
     pub(crate) trailer: String,
 }
 
-impl Entry {
+impl<'t> Entry<'t> {
     pub(crate) fn new(
-        name: Option<String>,
+        name: Option<Cow<'t, str>>,
         line: usize,
         span: Range<usize>,
-        value: Zeroizing<String>,
+        value: Text<'t>,
         quote: Quote,
     ) -> Self {
         Entry { name, line, span, value, quote, trailer: String::new() }
+    }
+
+    /// The same entry, borrowing nothing from the file's text.
+    pub(crate) fn into_owned(self) -> Entry<'static> {
+        Entry {
+            name: self.name.map(|n| Cow::Owned(n.into_owned())),
+            line: self.line,
+            span: self.span,
+            value: self.value.into_owned(),
+            quote: self.quote,
+            trailer: self.trailer,
+        }
     }
 
     /// The secret name, unless the place has none or it is empty (such a
@@ -152,7 +211,7 @@ impl Entry {
 
 /// Find every value of a text in the given format. `base_name` names a raw
 /// file's value.
-pub(crate) fn scan(format: Format, text: &str, base_name: &str) -> Result<Vec<Entry>> {
+pub(crate) fn scan<'t>(format: Format, text: &'t str, base_name: &str) -> Result<Vec<Entry<'t>>> {
     match format {
         Format::Properties => properties::scan(text),
         Format::Dotenv => dotenv::scan(text),
@@ -174,44 +233,161 @@ pub(crate) fn encode_token(format: Format, entry: &Entry, token: &str) -> String
     quoted + &entry.trailer
 }
 
-/// The bytes that replace `entry.span` so that the format's standard parser
-/// returns exactly `plaintext`.
-pub(crate) fn encode_plaintext(
-    format: Format,
-    entry: &Entry,
-    plaintext: &[u8],
-) -> Result<Zeroizing<Vec<u8>>> {
+/// Check that `plaintext` can be written as `entry`'s value so that the
+/// format's standard parser returns it exactly (UTF-8 text, and nothing
+/// dotenv would expand). Raw files take any bytes.
+pub(crate) fn check_plaintext(format: Format, entry: &Entry, plaintext: &[u8]) -> Result<()> {
     if format == Format::Raw {
-        return Ok(Zeroizing::new(plaintext.to_vec()));
+        return Ok(());
     }
-    let text = std::str::from_utf8(plaintext).map_err(|_| Error::Unrepresentable {
+    let unrepresentable = |reason| Error::Unrepresentable {
         format: format.name(),
         line: entry.line,
-        name: entry.name.clone().unwrap_or_default(),
-        reason: "the decrypted value is not UTF-8 text",
-    })?;
-    let mut out = match format {
-        Format::Properties => properties::encode(text, entry.trailer.len()),
-        Format::Dotenv => dotenv::encode(text, entry.trailer.len()).map_err(|reason| {
-            Error::Unrepresentable {
-                format: "dotenv",
-                line: entry.line,
-                name: entry.name.clone().unwrap_or_default(),
-                reason,
-            }
-        })?,
-        Format::Yaml => yaml::encode(text, entry.trailer.len()),
-        Format::Json => json::encode(text, entry.trailer.len()),
-        Format::Toml => toml::encode(text, entry.trailer.len()),
-        Format::Raw => unreachable!("handled above"),
+        name: entry.name.as_deref().unwrap_or_default().to_owned(),
+        reason,
     };
-    out.push_str(&entry.trailer);
-    Ok(into_bytes(out))
+    let text = std::str::from_utf8(plaintext)
+        .map_err(|_| unrepresentable("the decrypted value is not UTF-8 text"))?;
+    match format {
+        Format::Dotenv => dotenv::representable(text).map_err(unrepresentable),
+        _ => Ok(()),
+    }
 }
 
-/// The bytes of a zeroizing string, without a copy.
-pub(crate) fn into_bytes(mut text: Zeroizing<String>) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(std::mem::take(&mut *text).into_bytes())
+/// Counts the bytes written to it.
+#[derive(Default)]
+struct Len(usize);
+
+impl fmt::Write for Len {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// Appends to a byte buffer whose capacity the caller reserved.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Append<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        debug_assert!(self.0.capacity() - self.0.len() >= s.len(), "the output never reallocates");
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Write a value checked by [`check_plaintext`] in the format's syntax.
+fn write_value(format: Format, text: &str, out: &mut impl fmt::Write) {
+    match format {
+        Format::Properties => properties::encode(text, out),
+        Format::Dotenv => dotenv::encode(text, out),
+        Format::Yaml => yaml::encode(text, out),
+        Format::Json => json::encode(text, out),
+        Format::Toml => toml::encode(text, out),
+        Format::Raw => unreachable!("raw values are bytes"),
+    }
+}
+
+/// The length of what [`write_plaintext`] writes.
+pub(crate) fn plaintext_len(format: Format, entry: &Entry, plaintext: &[u8]) -> usize {
+    if format == Format::Raw {
+        return plaintext.len();
+    }
+    let mut len = Len::default();
+    write_value(format, std::str::from_utf8(plaintext).expect("checked"), &mut len);
+    len.0 + entry.trailer.len()
+}
+
+/// Append the bytes that replace `entry.span` so that the format's standard
+/// parser returns exactly `plaintext` (checked by [`check_plaintext`];
+/// `out` has room for [`plaintext_len`] more bytes). A raw file becomes
+/// exactly the plaintext, with no line break added.
+pub(crate) fn write_plaintext(format: Format, entry: &Entry, plaintext: &[u8], out: &mut Vec<u8>) {
+    if format == Format::Raw {
+        out.extend_from_slice(plaintext);
+        return;
+    }
+    write_value(format, std::str::from_utf8(plaintext).expect("checked"), &mut Append(out));
+    out.extend_from_slice(entry.trailer.as_bytes());
+}
+
+/// How a character is escaped by [`write_escaped`].
+pub(crate) enum Esc {
+    /// This text instead.
+    Text(&'static str),
+    /// A backslash before the character.
+    Backslash,
+    /// `\uXXXX` (upper-case hex) of the code point (below U+10000).
+    Hex4Upper,
+    /// `\uxxxx` (lower-case hex) of the code point (below U+10000).
+    Hex4Lower,
+    /// `\uXXXX` of each UTF-16 unit (upper-case hex).
+    Utf16Upper,
+}
+
+/// Printable ASCII but `specials`: the bytes [`write_escaped`] copies
+/// without asking.
+pub(crate) const fn plain_ascii(specials: &[u8]) -> [bool; 128] {
+    let mut table = [false; 128];
+    let mut b = 0x20;
+    while b < 0x7f {
+        table[b] = true;
+        b += 1;
+    }
+    let mut i = 0;
+    while i < specials.len() {
+        table[specials[i] as usize] = false;
+        i += 1;
+    }
+    table
+}
+
+/// Write `value`, replacing the characters `esc` picks (given each
+/// character's byte offset). Bytes marked in `plain` are known not to need
+/// escaping and are copied in runs without decoding; `esc` must return
+/// `None` for them.
+pub(crate) fn write_escaped(
+    value: &str,
+    out: &mut impl fmt::Write,
+    plain: &[bool; 128],
+    esc: impl Fn(usize, char) -> Option<Esc>,
+) {
+    let bytes = value.as_bytes();
+    let (mut run, mut at) = (0, 0);
+    while at < bytes.len() {
+        let b = bytes[at];
+        if b < 0x80 && plain[usize::from(b)] {
+            at += 1;
+            continue;
+        }
+        let c = value[at..].chars().next().expect("at a character boundary");
+        let Some(e) = esc(at, c) else {
+            at += c.len_utf8();
+            continue;
+        };
+        let _ = out.write_str(&value[run..at]);
+        at += c.len_utf8();
+        run = at;
+        let _ = match e {
+            Esc::Text(t) => out.write_str(t),
+            Esc::Backslash => out.write_char('\\').and_then(|()| out.write_char(c)),
+            Esc::Hex4Upper => write!(out, "\\u{:04X}", c as u32),
+            Esc::Hex4Lower => write!(out, "\\u{:04x}", c as u32),
+            Esc::Utf16Upper => {
+                let mut units = [0u16; 2];
+                c.encode_utf16(&mut units).iter().try_for_each(|u| write!(out, "\\u{u:04X}"))
+            }
+        };
+    }
+    let _ = out.write_str(&value[run..]);
+}
+
+/// A value encoded on its own (tests and round-trip checks).
+#[cfg(test)]
+pub(crate) fn encoded(format: Format, value: &str) -> String {
+    let mut out = String::new();
+    write_value(format, value, &mut out);
+    out
 }
 
 /// A string that is wiped on drop and never reallocates while it stays

@@ -175,7 +175,11 @@ mod tests {
         assert_eq!(key("", "名前"), "名前");
         assert_eq!(key("", "tab\there"), "[\"tab\\there\"]");
         assert_eq!(key("", "\u{1}"), "[\"\\u0001\"]");
-        assert_eq!(key("", "\u{7f}"), "[\"\u{7f}\"]", "DEL is a control character: quoted, but JSON leaves it");
+        assert_eq!(
+            key("", "\u{7f}"),
+            "[\"\u{7f}\"]",
+            "DEL is a control character: quoted, but JSON leaves it"
+        );
     }
 
     #[test]

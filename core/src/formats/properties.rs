@@ -8,14 +8,17 @@
 //! `\uXXXX` for everything outside printable ASCII, so both ISO-8859-1 and
 //! UTF-8 loaders read them.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::fmt;
 
 use zeroize::Zeroizing;
 
-use super::{Entry, Quote, parse_error, secret_string};
+use super::{Entry, Esc, Quote, Text, parse_error, plain_ascii, secret_string, write_escaped};
 use crate::error::Result;
 
 const FORMAT: &str = "properties";
+/// The printable ASCII bytes values are written with as they are.
+const PLAIN: [bool; 128] = plain_ascii(b"\\=:#!");
 
 fn is_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\x0c')
@@ -25,8 +28,9 @@ fn is_blank(c: char) -> bool {
 type Located = (char, usize);
 
 /// Find every property of a properties text.
-pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
-    let mut entries = Vec::new();
+pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
+    // At most one entry per line: sized once, never moved while it grows.
+    let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
     let bytes = text.as_bytes();
     let mut pos = 0;
     let mut line = 1;
@@ -40,6 +44,14 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
         let (eol, next) = line_end(text, i);
         if i == eol || bytes[i] == b'#' || bytes[i] == b'!' {
             // Blank or comment line: never continued.
+            pos = next;
+            line += 1;
+            continue;
+        }
+        let trailing = text[i..eol].bytes().rev().take_while(|&b| b == b'\\').count();
+        if trailing % 2 == 0 {
+            // One natural line (the common case): work on the text itself.
+            entries.push(parse_line(text, i, eol, line)?);
             pos = next;
             line += 1;
             continue;
@@ -80,10 +92,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
 /// terminator) and the start of the next line.
 fn line_end(text: &str, from: usize) -> (usize, usize) {
     let bytes = text.as_bytes();
-    let mut i = from;
-    while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
-        i += 1;
-    }
+    let i = memchr::memchr2(b'\n', b'\r', &bytes[from..]).map_or(bytes.len(), |n| from + n);
     let next = if i >= bytes.len() {
         bytes.len()
     } else if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
@@ -94,7 +103,48 @@ fn line_end(text: &str, from: usize) -> (usize, usize) {
     (i, next)
 }
 
-fn parse_logical(chars: &[Located], end: usize, line: usize) -> Result<Entry> {
+/// A logical line that is one natural line, `text[start..end]`, starting
+/// with its key.
+fn parse_line(text: &str, start: usize, end: usize, line: usize) -> Result<Entry<'_>> {
+    let b = text.as_bytes();
+    let mut k = start;
+    while k < end {
+        match b[k] {
+            b'\\' => k += 2,
+            b'=' | b':' | b' ' | b'\t' | b'\x0c' => break,
+            _ => k += 1,
+        }
+    }
+    let key_end = k.min(end);
+    let blanks = |mut v: usize| {
+        while v < end && matches!(b[v], b' ' | b'\t' | b'\x0c') {
+            v += 1;
+        }
+        v
+    };
+    let mut v = blanks(key_end);
+    if v < end && matches!(b[v], b'=' | b':') {
+        v = blanks(v + 1);
+    }
+    let name = match unescape_str(&text[start..key_end], line)? {
+        Text::Slice(s) => Cow::Borrowed(s),
+        Text::Decoded(s) => Cow::Owned(s.as_str().to_owned()),
+    };
+    let value = unescape_str(&text[v..end], line)?;
+    Ok(Entry::new(Some(name), line, v..end, value, Quote::None))
+}
+
+/// [`unescape`] of a piece of text: the text itself when it holds no escape.
+fn unescape_str(s: &str, line: usize) -> Result<Text<'_>> {
+    if !s.contains('\\') {
+        return Ok(Text::Slice(s));
+    }
+    let mut chars: Zeroizing<Vec<Located>> = Zeroizing::new(Vec::with_capacity(s.len()));
+    chars.extend(s.chars().map(|c| (c, 0)));
+    unescape(&chars, line).map(Text::Decoded)
+}
+
+fn parse_logical(chars: &[Located], end: usize, line: usize) -> Result<Entry<'static>> {
     // Key: up to the first unescaped separator.
     let mut k = 0;
     while k < chars.len() {
@@ -119,7 +169,13 @@ fn parse_logical(chars: &[Located], end: usize, line: usize) -> Result<Entry> {
     let name = unescape(&chars[..key_end], line)?;
     let value = unescape(&chars[v..], line)?;
     let span_start = chars.get(v).map_or(end, |&(_, o)| o);
-    Ok(Entry::new(Some(name.as_str().to_owned()), line, span_start..end, value, Quote::None))
+    Ok(Entry::new(
+        Some(Cow::Owned(name.as_str().to_owned())),
+        line,
+        span_start..end,
+        Text::Decoded(value),
+        Quote::None,
+    ))
 }
 
 /// Make room for `more` elements in a secret buffer without leaving the old
@@ -184,32 +240,26 @@ fn unescape(chars: &[Located], line: usize) -> Result<Zeroizing<String>> {
 }
 
 /// A value as `Properties.store` writes it: printable ASCII as is except
-/// `\ = : # !` (escaped), a leading space escaped, controls as `\t \n \r \f`,
-/// everything else as `\uXXXX` UTF-16 units. `extra` bytes are reserved for
-/// what the caller appends.
-pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
-    let mut out = secret_string(value.len() * 6 + extra);
-    for (i, c) in value.chars().enumerate() {
-        match c {
-            ' ' if i == 0 => out.push_str("\\ "),
-            '\\' | '=' | ':' | '#' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\x0c' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04X}");
-                }
-            }
+/// `\\ = : # !` (escaped), a leading space escaped, controls as `\\t \\n \\r \\f`,
+/// everything else as `\\uXXXX` UTF-16 units.
+pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
+    // A leading space would be read as white space before the value.
+    let rest = match value.strip_prefix(' ') {
+        Some(rest) => {
+            let _ = out.write_str("\\ ");
+            rest
         }
-    }
-    out
+        None => value,
+    };
+    write_escaped(rest, out, &PLAIN, |_, c| match c {
+        '\\' | '=' | ':' | '#' | '!' => Some(Esc::Backslash),
+        '\t' => Some(Esc::Text("\\t")),
+        '\n' => Some(Esc::Text("\\n")),
+        '\r' => Some(Esc::Text("\\r")),
+        '\x0c' => Some(Esc::Text("\\f")),
+        ' '..='~' => None,
+        _ => Some(Esc::Utf16Upper),
+    });
 }
 
 #[cfg(test)]
@@ -217,7 +267,11 @@ mod tests {
     use super::*;
 
     fn names_values(text: &str) -> Vec<(String, String, usize)> {
-        scan(text).unwrap().into_iter().map(|e| (e.name.clone().unwrap(), e.value.to_string(), e.line)).collect()
+        scan(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone().unwrap().into_owned(), e.value.to_string(), e.line))
+            .collect()
     }
 
     #[test]
@@ -248,7 +302,7 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         for v in [" lead", "a\\b=c:d#e!f", "tab\tnl\ncr\r", "ünï🔑", "trail  ", ""] {
-            let line = format!("k={}\n", encode(v, 0).as_str());
+            let line = format!("k={}\n", super::super::encoded(super::super::Format::Properties, v).as_str());
             let e = &scan(&line).unwrap()[0];
             assert_eq!(e.value.as_str(), v, "{line}");
             assert!(line.is_ascii());

@@ -4,14 +4,15 @@
 //! break, is the token. Decrypting writes exactly the plaintext bytes (no
 //! line break added); sealing keeps the file's trailing line break.
 
-use super::{Entry, Quote, secret_string};
+use std::borrow::Cow;
+
+use super::{Entry, Quote, Text};
 
 /// The one value of a raw file.
-pub(crate) fn scan(text: &str, base_name: &str) -> Vec<Entry> {
+pub(crate) fn scan<'t>(text: &'t str, base_name: &str) -> Vec<Entry<'t>> {
     let body = text.strip_suffix('\n').map(|b| b.strip_suffix('\r').unwrap_or(b)).unwrap_or(text);
-    let mut value = secret_string(body.len());
-    value.push_str(body);
-    let mut entry = Entry::new(Some(base_name.to_owned()), 1, 0..text.len(), value, Quote::None);
+    let name = Some(Cow::Owned(base_name.to_owned()));
+    let mut entry = Entry::new(name, 1, 0..text.len(), Text::Slice(body), Quote::None);
     entry.trailer = text[body.len()..].to_owned();
     vec![entry]
 }

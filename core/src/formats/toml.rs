@@ -8,16 +8,18 @@
 //! replaced value stays byte for byte. The strings `toml_edit` decoded are
 //! wiped once the values are read.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::ops::Range;
 
 use toml_edit::{Document, InlineTable, Item, Table, Value};
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::{Entry, Quote, parse_error, path, secret_string};
+use super::{Entry, Esc, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped};
 use crate::error::Result;
 
 const FORMAT: &str = "toml";
+/// The printable ASCII bytes values are written with as they are.
+const PLAIN: [bool; 128] = plain_ascii(b"\"\\");
 
 /// A string value found in the document, before lines are known.
 struct Found {
@@ -27,7 +29,7 @@ struct Found {
 }
 
 /// Find every string value of a TOML document.
-pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
+pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'static>>> {
     let doc = Document::parse(text).map_err(|e| {
         let line = e.span().map_or(1, |s| super::line_of(text, s.start));
         let mut message = e.message().lines().next().unwrap_or("invalid document").to_owned();
@@ -52,7 +54,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
             line += bytes[at..f.span.start].iter().filter(|&&b| b == b'\n').count();
             at = f.span.start;
             let quote = if text[f.span.clone()].starts_with('\'') { Quote::Single } else { Quote::Double };
-            Entry::new(Some(f.name), line, f.span, f.value, quote)
+            Entry::new(Some(f.name.into()), line, f.span, Text::Decoded(f.value), quote)
         })
         .collect())
 }
@@ -118,28 +120,21 @@ fn wipe_value(v: &mut Value) {
     }
 }
 
-/// A TOML basic string that TOML parsers read back exactly. `extra` bytes
-/// are reserved for what the caller appends.
-pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
-    let mut out = secret_string(value.len() * 6 + 2 + extra);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            c if c < ' ' || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A TOML basic string that TOML parsers read back exactly.
+pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
+    let _ = out.write_char('"');
+    write_escaped(value, out, &PLAIN, |_, c| match c {
+        '"' => Some(Esc::Text("\\\"")),
+        '\\' => Some(Esc::Text("\\\\")),
+        '\n' => Some(Esc::Text("\\n")),
+        '\r' => Some(Esc::Text("\\r")),
+        '\t' => Some(Esc::Text("\\t")),
+        '\x08' => Some(Esc::Text("\\b")),
+        '\x0c' => Some(Esc::Text("\\f")),
+        c if c < ' ' || c == '\u{7f}' => Some(Esc::Hex4Upper),
+        _ => None,
+    });
+    let _ = out.write_char('"');
 }
 
 #[cfg(test)]
@@ -194,7 +189,9 @@ inline = { user = "u", pw.word = "w" }
 
     #[test]
     fn the_three_spellings_of_a_dotted_name_differ() {
-        let names = |t: &str| -> Vec<String> { scan(t).unwrap().into_iter().filter_map(|e| e.name).collect() };
+        let names = |t: &str| -> Vec<String> {
+            scan(t).unwrap().into_iter().filter_map(|e| e.name.map(|n| n.into_owned())).collect()
+        };
         assert_eq!(names("[\"a.b\"]\nc = \"v\"\n"), ["[\"a.b\"].c"]);
         assert_eq!(names("[a]\nb.c = \"v\"\n"), ["a.b.c"]);
         assert_eq!(names("[a]\n\"b.c\" = \"v\"\n"), ["a[\"b.c\"]"]);
@@ -215,7 +212,8 @@ inline = { user = "u", pw.word = "w" }
     #[test]
     fn encode_round_trips() {
         for v in ["q\"b\\s", "\u{1}\u{7f}\n\r\t", "🔑 ünï", "'''"] {
-            let e = scan(&format!("k = {}\n", encode(v, 0).as_str())).unwrap();
+            let e = scan(&format!("k = {}\n", super::super::encoded(super::super::Format::Toml, v).as_str()))
+                .unwrap();
             assert_eq!(e[0].value.as_str(), v);
         }
     }

@@ -7,15 +7,19 @@
 //! are written as double-quoted scalars, escaped so every YAML 1.1/1.2
 //! reader returns the exact text.
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 use zeroize::Zeroizing;
 
-use super::{Entry, Quote, parse_error, path, secret_string};
+use std::borrow::Cow;
+
+use super::{Entry, Esc, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped};
 use crate::error::Result;
 
 const FORMAT: &str = "yaml";
+/// The printable ASCII bytes values are written with as they are.
+const PLAIN: [bool; 128] = plain_ascii(b"\"\\");
 
 enum Frame {
     /// A mapping; `key` is the current key's path (`None`: not a scalar key,
@@ -34,7 +38,7 @@ enum Role {
 }
 
 /// Find every scalar value of a YAML stream.
-pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
+pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
     let mut entries = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     for event in Parser::new_from_str(text) {
@@ -63,20 +67,22 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry>> {
                 let Role::Value(name) = node_role(&mut stack, Some(&value)) else {
                     continue;
                 };
-                let mut owned = secret_string(value.len());
-                owned.push_str(&value);
-                if let std::borrow::Cow::Owned(mut decoded) = value {
-                    zeroize::Zeroize::zeroize(&mut decoded);
-                }
+                let name = name.map(Cow::Owned);
+                // A scalar the parser did not have to decode is a slice of the
+                // text; a decoded one is kept in (and wiped with) its buffer.
+                let value = match value {
+                    Cow::Borrowed(s) => Text::Slice(s),
+                    Cow::Owned(s) => Text::Decoded(Zeroizing::new(s)),
+                };
                 let (Some(start), Some(end)) = (span.start.byte_offset(), span.end.byte_offset()) else {
                     return Err(parse_error(FORMAT, span.start.line(), "scalar without a source position"));
                 };
                 let line = span.start.line();
                 let entry = match style {
-                    ScalarStyle::Plain => Entry::new(name, line, start..end, owned, Quote::None),
-                    ScalarStyle::SingleQuoted => Entry::new(name, line, start..end, owned, Quote::Single),
-                    ScalarStyle::DoubleQuoted => Entry::new(name, line, start..end, owned, Quote::Double),
-                    _ => block_entry(text, name, start, end, owned)?,
+                    ScalarStyle::Plain => Entry::new(name, line, start..end, value, Quote::None),
+                    ScalarStyle::SingleQuoted => Entry::new(name, line, start..end, value, Quote::Single),
+                    ScalarStyle::DoubleQuoted => Entry::new(name, line, start..end, value, Quote::Double),
+                    _ => block_entry(text, name, line, start..end, value)?,
                 };
                 entries.push(entry);
             }
@@ -123,26 +129,32 @@ fn value_path(role: Role) -> Option<String> {
 /// A block scalar (`|` or `>`): its span starts at the header's indicator so
 /// the whole scalar can be replaced; what follows the indicators on the
 /// header line (a comment) and the final line break are kept as trailer.
-fn block_entry(
-    text: &str,
-    name: Option<String>,
-    start: usize,
-    end: usize,
-    mut value: Zeroizing<String>,
-) -> Result<Entry> {
+fn block_entry<'t>(
+    text: &'t str,
+    name: Option<Cow<'t, str>>,
+    scalar_line: usize,
+    span: std::ops::Range<usize>,
+    value: Text<'t>,
+) -> Result<Entry<'t>> {
+    let (start, end) = (span.start, span.end);
     let bytes = text.as_bytes();
     // A token in a block scalar is read without its final line breaks.
-    if crate::token::is_token(&value) {
-        let len = value.trim_end_matches('\n').len();
-        value.truncate(len);
-    }
+    let value = if crate::token::is_token(&value) {
+        let token = value.trim_end_matches('\n');
+        let mut owned = secret_string(token.len());
+        owned.push_str(token);
+        Text::Decoded(owned)
+    } else {
+        value
+    };
     // Walk back over blank lines to the header line.
     let mut line_end = text[..start].rfind('\n').unwrap_or(0);
     loop {
         let line_start = text[..line_end].rfind('\n').map_or(0, |i| i + 1);
         let line = &text[line_start..line_end];
         if !line.trim().is_empty() || line_start == 0 {
-            let line_no = super::line_of(text, line_start);
+            // Counted back from the scalar's own line: no scan from the top.
+            let line_no = scalar_line - bytes[line_start..start].iter().filter(|&&b| b == b'\n').count();
             let header = find_indicator(line)
                 .ok_or_else(|| parse_error(FORMAT, line_no, "block scalar header not found"))?;
             let indicator = line_start + header;
@@ -172,31 +184,26 @@ fn find_indicator(line: &str) -> Option<usize> {
 }
 
 /// A double-quoted YAML scalar that returns exactly `value`: everything a
-/// YAML reader would reject or fold is escaped. `extra` bytes are reserved
-/// for what the caller appends.
-pub(crate) fn encode(value: &str, extra: usize) -> Zeroizing<String> {
-    let mut out = secret_string(value.len() * 6 + 2 + extra);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            ' '..='~' => out.push(c),
-            // Outside YAML's printable set, or line breaks in YAML 1.1.
-            c if (c as u32) < 0xA0
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}') =>
-            {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
+/// YAML reader would reject or fold is escaped.
+pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
+    let _ = out.write_char('"');
+    write_escaped(value, out, &PLAIN, |_, c| match c {
+        '"' => Some(Esc::Text("\\\"")),
+        '\\' => Some(Esc::Text("\\\\")),
+        '\n' => Some(Esc::Text("\\n")),
+        '\r' => Some(Esc::Text("\\r")),
+        '\t' => Some(Esc::Text("\\t")),
+        '\0' => Some(Esc::Text("\\0")),
+        ' '..='~' => None,
+        // Outside YAML's printable set, or line breaks in YAML 1.1.
+        c if (c as u32) < 0xA0
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}') =>
+        {
+            Some(Esc::Hex4Upper)
         }
-    }
-    out.push('"');
-    out
+        _ => None,
+    });
+    let _ = out.write_char('"');
 }
 
 #[cfg(test)]

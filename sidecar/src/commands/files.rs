@@ -49,13 +49,13 @@ impl FormatRules {
 struct Input {
     path: PathBuf,
     shown: String,
-    bytes: Vec<u8>,
+    bytes: zeroize::Zeroizing<Vec<u8>>,
     format: Format,
 }
 
 impl Input {
-    fn read(path: &Path, rules: &FormatRules) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(CliError::io(path))?;
+    fn read(path: &Path, rules: &FormatRules, max: u64) -> Result<Self> {
+        let bytes = fsio::read_limited(path, max)?;
         Ok(Input {
             path: path.to_owned(),
             shown: path.display().to_string(),
@@ -91,8 +91,16 @@ pub fn seal(
     let verb = if dry_run { "would seal" } else { "sealed" };
     let (mut total, mut touched, mut failed) = (0, 0, 0);
     for path in files {
-        let result = Input::read(path, &rules).and_then(|input| {
-            let sealed = input.parse()?.seal(&ring, &patterns, &opts.name_prefix)?;
+        let result = Input::read(path, &rules, opts.max_file_size).and_then(|input| {
+            let sealed = match input.parse()?.seal(&ring, &patterns, &opts.name_prefix) {
+                Ok(sealed) => sealed,
+                Err(errors) => {
+                    for e in &errors {
+                        warn(format_args!("{}:{} {}", input.shown, e.line, hint(&e.error)));
+                    }
+                    return Err(CliError::ValuesFailed { failed: errors.len(), files: 1 });
+                }
+            };
             let Some(encstr_core::document::Sealed { bytes, changed }) = sealed else {
                 return say(format_args!("{}: nothing to seal", input.shown)).map(|()| 0);
             };
@@ -110,6 +118,8 @@ pub fn seal(
                 total += n;
                 touched += 1;
             }
+            // The values were reported one per line already.
+            Err(CliError::ValuesFailed { .. }) => failed += 1,
             Err(e) => {
                 warn(format_args!("encstr: error: {e}"));
                 failed += 1;
@@ -130,7 +140,7 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
     let primary = ring.primary().id();
     let (mut failed_values, mut failed_files) = (0, 0);
     for path in files {
-        let result = Input::read(path, &rules).and_then(|input| {
+        let result = Input::read(path, &rules, opts.max_file_size).and_then(|input| {
             let file = input.parse()?;
             match file.reencrypt(&ring, &opts.name_prefix) {
                 Ok(encstr_core::document::Reencrypted { bytes, changed, current }) => {
@@ -183,95 +193,158 @@ struct CheckRow {
     error: Option<String>,
 }
 
+/// What `check` found so far, in the shape it is printed.
+#[derive(Default)]
+struct CheckOutput {
+    /// `--json`: every row.
+    rows: Vec<CheckRow>,
+    /// Text: the listing (one write at the end: a file of 20,000 tokens is
+    /// not 20,000 system calls, nor 20,000 formatted objects).
+    listing: String,
+    /// Text: one line per failing token, printed after the summary.
+    failures: Vec<String>,
+    tokens: usize,
+    ok: usize,
+    failed: usize,
+    failed_files: usize,
+}
+
+impl CheckOutput {
+    fn file(&mut self, file: &str, reports: &[encstr_core::document::TokenReport<'_>], json: bool) {
+        let failed_before = self.failed;
+        self.tokens += reports.len();
+        if !json {
+            self.listing.reserve(reports.len() * (file.len() + 48));
+        }
+        for r in reports {
+            let (status, error) = match &r.result {
+                None => ("unchecked", None),
+                Some(Ok(())) => ("ok", None),
+                Some(Err(e)) => ("failed", Some(e)),
+            };
+            match status {
+                "ok" => self.ok += 1,
+                "failed" => self.failed += 1,
+                _ => {}
+            }
+            let name = Some(r.name.as_ref()).filter(|n| !n.is_empty());
+            if json {
+                self.rows.push(CheckRow {
+                    file: file.to_owned(),
+                    line: r.line,
+                    name: name.map(str::to_owned),
+                    key_id: r.key_id.map(|k| k.to_string()),
+                    status,
+                    error_kind: error.map(encstr_core::Error::kind),
+                    error: error.map(hint),
+                });
+                continue;
+            }
+            let l = &mut self.listing;
+            l.push_str(file);
+            l.push(':');
+            push_number(l, r.line);
+            l.push(' ');
+            l.push_str(name.unwrap_or(UNNAMED));
+            l.push(' ');
+            match r.key_id {
+                Some(id) => l.push_str(std::str::from_utf8(&id.hex()).expect("hex is ASCII")),
+                None => l.push('-'),
+            }
+            match error {
+                None if status == "ok" => l.push_str(" ok\n"),
+                None => l.push('\n'),
+                Some(e) => {
+                    l.push_str(" FAILED ");
+                    l.push_str(e.kind());
+                    l.push('\n');
+                    self.failures.push(format!("{file}:{} {}", r.line, hint(e)));
+                }
+            }
+        }
+        if self.failed > failed_before {
+            self.failed_files += 1;
+        }
+    }
+
+    fn invalid(&mut self, file: &str, e: &CliError, json: bool) {
+        self.failed += 1;
+        self.failed_files += 1;
+        if !json {
+            warn(format_args!("encstr: error: {e}"));
+            return;
+        }
+        let line = match e {
+            CliError::Parse { source: encstr_core::Error::Parse { line, .. }, .. } => *line,
+            _ => 0,
+        };
+        self.rows.push(CheckRow {
+            file: file.to_owned(),
+            line,
+            name: None,
+            key_id: None,
+            status: "invalid_file",
+            error_kind: Some("parse"),
+            error: Some(e.to_string()),
+        });
+    }
+}
+
+/// Append a number's decimal digits.
+fn push_number(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("digits are ASCII"));
+}
+
 /// `encstr check`.
 pub fn check(files: &[PathBuf], json: bool, opts: &FileArgs, keyring: &KeyringArgs) -> Result<()> {
     let ring: Option<Keyring> = if keyring.is_given() { Some(keyring.load()?) } else { None };
     let rules = FormatRules::parse(&opts.formats)?;
-    let mut rows = Vec::new();
+    let mut out = CheckOutput::default();
     for path in files {
-        let reports = Input::read(path, &rules).and_then(|input| {
-            let file = input.parse()?;
-            Ok(file.check(ring.as_ref(), &opts.name_prefix))
-        });
         let shown = path.display().to_string();
-        match reports {
-            Ok(reports) => rows.extend(reports.into_iter().map(|r| {
-                let (status, error_kind, error) = match &r.result {
-                    None => ("unchecked", None, None),
-                    Some(Ok(())) => ("ok", None, None),
-                    Some(Err(e)) => ("failed", Some(e.kind()), Some(hint(e))),
-                };
-                CheckRow {
-                    file: shown.clone(),
-                    line: r.line,
-                    name: Some(r.name),
-                    key_id: r.key_id.map(|k| k.to_string()),
-                    status,
-                    error_kind,
-                    error,
-                }
-            })),
+        let input = match Input::read(path, &rules, opts.max_file_size) {
+            Ok(input) => input,
             Err(e) => {
-                let line = match &e {
-                    CliError::Parse { source: encstr_core::Error::Parse { line, .. }, .. } => *line,
-                    _ => 0,
-                };
-                rows.push(CheckRow {
-                    file: shown,
-                    line,
-                    name: None,
-                    key_id: None,
-                    status: "invalid_file",
-                    error_kind: Some("parse"),
-                    error: Some(e.to_string()),
-                });
+                out.invalid(&shown, &e, json);
+                continue;
             }
+        };
+        match input.parse() {
+            Ok(file) => out.file(&shown, &file.check(ring.as_ref(), &opts.name_prefix), json),
+            Err(e) => out.invalid(&shown, &e, json),
         }
     }
-    let failed = rows.iter().filter(|r| matches!(r.status, "failed" | "invalid_file")).count();
     if json {
-        say(serde_json::to_string_pretty(&rows).expect("serializable"))?;
+        say(serde_json::to_string_pretty(&out.rows).expect("serializable"))?;
     } else {
-        for r in &rows {
-            match r.status {
-                "invalid_file" => {
-                    warn(format_args!("encstr: error: {}", r.error.as_deref().unwrap_or_default()))
-                }
-                status => {
-                    let name = r.name.as_deref().unwrap_or_default();
-                    let key = r.key_id.as_deref().unwrap_or("-");
-                    let outcome = match (status, r.error_kind) {
-                        ("failed", Some(kind)) => format!(" FAILED {kind}"),
-                        ("ok", _) => " ok".to_owned(),
-                        _ => String::new(),
-                    };
-                    say(format_args!("{}:{} {name} {key}{outcome}", r.file, r.line))?;
-                }
-            }
-        }
-        let tokens = rows.iter().filter(|r| r.name.is_some()).count();
-        let ok = rows.iter().filter(|r| r.status == "ok").count();
+        super::say_raw(&out.listing)?;
+        let (tokens, ok, failed) = (out.tokens, out.ok, out.failed);
         warn(match &ring {
             Some(_) => format!("{tokens} token(s) in {} file(s): {ok} ok, {failed} failed", files.len()),
             None => format!("{tokens} token(s) in {} file(s) (not decrypted: no keyring given)", files.len()),
         });
-        for r in rows.iter().filter(|r| r.status == "failed") {
-            warn(format_args!("{}:{} {}", r.file, r.line, r.error.as_deref().unwrap_or_default()));
+        for line in &out.failures {
+            warn(line);
         }
     }
-    if failed > 0 {
-        return Err(CliError::CheckFailed {
-            failed,
-            files: rows
-                .iter()
-                .filter(|r| r.status != "ok")
-                .map(|r| &r.file)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
-        });
+    if out.failed > 0 {
+        return Err(CliError::CheckFailed { failed: out.failed, files: out.failed_files });
     }
     Ok(())
 }
+
+/// How `check` shows a token whose place has no name.
+const UNNAMED: &str = "(unnamed)";
 
 /// An error message with what to do about it.
 pub fn hint(e: &encstr_core::Error) -> String {
@@ -282,6 +355,7 @@ pub fn hint(e: &encstr_core::Error) -> String {
         }
         "malformed" => "; the value starts with ENCSTR: but is not a token: re-seal it",
         "unsupported_version" => "; upgrade encstr",
+        "unnamed" => "; move the value under a key",
         _ => "",
     };
     format!("{e}{todo}")

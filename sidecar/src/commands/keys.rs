@@ -1,16 +1,41 @@
 //! `encstr keys init|rotate|list|prune|derive`.
 
-use encstr_core::{Key, KeyId, Keyring, Seed};
+use std::path::Path;
+
+use encstr_core::{Key, KeyId, Keyring};
 use serde::Serialize;
 
-use super::say;
+use super::{say, warn};
 use crate::cli::KeysCommand;
 use crate::error::{CliError, Result};
 use crate::fsio;
-use crate::keyring_source::{env_secret, load_file};
+use crate::keyring_source::{load_file, passphrase_key};
 
-/// Mode of keyring files.
+/// Mode of keyring files, and the most a rewritten one keeps.
 pub const KEYRING_MODE: u32 = 0o600;
+
+/// Write a changed keyring over `path`: atomically, and with at most mode
+/// 0600 whatever the old mode was (saying so when that tightens it).
+fn rewrite_keyring(path: &Path, ring: &Keyring) -> Result<()> {
+    let old = fsio::mode_of(path).unwrap_or(KEYRING_MODE);
+    let mode = old & KEYRING_MODE;
+    fsio::write_atomic_mode(path, ring.to_text().as_bytes(), mode)?;
+    if mode != old {
+        warn(format_args!("encstr: tightened the mode of {} from {old:04o} to {mode:04o}", path.display()));
+    }
+    Ok(())
+}
+
+/// A new random key whose id no key of `ring` has (ids are 32 bits: two
+/// keys sharing one would make a token's key ambiguous).
+fn fresh_key(ring: &Keyring, mut generate: impl FnMut() -> Result<Key>) -> Result<Key> {
+    loop {
+        let key = generate()?;
+        if !ring.contains(key.id()) {
+            return Ok(key);
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct ListedKey {
@@ -23,6 +48,7 @@ struct ListedKey {
 pub fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Init { file } => {
+            let _lock = fsio::lock_dir_of(&file.keyring)?;
             let ring = Keyring::generate()?;
             fsio::write_new(&file.keyring, ring.to_text().as_bytes(), KEYRING_MODE)?;
             say(format_args!(
@@ -32,11 +58,13 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
             ))
         }
         KeysCommand::Rotate { file } => {
+            // Read, add, write under the lock: concurrent rotations all land.
+            let _lock = fsio::lock_dir_of(&file.keyring)?;
             let mut ring = load_file(&file.keyring)?;
-            let key = Key::generate()?;
+            let key = fresh_key(&ring, || Ok(Key::generate()?))?;
             let id = key.id();
             ring.append(key)?;
-            fsio::write_atomic(&file.keyring, ring.to_text().as_bytes(), KEYRING_MODE)?;
+            rewrite_keyring(&file.keyring, &ring)?;
             say(id)
         }
         KeysCommand::List { file, json } => {
@@ -66,6 +94,7 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
             Ok(())
         }
         KeysCommand::Prune { file, keep, remove } => {
+            let _lock = fsio::lock_dir_of(&file.keyring)?;
             let mut ring = load_file(&file.keyring)?;
             let removed = match keep {
                 Some(0) => {
@@ -95,16 +124,36 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                     ring.primary().id()
                 ));
             }
-            fsio::write_atomic(&file.keyring, ring.to_text().as_bytes(), KEYRING_MODE)?;
+            rewrite_keyring(&file.keyring, &ring)?;
             for id in removed {
                 say(format_args!("removed {id}"))?;
             }
             say(format_args!("{} key(s) left, primary {}", ring.len(), ring.primary().id()))
         }
-        KeysCommand::Derive { passphrase_env } => {
-            let pass = env_secret(&passphrase_env)?;
-            let seed = Seed::from_passphrase(&pass);
-            say(seed.to_base64().as_str())
+        KeysCommand::Derive { passphrase_env, passphrase } => {
+            let key = passphrase_key(&passphrase_env, &passphrase)?;
+            say(key.seed().to_base64().as_str())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use encstr_core::Seed;
+
+    use super::*;
+
+    /// Two seeds with the same key id (the published collision vector).
+    const COLLIDING: [&str; 2] =
+        ["FK811ScOtkpJzVHsoBnkpPWqsAJxax/MEWkCTXJIV+A=", "GK27RhHUY1IBVag6nWk5UKFjHhjPMWb5w5VCvxFW0lI="];
+
+    #[test]
+    fn rotation_never_adds_a_key_whose_id_is_taken() {
+        let key = |b64: &str| Key::from_seed(Seed::from_base64(b64).unwrap());
+        let ring = Keyring::single(key(COLLIDING[0]));
+        let mut offered = vec![Key::from_seed(Seed::from_bytes([9; 32])), key(COLLIDING[1])];
+        let chosen = fresh_key(&ring, || Ok(offered.pop().unwrap())).unwrap();
+        assert_ne!(chosen.id(), ring.primary().id());
+        assert!(offered.is_empty(), "the colliding key was skipped");
     }
 }

@@ -1,6 +1,6 @@
 //! `encstr encrypt` and `encstr decrypt`: single values.
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{IsTerminal as _, Write as _};
 
 use encstr_core::token;
 use zeroize::Zeroizing;
@@ -48,13 +48,13 @@ pub fn decrypt(name: &str, token_arg: Option<&str>, keyring: &KeyringArgs) -> Re
         .map_err(|source| CliError::Stdio { what: "writing standard output", source })
 }
 
+/// Standard input, at most a token's length (a longer input is no value
+/// encstr can hold), in a buffer that is wiped and leaves no copies.
 fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut buf)
-        .map_err(|source| CliError::Stdio { what: "reading standard input", source })?;
-    Ok(buf)
+    let limit = token::MAX_TOKEN_LEN as u64 + 2;
+    crate::fsio::read_secret(std::io::stdin().lock(), 4096, limit)
+        .map_err(|source| CliError::Stdio { what: "reading standard input", source })?
+        .ok_or_else(|| CliError::Usage(format!("standard input is longer than {limit} bytes")))
 }
 
 /// Prompt on standard error and read one line from the terminal without
@@ -69,7 +69,9 @@ fn read_hidden(name: &str) -> Result<Zeroizing<Vec<u8>>> {
     quiet.local_modes.insert(LocalModes::ECHONL);
     eprint!("value for {name} (not echoed): ");
     tcsetattr(&stdin, OptionalActions::Flush, &quiet).map_err(|e| err(e.into()))?;
-    let mut line = Zeroizing::new(String::new());
+    // A terminal line holds at most 4095 bytes (the kernel's line buffer):
+    // this buffer never grows, so it leaves no copies.
+    let mut line = Zeroizing::new(String::with_capacity(8192));
     let read = stdin.read_line(&mut line);
     let restored = tcsetattr(&stdin, OptionalActions::Flush, &saved);
     read.map_err(err)?;

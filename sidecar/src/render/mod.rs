@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::commands::files::FormatRules;
 
 /// How files are rendered.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RenderOptions {
     /// Format overrides by glob.
     pub formats: FormatRules,
@@ -31,6 +31,8 @@ pub struct RenderOptions {
     pub plaintext_patterns: Vec<Pattern>,
     /// Treat plaintext values matching the patterns as failures.
     pub deny_plaintext: bool,
+    /// Refuse source files larger than this.
+    pub max_file_size: u64,
 }
 
 /// A value (or file) that could not be rendered.
@@ -43,8 +45,9 @@ pub struct Failure {
     /// Secret name (empty when the whole file is concerned).
     pub name: String,
     /// Error kind: `malformed`, `unsupported_version`, `unknown_key`,
-    /// `authentication_failed`, `unrepresentable`, `plaintext`, `parse`,
-    /// `read`.
+    /// `authentication_failed`, `unnamed`, `unrepresentable`, `plaintext`,
+    /// `parse`, `too_large`, `link_outside_source`, `not_a_regular_file`,
+    /// `read`, ...
     pub reason: &'static str,
 }
 
@@ -89,20 +92,20 @@ pub fn render_tree(
 ) -> Result<RenderedTree, Vec<Failure>> {
     let files = source::list_files(source).map_err(|e| {
         vec![Failure {
-            file: source.display().to_string(),
+            file: e.rel().map_or_else(|| source.display().to_string(), |r| r.display().to_string()),
             line: 0,
             name: String::new(),
-            reason: io_reason(&e),
+            reason: e.reason(),
         }]
     })?;
     let mut tree = RenderedTree::default();
     let mut failures = Vec::new();
     for file in files {
         let shown = file.rel.display().to_string();
-        let bytes = match std::fs::read(&file.path) {
-            Ok(b) => Zeroizing::new(b),
+        let bytes = match crate::fsio::read_limited(&file.path, opts.max_file_size) {
+            Ok(b) => b,
             Err(e) => {
-                failures.push(Failure { file: shown, line: 0, name: String::new(), reason: io_reason(&e) });
+                failures.push(Failure { file: shown, line: 0, name: String::new(), reason: read_reason(&e) });
                 continue;
             }
         };
@@ -128,10 +131,10 @@ type FileResult = Result<(Zeroizing<Vec<u8>>, usize, Vec<PlaintextValue>), Vec<F
 fn render_file(shown: &str, rel: &Path, bytes: &[u8], keyring: &Keyring, opts: &RenderOptions) -> FileResult {
     let format = opts.formats.format_of(rel);
     let base = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let may_hold_tokens = bytes.windows(7).any(|w| w == b"ENCSTR:");
+    let may_hold_tokens = || bytes.windows(7).any(|w| w == b"ENCSTR:");
     let file = match ConfigFile::parse(format, bytes, &base) {
         Ok(f) => f,
-        Err(_) if !may_hold_tokens => return Ok((Zeroizing::new(bytes.to_vec()), 0, Vec::new())),
+        Err(_) if !may_hold_tokens() => return Ok((Zeroizing::new(bytes.to_vec()), 0, Vec::new())),
         Err(e) => {
             let line = match e {
                 encstr_core::Error::Parse { line, .. } => line,
@@ -180,10 +183,14 @@ fn render_file(shown: &str, rel: &Path, bytes: &[u8], keyring: &Keyring, opts: &
     Ok((out, decrypted, plain))
 }
 
-fn io_reason(e: &std::io::Error) -> &'static str {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "not_found",
-        std::io::ErrorKind::PermissionDenied => "permission_denied",
+fn read_reason(e: &crate::error::CliError) -> &'static str {
+    use crate::error::CliError;
+    match e {
+        CliError::FileTooLarge { .. } => "too_large",
+        CliError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "not_found",
+        CliError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            "permission_denied"
+        }
         _ => "read",
     }
 }

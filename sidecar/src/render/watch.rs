@@ -99,29 +99,27 @@ impl Renderer {
 
     /// The keyring, re-read from its file when that changed.
     fn keyring(&mut self) -> Result<Arc<Keyring>> {
-        let bytes = match (&self.keyring.keyring, &self.keyring.keyring_env, &self.keyring.passphrase_env) {
-            (Some(path), None, None) => {
-                Some(Zeroizing::new(std::fs::read(path).map_err(CliError::io(path))?))
-            }
+        let file = match (&self.keyring.keyring, &self.keyring.keyring_env, &self.keyring.passphrase_env) {
+            (Some(path), None, None) => Some(path.clone()),
             _ => None,
+        };
+        let bytes = match &file {
+            Some(path) => Some(crate::fsio::read_limited(path, crate::keyring_source::MAX_KEYRING_FILE)?),
+            None => None,
         };
         if let Some((old, ring)) = &self.loaded
             && bytes.as_ref().is_none_or(|b| b.as_slice() == old.as_slice())
         {
             return Ok(ring.clone());
         }
-        let ring = Arc::new(match &bytes {
-            Some(b) => {
-                let text = std::str::from_utf8(b).map_err(|_| CliError::Keyring {
-                    origin: self.keyring.keyring.as_deref().unwrap_or(Path::new("")).display().to_string(),
-                    source: encstr_core::Error::NotUtf8,
-                })?;
-                Keyring::parse(text).map_err(|source| CliError::Keyring {
-                    origin: self.keyring.keyring.as_deref().unwrap_or(Path::new("")).display().to_string(),
-                    source,
-                })?
+        let ring = Arc::new(match (&file, &bytes) {
+            (Some(path), Some(b)) => {
+                if let Some(w) = crate::keyring_source::permission_warning(path) {
+                    warn!("{w}");
+                }
+                crate::keyring_source::parse_file(path, b)?
             }
-            None => self.keyring.load()?,
+            _ => self.keyring.load()?,
         });
         let m = &self.health.metrics;
         m.keyring_keys.set(i64::try_from(ring.len()).unwrap_or(i64::MAX));
