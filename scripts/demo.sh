@@ -106,7 +106,7 @@ show kubectl get secrets -A -l encstr.io/keyring=platform.print
 show kubectl get skr print -n platform -o jsonpath='{.status.keys}{"\n"}{.status.targets}{"\n"}'
 
 step "an app in print-a seals with, and renders with, its copy of the keyring"
-kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring
+(umask 077; kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring)
 printf 'db.password = %s\n' "$(printf %s 'from-the-cluster' | encstr encrypt --name db.password --keyring copy-keyring)" > cluster.properties
 mkdir -p cluster-config && cp cluster.properties cluster-config/
 show encstr render --source cluster-config --target cluster-run --keyring copy-keyring
@@ -120,7 +120,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 show kubectl get skr print -n platform -o jsonpath='{.status.keys}{"\n"}'
-kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring
+(umask 077; kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring)
 show encstr render --source cluster-config --target cluster-run --keyring copy-keyring
 show encstr check --keyring copy-keyring cluster-config/cluster.properties
 
