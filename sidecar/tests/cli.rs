@@ -62,7 +62,11 @@ impl Dir {
         }
         let mut child = cmd.spawn().unwrap();
         let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or_default()).unwrap();
+        // A command may exit before it reads its input (a refused passphrase).
+        match input.write_all(stdin.unwrap_or_default()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+            _ => {}
+        }
         drop(input);
         let out = child.wait_with_output().unwrap();
         Out {
