@@ -90,10 +90,21 @@ python3 scripts/compare-manifests.py "$work/kustomize.yaml" "$work/default.yaml"
 
 $helm dependency build deploy/examples/app-chart >/dev/null
 $helm lint --strict deploy/examples/app-chart >/dev/null
-for mode in native classic; do
-  $helm template demo deploy/examples/app-chart --set encstr.mode=$mode > "$work/app-$mode.yaml"
-  kubernetes-validate --strict --quiet -k 1.32.0 "$work/app-$mode.yaml"
+no_notify=(--set encstr.notify.signal= --set encstr.notify.process= --set encstr.notify.debounce=)
+$helm template demo deploy/examples/app-chart > "$work/app-native.yaml"
+$helm template demo deploy/examples/app-chart --set encstr.mode=classic "${no_notify[@]}" > "$work/app-classic.yaml"
+$helm template demo deploy/examples/app-chart "${no_notify[@]}" --set encstr.notify.url=http://127.0.0.1:8080/-/reload > "$work/app-url.yaml"
+for f in app-native app-classic app-url; do
+  kubernetes-validate --strict --quiet -k 1.32.0 "$work/$f.yaml"
 done
 grep -q 'restartPolicy: Always' "$work/app-native.yaml" && ! grep -q 'restartPolicy: Always' "$work/app-classic.yaml"
+grep -q 'shareProcessNamespace: true' "$work/app-native.yaml" && grep -q -- '- --notify-signal=HUP' "$work/app-native.yaml" \
+  && grep -q -- '- --notify-process=print-agent' "$work/app-native.yaml" && grep -q -- '- --notify-debounce=2s' "$work/app-native.yaml"
+! grep -q 'shareProcessNamespace' "$work/app-url.yaml" && grep -q -- '- --notify-url=http://127.0.0.1:8080/-/reload' "$work/app-url.yaml"
+! grep -q -- '--notify' "$work/app-classic.yaml" && ! grep -q 'shareProcessNamespace' "$work/app-classic.yaml"
+for bad in "encstr.mode=classic" "encstr.notify.process=" "encstr.notify.signal="; do
+  if $helm template demo deploy/examples/app-chart --set "$bad" >/dev/null 2>&1; then echo "library accepted notify with $bad" >&2; exit 1; fi
+done
+ok "notify: signal sets shareProcessNamespace, url does not; classic mode and half a signal are refused"
 if $helm template demo deploy/examples/app-chart --set encstr.keyringSecret= >/dev/null 2>&1; then echo "library accepted a missing keyringSecret" >&2; exit 1; fi
 ok "app chart with the encstr-sidecar library (native and classic) passes kubernetes-validate --strict"

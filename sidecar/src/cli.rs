@@ -149,6 +149,24 @@ pub struct RenderArgs {
     /// Re-render this often even without change events (with --watch).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// After a render that changed files, send this signal (HUP, USR1,
+    /// USR2, TERM, ...) to every process named by --notify-process (with
+    /// --watch; the pod needs `shareProcessNamespace: true`).
+    #[arg(long, value_name = "SIGNAL", value_parser = crate::render::notify::parse_signal, requires = "notify_process")]
+    pub notify_signal: Option<crate::render::notify::NamedSignal>,
+    /// The app's process name for --notify-signal: its `/proc/PID/comm`
+    /// (cut to 15 characters) or the base name of its argv[0].
+    #[arg(long, value_name = "NAME", requires = "notify_signal")]
+    pub notify_process: Option<String>,
+    /// After a render that changed files, POST to this http:// URL (the
+    /// app's reload endpoint, e.g. http://127.0.0.1:9090/-/reload; with
+    /// --watch). Retried with backoff; a non-2xx answer is a failure.
+    #[arg(long, value_name = "URL", value_parser = crate::render::notify::parse_url)]
+    pub notify_url: Option<hyper::Uri>,
+    /// Notify once no render has changed files for this long (with
+    /// --watch) [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub notify_debounce: Option<Duration>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,

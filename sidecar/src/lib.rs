@@ -40,6 +40,16 @@ fn render_command(args: cli::RenderArgs) -> Result<()> {
     use render::watch::{Renderer, WatchSettings, run_once, termination_log, watch};
 
     telemetry::init(args.log_format);
+    let notify = render::notify::NotifySettings {
+        signal: args.notify_signal.zip(args.notify_process.clone()),
+        url: args.notify_url.clone(),
+        debounce: args.notify_debounce.unwrap_or(std::time::Duration::from_secs(2)),
+    };
+    if !args.watch && (notify.any() || args.notify_debounce.is_some()) {
+        return Err(CliError::Usage(
+            "--notify-signal, --notify-process, --notify-url and --notify-debounce need --watch: an init container renders once, before the app starts, so there is nothing to notify".into(),
+        ));
+    }
     if !args.keyring.is_given() {
         // Report the usage problem the same way as every other command.
         args.keyring.load()?;
@@ -65,7 +75,10 @@ fn render_command(args: cli::RenderArgs) -> Result<()> {
         std::sync::Arc::new(http::Health::default()),
     );
     if args.watch {
-        watch(renderer, WatchSettings { listen: args.listen, debounce: args.debounce, resync: args.resync })
+        watch(
+            renderer,
+            WatchSettings { listen: args.listen, debounce: args.debounce, resync: args.resync, notify },
+        )
     } else {
         run_once(renderer)
     }

@@ -24,6 +24,22 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Labels of `encstr_notifications_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// `signal` or `http`.
+    pub method: &'static str,
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Label of `encstr_keyring_primary_key_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyIdLabel {
+    /// The primary key's id (public: 8 hex digits).
+    pub key_id: String,
+}
+
 /// The per-value error kinds: the four decryption errors and `unnamed`, the
 /// only values of the `reason` label.
 pub const DECRYPT_REASONS: [&str; 5] =
@@ -49,6 +65,10 @@ pub struct Metrics {
     pub keyring_reloads: Counter,
     /// `encstr_plaintext_values`.
     pub plaintext_values: Gauge,
+    /// `encstr_notifications_total{method,result}`.
+    pub notifications: Family<NotifyLabels, Counter>,
+    /// `encstr_keyring_primary_key_info{key_id}`: 1 for the loaded keyring's primary.
+    pub primary_key_info: Family<KeyIdLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -63,6 +83,8 @@ impl Default for Metrics {
             keyring_keys: Gauge::default(),
             keyring_reloads: Counter::default(),
             plaintext_values: Gauge::default(),
+            notifications: Family::default(),
+            primary_key_info: Family::default(),
             registry: Registry::default(),
         };
         // Every series exists from the start, so rate() and absent() work.
@@ -71,6 +93,9 @@ impl Default for Metrics {
         }
         for result in ["success", "failure"] {
             let _ = m.renders.get_or_create(&ResultLabel { result });
+            for method in ["signal", "http"] {
+                let _ = m.notifications.get_or_create(&NotifyLabels { method, result });
+            }
         }
         registry.register(
             "encstr_decrypt_failures",
@@ -100,7 +125,25 @@ impl Default for Metrics {
             "Values in rendered files whose names look secret but that are not encrypted",
             m.plaintext_values.clone(),
         );
+        registry.register(
+            "encstr_notifications",
+            "Notifications sent to the app after a render changed its files, by method and result",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "encstr_keyring_primary_key_info",
+            "The primary key of the loaded keyring (its id as a label; the value is 1)",
+            m.primary_key_info.clone(),
+        );
         Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Show `key_id` as the loaded keyring's primary (and no other).
+    pub fn set_primary(&self, key_id: &str) {
+        self.primary_key_info.clear();
+        self.primary_key_info.get_or_create(&KeyIdLabel { key_id: key_id.to_owned() }).set(1);
     }
 }
 
@@ -130,9 +173,16 @@ mod tests {
             "encstr_keyring_keys 0\n",
             "encstr_keyring_reloads_total 0\n",
             "encstr_plaintext_values 0\n",
+            "encstr_notifications_total{method=\"signal\",result=\"failure\"} 0\n",
+            "encstr_notifications_total{method=\"http\",result=\"success\"} 0\n",
         ] {
             assert!(text.contains(needle), "{needle:?} missing in\n{text}");
         }
         assert!(!text.contains("# EOF"));
+        m.set_primary("07e5a8df");
+        m.set_primary("2d353d4a");
+        let text = m.encode();
+        assert!(text.contains("encstr_keyring_primary_key_info{key_id=\"2d353d4a\"} 1\n"), "{text}");
+        assert!(!text.contains("07e5a8df"), "the former primary is gone");
     }
 }

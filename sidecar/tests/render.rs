@@ -6,13 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::*;
 
@@ -314,52 +312,6 @@ fn readers_never_see_partial_or_mixed_files() {
     assert!(reads > 20, "the reader ran during the renders ({reads} reads)");
 }
 
-/// A watching sidecar and what it logs.
-struct Sidecar {
-    proc: Proc,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-fn start_watch(src: &Path, target: &Path, keyring: &Path, extra: &[&str]) -> Sidecar {
-    let mut child = Command::new(bin())
-        .args(["render", "--watch", "--listen", "127.0.0.1:0", "--log-format", "json", "--debounce", "50ms"])
-        .arg("--source")
-        .arg(src)
-        .arg("--target")
-        .arg(target)
-        .arg("--keyring")
-        .arg(keyring)
-        .args(extra)
-        .env_remove("ENCSTR_KEYRING")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && let Some(addr) = v["addr"].as_str()
-                {
-                    let _ = tx.send(addr.to_owned());
-                }
-                log.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the sidecar logs its address");
-    Sidecar { proc: Proc(child), addr, log }
-}
-
-fn metrics(addr: &str) -> String {
-    get(addr, "/metrics").expect("metrics endpoint").1
-}
-
 #[test]
 fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     let d = Dir::new("watch");
@@ -383,21 +335,7 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     let other_inode = std::fs::metadata(target.join("other.yaml")).unwrap().ino();
 
     // promtool accepts the exposition.
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (run scripts/test.sh to install prometheus)");
-    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics(&addr).as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool_accepts(&metrics(&addr));
 
     // kubelet swaps ..data: the change is rendered; the untouched file is not rewritten.
     let v2 = format!("db.password = {}\n", encrypt(&ring, "db.password", b"two"));

@@ -6,6 +6,7 @@
 //! kubelet-style atomic directory swap; [`run_once`] and [`watch`] tie them
 //! together for the init-container and native-sidecar modes.
 
+pub mod notify;
 pub mod output;
 pub mod source;
 pub mod watch;

@@ -123,6 +123,7 @@ impl Renderer {
         });
         let m = &self.health.metrics;
         m.keyring_keys.set(i64::try_from(ring.len()).unwrap_or(i64::MAX));
+        m.set_primary(&ring.primary().id().to_string());
         if self.loaded.is_some() {
             m.keyring_reloads.inc();
             info!(keys = ring.len(), primary = %ring.primary().id(), "keyring reloaded");
@@ -280,6 +281,8 @@ pub struct WatchSettings {
     pub debounce: Duration,
     /// Render this often even without events (catches missed events).
     pub resync: Duration,
+    /// Whom to tell when a render changed files.
+    pub notify: super::notify::NotifySettings,
 }
 
 /// Native-sidecar mode: render, then re-render on every change of the source
@@ -308,7 +311,7 @@ async fn watch_loop(renderer: Renderer, settings: WatchSettings) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_err)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) = crate::http::serve(settings.listen, health, async {
+    let (addr, server) = crate::http::serve(settings.listen, health.clone(), async {
         let _ = stop_rx.await;
     })
     .await
@@ -329,19 +332,39 @@ async fn watch_loop(renderer: Renderer, settings: WatchSettings) -> Result<()> {
         })?;
     }
 
+    // Changed files of each successful render after the first go to the
+    // notifier (when one is configured), which runs on its own.
+    let notify_tx = settings.notify.any().then(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(super::notify::Notifier::new(settings.notify.clone(), health.clone()).run(rx));
+        tx
+    });
     let renderer = Arc::new(Mutex::new(renderer));
     let render = || {
         let r = renderer.clone();
         async move {
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(mut r) = r.lock() {
-                    let _ = r.render();
-                }
+            tokio::task::spawn_blocking(move || {
+                let mut r = r.lock().ok()?;
+                let s = r.render().ok()?;
+                Some(s.outcome.changed.into_iter().chain(s.outcome.removed).collect::<Vec<_>>())
             })
-            .await;
+            .await
+            .ok()
+            .flatten()
         }
     };
-    render().await;
+    // The first successful render is before the app starts: nothing to notify.
+    let mut rendered_once = render().await.is_some();
+    let mut after_render = |changed: Option<Vec<PathBuf>>| {
+        let Some(changed) = changed else { return };
+        if rendered_once
+            && !changed.is_empty()
+            && let Some(tx) = &notify_tx
+        {
+            let _ = tx.send(changed);
+        }
+        rendered_once = true;
+    };
     let mut resync = tokio::time::interval(settings.resync);
     resync.reset();
     loop {
@@ -349,10 +372,10 @@ async fn watch_loop(renderer: Renderer, settings: WatchSettings) -> Result<()> {
             Some(()) = rx.recv() => {
                 tokio::time::sleep(settings.debounce).await;
                 while rx.try_recv().is_ok() {}
-                render().await;
+                after_render(render().await);
                 resync.reset();
             }
-            _ = resync.tick() => render().await,
+            _ = resync.tick() => after_render(render().await),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

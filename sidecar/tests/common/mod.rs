@@ -2,11 +2,12 @@
 //! binary, kubelet-style volumes and a tiny HTTP client.
 #![allow(dead_code)]
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Keys `a` and `b` of the published vectors, and their ids.
@@ -145,4 +146,69 @@ impl Drop for Proc {
 
 pub fn parsers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/parsers")
+}
+
+/// A watching sidecar and what it logs.
+pub struct Sidecar {
+    pub proc: Proc,
+    pub addr: String,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub fn start_watch(src: &Path, target: &Path, keyring: &Path, extra: &[&str]) -> Sidecar {
+    let mut child = Command::new(bin())
+        .args(["render", "--watch", "--listen", "127.0.0.1:0", "--log-format", "json", "--debounce", "50ms"])
+        .arg("--source")
+        .arg(src)
+        .arg("--target")
+        .arg(target)
+        .arg("--keyring")
+        .arg(keyring)
+        .args(extra)
+        .env_remove("ENCSTR_KEYRING")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["addr"].as_str()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the sidecar logs its address");
+    Sidecar { proc: Proc(child), addr, log }
+}
+
+pub fn metrics(addr: &str) -> String {
+    get(addr, "/metrics").expect("metrics endpoint").1
+}
+
+/// `promtool check metrics` accepts an exposition.
+pub fn promtool_accepts(exposition: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (run scripts/test.sh to install prometheus)");
+    promtool.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
