@@ -98,8 +98,7 @@ impl Env {
     /// Create a namespace (a test's own, for isolation).
     pub fn namespace(&self, name: &str) {
         let body = serde_json::json!({"metadata": {"name": name}}).to_string();
-        let created =
-            request_blocking(&self.server.url(), "POST", "/api/v1/namespaces", "application/json", &body);
+        let created = request_blocking(&self.server, "POST", "/api/v1/namespaces", "application/json", &body);
         assert!(created.is_ok(), "create namespace {name}: {created:?}");
     }
 }
@@ -135,74 +134,237 @@ impl Drop for Env {
     }
 }
 
-fn http_request(addr: &str, method: &str, path: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+/// An HTTPS client for the test server, as one identity: the admin
+/// (`system:masters`), the holder of a token, or anonymous. Requests are
+/// plain HTTP/1.1 over TLS with the server's CA, one connection each.
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    token: Option<String>,
 }
 
-/// Send one HTTP/1.1 request (async); returns status and parsed JSON body,
-/// or `Err("CODE: body")` for error statuses.
+/// A response: status, headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Header lines as (lower-case name, value).
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: String,
+}
+
+impl RawResponse {
+    /// All values of a header.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The body as JSON (or a JSON string of the text).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| Value::String(self.body.clone()))
+    }
+}
+
+/// The lines of a streamed (watch) response.
+pub type WatchLines =
+    tokio::io::Lines<tokio::io::BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>;
+
+impl Client {
+    /// A client with `token` (`None`: anonymous).
+    pub fn new(server: &TestApiServer, token: Option<&str>) -> Client {
+        Client { addr: server.addr(), tls: server.client_tls(), token: token.map(str::to_owned) }
+    }
+
+    /// The admin client.
+    pub fn admin(server: &TestApiServer) -> Client {
+        Client::new(server, Some(server.admin_token()))
+    }
+
+    fn head(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body_len: usize,
+        close: bool,
+    ) -> String {
+        let mut h =
+            format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {body_len}\r\n", self.addr);
+        if let Some(t) = &self.token {
+            h.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            h.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if close {
+            h.push_str("Connection: close\r\n");
+        }
+        h.push_str("\r\n");
+        h
+    }
+
+    /// Send a request and read the whole response.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<RawResponse, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| e.to_string())?;
+        let mut tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(crate::apiserver::auth::loopback_name(), tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut req = self.head(method, path, headers, body.len(), true).into_bytes();
+        req.extend_from_slice(body);
+        tls.write_all(&req).await.map_err(|e| e.to_string())?;
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => resp.extend_from_slice(&buf[..n]),
+            }
+        }
+        parse_raw(&resp)
+    }
+
+    /// [`Client::send`] for blocking code.
+    pub fn send_blocking(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<RawResponse, String> {
+        use std::io::{Read as _, Write as _};
+        let tcp = std::net::TcpStream::connect(self.addr).map_err(|e| e.to_string())?;
+        let conn = rustls::ClientConnection::new(self.tls.clone(), crate::apiserver::auth::loopback_name())
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut req = self.head(method, path, headers, body.len(), true).into_bytes();
+        req.extend_from_slice(body);
+        tls.write_all(&req).map_err(|e| e.to_string())?;
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => resp.extend_from_slice(&buf[..n]),
+            }
+        }
+        parse_raw(&resp)
+    }
+
+    /// A request with a content type; `Ok((status, json))`, or
+    /// `Err("CODE: body")` for error statuses.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(u16, Value), String> {
+        let r = self.send(method, path, &[("Content-Type", content_type)], body.as_bytes()).await?;
+        status_result(r)
+    }
+
+    /// [`Client::request`] for blocking code.
+    pub fn request_blocking(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(u16, Value), String> {
+        let r = self.send_blocking(method, path, &[("Content-Type", content_type)], body.as_bytes())?;
+        status_result(r)
+    }
+
+    /// Open a streamed GET (a watch): the status and the body's lines
+    /// (chunk-size lines included).
+    pub async fn stream(&self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, WatchLines), String> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| e.to_string())?;
+        let mut tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(crate::apiserver::auth::loopback_name(), tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        tls.write_all(self.head("GET", path, headers, 0, false).as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut lines = tokio::io::BufReader::new(tls).lines();
+        let status_line = lines.next_line().await.map_err(|e| e.to_string())?.unwrap_or_default();
+        let status = status_line.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
+        while let Some(l) = lines.next_line().await.map_err(|e| e.to_string())? {
+            if l.is_empty() {
+                break;
+            }
+        }
+        Ok((status, lines))
+    }
+}
+
+fn status_result(r: RawResponse) -> Result<(u16, Value), String> {
+    let v = r.json();
+    if r.status >= 400 { Err(format!("{}: {v}", r.status)) } else { Ok((r.status, v)) }
+}
+
+fn parse_raw(resp: &[u8]) -> Result<RawResponse, String> {
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no response")?;
+    let head = String::from_utf8_lossy(&resp[..split]);
+    let raw = &resp[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status: u16 =
+        lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).ok_or("no status")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(raw) } else { raw.to_vec() };
+    Ok(RawResponse { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// Send one request as the admin (async); returns status and parsed JSON
+/// body, or `Err("CODE: body")` for error statuses.
 pub async fn request(
-    base: &str,
+    server: &TestApiServer,
     method: &str,
     path: &str,
     content_type: &str,
     body: &str,
 ) -> Result<(u16, Value), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    s.write_all(http_request(addr, method, path, content_type, body).as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.map_err(|e| e.to_string())?;
-    parse_response(&resp)
+    Client::admin(server).request(method, path, content_type, body).await
 }
 
 /// [`request`] for blocking code.
 pub fn request_blocking(
-    base: &str,
+    server: &TestApiServer,
     method: &str,
     path: &str,
     content_type: &str,
     body: &str,
 ) -> Result<(u16, Value), String> {
-    use std::io::{Read as _, Write as _};
-    let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.write_all(http_request(addr, method, path, content_type, body).as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    parse_response(&resp)
+    Client::admin(server).request_blocking(method, path, content_type, body)
 }
 
-fn parse_response(resp: &[u8]) -> Result<(u16, Value), String> {
-    let text = String::from_utf8_lossy(resp);
-    let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
-    let (head, raw) = text.split_once("\r\n\r\n").ok_or("no body")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(raw)
-    } else {
-        raw.to_owned()
-    };
-    let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    if status >= 400 { Err(format!("{status}: {v}")) } else { Ok((status, v)) }
-}
-
-fn dechunk(raw: &str) -> String {
-    let mut out = String::new();
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     let mut rest = raw;
-    while let Some((size, after)) = rest.split_once("\r\n") {
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]);
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let after = &rest[eol + 2..];
         if n == 0 || after.len() < n {
             break;
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&after[..n]);
+        rest = after[n..].strip_prefix(b"\r\n").unwrap_or(&after[n..]);
     }
     out
 }

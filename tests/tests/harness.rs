@@ -10,9 +10,13 @@ fn the_binary_serves_on_a_free_port_with_a_kubeconfig_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("encstr-apiserver-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, "alice-token,alice,uid-1,\"dev,ops\"\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kube-test-apiserver"))
         .args(["--port", "0", "--kubeconfig"])
         .arg(&kubeconfig)
+        .arg("--token-auth-file")
+        .arg(&tokens)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -21,17 +25,41 @@ fn the_binary_serves_on_a_free_port_with_a_kubeconfig_and_stops_on_sigterm() {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let port: u16 = line.trim().parse().expect("the port on stdout");
     let config = std::fs::read_to_string(&kubeconfig).unwrap();
-    assert!(config.contains(&format!("server: http://127.0.0.1:{port}")), "{config}");
-    let out = Command::new("kubectl")
-        .args(["get", "namespaces", "-o", "name"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("KUBECACHEDIR", dir.join("cache"))
-        .output()
-        .unwrap();
+    assert!(config.contains(&format!("server: https://127.0.0.1:{port}")), "{config}");
+    assert!(config.contains("certificate-authority-data: "), "{config}");
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECACHEDIR", dir.join("cache"))
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "namespace/default\nnamespace/kube-public\nnamespace/kube-system\n"
+        kubectl(&["get", "namespaces", "-o", "name"]).0,
+        "namespace/default\nnamespace/kube-node-lease\nnamespace/kube-public\nnamespace/kube-system\n"
     );
+    // A user of the token file: authenticated, in its groups, and allowed
+    // nothing beyond what a new cluster grants every user.
+    let (who, _) = kubectl(&[
+        "--token",
+        "alice-token",
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert_eq!(who, r#"alice ["dev","ops","system:authenticated"]"#);
+    let (_, err) = kubectl(&["--token", "alice-token", "get", "secrets"]);
+    assert!(
+        err.contains(
+            r#"User "alice" cannot list resource "secrets" in API group "" in the namespace "default""#
+        ),
+        "{err}"
+    );
+    let (_, err) = kubectl(&["--token", "not-a-token", "get", "secrets"]);
+    assert!(err.contains("Unauthorized"), "{err}");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
@@ -42,7 +70,7 @@ fn env_gives_each_test_a_namespace_runs_processes_and_cleans_up() {
     let mut env = Env::start("harness-ok");
     env.namespace("harness-ok");
     let (code, ns) =
-        request_blocking(&env.server.url(), "GET", "/api/v1/namespaces/harness-ok", "application/json", "")
+        request_blocking(&env.server, "GET", "/api/v1/namespaces/harness-ok", "application/json", "")
             .unwrap();
     assert_eq!((code, ns["status"]["phase"].as_str()), (200, Some("Active")));
     // A process run with the env's kubeconfig sees the server.

@@ -1,12 +1,12 @@
-//! API conventions of the test server, checked over plain HTTP: versions,
-//! conflicts, status split, generation, finalizers, garbage collection,
-//! selectors on list and watch, watch resumption, bookmarks and faults.
+//! API conventions of the test server, checked over HTTPS as the admin:
+//! versions, conflicts, status split, generation, finalizers, garbage
+//! collection, selectors on list and watch, watch resumption, bookmarks and
+//! faults.
 
 use encstr_tests::TestApiServer;
 use encstr_tests::apiserver::{Fault, Matcher};
-use encstr_tests::harness::request;
+use encstr_tests::harness::{Client, WatchLines, eventually, request};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
  "metadata":{"name":"widgets.example.com"},
@@ -16,26 +16,20 @@ const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResou
    "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
 
 async fn call(s: &TestApiServer, method: &str, path: &str, body: Value) -> Result<Value, String> {
-    request(&s.url(), method, path, "application/json", &body.to_string()).await.map(|(_, v)| v)
+    request(s, method, path, "application/json", &body.to_string()).await.map(|(_, v)| v)
 }
 
 async fn patch(s: &TestApiServer, path: &str, ct: &str, body: &str) -> Result<Value, String> {
-    request(&s.url(), "PATCH", path, ct, body).await.map(|(_, v)| v)
+    request(s, "PATCH", path, ct, body).await.map(|(_, v)| v)
 }
 
 /// Open a watch and read events as JSON lines.
-struct Watch(tokio::io::Lines<BufReader<tokio::net::TcpStream>>);
+struct Watch(WatchLines);
 
 impl Watch {
     async fn open(s: &TestApiServer, path: &str) -> Watch {
-        let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-        let mut lines = BufReader::new(tcp).lines();
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if l.is_empty() {
-                break;
-            }
-        }
+        let (status, lines) = Client::admin(s).stream(path, &[]).await.unwrap();
+        assert_eq!(status, 200, "watch {path}");
         Watch(lines)
     }
 
@@ -149,10 +143,14 @@ async fn crud_conflicts_and_secrets() {
         .await
         .unwrap();
     assert_eq!(names(&l), vec!["t"]);
-    // Deleting the namespace deletes its objects.
-    call(&s, "DELETE", "/api/v1/namespaces/a", Value::Null).await.unwrap();
+    // Deleting the namespace deletes its objects, then the namespace.
+    let ns = call(&s, "DELETE", "/api/v1/namespaces/a", Value::Null).await.unwrap();
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    eventually(10, "namespace a gone", || async {
+        call(&s, "GET", "/api/v1/namespaces/a", Value::Null).await.is_err().then_some(())
+    })
+    .await;
     assert!(call(&s, "GET", "/api/v1/namespaces/a/secrets/t", Value::Null).await.is_err());
-    assert!(call(&s, "GET", "/api/v1/namespaces/a", Value::Null).await.is_err());
 }
 
 #[tokio::test]
@@ -209,8 +207,8 @@ async fn custom_resources_status_split_generation_and_apply() {
     let apply = |body: &str, q: &str| {
         let path = format!("{base}/x?fieldManager=op{q}");
         let body = body.to_owned();
-        let url = s.url();
-        async move { request(&url, "PATCH", &path, "application/apply-patch+yaml", &body).await }
+        let s = &s;
+        async move { request(s, "PATCH", &path, "application/apply-patch+yaml", &body).await }
     };
     let (code, x) = apply(
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: x\nspec:\n  size: 1\n  color: red\n",
@@ -227,7 +225,7 @@ async fn custom_resources_status_split_generation_and_apply() {
     .unwrap();
     assert_eq!((code, x["spec"].clone()), (200, json!({"size": 1})));
     let err = request(
-        &s.url(),
+        &s,
         "PATCH",
         &format!("{base}/x?fieldManager=other"),
         "application/apply-patch+yaml",
@@ -235,9 +233,15 @@ async fn custom_resources_status_split_generation_and_apply() {
     )
     .await
     .unwrap_err();
-    assert!(err.starts_with("409") && err.contains(r#"conflict with \"op\": .spec.size"#), "{err}");
+    assert!(
+        err.starts_with("409")
+            && err.contains(
+                r#"Apply failed with 1 conflict: conflict with \"op\" using example.com/v1: .spec.size"#
+            ),
+        "{err}"
+    );
     let (_, x) = request(
-        &s.url(),
+        &s,
         "PATCH",
         &format!("{base}/x?fieldManager=other&force=true"),
         "application/apply-patch+yaml",
@@ -246,11 +250,13 @@ async fn custom_resources_status_split_generation_and_apply() {
     .await
     .unwrap();
     assert_eq!(x["spec"]["size"], 5);
-    let err = request(&s.url(), "PATCH", &format!("{base}/x"), "application/apply-patch+yaml", "{}")
-        .await
-        .unwrap_err();
-    assert!(err.starts_with("400"), "apply needs a fieldManager: {err}");
-    // Deleting the CRD removes its resources and its discovery.
+    let err =
+        request(&s, "PATCH", &format!("{base}/x"), "application/apply-patch+yaml", "{}").await.unwrap_err();
+    assert!(
+        err.starts_with("422") && err.contains(r#"PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"#),
+        "apply needs a fieldManager: {err}"
+    );
+    // Deleting the CRD removes its resources, then its discovery.
     call(
         &s,
         "DELETE",
@@ -259,7 +265,10 @@ async fn custom_resources_status_split_generation_and_apply() {
     )
     .await
     .unwrap();
-    assert!(call(&s, "GET", "/apis/example.com/v1", Value::Null).await.is_err());
+    eventually(10, "the CRD's group gone", || async {
+        call(&s, "GET", "/apis/example.com/v1", Value::Null).await.is_err().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -292,15 +301,16 @@ async fn finalizers_deletion_timestamp_and_owner_references() {
     .await
     .unwrap();
     assert!(call(&s, "GET", "/api/v1/namespaces/default/configmaps/owner", Value::Null).await.is_err());
-    assert!(
-        call(&s, "GET", "/api/v1/namespaces/default/secrets/dep", Value::Null).await.is_err(),
-        "dependent collected"
-    );
+    eventually(10, "the dependent collected", || async {
+        call(&s, "GET", "/api/v1/namespaces/default/secrets/dep", Value::Null).await.is_err().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn watches_resume_filter_bookmark_and_expire() {
     let s = TestApiServer::start(0).await.unwrap();
+    s.set_bookmark_interval(std::time::Duration::from_millis(200));
     let cm = "/api/v1/namespaces/default/configmaps";
     let a = call(&s, "POST", cm, json!({"metadata": {"name": "a", "labels": {"app": "x"}}})).await.unwrap();
     let rv = a["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
@@ -336,7 +346,7 @@ async fn watches_resume_filter_bookmark_and_expire() {
     let ev = w.next().await.unwrap();
     assert_eq!((ev["type"].as_str(), ev["object"]["code"].as_u64()), (Some("ERROR"), Some(410)));
     // A watch without resourceVersion starts with the current state; sendInitialEvents ends with a bookmark.
-    let mut w = Watch::open(&s, &format!("{cm}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")).await;
+    let mut w = Watch::open(&s, &format!("{cm}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&labelSelector=app")).await;
     let mut names = Vec::new();
     loop {
         let ev = w.next().await.unwrap();
@@ -364,7 +374,7 @@ async fn faults_counters_and_delays() {
     call(&s, "POST", cm, json!({"metadata": {"name": "b"}})).await.unwrap();
     // Through the HTTP endpoint too.
     request(
-        &s.url(),
+        &s,
         "POST",
         "/__test/faults",
         "application/json",
@@ -377,7 +387,7 @@ async fn faults_counters_and_delays() {
     let counts = s.counts();
     assert_eq!(counts[&("create".to_owned(), "configmaps".to_owned())], 3);
     assert_eq!(counts[&("get".to_owned(), "configmaps".to_owned())], 2);
-    let (_, reqs) = request(&s.url(), "GET", "/__test/requests", "application/json", "").await.unwrap();
+    let (_, reqs) = request(&s, "GET", "/__test/requests", "application/json", "").await.unwrap();
     assert!(reqs["counts"].as_array().unwrap().iter().any(|c| c["verb"] == "create" && c["count"] == 3));
     s.delay(encstr_tests::apiserver::Delay {
         matcher: Matcher { verb: Some("list".into()), ..Matcher::default() },
@@ -387,6 +397,6 @@ async fn faults_counters_and_delays() {
     call(&s, "GET", cm, Value::Null).await.unwrap();
     assert!(t.elapsed() >= std::time::Duration::from_millis(300));
     s.clear_faults();
-    let (_, state) = request(&s.url(), "GET", "/__test/state", "application/json", "").await.unwrap();
+    let (_, state) = request(&s, "GET", "/__test/state", "application/json", "").await.unwrap();
     assert!(state.as_array().unwrap().iter().any(|o| o["metadata"]["name"] == "b"));
 }

@@ -82,12 +82,44 @@ pub struct RequestInfo {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// Whether it was to a `/status` subresource.
-    pub status: bool,
+    /// API group (`""` for the core group and non-resource requests).
+    #[serde(default)]
+    pub group: String,
+    /// Subresource (`status`, `token`, `finalize`).
+    #[serde(default)]
+    pub subresource: String,
+    /// Who sent it.
+    #[serde(default)]
+    pub user: String,
     /// HTTP method and path, as logged.
     pub line: String,
     /// HTTP status answered.
     pub code: u16,
+}
+
+/// One (user, verb, group, resource[/subresource], scope) a request used,
+/// for measuring least privilege.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Usage {
+    /// Who.
+    pub user: String,
+    /// Verb.
+    pub verb: String,
+    /// API group.
+    pub group: String,
+    /// `resource` or `resource/subresource`.
+    pub resource: String,
+    /// Namespace (`""`: cluster scope or all namespaces).
+    pub namespace: String,
+}
+
+/// How a [`Usage`] went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCount {
+    /// Requests.
+    pub requests: u64,
+    /// Of which denied (403).
+    pub forbidden: u64,
 }
 
 /// Counters and faults.
@@ -97,6 +129,7 @@ pub struct Faults {
     delays: Vec<Delay>,
     counts: BTreeMap<(String, String), u64>,
     log: VecDeque<RequestInfo>,
+    usage: BTreeMap<Usage, UsageCount>,
 }
 
 /// The decision for a request.
@@ -142,6 +175,25 @@ impl Faults {
 
     /// Record a finished request.
     pub fn log(&mut self, r: RequestInfo) {
+        if !r.resource.is_empty() {
+            let resource = if r.subresource.is_empty() {
+                r.resource.clone()
+            } else {
+                format!("{}/{}", r.resource, r.subresource)
+            };
+            let key = Usage {
+                user: r.user.clone(),
+                verb: r.verb.clone(),
+                group: r.group.clone(),
+                resource,
+                namespace: r.namespace.clone(),
+            };
+            let u = self.usage.entry(key).or_default();
+            u.requests += 1;
+            if r.code == 403 {
+                u.forbidden += 1;
+            }
+        }
         self.log.push_back(r);
         if self.log.len() > 5000 {
             self.log.pop_front();
@@ -158,10 +210,17 @@ impl Faults {
         self.log.iter().cloned().collect()
     }
 
-    /// Forget counts and the log.
+    /// Every (user, verb, group, resource, namespace) used since the last
+    /// reset, with counts; never truncated.
+    pub fn usage(&self) -> BTreeMap<Usage, UsageCount> {
+        self.usage.clone()
+    }
+
+    /// Forget counts, usage and the log.
     pub fn reset_counts(&mut self) {
         self.counts.clear();
         self.log.clear();
+        self.usage.clear();
     }
 }
 
@@ -175,7 +234,9 @@ mod tests {
             resource: "secrets".into(),
             namespace: "a".into(),
             name: "x".into(),
-            status: false,
+            group: String::new(),
+            subresource: String::new(),
+            user: "u".into(),
             line: String::new(),
             code: 0,
         }
@@ -191,5 +252,15 @@ mod tests {
             ["update", "get", "update", "update", "update"].iter().map(|v| f.decide(&req(v)).fail).collect();
         assert_eq!(got, vec![None, None, Some(409), Some(409), None]);
         assert_eq!(f.counts()[&("update".into(), "secrets".into())], 4);
+        let mut denied = req("list");
+        denied.code = 403;
+        f.log(denied);
+        f.log(req("list"));
+        let u = f.usage();
+        let (k, v) = u.iter().next().unwrap();
+        assert_eq!(
+            (k.verb.as_str(), k.resource.as_str(), v.requests, v.forbidden),
+            ("list", "secrets", 2, 1)
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! Label selectors (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`,
-//! `a`, `!a`) and the field selectors `metadata.name` / `metadata.namespace`.
+//! `a`, `!a`), `LabelSelector` objects (`matchLabels`, `matchExpressions`),
+//! and field selectors over the fields each kind supports
+//! (`metadata.name`, `metadata.namespace`, and for events
+//! `involvedObject.*`, `reason`, `type`, ...).
 
 use serde_json::Value;
 
@@ -43,6 +46,11 @@ fn set(values: &str) -> Result<Vec<String>, String> {
 }
 
 impl LabelSelector {
+    /// Whether it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parse the `labelSelector` query parameter.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
@@ -84,13 +92,95 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector over `metadata.name` and `metadata.namespace`.
+/// Whether a `LabelSelector` object matches a labels map (`null` selects
+/// nothing, `{}` everything).
+pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
+    if selector.is_null() {
+        return false;
+    }
+    let get = |k: &str| labels.get(k).and_then(Value::as_str);
+    let labels_ok =
+        selector["matchLabels"].as_object().is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
+    let exprs_ok = selector["matchExpressions"].as_array().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let key = e["key"].as_str().unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e["operator"].as_str() {
+                Some("In") => get(key).is_some_and(|v| values.contains(&v)),
+                Some("NotIn") => get(key).is_none_or(|v| !values.contains(&v)),
+                Some("Exists") => get(key).is_some(),
+                Some("DoesNotExist") => get(key).is_none(),
+                _ => false,
+            }
+        })
+    });
+    labels_ok && exprs_ok
+}
+
+/// The field selector labels a kind supports besides `metadata.name` and
+/// `metadata.namespace`.
+pub fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
+    match (group, plural) {
+        ("" | "events.k8s.io", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "secrets") => &["type"],
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+        ],
+        ("", "namespaces") => &["status.phase"],
+        _ => &[],
+    }
+}
+
+/// A parsed field selector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
-    /// Parse the `fieldSelector` query parameter.
+    /// Whether it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Parse the `fieldSelector` query parameter for a kind that supports
+    /// `extra` fields besides name and namespace.
+    pub fn parse_for(s: &str, extra: &[&str]) -> Result<Self, String> {
+        let parsed = Self::parse_any(s)?;
+        for (field, _, _) in &parsed.0 {
+            if !matches!(field.as_str(), "metadata.name" | "metadata.namespace")
+                && !extra.contains(&field.as_str())
+            {
+                return Err(format!("field label not supported: {field}"));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Parse the `fieldSelector` query parameter (name and namespace only).
     pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_for(s, &[])
+    }
+
+    fn parse_any(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let (field, eq, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -103,23 +193,23 @@ impl FieldSelector {
                 return Err(format!("invalid field selector {part:?}"));
             };
             let field = field.trim();
-            if !matches!(field, "metadata.name" | "metadata.namespace") {
-                return Err(format!("field label not supported: {field}"));
-            }
             reqs.push((field.to_owned(), eq, value.trim().to_owned()));
         }
         Ok(FieldSelector(reqs))
     }
 
-    /// Whether an object matches.
+    /// Whether an object matches (fields are dotted paths into it; an
+    /// absent field is the empty string, `source` is `source.component`).
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, value)| {
-            let actual = match field.as_str() {
-                "metadata.name" => obj["metadata"]["name"].as_str(),
-                _ => obj["metadata"]["namespace"].as_str(),
-            }
-            .unwrap_or_default();
-            (actual == value) == *eq
+            let path = if field == "source" { "source.component" } else { field.as_str() };
+            let actual = path.split('.').fold(obj, |v, k| &v[k]);
+            let actual = match actual {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (actual == *value) == *eq
         })
     }
 }
@@ -157,5 +247,27 @@ mod tests {
         assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&obj));
         assert!(!FieldSelector::parse("metadata.name=a,metadata.namespace!=ns").unwrap().matches(&obj));
         assert!(FieldSelector::parse("spec.x=1").is_err());
+        let ev = json!({"involvedObject": {"kind": "SecretKeyring", "name": "k"}, "metadata": {"name": "e"}});
+        let sel = FieldSelector::parse_for(
+            "involvedObject.kind=SecretKeyring,involvedObject.name=k",
+            extra_fields("", "events"),
+        )
+        .unwrap();
+        assert!(sel.matches(&ev));
+    }
+
+    #[test]
+    fn label_selector_objects() {
+        let labels = json!({"team": "a", "tier": "x"});
+        assert!(selector_matches(&json!({}), &labels));
+        assert!(!selector_matches(&Value::Null, &labels));
+        assert!(selector_matches(
+            &json!({"matchLabels": {"team": "a"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["y"]}]}),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}),
+            &labels
+        ));
     }
 }

@@ -1,5 +1,10 @@
-//! The HTTP layer: path routing, verbs, watch streams, discovery and the
-//! `/__test` endpoints.
+//! The HTTPS layer, in kube-apiserver's order: authentication (bearer
+//! tokens; none is `system:anonymous`), request info (verb, resource,
+//! subresource, namespace, name, or a non-resource path), RBAC
+//! authorization, then the request log and injected faults, and the
+//! handlers: discovery, resources (see `handlers`), watches and the
+//! `/__test` control endpoints (unauthenticated: they are the test's, not
+//! the cluster's).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -11,31 +16,65 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
-use super::faults::{Delay, Fault, Faults, RequestInfo};
-use super::resources::{self, ResourceType};
-use super::selectors::{FieldSelector, LabelSelector};
-use super::store::{ApiError, ApiResult, Change, ChangeKind, PatchType, Store, Sub};
+use super::auth::{Tls, TlsListener, UserInfo, random_token};
+use super::errors::ApiError;
+use super::faults::{Delay, Fault, Faults, RequestInfo, Usage, UsageCount};
+use super::rbac::{self, Attributes, ResourceAttributes};
+use super::resources;
+use super::store::Store;
+use super::watch::WatchSettings;
+use super::{controllers, handlers};
+
+/// The name of the admin identity of generated kubeconfigs.
+pub const ADMIN_USER: &str = "kubernetes-admin";
 
 /// Shared state of a running server.
 #[derive(Debug)]
 pub struct App {
-    store: Mutex<Store>,
-    faults: Mutex<Faults>,
-    close_watches: watch::Sender<u64>,
+    pub(super) store: Mutex<Store>,
+    pub(super) faults: Mutex<Faults>,
+    pub(super) close_watches: watch::Sender<u64>,
+    pub(super) settings: Arc<Mutex<WatchSettings>>,
+    pub(super) tls: Tls,
+    admin_token: String,
 }
 
-impl Default for App {
-    fn default() -> Self {
-        App { store: Mutex::default(), faults: Mutex::default(), close_watches: watch::channel(0).0 }
+impl App {
+    fn new() -> App {
+        let admin_token = random_token();
+        let mut store = Store::default();
+        store.auth.add_token(&admin_token, UserInfo::new(ADMIN_USER, &["system:masters"]));
+        App {
+            store: Mutex::new(store),
+            faults: Mutex::default(),
+            close_watches: watch::channel(0).0,
+            settings: Arc::default(),
+            tls: Tls::generate(),
+            admin_token,
+        }
+    }
+
+    fn authenticate(&self, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+        let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return Ok(UserInfo::anonymous());
+        };
+        let token = auth.strip_prefix("Bearer ").map(str::trim).unwrap_or_default();
+        let store = self.store.lock().expect("lock");
+        store
+            .auth
+            .authenticate(token, |ns, name| store.service_account_uid(ns, name))
+            .ok_or_else(|| ApiError::new(401, "Unauthorized", "Unauthorized"))
     }
 }
 
-/// A running test API server on 127.0.0.1.
+/// A running test API server on 127.0.0.1, serving HTTPS.
 #[derive(Debug)]
 pub struct TestApiServer {
     addr: SocketAddr,
@@ -53,13 +92,42 @@ enum Runner {
     Thread(std::thread::JoinHandle<()>),
 }
 
+/// The control-plane controllers: after changes (debounced) and on a tick.
+async fn run_controllers(app: Arc<App>) {
+    let mut rx = app.store.lock().expect("lock").subscribe();
+    let ca = app.tls.ca_pem.clone();
+    loop {
+        tokio::select! {
+            r = rx.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while rx.try_recv().is_ok() {}
+        let mut store = app.store.lock().expect("lock");
+        controllers::run_once(&mut store, &ca);
+    }
+}
+
 async fn serve_on(listener: tokio::net::TcpListener, app: Arc<App>, rx: tokio::sync::oneshot::Receiver<()>) {
+    let controllers = tokio::spawn(run_controllers(app.clone()));
+    let tls = match TlsListener::new(listener, app.tls.server_config()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kube-test-apiserver: cannot listen: {e}");
+            return;
+        }
+    };
     let router = Router::new().fallback(handle).with_state(app);
-    let _ = axum::serve(listener, router)
+    let _ = axum::serve(tls, router)
         .with_graceful_shutdown(async {
             let _ = rx.await;
         })
         .await;
+    controllers.abort();
 }
 
 impl TestApiServer {
@@ -68,7 +136,7 @@ impl TestApiServer {
     pub async fn start(port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let app = Arc::new(App::default());
+        let app = Arc::new(App::new());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve_on(listener, app.clone(), rx));
         Ok(TestApiServer { addr, app, shutdown: Some(tx), runner: Some(Runner::Task(task)) })
@@ -80,7 +148,7 @@ impl TestApiServer {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let app = Arc::new(App::default());
+        let app = Arc::new(App::new());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let served = app.clone();
         let thread = std::thread::Builder::new().name("kube-test-apiserver".into()).spawn(move || {
@@ -102,19 +170,58 @@ impl TestApiServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
-    /// A kubeconfig pointing at this server (no credentials).
+    /// The server's CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.app.tls.ca_pem
+    }
+
+    /// A rustls client configuration trusting the server's CA.
+    pub fn client_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.app.tls.client_config()
+    }
+
+    /// The admin's bearer token (`system:masters`).
+    pub fn admin_token(&self) -> &str {
+        &self.app.admin_token
+    }
+
+    /// A kubeconfig for the admin (`system:masters`).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig(&self.url())
+        self.kubeconfig_for(ADMIN_USER, Some(&self.app.admin_token))
     }
 
-    /// Write the kubeconfig to a file.
+    /// A kubeconfig for the identity of `token` (`None`: anonymous).
+    pub fn kubeconfig_for(&self, user: &str, token: Option<&str>) -> String {
+        kubeconfig(&self.url(), &self.app.tls.ca_pem, user, token)
+    }
+
+    /// Write the admin kubeconfig to a file.
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.kubeconfig())
+    }
+
+    /// Accept `token` as the user `name` in `groups` (plus
+    /// `system:authenticated`).
+    pub fn add_user(&self, token: &str, name: &str, groups: &[&str]) {
+        self.app.store.lock().expect("lock").auth.add_token(token, UserInfo::new(name, groups));
+    }
+
+    /// Add the users of a token file in kube-apiserver's CSV format
+    /// (`token,user,uid,"group1,group2"`); returns how many.
+    pub fn load_token_file(&self, text: &str) -> Result<usize, String> {
+        self.app.store.lock().expect("lock").auth.load_token_file(text)
+    }
+
+    /// A token for an existing ServiceAccount, as TokenRequest mints them.
+    pub fn service_account_token(&self, ns: &str, name: &str) -> Option<String> {
+        let mut store = self.app.store.lock().expect("lock");
+        let uid = store.service_account_uid(ns, name)?;
+        Some(store.auth.mint(ns, name, &uid, 3600).0)
     }
 
     /// Fail matching requests.
@@ -132,12 +239,34 @@ impl TestApiServer {
         self.app.faults.lock().expect("lock").clear();
     }
 
+    /// Deliver watch events of `resource` (plural) `delay` after they
+    /// happen (zero: at once).
+    pub fn set_watch_delay(&self, resource: &str, delay: Duration) {
+        let mut s = self.app.settings.lock().expect("lock");
+        if delay.is_zero() {
+            s.delays.remove(resource);
+        } else {
+            s.delays.insert(resource.to_owned(), delay);
+        }
+    }
+
+    /// Send bookmarks this often (watches opened from now on).
+    pub fn set_bookmark_interval(&self, every: Duration) {
+        self.app.settings.lock().expect("lock").bookmark_interval = every.max(Duration::from_millis(10));
+    }
+
+    /// Keep this many changes for watches and consistent lists.
+    pub fn set_history(&self, changes: usize) {
+        self.app.store.lock().expect("lock").set_history(changes);
+    }
+
     /// End every open watch stream (clients must re-watch).
     pub fn close_watches(&self) {
         self.app.close_watches.send_modify(|n| *n += 1);
     }
 
-    /// Forget the change history: watches from older resourceVersions get 410.
+    /// Forget the change history: watches and lists from older
+    /// resourceVersions (and continue tokens) get 410.
     pub fn compact(&self) {
         self.app.store.lock().expect("lock").compact();
     }
@@ -157,7 +286,13 @@ impl TestApiServer {
         self.app.faults.lock().expect("lock").recent()
     }
 
-    /// Reset the counters and the request log.
+    /// Every (user, verb, group, resource, namespace) requested since the
+    /// last reset, with request and 403 counts.
+    pub fn usage(&self) -> BTreeMap<Usage, UsageCount> {
+        self.app.faults.lock().expect("lock").usage()
+    }
+
+    /// Reset the counters, usage and the request log.
     pub fn reset_counts(&self) {
         self.app.faults.lock().expect("lock").reset_counts();
     }
@@ -197,20 +332,26 @@ impl Drop for TestApiServer {
     }
 }
 
-/// A kubeconfig for a server URL, without credentials.
-pub fn kubeconfig(url: &str) -> String {
+/// A kubeconfig for a server URL and CA, as `user` with a bearer token
+/// (`None`: no credentials).
+pub fn kubeconfig(url: &str, ca_pem: &str, user: &str, token: Option<&str>) -> String {
+    let ca = STANDARD.encode(ca_pem);
+    let credentials = match token {
+        Some(t) => format!("\n    token: {t}"),
+        None => " {}".to_owned(),
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\nusers:\n- name: test\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: {user}\n    namespace: default\ncurrent-context: test\nusers:\n- name: {user}\n  user:{credentials}\n"
     )
 }
 
-fn json_response(code: u16, body: &Value) -> Response {
+pub(super) fn json_response(code: u16, body: &Value) -> Response {
     let mut r = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(super) fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.status())
 }
 
@@ -252,99 +393,79 @@ fn query(uri: &Uri) -> HashMap<String, String> {
         .collect()
 }
 
-/// Where a resource request points.
-#[derive(Debug)]
-struct Target {
-    t: ResourceType,
-    ns: Option<String>,
-    name: Option<String>,
-    sub: Sub,
+/// A resource request, as kube-apiserver's RequestInfoFactory parses it.
+#[derive(Debug, Clone)]
+pub(super) struct ResourceRequest {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub subresource: String,
+    /// The namespace of the path (`namespaces/{ns}/...`), or for a
+    /// namespace itself its name.
+    pub namespace: String,
+    /// Whether the path was namespaced (`namespaces/{ns}/resource`).
+    pub namespaced_path: bool,
+    pub name: String,
+    pub verb: &'static str,
 }
 
-fn route(store: &Store, segments: &[&str]) -> ApiResult<Target> {
+fn resource_request(
+    method: &Method,
+    segments: &[String],
+    q: &HashMap<String, String>,
+) -> Option<ResourceRequest> {
     let (group, version, rest) = match segments {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        [a, v, rest @ ..] if a == "api" && !rest.is_empty() => (String::new(), v.clone(), rest),
+        [a, g, v, rest @ ..] if a == "apis" && !rest.is_empty() => (g.clone(), v.clone(), rest),
+        _ => return None,
     };
-    let find = |res: &str| {
-        store.type_of(group, version, res).ok_or_else(|| {
-            ApiError::new(
-                404,
-                "NotFound",
-                format!("the server could not find the requested resource ({res}.{group}/{version})"),
-            )
-        })
-    };
-    let sub = |s: Option<&&str>| match s {
-        None => Ok(Sub::Main),
-        Some(&"status") => Ok(Sub::Status),
-        Some(other) => Err(ApiError::new(404, "NotFound", format!("subresource {other} is not supported"))),
-    };
-    match rest {
-        ["namespaces", ns, res, tail @ ..] if !matches!(*res, "status" | "finalize") => {
-            let t = find(res)?;
-            if !t.namespaced {
-                return Err(ApiError::new(404, "NotFound", format!("{} is not namespaced", t.plural)));
-            }
-            Ok(Target {
-                t,
-                ns: Some((*ns).to_owned()),
-                name: tail.first().map(|s| (*s).to_owned()),
-                sub: sub(tail.get(1))?,
-            })
+    let mut parts: &[String] = rest;
+    let mut namespace = String::new();
+    let mut namespaced_path = false;
+    if parts[0] == "namespaces" && parts.len() > 1 {
+        namespace = parts[1].clone();
+        if parts.len() > 2 && !matches!(parts[2].as_str(), "status" | "finalize") {
+            parts = &parts[2..];
+            namespaced_path = true;
         }
-        [res, tail @ ..] => {
-            let t = find(res)?;
-            let sub = match tail.get(1) {
-                Some(&"finalize") => Sub::Main,
-                other => sub(other)?,
-            };
-            Ok(Target { t, ns: None, name: tail.first().map(|s| (*s).to_owned()), sub })
-        }
-        [] => Err(ApiError::new(404, "NotFound", "no resource")),
     }
-}
-
-fn verb(method: &Method, has_name: bool, q: &HashMap<String, String>) -> &'static str {
-    let watch = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
-    match (method.as_str(), has_name) {
-        ("GET", true) => "get",
-        ("GET", false) if watch => "watch",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
+    let verb = match method.as_str() {
+        "GET" | "HEAD" => "get",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
         _ => "unknown",
-    }
-}
-
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
-    if body.is_empty() {
-        return Ok(Value::Null);
-    }
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if ct.starts_with("application/vnd.kubernetes.protobuf") {
-        return super::proto::decode(body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
-    }
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        return Ok(v);
-    }
-    if ct.contains("yaml") {
-        let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-        return serde_saphyr::from_str::<Value>(text)
-            .map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")));
-    }
-    Err(ApiError::bad_request("the body is not valid JSON"))
-}
-
-fn manager(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
-    q.get("fieldManager").cloned().unwrap_or_else(|| {
-        let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
-        ua.split('/').next().unwrap_or("unknown").to_owned()
+    };
+    let name = parts.get(1).cloned().unwrap_or_default();
+    let verb = match (verb, name.is_empty()) {
+        ("get", true) if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) => "watch",
+        ("get", true) => "list",
+        ("delete", true) => "deletecollection",
+        (v, _) => v,
+    };
+    Some(ResourceRequest {
+        group,
+        version,
+        resource: parts[0].clone(),
+        subresource: parts.get(2).cloned().unwrap_or_default(),
+        namespace,
+        namespaced_path,
+        name,
+        verb,
     })
+}
+
+/// kubectl and client-go send `?dryRun=All`; kube-apiserver refuses other
+/// values.
+pub(super) fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: [\"{other}\"]: supported values: \"All\""
+        ))),
+    }
 }
 
 async fn handle(
@@ -354,81 +475,62 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().trim_end_matches('/').to_owned();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let path = uri.path().to_owned();
+    let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     let q = query(&uri);
-    match segments.as_slice() {
-        ["version"] => {
-            return json_response(
-                200,
-                &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-encstr-test", "platform": "linux/amd64", "goVersion": "go1.24", "compiler": "gc", "buildDate": "2026-11-23T00:00:00Z", "gitCommit": "0000000", "gitTreeState": "clean"}),
-            );
-        }
-        ["healthz"] | ["readyz"] | ["livez"] => return (StatusCode::OK, "ok").into_response(),
-        ["__test", rest @ ..] => return test_endpoint(&app, &method, rest, &body),
-        ["openapi", "v3"] => {
-            let types = app.store.lock().expect("lock").types().to_vec();
-            return json_response(200, &resources::openapi_root(&types));
-        }
-        ["openapi", "v3", "api", v] | ["openapi", "v3", "apis", _, v] => {
-            let group = if segments[2] == "api" { "" } else { segments[3] };
-            let types = app.store.lock().expect("lock").types().to_vec();
-            return match resources::openapi_gv(&types, group, v) {
-                Some(doc) => json_response(200, &doc),
-                None => error_response(&ApiError::new(404, "NotFound", "no such group/version")),
-            };
-        }
-        ["api"] => {
-            return json_response(
-                200,
-                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
-            );
-        }
-        ["apis"] => {
-            let types = app.store.lock().expect("lock").types().to_vec();
-            return json_response(200, &resources::group_list(&types));
-        }
-        ["api", v] | ["apis", _, v] => {
-            let group = if segments[0] == "api" { "" } else { segments[1] };
-            let types = app.store.lock().expect("lock").types().to_vec();
-            return match resources::resource_list(&types, group, v) {
-                Some(list) => json_response(200, &list),
-                None => error_response(&ApiError::new(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )),
-            };
-        }
-        _ => {}
+    if segments.first().is_some_and(|s| s == "__test") {
+        let rest: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
+        return test_endpoint(&app, &method, &rest, &body);
     }
-    let target = match route(&app.store.lock().expect("lock"), &segments) {
-        Ok(t) => t,
-        Err(e) => {
-            let info = RequestInfo {
-                verb: verb(&method, false, &q).into(),
-                resource: String::new(),
-                namespace: String::new(),
-                name: String::new(),
-                status: false,
-                line: format!("{method} {uri}"),
-                code: e.code,
-            };
-            let mut f = app.faults.lock().expect("lock");
-            f.decide(&info);
-            f.log(info);
-            return error_response(&e);
-        }
+    let user = match app.authenticate(&headers) {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
+    let request = resource_request(&method, &segments, &q);
+    let attrs = match &request {
+        Some(r) => Attributes {
+            user: user.clone(),
+            verb: r.verb.into(),
+            resource: Some(ResourceAttributes {
+                group: r.group.clone(),
+                resource: r.resource.clone(),
+                subresource: r.subresource.clone(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            }),
+            path: String::new(),
+        },
+        None => Attributes {
+            user: user.clone(),
+            verb: method.as_str().to_lowercase(),
+            resource: None,
+            path: path.clone(),
+        },
     };
     let mut info = RequestInfo {
-        verb: verb(&method, target.name.is_some(), &q).into(),
-        resource: target.t.plural.clone(),
-        namespace: target.ns.clone().unwrap_or_default(),
-        name: target.name.clone().unwrap_or_default(),
-        status: target.sub == Sub::Status,
+        verb: attrs.verb.clone(),
+        resource: request.as_ref().map(|r| r.resource.clone()).unwrap_or_default(),
+        namespace: request.as_ref().map(|r| r.namespace.clone()).unwrap_or_default(),
+        name: request.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        group: request.as_ref().map(|r| r.group.clone()).unwrap_or_default(),
+        subresource: request.as_ref().map(|r| r.subresource.clone()).unwrap_or_default(),
+        user: user.name.clone(),
         line: format!("{method} {uri}"),
         code: 0,
     };
+    let allowed = {
+        let store = app.store.lock().expect("lock");
+        rbac::allowed(&*store, &attrs)
+    };
+    if !allowed {
+        let e = ApiError::forbidden(
+            rbac::forbidden_message(&attrs),
+            attrs.resource.as_ref().map(|r| json!({"name": r.name, "group": r.group, "kind": r.resource})),
+        );
+        info.code = 403;
+        app.faults.lock().expect("lock").log(info);
+        return error_response(&e);
+    }
     let decision = app.faults.lock().expect("lock").decide(&info);
     if decision.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(decision.delay_ms)).await;
@@ -439,6 +541,7 @@ async fn handle(
             410 => "Expired",
             429 => "TooManyRequests",
             404 => "NotFound",
+            403 => "Forbidden",
             _ => "InternalError",
         };
         error_response(&ApiError::new(
@@ -446,12 +549,10 @@ async fn handle(
             reason,
             format!("injected fault: {code} for {} {}", info.verb, info.resource),
         ))
-    } else if info.verb == "watch" {
-        watch_response(&app, &target, &q)
     } else {
-        match serve(&app, &target, &info.verb, &q, &headers, &body) {
-            Ok((code, v)) => json_response(code, &v),
-            Err(e) => error_response(&e),
+        match &request {
+            Some(r) => handlers::resource(&app, r, user, &q, &headers, body).await,
+            None => non_resource(&app, &segments, &method),
         }
     };
     info.code = response.status().as_u16();
@@ -459,240 +560,87 @@ async fn handle(
     response
 }
 
-fn serve(
-    app: &App,
-    target: &Target,
-    verb: &str,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> ApiResult<(u16, Value)> {
-    let t = &target.t;
-    let ns = if t.namespaced { target.ns.clone().unwrap_or_default() } else { String::new() };
-    if t.namespaced && target.name.is_some() && target.ns.is_none() {
-        return Err(ApiError::new(404, "NotFound", "namespaced resources need a namespace"));
+fn not_found() -> Response {
+    error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+}
+
+/// Discovery, version, health and OpenAPI.
+fn non_resource(app: &App, segments: &[String], method: &Method) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
     }
-    let name = target.name.clone().unwrap_or_default();
-    let mut store = app.store.lock().expect("lock");
-    let mgr = manager(q, headers);
-    match verb {
-        "get" => store.get(t, &ns, &name).map(|v| (200, v)),
-        "list" => {
-            let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
-                .map_err(ApiError::bad_request)?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
-                .map_err(ApiError::bad_request)?;
-            let scope = if t.namespaced { target.ns.as_deref() } else { None };
-            let (mut items, rv) = store.list(t, scope, &labels, &fields);
-            // Pagination: `continue` is the index of the next item.
-            let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
-            let limit: usize =
-                q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
-            let total = items.len();
-            items = items.into_iter().skip(start).take(limit).collect();
-            let mut meta = json!({"resourceVersion": rv.to_string()});
-            if start.saturating_add(limit) < total {
-                meta["continue"] = json!((start + limit).to_string());
-                meta["remainingItemCount"] = json!(total - start - limit);
-            }
-            Ok((
-                200,
-                json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": meta, "items": items}),
-            ))
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let types = || app.store.lock().expect("lock").types().to_vec();
+    match segs.as_slice() {
+        ["version"] => json_response(
+            200,
+            &json!({"major": "1", "minor": "35", "emulationMajor": "1", "emulationMinor": "35", "minCompatibilityMajor": "1", "minCompatibilityMinor": "34", "gitVersion": "v1.35.0", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean", "buildDate": "2026-11-23T00:00:00Z", "goVersion": "go1.25.0", "compiler": "gc", "platform": "linux/amd64"}),
+        ),
+        ["healthz"] | ["readyz"] | ["livez"] => (StatusCode::OK, "ok").into_response(),
+        ["openapi", "v3"] => json_response(200, &resources::openapi_root(&types())),
+        ["openapi", "v3", "api", v] => {
+            resources::openapi_gv(&types(), "", v).map_or_else(not_found, |d| json_response(200, &d))
         }
-        "create" => {
-            let obj = parse_body(headers, body)?;
-            store.create(t, &ns, obj, &mgr).map(|v| (201, v))
+        ["openapi", "v3", "apis", g, v] => {
+            resources::openapi_gv(&types(), g, v).map_or_else(not_found, |d| json_response(200, &d))
         }
-        "update" => {
-            let obj = parse_body(headers, body)?;
-            store.update(t, &ns, &name, obj, target.sub, &mgr).map(|v| (200, v))
-        }
-        "patch" => {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let kind = if ct.starts_with("application/apply-patch") {
-                if !q.contains_key("fieldManager") {
-                    return Err(ApiError::bad_request("PATCH with apply requires a fieldManager"));
+        ["api"] => json_response(
+            200,
+            &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        ),
+        ["apis"] => json_response(200, &resources::group_list(&types())),
+        ["apis", g] => {
+            let list = resources::group_list(&types());
+            match list["groups"].as_array().into_iter().flatten().find(|x| x["name"] == *g) {
+                Some(group) => {
+                    let mut g = group.clone();
+                    g["kind"] = json!("APIGroup");
+                    g["apiVersion"] = json!("v1");
+                    json_response(200, &g)
                 }
-                PatchType::Apply { force: q.get("force").is_some_and(|f| f == "true") }
-            } else if ct.starts_with("application/json-patch") {
-                PatchType::Json
-            } else if ct.starts_with("application/merge-patch")
-                || ct.starts_with("application/strategic-merge-patch")
-            {
-                PatchType::Merge
-            } else {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format: {ct}"),
-                ));
-            };
-            let patch = parse_body(headers, body)?;
-            let existed = store.get(t, &ns, &name).is_ok();
-            store
-                .patch(t, &ns, &name, kind, &patch, target.sub, &mgr)
-                .map(|v| (if existed { 200 } else { 201 }, v))
-        }
-        "delete" => {
-            let opts = parse_body(headers, body).unwrap_or(Value::Null);
-            let policy = q
-                .get("propagationPolicy")
-                .cloned()
-                .or_else(|| opts["propagationPolicy"].as_str().map(str::to_owned));
-            let orphan =
-                policy.as_deref() == Some("Orphan") || opts["orphanDependents"].as_bool() == Some(true);
-            store.delete(t, &ns, &name, orphan).map(|v| (200, v))
-        }
-        "deletecollection" => {
-            let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
-                .map_err(ApiError::bad_request)?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
-                .map_err(ApiError::bad_request)?;
-            let scope = if t.namespaced { target.ns.as_deref() } else { None };
-            let (items, _) = store.list(t, scope, &labels, &fields);
-            for item in &items {
-                let (n, s) = (
-                    item["metadata"]["name"].as_str().unwrap_or_default(),
-                    item["metadata"]["namespace"].as_str().unwrap_or_default(),
-                );
-                let _ = store.delete(t, s, n, false);
+                None => not_found(),
             }
-            Ok((
-                200,
-                json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {}, "items": items}),
-            ))
         }
-        _ => Err(ApiError::new(405, "MethodNotAllowed", "method not allowed")),
+        ["api", v] => {
+            resources::resource_list(&types(), "", v).map_or_else(not_found, |l| json_response(200, &l))
+        }
+        ["apis", g, v] => {
+            resources::resource_list(&types(), g, v).map_or_else(not_found, |l| json_response(200, &l))
+        }
+        _ => not_found(),
     }
 }
 
-/// The watch event for `change` as seen by a watch with these selectors,
-/// or `None` if it does not concern it.
-fn event_for(
-    t: &ResourceType,
-    ns: Option<&str>,
-    labels: &LabelSelector,
-    fields: &FieldSelector,
-    c: &Change,
-) -> Option<Value> {
-    if c.key.group != t.group || c.key.plural != t.plural || ns.is_some_and(|n| n != c.key.namespace) {
-        return None;
-    }
-    let matches = |o: &Value| labels.matches(o) && fields.matches(o);
-    let kind = match c.kind {
-        ChangeKind::Added if matches(&c.object) => "ADDED",
-        ChangeKind::Deleted if matches(&c.object) => "DELETED",
-        ChangeKind::Modified => match (c.old.as_ref().is_some_and(matches), matches(&c.object)) {
-            (true, true) => "MODIFIED",
-            (false, true) => "ADDED",
-            (true, false) => "DELETED",
-            (false, false) => return None,
-        },
-        _ => return None,
-    };
-    let mut object = c.object.clone();
-    object["apiVersion"] = json!(t.api_version());
-    object["kind"] = json!(t.kind);
-    Some(json!({"type": kind, "object": object}))
-}
-
-fn bookmark(t: &ResourceType, rv: u64, initial_end: bool) -> Value {
-    let mut meta = json!({"resourceVersion": rv.to_string()});
-    if initial_end {
-        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-    }
-    json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(), "metadata": meta}})
-}
-
-fn line(v: &Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    Bytes::from(s)
-}
-
-fn watch_response(app: &Arc<App>, target: &Target, q: &HashMap<String, String>) -> Response {
-    let t = target.t.clone();
-    let ns = if t.namespaced { target.ns.clone() } else { None };
-    let (labels, fields) = match (
-        LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str)),
-        FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str)),
-    ) {
-        (Ok(l), Ok(f)) => (l, f),
-        (Err(e), _) | (_, Err(e)) => return error_response(&ApiError::bad_request(e)),
-    };
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let send_initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);
-    let rv: Option<u64> =
-        q.get("resourceVersion").filter(|s| !s.is_empty()).and_then(|s| s.parse().ok()).filter(|rv| *rv > 0);
-
-    let (initial, mut rx, start_rv): (Result<Vec<Value>, ApiError>, broadcast::Receiver<Arc<Change>>, u64) = {
-        let store = app.store.lock().expect("lock");
-        let rx = store.subscribe();
-        let initial = match rv {
-            Some(rv) if !send_initial => store.changes_since(rv).map(|changes| {
-                changes.iter().filter_map(|c| event_for(&t, ns.as_deref(), &labels, &fields, c)).collect()
-            }),
-            _ => {
-                let (items, _) = store.list(&t, ns.as_deref(), &labels, &fields);
-                Ok(items.into_iter().map(|o| json!({"type": "ADDED", "object": o})).collect())
-            }
-        };
-        (initial, rx, store.rv())
-    };
-    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(256);
-    let mut closed = app.close_watches.subscribe();
-    tokio::spawn(async move {
-        let initial = match initial {
-            Ok(events) => events,
-            Err(e) => {
-                let _ = tx.send(line(&json!({"type": "ERROR", "object": e.status()}))).await;
-                return;
-            }
-        };
-        for ev in &initial {
-            if tx.send(line(ev)).await.is_err() {
+/// A streamed response of JSON lines.
+pub(super) fn stream_response(mut rx: tokio::sync::mpsc::Receiver<Value>) -> Response {
+    let stream = async_stream(move |tx| async move {
+        while let Some(v) = rx.recv().await {
+            let mut s = v.to_string();
+            s.push('\n');
+            if tx.send(Bytes::from(s)).await.is_err() {
                 return;
             }
         }
-        let mut last_rv = start_rv;
-        if send_initial && tx.send(line(&bookmark(&t, last_rv, true))).await.is_err() {
-            return;
-        }
-        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.reset();
-        loop {
-            tokio::select! {
-                change = rx.recv() => match change {
-                    Ok(c) => {
-                        last_rv = c.rv;
-                        if let Some(ev) = event_for(&t, ns.as_deref(), &labels, &fields, &c)
-                            && tx.send(line(&ev)).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                },
-                _ = tick.tick(), if bookmarks => {
-                    if tx.send(line(&bookmark(&t, last_rv, false))).await.is_err() {
-                        return;
-                    }
-                }
-                _ = &mut deadline => return,
-                _ = closed.changed() => return,
-            }
-        }
-    });
-    let stream = futures::stream::unfold(out, |mut out| async move {
-        out.recv().await.map(|b| (Ok::<_, Infallible>(b), out))
     });
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     r
+}
+
+/// A byte stream fed by a task.
+fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = Result<Bytes, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) })
 }
 
 fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Response {
@@ -706,34 +654,83 @@ fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Res
                 .into_iter()
                 .map(|((verb, resource), n)| json!({"verb": verb, "resource": resource, "count": n}))
                 .collect();
-            json_response(200, &json!({"counts": counts, "recent": f.recent()}))
+            let usage: Vec<Value> =
+                f.usage().into_iter().map(|(u, c)| json!({"usage": u, "count": c})).collect();
+            json_response(200, &json!({"counts": counts, "recent": f.recent(), "usage": usage}))
         }
         ("DELETE", ["requests"]) => {
             app.faults.lock().expect("lock").reset_counts();
             ok()
         }
-        ("POST", ["faults"]) => match parsed().and_then(|v| {
-            serde_json::from_value::<Fault>(v).map_err(|e| ApiError::bad_request(e.to_string()))
-        }) {
-            Ok(f) => {
-                app.faults.lock().expect("lock").add_fault(f);
-                ok()
+        ("POST", ["faults"]) => {
+            match parsed().and_then(|v| {
+                serde_json::from_value::<Fault>(v).map_err(|e| ApiError::bad_request(e.to_string()))
+            }) {
+                Ok(f) => {
+                    app.faults.lock().expect("lock").add_fault(f);
+                    ok()
+                }
+                Err(e) => error_response(&e),
             }
-            Err(e) => error_response(&e),
-        },
-        ("POST", ["delays"]) => match parsed().and_then(|v| {
-            serde_json::from_value::<Delay>(v).map_err(|e| ApiError::bad_request(e.to_string()))
-        }) {
-            Ok(d) => {
-                app.faults.lock().expect("lock").add_delay(d);
-                ok()
+        }
+        ("POST", ["delays"]) => {
+            match parsed().and_then(|v| {
+                serde_json::from_value::<Delay>(v).map_err(|e| ApiError::bad_request(e.to_string()))
+            }) {
+                Ok(d) => {
+                    app.faults.lock().expect("lock").add_delay(d);
+                    ok()
+                }
+                Err(e) => error_response(&e),
             }
-            Err(e) => error_response(&e),
-        },
+        }
         ("DELETE", ["faults"]) => {
             app.faults.lock().expect("lock").clear();
             ok()
         }
+        ("POST", ["watch-delays"]) => match parsed() {
+            Ok(v) => {
+                let (Some(resource), Some(ms)) = (v["resource"].as_str(), v["ms"].as_u64()) else {
+                    return error_response(&ApiError::bad_request(
+                        "expected {\"resource\": PLURAL, \"ms\": N}",
+                    ));
+                };
+                let mut s = app.settings.lock().expect("lock");
+                if ms == 0 {
+                    s.delays.remove(resource);
+                } else {
+                    s.delays.insert(resource.to_owned(), Duration::from_millis(ms));
+                }
+                ok()
+            }
+            Err(e) => error_response(&e),
+        },
+        ("POST", ["settings"]) => match parsed() {
+            Ok(v) => {
+                if let Some(ms) = v["bookmarkIntervalMs"].as_u64() {
+                    app.settings.lock().expect("lock").bookmark_interval = Duration::from_millis(ms.max(10));
+                }
+                if let Some(n) = v["history"].as_u64() {
+                    app.store.lock().expect("lock").set_history(n as usize);
+                }
+                ok()
+            }
+            Err(e) => error_response(&e),
+        },
+        ("POST", ["users"]) => match parsed() {
+            Ok(v) => {
+                let (Some(token), Some(name)) = (v["token"].as_str(), v["name"].as_str()) else {
+                    return error_response(&ApiError::bad_request(
+                        "expected {\"token\", \"name\", \"groups\"}",
+                    ));
+                };
+                let groups: Vec<&str> =
+                    v["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                app.store.lock().expect("lock").auth.add_token(token, UserInfo::new(name, &groups));
+                ok()
+            }
+            Err(e) => error_response(&e),
+        },
         ("POST", ["close-watches"]) => {
             app.close_watches.send_modify(|n| *n += 1);
             ok()
@@ -744,5 +741,45 @@ fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Res
         }
         ("GET", ["state"]) => json_response(200, &Value::Array(app.store.lock().expect("lock").dump())),
         _ => error_response(&ApiError::new(404, "NotFound", "unknown test endpoint")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> HashMap<String, String> {
+        query(&format!("/x?{s}").parse::<Uri>().unwrap())
+    }
+
+    fn segs(p: &str) -> Vec<String> {
+        p.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn request_info_as_kube_apiserver_parses_it() {
+        let r = resource_request(&Method::GET, &segs("/api/v1/namespaces/a/secrets"), &q("")).unwrap();
+        assert_eq!((r.resource.as_str(), r.namespace.as_str(), r.verb), ("secrets", "a", "list"));
+        let r =
+            resource_request(&Method::GET, &segs("/api/v1/namespaces/a/secrets"), &q("watch=true")).unwrap();
+        assert_eq!(r.verb, "watch");
+        let r = resource_request(&Method::PUT, &segs("/api/v1/namespaces/a/finalize"), &q("")).unwrap();
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_str(), r.subresource.as_str(), r.namespace.as_str()),
+            ("namespaces", "a", "finalize", "a")
+        );
+        let r =
+            resource_request(&Method::POST, &segs("/api/v1/namespaces/a/serviceaccounts/op/token"), &q(""))
+                .unwrap();
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_str(), r.subresource.as_str(), r.verb),
+            ("serviceaccounts", "op", "token", "create")
+        );
+        let r = resource_request(&Method::DELETE, &segs("/apis/encstr.io/v1alpha1/secretkeyrings"), &q(""))
+            .unwrap();
+        assert_eq!((r.group.as_str(), r.verb), ("encstr.io", "deletecollection"));
+        assert!(resource_request(&Method::GET, &segs("/apis/encstr.io/v1alpha1"), &q("")).is_none());
+        assert!(dry_run(&q("dryRun=All")).unwrap());
+        assert_eq!(dry_run(&q("dryRun=Some")).unwrap_err().code, 400);
     }
 }

@@ -1,89 +1,39 @@
-//! The object store: every object with its resourceVersion, field managers
-//! and the change history that watches replay.
+//! The object store and its one write path, in kube-apiserver's shape:
+//! decode (prune unknown fields: strict, warn or ignore), prepare (the
+//! kind's strategy), default, admission (between `prepare_*` and
+//! `commit`, outside the lock, so webhooks may be called), validate, field
+//! ownership (server-side apply and updates), then storage with a
+//! resourceVersion precondition and a change record that watches replay.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::patch::{self, FieldPath};
+use super::auth::{Authenticator, UserInfo};
+use super::errors::FieldError;
+pub use super::errors::{ApiError, ApiResult};
+use super::fields::{self, ManagerId};
 use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
+use super::{patch, rbac, schema, smp, strategy};
 
-/// How many changes are kept for watches resuming from a resourceVersion.
-const HISTORY: usize = 10_000;
-
-/// An API error, rendered as a `metav1.Status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status code.
-    pub code: u16,
-    /// `NotFound`, `AlreadyExists`, `Conflict`, `BadRequest`, `Gone`, ...
-    pub reason: &'static str,
-    /// Human-readable message.
-    pub message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into() }
-    }
-
-    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(400, "BadRequest", message)
-    }
-
-    fn not_found(t: &ResourceType, name: &str) -> Self {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", t.qualified()))
-    }
-
-    fn conflict(t: &ResourceType, name: &str) -> Self {
-        ApiError::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                t.qualified()
-            ),
-        )
-    }
-
-    /// The `metav1.Status` body.
-    pub fn status(&self) -> Value {
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
-        })
-    }
-}
-
-/// Result alias.
-pub type ApiResult<T> = Result<T, ApiError>;
+/// Changes kept for watches and consistent lists at older resourceVersions.
+pub const DEFAULT_HISTORY: usize = 10_000;
 
 /// Identity of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjKey {
-    /// API group.
+    /// Storage group.
     pub group: String,
-    /// Plural resource name.
+    /// Storage plural.
     pub plural: String,
     /// Namespace (`""` when cluster-scoped).
     pub namespace: String,
     /// Name.
     pub name: String,
-}
-
-/// A stored object and who manages which of its fields.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// The object.
-    pub obj: Value,
-    /// Field manager → the leaf fields it set.
-    pub managers: BTreeMap<String, BTreeSet<FieldPath>>,
 }
 
 /// Kind of a change, as in watch events.
@@ -106,10 +56,12 @@ pub struct Change {
     pub key: ObjKey,
     /// What happened.
     pub kind: ChangeKind,
-    /// The object after (or, for deletions, as it was last).
+    /// The object after (or, for deletions, as it was last), stored form.
     pub object: Value,
     /// The object before (modifications only).
     pub old: Option<Value>,
+    /// When it happened (for watch delivery delays).
+    pub at: Instant,
 }
 
 /// How a write was asked for.
@@ -124,8 +76,10 @@ pub enum Sub {
 /// Patch flavours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
-    /// `application/merge-patch+json` (and strategic merge, treated alike).
+    /// `application/merge-patch+json`.
     Merge,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
     /// `application/json-patch+json`.
     Json,
     /// `application/apply-patch+yaml`.
@@ -135,21 +89,134 @@ pub enum PatchType {
     },
 }
 
+/// `fieldValidation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Drop unknown fields silently.
+    Ignore,
+    /// Drop them and warn (the server's default).
+    #[default]
+    Warn,
+    /// Refuse the request.
+    Strict,
+}
+
+/// Per-request options of a write.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Who.
+    pub user: UserInfo,
+    /// Field manager.
+    pub manager: String,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+    /// Unknown fields.
+    pub validation: FieldValidation,
+    /// Main resource or status.
+    pub sub: Sub,
+}
+
+impl Opts {
+    /// Options for the server's own writes.
+    pub fn system(manager: &str) -> Opts {
+        Opts {
+            user: UserInfo::system(manager),
+            manager: manager.into(),
+            dry_run: false,
+            validation: FieldValidation::Ignore,
+            sub: Sub::Main,
+        }
+    }
+}
+
+/// What a write is, before admission and commit.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The type written.
+    pub t: Arc<ResourceType>,
+    /// The object's key.
+    pub key: ObjKey,
+    /// The new object (stored form), as admission sees and changes it.
+    pub obj: Value,
+    /// The current object (updates).
+    pub old: Option<Value>,
+    /// `CREATE` or `UPDATE`.
+    pub operation: &'static str,
+    /// The request.
+    pub opts: Opts,
+    /// Warnings to return (unknown fields).
+    pub warnings: Vec<String>,
+    /// Ownership computed by an apply (`None`: an update, computed on commit).
+    pub managed: Option<Vec<fields::Managed>>,
+    /// The manager identity of this write.
+    pub id: ManagerId,
+}
+
+/// A committed write.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The object as served.
+    pub obj: Value,
+    /// Warnings for the `Warning` header.
+    pub warnings: Vec<String>,
+    /// Whether it was created.
+    pub created: bool,
+}
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub enum CommitError {
+    /// The object changed since it was prepared: prepare again.
+    Retry,
+    /// An API error.
+    Api(ApiError),
+}
+
+impl From<ApiError> for CommitError {
+    fn from(e: ApiError) -> Self {
+        CommitError::Api(e)
+    }
+}
+
+/// DeleteOptions that matter here.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    /// `Orphan`, `Background` or `Foreground`.
+    pub propagation: Option<String>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
     rv: u64,
-    types: Vec<ResourceType>,
-    objects: BTreeMap<ObjKey, Stored>,
+    types: Vec<Arc<ResourceType>>,
+    objects: BTreeMap<ObjKey, Value>,
     history: VecDeque<Arc<Change>>,
     /// Changes after this resourceVersion are all in `history`.
     oldest: u64,
+    history_max: usize,
     tx: broadcast::Sender<Arc<Change>>,
+    /// Tokens and identities.
+    pub auth: Authenticator,
 }
 
-fn now() -> String {
+/// Now as RFC 3339 (seconds).
+pub fn now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     rfc3339(secs)
+}
+
+/// Now as RFC 3339 with microseconds (MicroTime).
+pub fn now_micro() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let base = rfc3339(d.as_secs());
+    format!("{}.{:06}Z", &base[..base.len() - 1], d.subsec_micros())
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
@@ -169,7 +236,8 @@ pub fn rfc3339(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-fn uid() -> String {
+/// A random uid (v4).
+pub fn uid() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -185,39 +253,62 @@ fn random_suffix() -> String {
     b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
 }
 
-/// The object without metadata and status: what `generation` tracks.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        for k in ["metadata", "status", "apiVersion", "kind"] {
-            m.remove(k);
-        }
+fn strip_type(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
     }
-    v
+}
+
+fn rv_of(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default()
 }
 
 impl Default for Store {
     fn default() -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(65_536);
         let mut s = Store {
             rv: 1,
-            types: resources::builtins(),
+            types: resources::builtins().into_iter().map(Arc::new).collect(),
             objects: BTreeMap::new(),
             history: VecDeque::new(),
             oldest: 1,
+            history_max: DEFAULT_HISTORY,
             tx,
+            auth: Authenticator::default(),
         };
-        for ns in ["default", "kube-system", "kube-public"] {
-            let t = s.type_of("", "v1", "namespaces").expect("builtin");
-            s.create(&t, "", json!({"metadata": {"name": ns}}), "kube-apiserver").expect("fresh store");
-        }
+        s.bootstrap();
         s
     }
 }
 
 impl Store {
+    /// The namespaces and RBAC policy a new cluster has.
+    fn bootstrap(&mut self) {
+        let ns = self.type_of("", "v1", "namespaces").expect("builtin");
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            self.system_create(&ns, "", json!({"metadata": {"name": name}}));
+        }
+        let (roles, bindings) = rbac::bootstrap();
+        let cr = self.type_of(rbac::GROUP, "v1", "clusterroles").expect("builtin");
+        for r in roles {
+            self.system_create(&cr, "", r);
+        }
+        let crb = self.type_of(rbac::GROUP, "v1", "clusterrolebindings").expect("builtin");
+        for b in bindings {
+            self.system_create(&crb, "", b);
+        }
+        self.aggregate_cluster_roles();
+        self.aggregate_cluster_roles();
+    }
+
+    fn system_create(&mut self, t: &Arc<ResourceType>, ns: &str, obj: Value) {
+        let p = self.prepare_create(t, ns, obj, Opts::system("kube-apiserver")).expect("bootstrap object");
+        self.commit(p).map_err(|_| ()).expect("bootstrap commit");
+    }
+
     /// The types served.
-    pub fn types(&self) -> &[ResourceType] {
+    pub fn types(&self) -> &[Arc<ResourceType>] {
         &self.types
     }
 
@@ -226,8 +317,27 @@ impl Store {
         self.rv
     }
 
+    /// The oldest resourceVersion watches and lists can start from.
+    pub fn oldest(&self) -> u64 {
+        self.oldest
+    }
+
+    /// Keep this many changes.
+    pub fn set_history(&mut self, n: usize) {
+        self.history_max = n.max(1);
+        self.trim_history();
+    }
+
+    fn trim_history(&mut self) {
+        while self.history.len() > self.history_max {
+            if let Some(dropped) = self.history.pop_front() {
+                self.oldest = dropped.rv;
+            }
+        }
+    }
+
     /// A type by group, version and plural (or short name / singular).
-    pub fn type_of(&self, group: &str, version: &str, resource: &str) -> Option<ResourceType> {
+    pub fn type_of(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceType>> {
         self.types
             .iter()
             .find(|t| {
@@ -240,50 +350,49 @@ impl Store {
             .cloned()
     }
 
+    /// The type serving a stored object's preferred version.
+    pub fn type_for_key(&self, key: &ObjKey) -> Option<Arc<ResourceType>> {
+        self.types
+            .iter()
+            .find(|t| t.storage == (key.group.clone(), key.plural.clone()) && t.group == key.group)
+            .cloned()
+    }
+
     /// Subscribe to changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.tx.subscribe()
     }
 
-    /// Drop the change history: watches from any earlier resourceVersion get
-    /// 410 Gone.
+    /// Drop the change history: watches and lists from any earlier
+    /// resourceVersion get 410 Gone.
     pub fn compact(&mut self) {
         self.history.clear();
         self.oldest = self.rv;
     }
 
-    fn key(t: &ResourceType, ns: &str, name: &str) -> ObjKey {
+    /// The key of an object of type `t`.
+    pub fn key(t: &ResourceType, ns: &str, name: &str) -> ObjKey {
         ObjKey {
-            group: t.group.clone(),
-            plural: t.plural.clone(),
-            namespace: ns.to_owned(),
+            group: t.storage.0.clone(),
+            plural: t.storage.1.clone(),
+            namespace: if t.namespaced { ns.to_owned() } else { String::new() },
             name: name.to_owned(),
         }
     }
 
-    /// The object as served for type `t` (apiVersion and kind set).
-    fn present(t: &ResourceType, obj: &Value) -> Value {
-        let mut v = obj.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.insert("apiVersion".into(), Value::String(t.api_version()));
-            m.insert("kind".into(), Value::String(t.kind.clone()));
-        }
-        v
+    /// The stored object of a key.
+    pub fn raw(&self, key: &ObjKey) -> Option<&Value> {
+        self.objects.get(key)
     }
 
-    fn record(&mut self, key: ObjKey, kind: ChangeKind, object: Value, old: Option<Value>) -> Arc<Change> {
-        let change = Arc::new(Change { rv: self.rv, key, kind, object, old });
+    fn record(&mut self, key: ObjKey, kind: ChangeKind, object: Value, old: Option<Value>) {
+        let change = Arc::new(Change { rv: self.rv, key, kind, object, old, at: Instant::now() });
         self.history.push_back(change.clone());
-        if self.history.len() > HISTORY
-            && let Some(dropped) = self.history.pop_front()
-        {
-            self.oldest = dropped.rv;
-        }
-        let _ = self.tx.send(change.clone());
-        change
+        self.trim_history();
+        let _ = self.tx.send(change);
     }
 
-    fn check_namespace(&self, t: &ResourceType, ns: &str) -> ApiResult<()> {
+    fn check_namespace(&self, t: &ResourceType, ns: &str, name: &str) -> ApiResult<()> {
         if !t.namespaced {
             return Ok(());
         }
@@ -294,26 +403,73 @@ impl Store {
             name: ns.into(),
         };
         match self.objects.get(&key) {
-            None => Err(ApiError::new(404, "NotFound", format!("namespaces \"{ns}\" not found"))),
-            Some(s) if s.obj["metadata"]["deletionTimestamp"].is_string() => Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!("unable to create new content in namespace {ns} because it is being terminated"),
-            )),
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some(s) if s["metadata"]["deletionTimestamp"].is_string() => {
+                let msg =
+                    format!("unable to create new content in namespace {ns} because it is being terminated");
+                let object =
+                    if name.is_empty() { t.qualified() } else { format!("{} {name:?}", t.qualified()) };
+                Err(ApiError::forbidden(
+                    format!("{object} is forbidden: {msg}"),
+                    Some(json!({"name": name, "group": t.group, "kind": t.plural,
+                        "causes": [{"reason": "NamespaceTerminating", "message": msg, "field": "metadata.namespace"}]})),
+                ))
+            }
             Some(_) => Ok(()),
         }
     }
 
-    /// Get one object.
+    /// Get one object as served for `t`.
     pub fn get(&self, t: &ResourceType, ns: &str, name: &str) -> ApiResult<Value> {
         self.objects
             .get(&Self::key(t, ns, name))
-            .map(|s| Self::present(t, &s.obj))
-            .ok_or_else(|| ApiError::not_found(t, name))
+            .map(|o| strategy::from_storage(t, o.clone()))
+            .ok_or_else(|| ApiError::not_found(&t.group, &t.plural, name))
     }
 
-    /// List objects (all namespaces when `ns` is `None`), sorted by
-    /// namespace and name, with the current resourceVersion.
+    /// The objects of a type (one namespace or all), as stored, at the
+    /// current resourceVersion or (`at`) an earlier one still in history.
+    pub fn list_at(
+        &self,
+        t: &ResourceType,
+        ns: Option<&str>,
+        at: Option<u64>,
+    ) -> ApiResult<Vec<(ObjKey, Value)>> {
+        let (g, p) = &t.storage;
+        let of_type = |k: &ObjKey| &k.group == g && &k.plural == p && ns.is_none_or(|n| k.namespace == n);
+        let mut state: BTreeMap<ObjKey, Value> =
+            self.objects.iter().filter(|(k, _)| of_type(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Some(rv) = at.filter(|rv| *rv < self.rv) {
+            if rv < self.oldest {
+                return Err(ApiError::new(
+                    410,
+                    "Expired",
+                    format!("too old resource version: {rv} ({})", self.oldest),
+                ));
+            }
+            for c in self.history.iter().rev().take_while(|c| c.rv > rv) {
+                if !of_type(&c.key) {
+                    continue;
+                }
+                match c.kind {
+                    ChangeKind::Added => {
+                        state.remove(&c.key);
+                    }
+                    ChangeKind::Modified => {
+                        if let Some(old) = &c.old {
+                            state.insert(c.key.clone(), old.clone());
+                        }
+                    }
+                    ChangeKind::Deleted => {
+                        state.insert(c.key.clone(), c.object.clone());
+                    }
+                }
+            }
+        }
+        Ok(state.into_iter().collect())
+    }
+
+    /// List objects as served, with label and field selectors.
     pub fn list(
         &self,
         t: &ResourceType,
@@ -322,13 +478,11 @@ impl Store {
         fields: &FieldSelector,
     ) -> (Vec<Value>, u64) {
         let items = self
-            .objects
-            .iter()
-            .filter(|(k, _)| {
-                k.group == t.group && k.plural == t.plural && ns.is_none_or(|n| k.namespace == n)
-            })
-            .filter(|(_, s)| labels.matches(&s.obj) && fields.matches(&s.obj))
-            .map(|(_, s)| Self::present(t, &s.obj))
+            .list_at(t, ns, None)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, o)| strategy::from_storage(t, o))
+            .filter(|o| labels.matches(o) && fields.matches(o))
             .collect();
         (items, self.rv)
     }
@@ -346,67 +500,45 @@ impl Store {
         Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
     }
 
-    /// Stored objects carry no apiVersion/kind: they are added when served,
-    /// for the version asked for.
-    fn strip_type(obj: &mut Value) {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("apiVersion");
-            m.remove("kind");
+    /// Unknown fields of a body: pruned, and refused or warned about.
+    fn decode(t: &ResourceType, body: &mut Value, v: FieldValidation) -> ApiResult<Vec<String>> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "Object '{}' is missing in '{}'",
+                "Kind",
+                body.to_string().chars().take(60).collect::<String>()
+            )));
+        }
+        let mut unknown = schema::unknown_metadata_fields(body);
+        unknown.extend(schema::prune(body, &t.schema, true));
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+        match v {
+            FieldValidation::Strict => {
+                Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", "))))
+            }
+            FieldValidation::Warn => Ok(messages),
+            FieldValidation::Ignore => Ok(Vec::new()),
         }
     }
 
-    /// Normalise a Secret: `stringData` merged into `data` (base64).
-    fn normalise(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
-        if t.group.is_empty() && t.plural == "secrets" {
-            let string_data = obj.as_object_mut().and_then(|m| m.remove("stringData"));
-            if let Some(Value::Object(sd)) = string_data {
-                let mut data: Map<String, Value> =
-                    obj.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
-                for (k, v) in sd {
-                    data.insert(k, Value::String(STANDARD.encode(v.as_str().unwrap_or_default())));
-                }
-                obj["data"] = Value::Object(data);
-            }
-            if let Some(data) = obj["data"].as_object() {
-                for (k, v) in data {
-                    if v.as_str().is_none_or(|s| STANDARD.decode(s).is_err()) {
-                        return Err(ApiError::new(
-                            400,
-                            "BadRequest",
-                            format!(
-                                "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data for key {k:?}"
-                            ),
-                        ));
-                    }
-                }
-            }
-            if obj.get("type").is_none() {
-                obj["type"] = json!("Opaque");
-            }
-        }
-        Ok(())
-    }
-
-    /// Create an object.
-    pub fn create(&mut self, t: &ResourceType, ns: &str, mut obj: Value, manager: &str) -> ApiResult<Value> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request("the body is not an object"));
-        }
+    /// Prepare a create (POST, or an apply of an absent object).
+    pub fn prepare_create(
+        &self,
+        t: &Arc<ResourceType>,
+        ns: &str,
+        mut body: Value,
+        opts: Opts,
+    ) -> ApiResult<Prepared> {
+        let warnings = Self::decode(t, &mut body, opts.validation)?;
+        let mut obj = strategy::to_storage(t, body);
+        strip_type(&mut obj);
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
         let meta = &obj["metadata"];
-        let name = match (meta["name"].as_str(), meta["generateName"].as_str()) {
-            (Some(n), _) if !n.is_empty() => n.to_owned(),
-            (_, Some(g)) if !g.is_empty() => format!("{g}{}", random_suffix()),
-            _ => {
-                return Err(ApiError::new(
-                    422,
-                    "Invalid",
-                    "metadata.name: Required value: name or generateName is required",
-                ));
-            }
-        };
         if let Some(body_ns) = meta["namespace"].as_str()
             && t.namespaced
             && !body_ns.is_empty()
@@ -416,94 +548,252 @@ impl Store {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        self.check_namespace(t, ns)?;
-        let key = Self::key(t, if t.namespaced { ns } else { "" }, &name);
-        if self.objects.contains_key(&key) {
-            return Err(ApiError::new(
-                409,
-                "AlreadyExists",
-                format!("{} \"{name}\" already exists", t.qualified()),
-            ));
+        let name = match (meta["name"].as_str(), meta["generateName"].as_str()) {
+            (Some(n), _) if !n.is_empty() => n.to_owned(),
+            (_, Some(g)) if !g.is_empty() => format!("{g}{}", random_suffix()),
+            _ => String::new(),
+        };
+        if t.is_review() {
+            return Err(ApiError::new(405, "MethodNotAllowed", "reviews are not stored"));
         }
-        Self::normalise(t, &mut obj)?;
-        Self::strip_type(&mut obj);
-        if t.status && !t.is_crd() && t.plural != "namespaces" {
-            obj.as_object_mut().expect("object").remove("status");
-        }
-        self.rv += 1;
+        strategy::prepare_create(t, &mut obj)?;
+        strategy::default(t, &mut obj);
         {
             let m = obj["metadata"].as_object_mut().expect("object");
-            m.insert("name".into(), json!(name));
+            if !name.is_empty() {
+                m.insert("name".into(), json!(name));
+            }
             if t.namespaced {
                 m.insert("namespace".into(), json!(ns));
-            } else {
-                m.remove("namespace");
             }
-            m.insert("uid".into(), json!(uid()));
-            m.insert("resourceVersion".into(), json!(self.rv.to_string()));
-            m.insert("creationTimestamp".into(), json!(now()));
-            m.remove("deletionTimestamp");
-            m.remove("managedFields");
+            for k in [
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "managedFields",
+                "selfLink",
+            ] {
+                m.remove(k);
+            }
             if t.generation {
                 m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
             }
         }
-        if t.plural == "namespaces" && t.group.is_empty() {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        if t.is_crd() {
-            self.register_crd(&mut obj);
-        }
-        let mut managers = BTreeMap::new();
-        managers.insert(manager.to_owned(), patch::leaves(&obj));
-        self.objects.insert(key.clone(), Stored { obj: obj.clone(), managers });
-        self.record(key, ChangeKind::Added, obj.clone(), None);
-        Ok(Self::present(t, &obj))
+        let id = ManagerId { manager: opts.manager.clone(), operation: "Update", subresource: String::new() };
+        Ok(Prepared {
+            t: t.clone(),
+            key: Self::key(t, ns, &name),
+            obj,
+            old: None,
+            operation: "CREATE",
+            opts,
+            warnings,
+            managed: None,
+            id,
+        })
     }
 
-    fn register_crd(&mut self, crd: &mut Value) {
-        let new_types = resources::from_crd(crd);
-        if let Some(first) = new_types.first() {
-            let (g, p) = first.storage_key();
-            self.types.retain(|t| !(t.group == g && t.plural == p));
+    /// Prepare an update (PUT) of an existing object.
+    pub fn prepare_update(
+        &self,
+        t: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        mut body: Value,
+        opts: Opts,
+    ) -> ApiResult<Prepared> {
+        if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
-        self.types.extend(new_types);
-        let names = crd["spec"]["names"].clone();
-        crd["status"] = json!({
-            "acceptedNames": names,
-            "storedVersions": crd["spec"]["versions"].as_array().map(|vs| vs.iter().filter(|v| v["storage"].as_bool() == Some(true)).map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
-            "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now()},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now()},
-            ],
-        });
+        let key = Self::key(t, ns, name);
+        let old =
+            self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&t.group, &t.plural, name))?;
+        let warnings = Self::decode(t, &mut body, opts.validation)?;
+        let mut new = strategy::to_storage(t, body);
+        strip_type(&mut new);
+        let given_rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned();
+        if given_rv.is_empty() {
+            if t.custom {
+                return Err(ApiError::invalid(
+                    &t.group,
+                    &t.kind,
+                    name,
+                    &[FieldError::invalid(
+                        "metadata.resourceVersion",
+                        &json!(""),
+                        "must be specified for an update",
+                    )],
+                ));
+            }
+        } else if given_rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
+            return Err(ApiError::conflict(&t.group, &t.plural, name));
+        }
+        self.finish_update(t, key, old, new, opts, warnings, None)
     }
 
-    /// Write a new version of an existing object (the common end of update,
-    /// patch and apply). `new` is the full desired object.
+    /// Prepare a patch (merge, strategic, JSON, or apply, which creates an
+    /// absent object).
+    pub fn prepare_patch(
+        &self,
+        t: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        kind: PatchType,
+        body: &Value,
+        opts: Opts,
+    ) -> ApiResult<Prepared> {
+        let key = Self::key(t, ns, name);
+        if kind == PatchType::Strategic && (t.custom || t.is_crd()) {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
+        let Some(current) = self.objects.get(&key).cloned() else {
+            return match kind {
+                PatchType::Apply { .. } if opts.sub == Sub::Main => {
+                    let mut obj = body.clone();
+                    if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+                        return Err(ApiError::bad_request(
+                            "the name of the object does not match the name on the URL",
+                        ));
+                    }
+                    obj["metadata"]["name"] = json!(name);
+                    let mut p = self.prepare_create(t, ns, obj.clone(), opts.clone())?;
+                    let id = ManagerId {
+                        manager: opts.manager.clone(),
+                        operation: "Apply",
+                        subresource: String::new(),
+                    };
+                    let mut managed = Vec::new();
+                    let mut config = obj;
+                    strip_type(&mut config);
+                    schema::prune(&mut config, &t.schema, true);
+                    let _ = fields::apply(
+                        &json!({}),
+                        &strategy::to_storage(t, config),
+                        Some(&t.schema),
+                        &id,
+                        &mut managed,
+                        true,
+                    );
+                    p.managed = Some(managed);
+                    p.id = id;
+                    Ok(p)
+                }
+                _ => Err(ApiError::not_found(&t.group, &t.plural, name)),
+            };
+        };
+        let served = strategy::from_storage(t, current.clone());
+        match kind {
+            PatchType::Merge | PatchType::Strategic | PatchType::Json => {
+                let mut new = served;
+                match kind {
+                    PatchType::Merge => patch::merge_patch(&mut new, body),
+                    PatchType::Strategic => {
+                        smp::apply(&mut new, body, Some(&t.schema)).map_err(ApiError::bad_request)?
+                    }
+                    _ => patch::json_patch(&mut new, body).map_err(|e| ApiError::new(422, "Invalid", e))?,
+                }
+                // A patch without a resourceVersion applies to what is there.
+                if new["metadata"]["resourceVersion"].as_str().is_none_or(str::is_empty) {
+                    new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+                } else if new["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                    return Err(ApiError::conflict(&t.group, &t.plural, name));
+                }
+                let warnings = Self::decode(t, &mut new, opts.validation)?;
+                let mut new = strategy::to_storage(t, new);
+                strip_type(&mut new);
+                self.finish_update(t, key, current, new, opts, warnings, None)
+            }
+            PatchType::Apply { force } => {
+                if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+                    return Err(ApiError::bad_request(
+                        "the name of the object does not match the name on the URL",
+                    ));
+                }
+                let mut config = body.clone();
+                let warnings = Self::decode(t, &mut config, opts.validation)?;
+                let mut config = strategy::to_storage(t, config);
+                strip_type(&mut config);
+                if let Some(rv) = config["metadata"]["resourceVersion"].as_str()
+                    && !rv.is_empty()
+                    && Some(rv) != current["metadata"]["resourceVersion"].as_str()
+                {
+                    return Err(ApiError::conflict(&t.group, &t.plural, name));
+                }
+                if let Some(m) = config["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+                // Status belongs to its subresource.
+                if t.status
+                    && let Some(m) = config.as_object_mut()
+                {
+                    match opts.sub {
+                        Sub::Main => {
+                            m.remove("status");
+                        }
+                        Sub::Status => m.retain(|k, _| matches!(k.as_str(), "status" | "metadata")),
+                    }
+                    if opts.sub == Sub::Status
+                        && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
+                        meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace"));
+                    }
+                }
+                let id = ManagerId {
+                    manager: opts.manager.clone(),
+                    operation: "Apply",
+                    subresource: if opts.sub == Sub::Status { "status".into() } else { String::new() },
+                };
+                let mut managed = fields::read_managed(&current);
+                let mut live = current.clone();
+                if let Some(m) = live["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
+                let merged = fields::apply(&live, &config, Some(&t.schema), &id, &mut managed, force).map_err(|conflicts| {
+                    let causes: Vec<Value> = conflicts
+                        .iter()
+                        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager.manager, c.api_version), "field": fields::show_path(&c.path)}))
+                        .collect();
+                    ApiError {
+                        code: 409,
+                        reason: "Conflict",
+                        message: fields::conflict_message(&conflicts),
+                        details: Some(json!({"name": name, "group": t.group, "kind": t.plural, "causes": causes})),
+                        list_continue: None,
+                    }
+                })?;
+                let mut new = merged;
+                new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+                self.finish_update(t, key, current, new, opts, warnings, Some((managed, id)))
+            }
+        }
+    }
+
+    /// The common end of update, patch and apply: status split, the kind's
+    /// update preparation, defaults, fixed metadata, generation.
     #[allow(clippy::too_many_arguments)]
-    fn write(
-        &mut self,
-        t: &ResourceType,
+    fn finish_update(
+        &self,
+        t: &Arc<ResourceType>,
         key: ObjKey,
+        old: Value,
         mut new: Value,
-        sub: Sub,
-        manager: &str,
-        apply_paths: Option<BTreeSet<FieldPath>>,
-    ) -> ApiResult<Value> {
-        let stored = self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(t, &key.name))?;
-        let old = stored.obj;
-        if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
-            && !rv.is_empty()
-            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
-        {
-            return Err(ApiError::conflict(t, &key.name));
+        opts: Opts,
+        warnings: Vec<String>,
+        applied: Option<(Vec<fields::Managed>, ManagerId)>,
+    ) -> ApiResult<Prepared> {
+        if !new["metadata"].is_object() {
+            new["metadata"] = json!({});
         }
-        Self::normalise(t, &mut new)?;
-        Self::strip_type(&mut new);
-        // Status subresource split.
         if t.status {
-            match sub {
+            match opts.sub {
                 Sub::Main => match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
                     None => {
@@ -512,7 +802,9 @@ impl Store {
                 },
                 Sub::Status => {
                     let status = new.get("status").cloned();
+                    let rv = new["metadata"]["resourceVersion"].clone();
                     new = old.clone();
+                    new["metadata"]["resourceVersion"] = rv;
                     match status {
                         Some(s) => new["status"] = s,
                         None => {
@@ -521,330 +813,538 @@ impl Store {
                     }
                 }
             }
+        } else if opts.sub == Sub::Status {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource ({} {}/status)",
+                    t.qualified(),
+                    key.name
+                ),
+            ));
         }
-        // Fields nobody may change this way.
+        strategy::prepare_update(t, &mut new, &old)?;
+        strategy::default(t, &mut new);
         {
             let m = new["metadata"]
                 .as_object_mut()
                 .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
-            for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation"] {
+            for k in
+                ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"]
+            {
                 match old["metadata"].get(k) {
                     Some(v) => m.insert(k.into(), v.clone()),
                     None => m.remove(k),
                 };
             }
-            m.insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
+            // Name and namespace come from the URL (a body that differs was refused).
+            m.insert("name".into(), old["metadata"]["name"].clone());
+            if t.namespaced {
+                m.insert("namespace".into(), old["metadata"]["namespace"].clone());
+            }
             m.remove("managedFields");
+            m.remove("selfLink");
         }
-        if t.generation && spec_part(&new) != spec_part(&old) {
+        if t.generation && strategy::spec_part(&new) != strategy::spec_part(&old) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             new["metadata"]["generation"] = json!(g);
         }
-        if t.is_crd() {
-            self.register_crd(&mut new);
+        let (managed, id) = match applied {
+            Some((m, id)) => (Some(m), id),
+            None => (
+                None,
+                ManagerId {
+                    manager: opts.manager.clone(),
+                    operation: "Update",
+                    subresource: if opts.sub == Sub::Status { "status".into() } else { String::new() },
+                },
+            ),
+        };
+        Ok(Prepared {
+            t: t.clone(),
+            key,
+            obj: new,
+            old: Some(old),
+            operation: "UPDATE",
+            opts,
+            warnings,
+            managed,
+            id,
+        })
+    }
+
+    /// Validate and store a prepared write. `Retry` when the object changed
+    /// since it was prepared.
+    pub fn commit(&mut self, p: Prepared) -> Result<Outcome, CommitError> {
+        let Prepared { t, mut key, mut obj, old, opts, warnings, managed, id, .. } = p;
+        let current = self.objects.get(&key).cloned();
+        match (&old, &current) {
+            (None, Some(_)) => {
+                return Err(ApiError::already_exists(&t.group, &t.plural, &key.name).into());
+            }
+            (Some(o), Some(c)) if rv_of(o) != rv_of(c) => return Err(CommitError::Retry),
+            (Some(_), None) => return Err(CommitError::Retry),
+            _ => {}
+        }
+        if old.is_none() {
+            if t.is_review() {
+                return Err(ApiError::new(405, "MethodNotAllowed", "not stored").into());
+            }
+            self.check_namespace(&t, &key.namespace, &key.name)?;
+            if t.custom && self.crd_terminating(&t) {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "create not allowed while custom resource definition is terminating",
+                )
+                .into());
+            }
+        }
+        // generateName may have collided: names are fixed now.
+        if key.name.is_empty() {
+            key.name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        }
+        let errs = strategy::validate(&t, &obj, old.as_ref());
+        if !errs.is_empty() {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            return Err(ApiError::invalid(&t.group, &t.kind, &name, &errs).into());
+        }
+        if let Some(o) = &old
+            && o["metadata"]["deletionTimestamp"].is_string()
+            && let Err(e) = self.no_new_finalizers(&t, o, &obj)
+        {
+            return Err(e.into());
         }
         // Field ownership.
-        let mut managers = stored.managers;
-        match apply_paths {
-            Some(paths) => {
-                for (m, owned) in managers.iter_mut() {
-                    if m != manager {
-                        owned.retain(|p| !paths.contains(p) || patch::get(&old, p) == patch::get(&new, p));
-                    }
-                }
-                managers.insert(manager.to_owned(), paths);
-            }
+        let api_version = t.api_version();
+        let stamp = now();
+        let mut entries = match managed {
+            Some(m) => m,
             None => {
-                let changed = patch::changed_paths(&old, &new);
-                for (m, owned) in managers.iter_mut() {
-                    if m != manager {
-                        owned.retain(|p| !changed.contains(p));
+                let mut m = old.as_ref().map(fields::read_managed).unwrap_or_default();
+                let mut before = old.clone().unwrap_or(json!({}));
+                if let Some(meta) = before["metadata"].as_object_mut() {
+                    meta.remove("managedFields");
+                }
+                fields::update(&before, &obj, Some(&t.schema), &id, &mut m);
+                m
+            }
+        };
+        let previous = old.as_ref().map(fields::read_managed).unwrap_or_default();
+        for e in entries.iter_mut() {
+            match previous.iter().find(|p| p.id == e.id) {
+                Some(p) if p.fields == e.fields => {
+                    e.time = p.time.clone();
+                    e.api_version = p.api_version.clone();
+                }
+                _ => {
+                    e.time = stamp.clone();
+                    e.api_version = api_version.clone();
+                }
+            }
+        }
+        fields::write_managed(&mut obj, &entries);
+        if opts.dry_run {
+            if old.is_none() {
+                obj["metadata"]["uid"] = json!(uid());
+                obj["metadata"]["creationTimestamp"] = json!(stamp);
+            }
+            return Ok(Outcome { obj: strategy::from_storage(&t, obj), warnings, created: old.is_none() });
+        }
+        match old {
+            None => {
+                self.rv += 1;
+                {
+                    let m = obj["metadata"].as_object_mut().expect("object");
+                    m.insert("uid".into(), json!(uid()));
+                    m.insert("resourceVersion".into(), json!(self.rv.to_string()));
+                    m.insert("creationTimestamp".into(), json!(stamp));
+                }
+                if t.is_crd() {
+                    obj["status"] = strategy::crd_status(&obj, &stamp);
+                    self.register_crd(&obj);
+                }
+                self.objects.insert(key.clone(), obj.clone());
+                self.record(key, ChangeKind::Added, obj.clone(), None);
+                self.after_write(&t);
+                Ok(Outcome { obj: strategy::from_storage(&t, obj), warnings, created: true })
+            }
+            Some(old) => {
+                if t.is_crd() {
+                    obj["status"] = strategy::crd_status(&obj, &stamp);
+                    if let (Some(a), Some(b)) =
+                        (old["status"]["conditions"].as_array(), obj["status"]["conditions"].as_array_mut())
+                    {
+                        for c in b.iter_mut() {
+                            if let Some(prev) =
+                                a.iter().find(|p| p["type"] == c["type"] && p["status"] == c["status"])
+                            {
+                                c["lastTransitionTime"] = prev["lastTransitionTime"].clone();
+                            }
+                        }
                     }
                 }
-                let mine = managers.entry(manager.to_owned()).or_default();
-                mine.extend(changed.into_iter().filter(|p| patch::get(&new, p).is_some()));
+                obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+                if obj == old {
+                    // A no-op write changes nothing, not even the resourceVersion.
+                    return Ok(Outcome { obj: strategy::from_storage(&t, old), warnings, created: false });
+                }
+                let finalizers_empty = obj["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+                let namespace_finalized =
+                    !t.is_namespace() || obj["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+                if obj["metadata"]["deletionTimestamp"].is_string() && finalizers_empty && namespace_finalized
+                {
+                    self.objects.insert(key.clone(), obj.clone());
+                    return self
+                        .remove(&t, &key)
+                        .map(|o| Outcome { obj: o, warnings, created: false })
+                        .map_err(Into::into);
+                }
+                if t.is_crd() {
+                    self.register_crd(&obj);
+                }
+                self.rv += 1;
+                obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                self.objects.insert(key.clone(), obj.clone());
+                self.record(key, ChangeKind::Modified, obj.clone(), Some(old));
+                self.after_write(&t);
+                Ok(Outcome { obj: strategy::from_storage(&t, obj), warnings, created: false })
             }
         }
-        // Nobody owns a field that no longer exists.
-        for owned in managers.values_mut() {
-            owned.retain(|p| patch::get(&new, p).is_some());
+    }
+
+    fn no_new_finalizers(&self, t: &ResourceType, old: &Value, new: &Value) -> ApiResult<()> {
+        let before: BTreeSet<&str> = old["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let added: Vec<&str> = new["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|f| !before.contains(f))
+            .collect();
+        if added.is_empty() {
+            return Ok(());
         }
-        managers.retain(|_, owned| !owned.is_empty());
-        if new == old {
-            // A no-op write changes nothing, not even the resourceVersion.
-            if let Some(s) = self.objects.get_mut(&key) {
-                s.managers = managers;
+        let list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+        Err(ApiError::invalid(
+            &t.group,
+            &t.kind,
+            new["metadata"]["name"].as_str().unwrap_or_default(),
+            &[FieldError::forbidden(
+                "metadata.finalizers",
+                format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    list.join(", ")
+                ),
+            )],
+        ))
+    }
+
+    /// Whether the CRD of a custom resource type is being deleted.
+    fn crd_terminating(&self, t: &ResourceType) -> bool {
+        let key = ObjKey {
+            group: "apiextensions.k8s.io".into(),
+            plural: "customresourcedefinitions".into(),
+            namespace: String::new(),
+            name: format!("{}.{}", t.plural, t.group),
+        };
+        self.objects.get(&key).is_some_and(|c| c["metadata"]["deletionTimestamp"].is_string())
+    }
+
+    /// Side effects of a write on the server's own state.
+    fn after_write(&mut self, t: &ResourceType) {
+        if t.group == rbac::GROUP && t.plural == "clusterroles" {
+            self.aggregate_cluster_roles();
+        }
+    }
+
+    /// ClusterRole aggregation (what the clusterrole-aggregation controller
+    /// does): each aggregated role's rules become the union of the roles
+    /// its selectors match.
+    pub fn aggregate_cluster_roles(&mut self) {
+        let Some(t) = self.type_of(rbac::GROUP, "v1", "clusterroles") else { return };
+        for _ in 0..3 {
+            let all: Vec<Value> =
+                self.list_at(&t, None, None).unwrap_or_default().into_iter().map(|(_, v)| v).collect();
+            let mut changed = false;
+            for role in &all {
+                let Some(rules) = rbac::aggregate(role, &all) else { continue };
+                if role["rules"].as_array().is_some_and(|r| *r == rules)
+                    || (rules.is_empty() && role["rules"].is_null())
+                {
+                    continue;
+                }
+                let key = Self::key(&t, "", role["metadata"]["name"].as_str().unwrap_or_default());
+                let old = role.clone();
+                let mut new = role.clone();
+                new["rules"] = json!(rules);
+                self.rv += 1;
+                new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                self.objects.insert(key.clone(), new.clone());
+                self.record(key, ChangeKind::Modified, new, Some(old));
+                changed = true;
             }
-            return Ok(Self::present(t, &old));
+            if !changed {
+                break;
+            }
         }
-        // The last finalizer gone from an object being deleted: it goes.
-        let finalizers_empty = new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
-        if new["metadata"]["deletionTimestamp"].is_string() && finalizers_empty {
-            self.objects.insert(key.clone(), Stored { obj: new, managers });
+    }
+
+    fn register_crd(&mut self, crd: &Value) {
+        let new_types = resources::from_crd(crd);
+        let group = crd["spec"]["group"].as_str().unwrap_or_default();
+        let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
+        self.types.retain(|t| !(t.group == group && t.plural == plural));
+        self.types.extend(new_types.into_iter().map(Arc::new));
+    }
+
+    /// Delete an object: preconditions, propagation, finalizers.
+    pub fn delete(
+        &mut self,
+        t: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Value> {
+        let key = Self::key(t, ns, name);
+        let obj =
+            self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&t.group, &t.plural, name))?;
+        if let Some(uid) = &opts.uid
+            && obj["metadata"]["uid"].as_str() != Some(uid.as_str())
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    obj["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.resource_version
+            && obj["metadata"]["resourceVersion"].as_str() != Some(rv.as_str())
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    obj["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if t.is_namespace() && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::forbidden(
+                format!("namespaces {name:?} is forbidden: this namespace may not be deleted"),
+                Some(json!({"name": name, "kind": "namespaces"})),
+            ));
+        }
+        if opts.dry_run {
+            return Ok(strategy::from_storage(t, obj));
+        }
+        let mut finalizers: Vec<Value> =
+            obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let policy = opts.propagation.as_deref().unwrap_or("Background");
+        let already_deleting = obj["metadata"]["deletionTimestamp"].is_string();
+        if !already_deleting {
+            match policy {
+                "Orphan" if !finalizers.iter().any(|f| f == "orphan") => finalizers.push(json!("orphan")),
+                "Foreground" if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                    finalizers.push(json!("foregroundDeletion"))
+                }
+                _ => {}
+            }
+        }
+        let graceful = !finalizers.is_empty() || t.is_namespace() || t.is_crd();
+        if !graceful {
             return self.remove(t, &key);
         }
+        if already_deleting {
+            return Ok(strategy::from_storage(t, obj));
+        }
+        let old = obj.clone();
+        let mut new = obj;
         self.rv += 1;
+        new["metadata"]["deletionTimestamp"] = json!(now());
+        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        new["metadata"]["finalizers"] = Value::Array(finalizers);
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key.clone(), Stored { obj: new.clone(), managers });
+        if t.custom {
+            // Setting deletionTimestamp bumps a custom resource's generation.
+            let g = new["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            new["metadata"]["generation"] = json!(g);
+        }
+        if t.is_namespace() {
+            new["status"]["phase"] = json!("Terminating");
+        }
+        if t.is_crd() {
+            new["status"] = strategy::crd_status(&new, &now());
+        }
+        self.objects.insert(key.clone(), new.clone());
         self.record(key, ChangeKind::Modified, new.clone(), Some(old));
-        Ok(Self::present(t, &new))
+        Ok(strategy::from_storage(t, new))
     }
 
-    /// Replace an object (PUT).
-    pub fn update(
-        &mut self,
-        t: &ResourceType,
-        ns: &str,
-        name: &str,
-        obj: Value,
-        sub: Sub,
-        manager: &str,
-    ) -> ApiResult<Value> {
-        if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
-        }
-        self.write(t, Self::key(t, ns, name), obj, sub, manager, None)
-    }
-
-    /// Patch an object; an apply patch creates it when absent.
-    #[allow(clippy::too_many_arguments)]
-    pub fn patch(
-        &mut self,
-        t: &ResourceType,
-        ns: &str,
-        name: &str,
-        kind: PatchType,
-        body: &Value,
-        sub: Sub,
-        manager: &str,
-    ) -> ApiResult<Value> {
-        let key = Self::key(t, ns, name);
-        let Some(current) = self.objects.get(&key).cloned() else {
-            return match kind {
-                PatchType::Apply { .. } if sub == Sub::Main => {
-                    let mut obj = body.clone();
-                    obj["metadata"]["name"] = json!(name);
-                    self.create(t, ns, obj, manager)
-                }
-                _ => Err(ApiError::not_found(t, name)),
-            };
-        };
-        let mut new = current.obj.clone();
-        match kind {
-            PatchType::Merge => {
-                patch::merge_patch(&mut new, body);
-                self.write(t, key, new, sub, manager, None)
-            }
-            PatchType::Json => {
-                patch::json_patch(&mut new, body).map_err(|e| ApiError::new(422, "Invalid", e))?;
-                self.write(t, key, new, sub, manager, None)
-            }
-            PatchType::Apply { force } => {
-                let mut config = body.clone();
-                if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-                    return Err(ApiError::bad_request(
-                        "the name of the object does not match the name on the URL",
-                    ));
-                }
-                // Status belongs to its subresource.
-                if t.status
-                    && let Some(m) = config.as_object_mut()
-                {
-                    match sub {
-                        Sub::Main => {
-                            m.remove("status");
-                        }
-                        Sub::Status => m.retain(|k, _| {
-                            matches!(k.as_str(), "status" | "apiVersion" | "kind" | "metadata")
-                        }),
-                    }
-                }
-                let paths = patch::leaves(&config);
-                // Conflicts with other managers.
-                let conflicts: Vec<String> = current
-                    .managers
-                    .iter()
-                    .filter(|(m, _)| m.as_str() != manager)
-                    .flat_map(|(m, owned)| {
-                        let (cur, cfg) = (&current.obj, &config);
-                        owned
-                            .iter()
-                            .filter(|p| paths.contains(*p) && patch::get(cur, p) != patch::get(cfg, p))
-                            .map(move |p| format!("conflict with \"{m}\": .{}", p.join(".")))
-                    })
-                    .collect();
-                if !conflicts.is_empty() && !force {
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Apply failed with {} conflict(s): {}",
-                            conflicts.len(),
-                            conflicts.join(", ")
-                        ),
-                    ));
-                }
-                // Fields this manager stops applying are removed (unless someone else owns them).
-                if let Some(before) = current.managers.get(manager) {
-                    for p in before.difference(&paths) {
-                        let shared = current.managers.iter().any(|(m, o)| m != manager && o.contains(p));
-                        if !shared {
-                            patch::remove_path(&mut new, p);
-                        }
-                    }
-                }
-                // (A resourceVersion in the body is a precondition, checked by `write`.)
-                patch::apply_merge(&mut new, &config);
-                self.write(t, key, new, sub, manager, Some(paths))
-            }
-        }
-    }
-
-    /// Delete an object: with finalizers it only gets a deletionTimestamp.
-    pub fn delete(&mut self, t: &ResourceType, ns: &str, name: &str, orphan: bool) -> ApiResult<Value> {
-        let key = Self::key(t, ns, name);
-        let stored = self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(t, name))?;
-        let mut obj = stored.obj;
-        let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-        let is_namespace = t.group.is_empty() && t.plural == "namespaces";
-        if has_finalizers || is_namespace {
-            if obj["metadata"]["deletionTimestamp"].is_null() {
-                let old = obj.clone();
-                self.rv += 1;
-                obj["metadata"]["deletionTimestamp"] = json!(now());
-                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-                if is_namespace {
-                    obj["status"]["phase"] = json!("Terminating");
-                }
-                self.objects.get_mut(&key).expect("present").obj = obj.clone();
-                self.record(key.clone(), ChangeKind::Modified, obj.clone(), Some(old));
-            }
-            if is_namespace {
-                self.empty_namespace(name)?;
-                // Emptying it may already have removed it.
-                if !self.objects.contains_key(&key) {
-                    return Ok(Self::present(t, &obj));
-                }
-                if !has_finalizers && !self.objects.keys().any(|k| k.namespace == name) {
-                    return self.remove(t, &key);
-                }
-            }
-            return Ok(Self::present(t, &obj));
-        }
-        if orphan {
-            self.orphan_dependents(obj["metadata"]["uid"].as_str().unwrap_or_default());
-        }
-        self.remove(t, &key)
-    }
-
-    /// Remove an object for good, then its dependents and, for a CRD, its
-    /// custom resources.
-    fn remove(&mut self, t: &ResourceType, key: &ObjKey) -> ApiResult<Value> {
-        let stored = self.objects.remove(key).ok_or_else(|| ApiError::not_found(t, &key.name))?;
+    /// Remove an object for good (a CRD's types go with it).
+    pub fn remove(&mut self, t: &ResourceType, key: &ObjKey) -> ApiResult<Value> {
+        let mut obj =
+            self.objects.remove(key).ok_or_else(|| ApiError::not_found(&t.group, &t.plural, &key.name))?;
         self.rv += 1;
-        let mut obj = stored.obj;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.record(key.clone(), ChangeKind::Deleted, obj.clone(), None);
-        let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
-        self.collect_garbage(&uid);
         if t.is_crd() {
             let group = obj["spec"]["group"].as_str().unwrap_or_default().to_owned();
             let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default().to_owned();
-            let crs: Vec<ObjKey> =
-                self.objects.keys().filter(|k| k.group == group && k.plural == plural).cloned().collect();
-            for k in crs {
-                if let Some(ct) = self.types.iter().find(|x| x.group == group && x.plural == plural).cloned()
-                {
-                    let _ = self.remove(&ct, &k);
-                }
-            }
             self.types.retain(|x| !(x.group == group && x.plural == plural));
         }
-        // A terminating namespace goes once it is empty.
-        if !key.namespace.is_empty() && !self.objects.keys().any(|k| k.namespace == key.namespace) {
-            let ns_key = ObjKey {
-                group: String::new(),
-                plural: "namespaces".into(),
-                namespace: String::new(),
-                name: key.namespace.clone(),
-            };
-            if self.objects.get(&ns_key).is_some_and(|s| s.obj["metadata"]["deletionTimestamp"].is_string()) {
-                let nst = self.type_of("", "v1", "namespaces").expect("builtin");
-                let _ = self.remove(&nst, &ns_key);
-            }
+        if t.group == rbac::GROUP && t.plural == "clusterroles" {
+            self.aggregate_cluster_roles();
         }
-        Ok(Self::present(t, &obj))
+        Ok(strategy::from_storage(t, obj))
     }
 
-    fn type_for_key(&self, key: &ObjKey) -> Option<ResourceType> {
-        self.types.iter().find(|t| t.group == key.group && t.plural == key.plural).cloned()
+    /// `PUT namespaces/{name}/finalize`: replace `spec.finalizers` (and
+    /// nothing else). A terminating namespace without finalizers goes.
+    pub fn finalize_namespace(&mut self, name: &str, body: &Value, dry_run: bool) -> ApiResult<Value> {
+        let t = self.type_of("", "v1", "namespaces").expect("builtin");
+        let key = Self::key(&t, "", name);
+        let old =
+            self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found("", "namespaces", name))?;
+        if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                body["metadata"]["name"].as_str().unwrap_or_default()
+            )));
+        }
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|r| !r.is_empty())
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::conflict("", "namespaces", name));
+        }
+        let mut new = old.clone();
+        new["spec"]["finalizers"] = body["spec"]["finalizers"].clone();
+        if new["spec"]["finalizers"].is_null() {
+            new["spec"]["finalizers"] = json!([]);
+        }
+        let errs = super::validation::builtin("Namespace", "", &new, Some(&old));
+        if !errs.is_empty() {
+            return Err(ApiError::invalid("", "Namespace", name, &errs));
+        }
+        if dry_run || new == old {
+            return Ok(strategy::from_storage(&t, new));
+        }
+        let done = new["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+            && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        if new["metadata"]["deletionTimestamp"].is_string() && done {
+            self.objects.insert(key.clone(), new);
+            return self.remove(&t, &key);
+        }
+        self.rv += 1;
+        new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects.insert(key.clone(), new.clone());
+        self.record(key, ChangeKind::Modified, new.clone(), Some(old));
+        Ok(strategy::from_storage(&t, new))
     }
 
-    /// Delete every object in a namespace (finalizers respected).
-    fn empty_namespace(&mut self, ns: &str) -> ApiResult<()> {
-        let keys: Vec<ObjKey> = self.objects.keys().filter(|k| k.namespace == ns).cloned().collect();
-        for k in keys {
-            if let Some(t) = self.type_for_key(&k)
-                && self.objects.contains_key(&k)
-            {
-                let _ = self.delete(&t, &k.namespace, &k.name, false);
-            }
-        }
-        Ok(())
-    }
-
-    /// Background cascading deletion of objects owned by `uid`.
-    fn collect_garbage(&mut self, uid: &str) {
-        if uid.is_empty() {
-            return;
-        }
-        let dependents: Vec<ObjKey> = self
-            .objects
-            .iter()
-            .filter(|(_, s)| {
-                s.obj["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in dependents {
-            if let Some(t) = self.type_for_key(&k) {
-                let _ = self.delete(&t, &k.namespace, &k.name, false);
-            }
-        }
-    }
-
-    /// Orphan deletion: dependents lose their owner reference.
-    fn orphan_dependents(&mut self, uid: &str) {
-        let keys: Vec<ObjKey> = self.objects.keys().cloned().collect();
-        for k in keys {
-            let refs = self.objects[&k].obj["metadata"]["ownerReferences"].as_array().cloned();
-            if let Some(refs) = refs
-                && refs.iter().any(|r| r["uid"].as_str() == Some(uid))
-                && let Some(t) = self.type_for_key(&k)
-            {
-                let mut obj = self.objects[&k].obj.clone();
-                obj["metadata"]["ownerReferences"] =
-                    Value::Array(refs.into_iter().filter(|r| r["uid"].as_str() != Some(uid)).collect());
-                let _ = self.write(&t, k, obj, Sub::Main, "garbage-collector", None);
-            }
-        }
-    }
-
-    /// Every object, for dumps.
+    /// Every stored object, for dumps.
     pub fn dump(&self) -> Vec<Value> {
         self.objects
             .iter()
-            .map(|(k, s)| {
-                let mut v = s.obj.clone();
-                if let Some(t) = self.type_for_key(k) {
-                    v = Self::present(&t, &v);
-                }
-                v
+            .map(|(k, v)| match self.type_for_key(k) {
+                Some(t) => strategy::from_storage(&t, v.clone()),
+                None => v.clone(),
             })
             .collect()
+    }
+
+    /// Every stored key, for the controllers.
+    pub fn keys(&self) -> Vec<ObjKey> {
+        self.objects.keys().cloned().collect()
+    }
+
+    /// A ServiceAccount's uid, if it exists.
+    pub fn service_account_uid(&self, ns: &str, name: &str) -> Option<String> {
+        let key = ObjKey {
+            group: String::new(),
+            plural: "serviceaccounts".into(),
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        self.objects.get(&key).and_then(|sa| sa["metadata"]["uid"].as_str().map(str::to_owned))
+    }
+
+    /// A server-side write of the controllers: apply `change` to the stored
+    /// object (no validation, no admission), bumping the resourceVersion.
+    pub fn system_update(&mut self, key: &ObjKey, change: impl FnOnce(&mut Value)) {
+        let Some(old) = self.objects.get(key).cloned() else { return };
+        let Some(t) = self.type_for_key(key) else { return };
+        let mut new = old.clone();
+        change(&mut new);
+        if new == old {
+            return;
+        }
+        let finalizers_empty = new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        let namespace_finalized =
+            !t.is_namespace() || new["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        if new["metadata"]["deletionTimestamp"].is_string() && finalizers_empty && namespace_finalized {
+            self.objects.insert(key.clone(), new);
+            let _ = self.remove(&t, key);
+            return;
+        }
+        self.rv += 1;
+        new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects.insert(key.clone(), new.clone());
+        self.record(key.clone(), ChangeKind::Modified, new, Some(old));
+    }
+
+    /// Delete for the controllers (background propagation, no checks).
+    pub fn system_delete(&mut self, key: &ObjKey) {
+        let Some(t) = self.type_for_key(key) else { return };
+        let _ = self.delete(&t, &key.namespace, &key.name, &DeleteOpts::default());
+    }
+}
+
+impl rbac::Policy for Store {
+    fn cluster_role_bindings(&self) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.group == rbac::GROUP && k.plural == "clusterrolebindings")
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn role_bindings(&self, ns: &str) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.group == rbac::GROUP && k.plural == "rolebindings" && k.namespace == ns)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn cluster_role(&self, name: &str) -> Option<Value> {
+        let key = ObjKey {
+            group: rbac::GROUP.into(),
+            plural: "clusterroles".into(),
+            namespace: String::new(),
+            name: name.into(),
+        };
+        self.objects.get(&key).cloned()
+    }
+
+    fn role(&self, ns: &str, name: &str) -> Option<Value> {
+        let key = ObjKey {
+            group: rbac::GROUP.into(),
+            plural: "roles".into(),
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        self.objects.get(&key).cloned()
     }
 }
 
@@ -852,8 +1352,16 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn secrets(s: &Store) -> ResourceType {
-        s.type_of("", "v1", "secrets").unwrap()
+    fn t(s: &Store, group: &str, res: &str) -> Arc<ResourceType> {
+        s.type_of(group, "v1", res).unwrap()
+    }
+
+    fn create(s: &mut Store, ty: &Arc<ResourceType>, ns: &str, obj: Value) -> ApiResult<Value> {
+        let p = s.prepare_create(ty, ns, obj, Opts::system("test"))?;
+        s.commit(p).map(|o| o.obj).map_err(|e| match e {
+            CommitError::Api(e) => e,
+            CommitError::Retry => ApiError::new(500, "Retry", "retry"),
+        })
     }
 
     #[test]
@@ -863,75 +1371,43 @@ mod tests {
     }
 
     #[test]
-    fn create_update_conflict_and_noop() {
+    fn create_validates_and_records_ownership() {
         let mut s = Store::default();
-        let t = secrets(&s);
-        let created = s
-            .create(&t, "default", json!({"metadata": {"name": "a"}, "stringData": {"k": "v"}}), "m")
-            .unwrap();
-        assert_eq!(created["data"]["k"], "dg==");
-        assert!(created.get("stringData").is_none());
-        let rv = created["metadata"]["resourceVersion"].clone();
-        assert_eq!(s.create(&t, "default", json!({"metadata": {"name": "a"}}), "m").unwrap_err().code, 409);
-        let mut stale = created.clone();
-        stale["metadata"]["resourceVersion"] = json!("1");
-        assert_eq!(s.update(&t, "default", "a", stale, Sub::Main, "m").unwrap_err().reason, "Conflict");
-        let same = s.update(&t, "default", "a", created.clone(), Sub::Main, "m").unwrap();
-        assert_eq!(same["metadata"]["resourceVersion"], rv, "no-op keeps the resourceVersion");
-        assert_eq!(s.create(&t, "nowhere", json!({"metadata": {"name": "a"}}), "m").unwrap_err().code, 404);
-    }
-
-    #[test]
-    fn apply_removes_fields_the_manager_stopped_applying_and_detects_conflicts() {
-        let mut s = Store::default();
-        let t = s.type_of("", "v1", "configmaps").unwrap();
-        let apply = |s: &mut Store, body: Value, m: &str, force: bool| {
-            s.patch(&t, "default", "c", PatchType::Apply { force }, &body, Sub::Main, m)
-        };
-        apply(
+        let secrets = t(&s, "", "secrets");
+        let created = create(
             &mut s,
-            json!({"metadata": {"name": "c", "labels": {"x": "1"}}, "data": {"a": "1", "b": "2"}}),
-            "op",
-            false,
+            &secrets,
+            "default",
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "stringData": {"k": "v"}}),
         )
         .unwrap();
-        let v = apply(&mut s, json!({"metadata": {"name": "c"}, "data": {"a": "1"}}), "op", false).unwrap();
-        assert_eq!(v["data"], json!({"a": "1"}));
-        assert!(v["metadata"].get("labels").is_none());
-        let err = apply(&mut s, json!({"metadata": {"name": "c"}, "data": {"a": "2"}}), "other", false)
-            .unwrap_err();
-        assert_eq!(err.code, 409);
-        let v = apply(&mut s, json!({"metadata": {"name": "c"}, "data": {"a": "2"}}), "other", true).unwrap();
-        assert_eq!(v["data"]["a"], "2");
-        // A field removed by a non-apply write belongs to nobody: applying it again does not conflict.
-        s.patch(&t, "default", "c", PatchType::Merge, &json!({"data": {"a": null}}), Sub::Main, "other")
-            .unwrap();
-        apply(&mut s, json!({"metadata": {"name": "c"}, "data": {"a": "3"}}), "third", false).unwrap();
+        assert_eq!(created["data"]["k"], "dg==");
+        assert_eq!(created["metadata"]["managedFields"][0]["manager"], "test");
+        assert_eq!(created["metadata"]["managedFields"][0]["operation"], "Update");
+        let long = "v".repeat(64);
+        let err =
+            create(&mut s, &secrets, "default", json!({"metadata": {"name": "b", "labels": {"x": long}}}))
+                .unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(
+            err.message.starts_with("Secret \"b\" is invalid: metadata.labels: Invalid value:"),
+            "{}",
+            err.message
+        );
+        let ns = t(&s, "", "namespaces");
+        let err = s.delete(&ns, "", "default", &DeleteOpts::default()).unwrap_err();
+        assert_eq!(err.code, 403);
     }
 
     #[test]
-    fn finalizers_and_garbage_collection() {
-        let mut s = Store::default();
-        let t = secrets(&s);
-        let owner = s
-            .create(&t, "default", json!({"metadata": {"name": "owner", "finalizers": ["x/y"]}}), "m")
-            .unwrap();
-        let uid = owner["metadata"]["uid"].as_str().unwrap().to_owned();
-        s.create(&t, "default", json!({"metadata": {"name": "dep", "ownerReferences": [{"uid": uid, "name": "owner", "kind": "Secret", "apiVersion": "v1"}]}}), "m").unwrap();
-        let deleting = s.delete(&t, "default", "owner", false).unwrap();
-        assert!(deleting["metadata"]["deletionTimestamp"].is_string());
-        assert!(s.get(&t, "default", "dep").is_ok());
-        s.patch(
-            &t,
-            "default",
-            "owner",
-            PatchType::Merge,
-            &json!({"metadata": {"finalizers": null}}),
-            Sub::Main,
-            "m",
-        )
-        .unwrap();
-        assert_eq!(s.get(&t, "default", "owner").unwrap_err().code, 404);
-        assert_eq!(s.get(&t, "default", "dep").unwrap_err().code, 404, "dependent collected");
+    fn bootstrap_policy_is_aggregated() {
+        let s = Store::default();
+        let edit = rbac::Policy::cluster_role(&s, "edit").unwrap();
+        assert!(edit["rules"].as_array().unwrap().len() > 5, "{edit}");
+        let ns = t(&s, "", "namespaces");
+        assert_eq!(
+            s.get(&ns, "", "default").unwrap()["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "default"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! `kube-test-apiserver --port P --kubeconfig FILE`: serve the test API
-//! server on 127.0.0.1:P (0 picks a free port, printed on stdout) and write
-//! a kubeconfig pointing at it. Runs until SIGTERM or SIGINT.
+//! `kube-test-apiserver --port P --kubeconfig FILE [--token-auth-file CSV]`:
+//! serve the test API server over HTTPS on 127.0.0.1:P (0 picks a free
+//! port, printed on stdout) and write an admin kubeconfig for it (with the
+//! server's CA). Runs until SIGTERM or SIGINT.
 
 #![forbid(unsafe_code)]
 
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use encstr_tests::TestApiServer;
 
-/// A Kubernetes API server for tests (in memory, no auth). Never for production.
+/// A Kubernetes API server for tests (in memory, HTTPS with its own CA, token
+/// authentication and RBAC). Never for production.
 #[derive(Debug, Parser)]
 #[command(name = "kube-test-apiserver", version)]
 struct Args {
@@ -19,12 +21,22 @@ struct Args {
     /// Where to write a kubeconfig for the server.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// More users, in kube-apiserver's token file format:
+    /// `token,user,uid,"group1,group2"` per line.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let server = TestApiServer::start(args.port).await?;
+    if let Some(path) = &args.token_auth_file {
+        let text = std::fs::read_to_string(path)?;
+        server.load_token_file(&text).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+        })?;
+    }
     if let Some(path) = &args.kubeconfig {
         server.write_kubeconfig(path)?;
     }
