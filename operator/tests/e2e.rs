@@ -43,6 +43,15 @@ fn apply(env: &Env, yaml: &str) {
     kubectl(env, &["apply", "--server-side", "-f", path.to_str().unwrap()]);
 }
 
+/// Apply a manifest the API server must refuse; returns kubectl's error.
+fn apply_refused(env: &Env, yaml: &str) -> String {
+    let path = env.dir.join(format!("apply-{}.yaml", rand()));
+    std::fs::write(&path, yaml).unwrap();
+    let out = env.command("kubectl").args(["apply", "--server-side", "-f", path.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success(), "the API server accepted {yaml}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn rand() -> u128 {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap();
@@ -422,8 +431,20 @@ fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
             "--from-literal=keyring=not a keyring line",
         ],
     );
+    // A duration the CRD's pattern refuses never reaches the operator: the
+    // API server answers 422, as a cluster does.
+    let err = apply_refused(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: refused, namespace: platform}\nspec:\n  rotation: {every: 90days}\n",
+    );
+    assert!(
+        err.contains(r#"The SecretKeyring "refused" is invalid: spec.rotation.every: Invalid value: "90days": spec.rotation.every in body should match '^([0-9]+"#),
+        "{err}"
+    );
+    assert!(kubectl_json(&env, &["get", "secretkeyring", "refused", "-n", "platform"]).is_none());
+    // One the pattern allows but the operator does not (under a second).
     let cases = [
-        ("bad-duration", "  rotation: {every: 90days}\n", "InvalidDuration"),
+        ("bad-duration", "  rotation: {every: 500ms}\n", "InvalidDuration"),
         ("missing-import", "  importFrom: {secretRef: {name: nowhere}}\n", "ImportNotFound"),
         ("malformed-import", "  importFrom: {secretRef: {name: legacy, key: keyring}}\n", "ImportInvalid"),
     ];

@@ -5,7 +5,10 @@
 
 use encstr_tests::TestApiServer;
 use encstr_tests::apiserver::{Fault, Matcher};
-use encstr_tests::harness::{Client, WatchLines, eventually, request};
+mod common;
+
+use common::{Watch, call, patch};
+use encstr_tests::harness::{eventually, request};
 use serde_json::{Value, json};
 
 const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
@@ -14,43 +17,6 @@ const CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResou
   "names":{"kind":"Widget","plural":"widgets","singular":"widget","shortNames":["wd"]},
   "versions":[{"name":"v1","served":true,"storage":true,"subresources":{"status":{}},
    "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
-
-async fn call(s: &TestApiServer, method: &str, path: &str, body: Value) -> Result<Value, String> {
-    request(s, method, path, "application/json", &body.to_string()).await.map(|(_, v)| v)
-}
-
-async fn patch(s: &TestApiServer, path: &str, ct: &str, body: &str) -> Result<Value, String> {
-    request(s, "PATCH", path, ct, body).await.map(|(_, v)| v)
-}
-
-/// Open a watch and read events as JSON lines.
-struct Watch(WatchLines);
-
-impl Watch {
-    async fn open(s: &TestApiServer, path: &str) -> Watch {
-        let (status, lines) = Client::admin(s).stream(path, &[]).await.unwrap();
-        assert_eq!(status, 200, "watch {path}");
-        Watch(lines)
-    }
-
-    /// The next event (skipping chunk-size lines), or None when the stream ends.
-    async fn next(&mut self) -> Option<Value> {
-        let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while let Some(l) = self.0.next_line().await.ok()? {
-                // The last chunk (size 0) ends the response.
-                if l.trim() == "0" {
-                    return None;
-                }
-                // Chunk-size lines can parse as JSON numbers: only objects are events.
-                if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(&l) {
-                    return Some(v);
-                }
-            }
-            None
-        });
-        read.await.expect("a watch event within 5 s")
-    }
-}
 
 #[tokio::test]
 async fn crud_conflicts_and_secrets() {

@@ -265,6 +265,21 @@ fn event_schema() -> Value {
     }))
 }
 
+/// The `events.k8s.io/v1` Event schema (the served form of core events).
+fn events_v1_schema() -> Value {
+    let obj_ref = json!({"type": "object", "properties": {
+        "kind": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string"}, "uid": {"type": "string"},
+        "apiVersion": {"type": "string"}, "resourceVersion": {"type": "string"}, "fieldPath": {"type": "string"}}});
+    object(json!({
+        "regarding": obj_ref, "related": obj_ref, "reason": {"type": "string"}, "note": {"type": "string"},
+        "deprecatedSource": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
+        "deprecatedFirstTimestamp": {"type": "string"}, "deprecatedLastTimestamp": {"type": "string"},
+        "deprecatedCount": {"type": "integer"}, "type": {"type": "string"}, "eventTime": {"type": "string"},
+        "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": {"type": "string"}}},
+        "action": {"type": "string"}, "reportingController": {"type": "string"}, "reportingInstance": {"type": "string"}
+    }))
+}
+
 /// The built-in types.
 pub fn builtins() -> Vec<ResourceType> {
     let rb = "rbac.authorization.k8s.io";
@@ -365,7 +380,7 @@ pub fn builtins() -> Vec<ResourceType> {
         ]);
     core_events.names = NameRule::Any;
     let mut events = ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"])
-        .with_schema(event_schema())
+        .with_schema(events_v1_schema())
         .with_columns(core_events.columns.clone());
     events.storage = (String::new(), "events".into());
     events.names = NameRule::Any;

@@ -554,6 +554,22 @@ pub fn apply_defaults(v: &mut Value, s: &Schema) {
     }
 }
 
+/// An embedded resource needs `apiVersion` and `kind`
+/// (`validateEmbeddedResource`).
+fn embedded_resource(m: &Map<String, Value>, path: &str, errs: &mut Vec<FieldError>) {
+    for f in ["apiVersion", "kind"] {
+        let at = join(path, f);
+        match m.get(f) {
+            None => errs.push(FieldError::required(at, "must not be empty")),
+            Some(Value::String(x)) if x.is_empty() => {
+                errs.push(FieldError::invalid(at, &json!(x), "must not be empty"))
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => errs.push(FieldError::invalid(at, other, "must be a string")),
+        }
+    }
+}
+
 /// Format a number the way Go's `%v` does for schema bounds.
 fn num(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() }
@@ -750,6 +766,9 @@ pub fn validate(v: &Value, s: &Schema, path: &str, errs: &mut Vec<FieldError>) {
             }
         }
         Value::Object(m) => {
+            if s.embedded {
+                embedded_resource(m, path, errs);
+            }
             for r in &s.required {
                 if m.get(r).is_none_or(|x| x.is_null() && !s.properties.get(r).is_some_and(|p| p.nullable)) {
                     errs.push(FieldError::required(join(path, r), ""));

@@ -617,18 +617,22 @@ impl Store {
         strip_type(&mut new);
         let given_rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned();
         if given_rv.is_empty() {
-            if t.custom {
+            // Custom resources and CRDs refuse unconditional updates (as
+            // the registry words it: the resource as the kind, RV 0);
+            // built-ins take the stored resourceVersion.
+            if t.custom || t.is_crd() {
                 return Err(ApiError::invalid(
                     &t.group,
-                    &t.kind,
+                    &t.plural,
                     name,
                     &[FieldError::invalid(
                         "metadata.resourceVersion",
-                        &json!(""),
+                        &json!(0),
                         "must be specified for an update",
                     )],
                 ));
             }
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         } else if given_rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
             return Err(ApiError::conflict(&t.group, &t.plural, name));
         }
@@ -880,9 +884,6 @@ impl Store {
         let Prepared { t, mut key, mut obj, old, opts, warnings, managed, id, .. } = p;
         let current = self.objects.get(&key).cloned();
         match (&old, &current) {
-            (None, Some(_)) => {
-                return Err(ApiError::already_exists(&t.group, &t.plural, &key.name).into());
-            }
             (Some(o), Some(c)) if rv_of(o) != rv_of(c) => return Err(CommitError::Retry),
             (Some(_), None) => return Err(CommitError::Retry),
             _ => {}
@@ -915,6 +916,10 @@ impl Store {
             && let Err(e) = self.no_new_finalizers(&t, o, &obj)
         {
             return Err(e.into());
+        }
+        // Storage refuses a second object of a name after validation.
+        if old.is_none() && current.is_some() {
+            return Err(ApiError::already_exists(&t.group, &t.plural, &key.name).into());
         }
         // Field ownership.
         let api_version = t.api_version();

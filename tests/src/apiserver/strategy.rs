@@ -117,9 +117,29 @@ fn decode_checks(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// The built-ins' defaulting functions that matter here (RBAC bindings'
+/// `roleRef.apiGroup` and subjects' `apiGroup`).
+fn builtin_defaults(t: &ResourceType, obj: &mut Value) {
+    if t.group == "rbac.authorization.k8s.io"
+        && matches!(t.plural.as_str(), "rolebindings" | "clusterrolebindings")
+    {
+        if obj["roleRef"].is_object() && obj["roleRef"]["apiGroup"].as_str().is_none_or(str::is_empty) {
+            obj["roleRef"]["apiGroup"] = json!("rbac.authorization.k8s.io");
+        }
+        for s in obj["subjects"].as_array_mut().into_iter().flatten() {
+            if s["apiGroup"].as_str().is_none_or(str::is_empty)
+                && matches!(s["kind"].as_str(), Some("User" | "Group"))
+            {
+                s["apiGroup"] = json!("rbac.authorization.k8s.io");
+            }
+        }
+    }
+}
+
 /// Prepare a new object (normalised, status reset, kind defaults).
 pub fn prepare_create(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
     decode_checks(t, obj)?;
+    builtin_defaults(t, obj);
     if t.status
         && !t.is_namespace()
         && !t.is_crd()
@@ -154,6 +174,7 @@ pub fn prepare_create(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
 /// always carry).
 pub fn prepare_update(t: &ResourceType, new: &mut Value, old: &Value) -> ApiResult<()> {
     decode_checks(t, new)?;
+    builtin_defaults(t, new);
     if t.is_namespace() {
         new["metadata"]["labels"][NAMESPACE_NAME_LABEL] = old["metadata"]["name"].clone();
         // spec.finalizers change only through /finalize.
@@ -195,7 +216,9 @@ pub fn validate(t: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Field
     } else if t.is_crd() {
         errs.extend(crd(obj, old));
     } else {
-        errs.extend(validation::builtin(&t.kind, &t.group, obj, old));
+        // Validation is the stored kind's (events.k8s.io events are core
+        // events).
+        errs.extend(validation::builtin(&t.kind, &t.storage.0, obj, old));
     }
     errs
 }

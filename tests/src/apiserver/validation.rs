@@ -25,7 +25,7 @@ fn regex_error(msg: &str, re: &str, examples: &[&str]) -> String {
         return format!("{msg} (regex used for validation is '{re}')");
     }
     let list: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!("{msg} (e.g. {}regex used for validation is '{re}')", list.join("or "))
+    format!("{msg} (e.g. {}regex used for validation is '{re}')", list.join(" or "))
 }
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
