@@ -376,7 +376,12 @@ pub fn builtins() -> Vec<ResourceType> {
             Column::new("Type", "string", ".type"),
             Column::new("Reason", "string", ".reason"),
             Column::new("Object", "string", "@involvedObject"),
+            Column { priority: 1, ..Column::new("Subobject", "string", ".involvedObject.fieldPath") },
+            Column { priority: 1, ..Column::new("Source", "string", "@source") },
             Column::new("Message", "string", ".message"),
+            Column { priority: 1, ..Column::new("First Seen", "string", "@firstSeen") },
+            Column { priority: 1, ..Column::new("Count", "integer", "@count") },
+            Column { priority: 1, ..Column::new("Name", "string", ".metadata.name") },
         ]);
     core_events.names = NameRule::Any;
     let mut events = ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"])

@@ -290,6 +290,18 @@ fn builtin_cell(col: &Column, obj: &Value) -> Value {
             obj["status"]["readyReplicas"].as_i64().unwrap_or(0),
             obj["spec"]["replicas"].as_i64().unwrap_or(1)
         )),
+        "@source" => {
+            let component = obj["source"]["component"].as_str().or(obj["reportingComponent"].as_str()).unwrap_or_default();
+            match obj["source"]["host"].as_str().filter(|h| !h.is_empty()) {
+                Some(host) => json!(format!("{component}, {host}")),
+                None => json!(component),
+            }
+        }
+        "@firstSeen" => {
+            let t = [&obj["firstTimestamp"], &obj["eventTime"]].into_iter().find(|t| t.is_string()).cloned().unwrap_or(Value::Null);
+            age(&t)
+        }
+        "@count" => json!(obj["series"]["count"].as_i64().or(obj["count"].as_i64()).unwrap_or(1)),
         "@restarts" => json!(
             obj["status"]["containerStatuses"]
                 .as_array()
@@ -315,11 +327,17 @@ fn builtin_cell(col: &Column, obj: &Value) -> Value {
     }
 }
 
+/// Whether a type lists its Name column itself (events put it last).
+fn own_name(t: &ResourceType) -> bool {
+    t.columns.iter().any(|c| c.name == "Name")
+}
+
 /// The column definitions of a type.
 pub fn columns(t: &ResourceType) -> Value {
-    let mut cols = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
-    ];
+    let mut cols = Vec::new();
+    if !own_name(t) {
+        cols.push(json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}));
+    }
     for c in &t.columns {
         let ty = if !t.custom && c.type_ == "date" && c.name != "Created At" {
             "string"
@@ -338,7 +356,7 @@ pub fn columns(t: &ResourceType) -> Value {
 
 /// One row.
 fn row(t: &ResourceType, obj: &Value, include: Include) -> Value {
-    let mut cells = vec![obj["metadata"]["name"].clone()];
+    let mut cells = if own_name(t) { Vec::new() } else { vec![obj["metadata"]["name"].clone()] };
     for c in &t.columns {
         cells.push(if t.custom { crd_cell(c, obj) } else { builtin_cell(c, obj) });
     }
