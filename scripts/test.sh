@@ -19,6 +19,7 @@ log "tools"
 command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
 command -v python3 >/dev/null || apt_install python3 python3-pip
 python3 -c 'import yaml, dotenv' 2>/dev/null || python3 -m pip install -q pyyaml python-dotenv
+python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
 command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_install prometheus
 command -v file >/dev/null || apt_install file

@@ -1,7 +1,9 @@
 //! kube-rs against the test API server: typed `Api` calls, server-side apply
 //! of a derived CustomResource with its status, the runtime's watcher and
-//! reflector (surviving dropped watches and 410 Gone), and a small
-//! Controller converging despite injected faults.
+//! reflector (surviving dropped watches, 410 Gone and watch events that lag
+//! behind writes), a small Controller converging despite injected faults,
+//! and API errors (422 Invalid, 403 Forbidden for a ServiceAccount's token)
+//! as kube-rs surfaces them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +41,11 @@ struct WidgetStatus {
 }
 
 async fn client(s: &TestApiServer) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&s.kubeconfig()).unwrap();
+    client_from(&s.kubeconfig()).await
+}
+
+async fn client_from(kubeconfig: &str) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
     Client::try_from(config).unwrap()
 }
@@ -202,6 +208,52 @@ async fn a_controller_converges_despite_faults() {
     eventually(15, "re-convergence after a change", || async {
         let o = api.get("two").await.ok()?;
         (o.annotations().get("reconciled").map(String::as_str) == Some("changed")).then_some(())
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn api_errors_and_lagging_watches_as_kube_rs_sees_them() {
+    let s = TestApiServer::start(0).await.unwrap();
+    let c = client(&s).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    // 422 with its causes.
+    let long = "v".repeat(64);
+    let err = cms.create(&PostParams::default(), &cm("bad", &[("k", &long)])).await.unwrap_err();
+    let kube::Error::Api(status) = err else { panic!("{err:?}") };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(status.message.contains("must be no more than 63 bytes"), "{}", status.message);
+    // A ServiceAccount's token: 403 with the real message.
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(c.clone(), "default");
+    let mut sa = k8s_openapi::api::core::v1::ServiceAccount::default();
+    sa.metadata.name = Some("reader".into());
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let token = s.service_account_token("default", "reader").unwrap();
+    let restricted = client_from(&s.kubeconfig_for("reader", Some(&token))).await;
+    let err =
+        Api::<Secret>::namespaced(restricted, "default").list(&ListParams::default()).await.unwrap_err();
+    let kube::Error::Api(status) = err else { panic!("{err:?}") };
+    assert_eq!(status.code, 403);
+    assert_eq!(
+        status.message,
+        r#"secrets is forbidden: User "system:serviceaccount:default:reader" cannot list resource "secrets" in API group "" in the namespace "default""#
+    );
+    // A reflector whose watch lags its own writes catches up.
+    s.set_watch_delay("configmaps", Duration::from_millis(800));
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector(writer, watcher(cms.clone(), watcher::Config::default().fields("metadata.name=lagging")))
+            .applied_objects()
+            .boxed();
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    reader.wait_until_ready().await.unwrap();
+    cms.create(&PostParams::default(), &cm("lagging", &[])).await.unwrap();
+    assert!(cms.get("lagging").await.is_ok(), "reads see the write at once");
+    assert!(reader.state().is_empty(), "the cache does not yet");
+    eventually(5, "the cache to catch up", || {
+        let r = reader.clone();
+        async move { (!r.state().is_empty()).then_some(()) }
     })
     .await;
     task.abort();

@@ -54,7 +54,11 @@ fn kubectl_fails(env: &Env, bin: &str, args: &[&str]) -> String {
 /// Run kubectl; returns (success, stdout, stderr).
 fn kubectl_try(env: &Env, bin: &str, args: &[&str]) -> (bool, String, String) {
     let out = env.command(bin).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn write(env: &Env, name: &str, text: &str) -> String {
@@ -108,7 +112,21 @@ fn printing_validation_and_patches(bin: &str, label: &str) {
     // Printer columns, as a cluster prints them.
     let good = "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: t, namespace: team}\nspec: {every: 2160h, owner: ops}\n";
     kubectl(&env, bin, &["apply", "-f", &write(&env, "good.yaml", good)]);
-    kubectl(&env, bin, &["patch", "th", "t", "-n", "team", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#]);
+    kubectl(
+        &env,
+        bin,
+        &[
+            "patch",
+            "th",
+            "t",
+            "-n",
+            "team",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+        ],
+    );
     let table = kubectl(&env, bin, &["get", "th", "-n", "team"]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -126,7 +144,12 @@ fn printing_validation_and_patches(bin: &str, label: &str) {
     );
     kubectl(&env, bin, &["create", "-f", &write(&env, "event.yaml", &event)]);
     let described = kubectl(&env, bin, &["describe", "th", "t", "-n", "team"]);
-    assert!(described.contains("Events:") && described.contains("KeyringGenerated") && described.contains("generated 1 key"), "{described}");
+    assert!(
+        described.contains("Events:")
+            && described.contains("KeyringGenerated")
+            && described.contains("generated 1 key"),
+        "{described}"
+    );
     let events = kubectl(&env, bin, &["get", "events", "-n", "team"]);
     let header: Vec<&str> = events.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], "{events}");
@@ -134,17 +157,26 @@ fn printing_validation_and_patches(bin: &str, label: &str) {
     // A label value of 64 characters (kubectl's own `label` checks it first;
     // a manifest goes to the server): 422.
     kubectl(&env, bin, &["create", "configmap", "cfg", "-n", "team", "--from-literal=k=v1"]);
-    let long = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: team\n  labels: {{encstr.io/keyring: {}}}\ndata: {{k: v1}}\n", "x".repeat(64));
+    let long = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: team\n  labels: {{encstr.io/keyring: {}}}\ndata: {{k: v1}}\n",
+        "x".repeat(64)
+    );
     let err = kubectl_fails(&env, bin, &["apply", "-f", &write(&env, "long.yaml", &long)]);
-    assert!(err.contains(r#"The ConfigMap "cfg" is invalid: metadata.labels: Invalid value: ""#) && err.contains("must be no more than 63 bytes"), "{err}");
+    assert!(
+        err.contains(r#"The ConfigMap "cfg" is invalid: metadata.labels: Invalid value: ""#)
+            && err.contains("must be no more than 63 bytes"),
+        "{err}"
+    );
     kubectl(&env, bin, &["annotate", "cm", "cfg", "-n", "team", "note=hi"]);
     kubectl(&env, bin, &["label", "cm", "cfg", "-n", "team", "tier=web"]);
     // Server dry runs and diff persist nothing.
     let changed = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: team}\ndata: {k: v2}\n";
     let path = write(&env, "changed.yaml", changed);
-    let out = kubectl(&env, bin, &["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", &path]);
+    let out =
+        kubectl(&env, bin, &["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", &path]);
     assert!(out.contains("(server dry run)"), "{out}");
-    let (same, diff, _) = kubectl_try(&env, bin, &["diff", "--server-side", "--force-conflicts", "-f", &path]);
+    let (same, diff, _) =
+        kubectl_try(&env, bin, &["diff", "--server-side", "--force-conflicts", "-f", &path]);
     assert!(!same && diff.contains("-  k: v1") && diff.contains("+  k: v2"), "{diff}");
     assert_eq!(kubectl(&env, bin, &["get", "cm", "cfg", "-n", "team", "-o", "jsonpath={.data.k}"]), "v1");
     // edit: the editor's change arrives as a strategic merge patch.
@@ -153,21 +185,49 @@ fn printing_validation_and_patches(bin: &str, label: &str) {
     let mut edit = env.command(bin);
     edit.args(["edit", "cm", "cfg", "-n", "team"]).env("KUBE_EDITOR", &editor);
     env.run_ok(edit);
-    let cm: Value = serde_json::from_str(&kubectl(&env, bin, &["get", "cm", "cfg", "-n", "team", "-o", "json"])).unwrap();
-    assert_eq!((cm["data"]["k"].as_str(), cm["metadata"]["labels"]["tier"].as_str(), cm["metadata"]["annotations"]["note"].as_str()), (Some("edited"), Some("web"), Some("hi")));
+    let cm: Value =
+        serde_json::from_str(&kubectl(&env, bin, &["get", "cm", "cfg", "-n", "team", "-o", "json"])).unwrap();
+    assert_eq!(
+        (
+            cm["data"]["k"].as_str(),
+            cm["metadata"]["labels"]["tier"].as_str(),
+            cm["metadata"]["annotations"]["note"].as_str()
+        ),
+        (Some("edited"), Some("web"), Some("hi"))
+    );
     // Client-side apply: containers merge by name; a removed one goes.
     let deploy = |containers: &str| {
-        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: team}}\nspec:\n  selector: {{matchLabels: {{app: a}}}}\n  template:\n    metadata: {{labels: {{app: a}}}}\n    spec:\n      containers:\n{containers}")
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: team}}\nspec:\n  selector: {{matchLabels: {{app: a}}}}\n  template:\n    metadata: {{labels: {{app: a}}}}\n    spec:\n      containers:\n{containers}"
+        )
     };
     let two = deploy("      - {name: app, image: 'app:1'}\n      - {name: side, image: 'side:1'}\n");
     kubectl(&env, bin, &["apply", "-f", &write(&env, "d1.yaml", &two)]);
-    kubectl(&env, bin, &["patch", "deploy", "app", "-n", "team", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","env":[{"name":"X","value":"1"}]}]}}}}"#]);
+    kubectl(
+        &env,
+        bin,
+        &[
+            "patch",
+            "deploy",
+            "app",
+            "-n",
+            "team",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","env":[{"name":"X","value":"1"}]}]}}}}"#,
+        ],
+    );
     let one = deploy("      - {name: app, image: 'app:2'}\n");
     kubectl(&env, bin, &["apply", "-f", &write(&env, "d2.yaml", &one)]);
-    let d: Value = serde_json::from_str(&kubectl(&env, bin, &["get", "deploy", "app", "-n", "team", "-o", "json"])).unwrap();
+    let d: Value =
+        serde_json::from_str(&kubectl(&env, bin, &["get", "deploy", "app", "-n", "team", "-o", "json"]))
+            .unwrap();
     let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "{containers:?}");
-    assert_eq!((containers[0]["image"].as_str(), containers[0]["env"][0]["name"].as_str()), (Some("app:2"), Some("X")), "the patched env survives");
+    assert_eq!(
+        (containers[0]["image"].as_str(), containers[0]["env"][0]["name"].as_str()),
+        (Some("app:2"), Some("X")),
+        "the patched env survives"
+    );
 }
 
 /// Tokens, bindings and `auth can-i`.
@@ -175,7 +235,8 @@ fn rbac(bin: &str, label: &str) {
     let env = Env::start(&format!("kubectl-rbac-{label}"));
     kubectl(&env, bin, &["create", "namespace", "team"]);
     kubectl(&env, bin, &["create", "serviceaccount", "op", "-n", "team"]);
-    let token = kubectl(&env, bin, &["create", "token", "op", "-n", "team", "--duration=1h"]).trim().to_owned();
+    let token =
+        kubectl(&env, bin, &["create", "token", "op", "-n", "team", "--duration=1h"]).trim().to_owned();
     let as_op = |args: &[&str]| {
         let mut a = vec!["--token", token.as_str()];
         a.extend_from_slice(args);
@@ -187,7 +248,11 @@ fn rbac(bin: &str, label: &str) {
     assert_eq!((ok, out.trim()), (false, "no"));
     let (ok, _, err) = as_op(&["get", "secrets", "-n", "team"]);
     assert!(!ok && err.contains(r#"Error from server (Forbidden): secrets is forbidden: User "system:serviceaccount:team:op" cannot list resource "secrets" in API group "" in the namespace "team""#), "{err}");
-    kubectl(&env, bin, &["create", "rolebinding", "op-view", "--clusterrole=view", "--serviceaccount=team:op", "-n", "team"]);
+    kubectl(
+        &env,
+        bin,
+        &["create", "rolebinding", "op-view", "--clusterrole=view", "--serviceaccount=team:op", "-n", "team"],
+    );
     let (ok, out, _) = as_op(&["auth", "can-i", "list", "configmaps", "-n", "team"]);
     assert_eq!((ok, out.trim()), (true, "yes"));
     let (ok, out, _) = as_op(&["auth", "can-i", "list", "secrets", "-n", "team"]);
@@ -196,15 +261,51 @@ fn rbac(bin: &str, label: &str) {
     assert_eq!((ok, out.trim()), (false, "no"));
     let (ok, out, _) = as_op(&["auth", "can-i", "--list", "-n", "team"]);
     assert!(ok && out.contains("configmaps"), "{out}");
-    let admin = kubectl(&env, bin, &["auth", "can-i", "--as=system:serviceaccount:team:op", "get", "pods", "-n", "team"]);
+    let admin = kubectl(
+        &env,
+        bin,
+        &["auth", "can-i", "--as=system:serviceaccount:team:op", "get", "pods", "-n", "team"],
+    );
     assert_eq!(admin.trim(), "yes");
-    let (ok, _, err) = as_op(&["create", "rolebinding", "escalate", "--clusterrole=cluster-admin", "--serviceaccount=team:op", "-n", "team"]);
-    assert!(!ok && err.contains(r#"User "system:serviceaccount:team:op" cannot create resource "rolebindings""#), "{err}");
+    let (ok, _, err) = as_op(&[
+        "create",
+        "rolebinding",
+        "escalate",
+        "--clusterrole=cluster-admin",
+        "--serviceaccount=team:op",
+        "-n",
+        "team",
+    ]);
+    assert!(
+        !ok && err.contains(r#"User "system:serviceaccount:team:op" cannot create resource "rolebindings""#),
+        "{err}"
+    );
     // As the namespace's admin it may bind, but not above itself.
-    kubectl(&env, bin, &["create", "rolebinding", "op-admin", "--clusterrole=admin", "--serviceaccount=team:op", "-n", "team"]);
-    let (ok, _, err) = as_op(&["create", "rolebinding", "escalate", "--clusterrole=cluster-admin", "--serviceaccount=team:op", "-n", "team"]);
+    kubectl(
+        &env,
+        bin,
+        &[
+            "create",
+            "rolebinding",
+            "op-admin",
+            "--clusterrole=admin",
+            "--serviceaccount=team:op",
+            "-n",
+            "team",
+        ],
+    );
+    let (ok, _, err) = as_op(&[
+        "create",
+        "rolebinding",
+        "escalate",
+        "--clusterrole=cluster-admin",
+        "--serviceaccount=team:op",
+        "-n",
+        "team",
+    ]);
     assert!(!ok && err.contains("is attempting to grant RBAC permissions not currently held"), "{err}");
-    let (ok, _, err) = as_op(&["create", "rolebinding", "helper", "--clusterrole=edit", "--user=helper", "-n", "team"]);
+    let (ok, _, err) =
+        as_op(&["create", "rolebinding", "helper", "--clusterrole=edit", "--user=helper", "-n", "team"]);
     assert!(ok, "{err}");
 }
 

@@ -291,14 +291,21 @@ fn builtin_cell(col: &Column, obj: &Value) -> Value {
             obj["spec"]["replicas"].as_i64().unwrap_or(1)
         )),
         "@source" => {
-            let component = obj["source"]["component"].as_str().or(obj["reportingComponent"].as_str()).unwrap_or_default();
+            let component = obj["source"]["component"]
+                .as_str()
+                .or(obj["reportingComponent"].as_str())
+                .unwrap_or_default();
             match obj["source"]["host"].as_str().filter(|h| !h.is_empty()) {
                 Some(host) => json!(format!("{component}, {host}")),
                 None => json!(component),
             }
         }
         "@firstSeen" => {
-            let t = [&obj["firstTimestamp"], &obj["eventTime"]].into_iter().find(|t| t.is_string()).cloned().unwrap_or(Value::Null);
+            let t = [&obj["firstTimestamp"], &obj["eventTime"]]
+                .into_iter()
+                .find(|t| t.is_string())
+                .cloned()
+                .unwrap_or(Value::Null);
             age(&t)
         }
         "@count" => json!(obj["series"]["count"].as_i64().or(obj["count"].as_i64()).unwrap_or(1)),
