@@ -11,9 +11,11 @@
 - 1,000 SecretKeyrings (each with its own target namespace): peak RSS of the
   operator (VmHWM) once all are reconciled.
 """
+import base64
 import http.client
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,13 +31,22 @@ def build():
 
 
 class Api:
-    def __init__(self, port):
+    """HTTPS as the admin of the server's kubeconfig (its CA and token)."""
+
+    def __init__(self, port, kubeconfig):
+        text = open(kubeconfig).read()
+        field = lambda k: next(l.split(": ", 1)[1].strip() for l in text.splitlines() if l.strip().startswith(k + ":"))
         self.port = port
+        self.token = field("token")
+        self.tls = ssl.create_default_context(cadata=base64.b64decode(field("certificate-authority-data")).decode())
 
     def call(self, method, path, body=None, ctype="application/json"):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=60, context=self.tls)
         data = json.dumps(body) if body is not None else None
-        c.request(method, path, body=data, headers={"Content-Type": ctype} if data else {})
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if data:
+            headers["Content-Type"] = ctype
+        c.request(method, path, body=data, headers=headers)
         r = c.getresponse()
         text = r.read()
         c.close()
@@ -71,7 +82,7 @@ def main():
     kubeconfig = os.path.join(work, "kubeconfig")
     server = subprocess.Popen([os.path.join(TARGET, "kube-test-apiserver"), "--port", "0", "--kubeconfig", kubeconfig],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    api = Api(int(server.stdout.readline()))
+    api = Api(int(server.stdout.readline()), kubeconfig)
     env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.join(work, "cache"))
     subprocess.run(["kubectl", "apply", "--server-side", "-f", os.path.join(ROOT, "crds/secretkeyring.yaml")], env=env, check=True, capture_output=True)
     api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "platform"}})

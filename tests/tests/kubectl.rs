@@ -261,12 +261,21 @@ fn rbac(bin: &str, label: &str) {
     assert_eq!((ok, out.trim()), (false, "no"));
     let (ok, out, _) = as_op(&["auth", "can-i", "--list", "-n", "team"]);
     assert!(ok && out.contains("configmaps"), "{out}");
-    let admin = kubectl(
+    // Impersonation: the admin may act as the account, and gets its answers.
+    let (ok, out, _) = kubectl_try(
+        &env,
+        bin,
+        &["auth", "can-i", "--as=system:serviceaccount:team:op", "get", "secrets", "-n", "team"],
+    );
+    assert_eq!((ok, out.trim()), (false, "no"));
+    let (ok, out, _) = kubectl_try(
         &env,
         bin,
         &["auth", "can-i", "--as=system:serviceaccount:team:op", "get", "pods", "-n", "team"],
     );
-    assert_eq!(admin.trim(), "yes");
+    assert_eq!((ok, out.trim()), (true, "yes"));
+    let (ok, _, err) = as_op(&["get", "pods", "-n", "team", "--as=someone"]);
+    assert!(!ok && err.contains(r#"users "someone" is forbidden: User "system:serviceaccount:team:op" cannot impersonate resource "users" in API group "" at the cluster scope"#), "{err}");
     let (ok, _, err) = as_op(&[
         "create",
         "rolebinding",

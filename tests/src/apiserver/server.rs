@@ -482,7 +482,7 @@ async fn handle(
         let rest: Vec<&str> = segments[1..].iter().map(String::as_str).collect();
         return test_endpoint(&app, &method, &rest, &body);
     }
-    let user = match app.authenticate(&headers) {
+    let user = match app.authenticate(&headers).and_then(|u| impersonate(&app, u, &headers)) {
         Ok(u) => u,
         Err(e) => return error_response(&e),
     };
@@ -558,6 +558,73 @@ async fn handle(
     info.code = response.status().as_u16();
     app.faults.lock().expect("lock").log(info);
     response
+}
+
+/// `Impersonate-User`/`-Group`/`-Uid`: the requester needs `impersonate`
+/// on each (users, groups, uids, or the ServiceAccount), as kube-apiserver's
+/// impersonation filter checks.
+fn impersonate(app: &App, requester: UserInfo, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    };
+    let user = values("impersonate-user").into_iter().next();
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid").into_iter().next();
+    let Some(name) = user else {
+        if !groups.is_empty() || uid.is_some() {
+            return Err(ApiError::bad_request("requested [impersonate-group] without impersonating a user"));
+        }
+        return Ok(requester);
+    };
+    let check = |resource: &str, namespace: &str, object: &str| -> Result<(), ApiError> {
+        let attrs = Attributes {
+            user: requester.clone(),
+            verb: "impersonate".into(),
+            resource: Some(ResourceAttributes {
+                group: if resource == "uids" { "authentication.k8s.io".into() } else { String::new() },
+                resource: resource.into(),
+                subresource: String::new(),
+                namespace: namespace.into(),
+                name: object.into(),
+            }),
+            path: String::new(),
+        };
+        let store = app.store.lock().expect("lock");
+        if rbac::allowed(&*store, &attrs) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(rbac::forbidden_message(&attrs), None))
+        }
+    };
+    let mut impersonated = match name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+        Some((ns, sa)) => {
+            check("serviceaccounts", ns, sa)?;
+            let mut u =
+                UserInfo::new(&name, &["system:serviceaccounts", &format!("system:serviceaccounts:{ns}")]);
+            u.groups.retain(|g| g != "system:authenticated");
+            u
+        }
+        None => {
+            check("users", "", &name)?;
+            UserInfo { name: name.clone(), uid: String::new(), groups: Vec::new() }
+        }
+    };
+    for g in &groups {
+        check("groups", "", g)?;
+        if !impersonated.groups.contains(g) {
+            impersonated.groups.push(g.clone());
+        }
+    }
+    if let Some(uid) = uid {
+        check("uids", "", &uid)?;
+        impersonated.uid = uid;
+    }
+    let anonymous = name == "system:anonymous";
+    let implied = if anonymous { "system:unauthenticated" } else { "system:authenticated" };
+    if !impersonated.groups.iter().any(|g| g == implied) {
+        impersonated.groups.push(implied.into());
+    }
+    Ok(impersonated)
 }
 
 fn not_found() -> Response {
