@@ -84,7 +84,7 @@ def main():
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     api = Api(int(server.stdout.readline()), kubeconfig)
     env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.join(work, "cache"))
-    subprocess.run(["kubectl", "apply", "--server-side", "-f", os.path.join(ROOT, "crds/secretkeyring.yaml")], env=env, check=True, capture_output=True)
+    subprocess.run(["kubectl", "apply", "--server-side", "-f", os.path.join(ROOT, "crds/encstr.yaml")], env=env, check=True, capture_output=True)
     api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "platform"}})
     for i in range(N):
         api.call("POST", "/api/v1/namespaces", {"metadata": {"name": f"t{i:04}", "labels": {"encstr.io/keyring": "big"}}})

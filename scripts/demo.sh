@@ -15,7 +15,7 @@ bin="$PWD/target/debug/encstr"
 encstr() { "$bin" "$@"; }
 operator_bin="$PWD/target/debug/encstr-operator"
 apiserver_bin="$PWD/target/debug/kube-test-apiserver"
-crd="$PWD/crds/secretkeyring.yaml"
+crd="$PWD/crds/encstr.yaml"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 

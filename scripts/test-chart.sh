@@ -18,7 +18,7 @@ validate() { # kubernetes-validate everything except the prometheus-operator kin
 
 $helm lint --strict charts/encstr >/dev/null && ok "helm lint --strict charts/encstr"
 $helm lint --strict charts/encstr-sidecar >/dev/null && ok "helm lint --strict charts/encstr-sidecar"
-cmp crds/secretkeyring.yaml charts/encstr/crds/secretkeyring.yaml && ok "chart CRD = crds/secretkeyring.yaml"
+cmp crds/encstr.yaml charts/encstr/crds/encstr.yaml && ok "chart CRD = crds/encstr.yaml"
 
 $helm template encstr charts/encstr -n encstr --include-crds > "$work/default.yaml"
 validate "$work/default.yaml" && ok "default render passes kubernetes-validate --strict"
@@ -63,7 +63,7 @@ assert d["uid"] and d["panels"], "dashboard"
 PY
 grep -q 'grafana_dashboard: "1"' "$work/all.yaml" && ok "dashboard JSON and its ConfigMap"
 
-python3 - crds/secretkeyring.yaml deploy/examples/secretkeyring-*.yaml <<'PY'
+python3 - crds/encstr.yaml deploy/examples/secretkeyring-*.yaml <<'PY'
 import sys, yaml, jsonschema
 crd = yaml.safe_load(open(sys.argv[1]))
 schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

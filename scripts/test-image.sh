@@ -53,5 +53,5 @@ echo "image ok: $image, $size bytes"
 # The operator image: built the same way, and its static binary runs on scratch.
 ./scripts/build-image.sh localhost/encstr-operator:test encstr-operator
 podman run --rm --read-only --user 65532:65532 --network none --cap-drop ALL localhost/encstr-operator:test crd > "$work/crd.yaml"
-cmp "$work/crd.yaml" crds/secretkeyring.yaml || { echo "the operator image prints a different CRD" >&2; exit 1; }
+cmp "$work/crd.yaml" crds/encstr.yaml || { echo "the operator image prints a different CRD" >&2; exit 1; }
 echo "operator image ok: $(podman image inspect localhost/encstr-operator:test --format '{{.Size}}') bytes"

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// The encstr operator: reconciles SecretKeyring resources.
+/// The encstr operator: reconciles SecretKeyring and ClusterSecretKeyring resources.
 #[derive(Debug, Parser)]
 #[command(name = "encstr-operator", version, about)]
 pub struct Cli {
@@ -18,7 +18,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller (the default).
     Run(RunArgs),
-    /// Print the SecretKeyring CRD as YAML.
+    /// Print the CRDs (SecretKeyring, ClusterSecretKeyring) as YAML.
     Crd,
 }
 
@@ -40,15 +40,21 @@ pub struct RunArgs {
     /// This replica's identity [default: $POD_NAME, else the host name].
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Where ClusterSecretKeyrings keep their masters [default: the lease namespace].
+    #[arg(long, env = "ENCSTR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
     /// Confine the operator to these namespaces (comma-separated; for Roles
-    /// instead of a ClusterRole): SecretKeyrings are read in the lease
-    /// namespace only and copies go only to these namespaces.
+    /// instead of a ClusterRole): only SecretKeyrings there are reconciled;
+    /// ClusterSecretKeyrings need a cluster-wide install.
     #[arg(long, env = "ENCSTR_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
     /// Reconcile every SecretKeyring this often even without changes
     /// (restores copies changed while a watch was down).
     #[arg(long, default_value = "5m", value_parser = parse_resync)]
     pub resync: std::time::Duration,
+    /// Scan a keyring's token usage (for pruning) at most this often.
+    #[arg(long, default_value = "1m", value_parser = parse_resync)]
+    pub usage_scan_interval: std::time::Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

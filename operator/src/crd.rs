@@ -1,6 +1,9 @@
-//! The `SecretKeyring` custom resource (encstr.io/v1alpha1) and the names the
-//! operator uses: labels, annotations, condition types, finalizer.
+//! The custom resources (encstr.io/v1alpha1): `SecretKeyring`
+//! (namespace-local) and `ClusterSecretKeyring` (cluster-scoped, fanned out
+//! to target namespaces), and the names the operator uses: labels,
+//! annotations, condition types, finalizer.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -12,14 +15,23 @@ pub const GROUP: &str = "encstr.io";
 pub const FIELD_MANAGER: &str = "encstr-operator";
 /// Finalizer that makes `deletionPolicy` run once.
 pub const FINALIZER: &str = "encstr.io/cleanup";
-/// Label on the master and every copy: `<namespace>.<name>` of the SecretKeyring.
+/// Label on a SecretKeyring's master: the SecretKeyring's name.
 pub const LABEL_KEYRING: &str = "encstr.io/keyring";
-/// Label value distinguishing the master Secret from copies.
+/// Label on a ClusterSecretKeyring's master and copies: its name.
+pub const LABEL_CLUSTER_KEYRING: &str = "encstr.io/cluster-keyring";
+/// `master` or `copy`.
 pub const LABEL_ROLE: &str = "encstr.io/role";
+/// Labels every encstr-managed Secret may carry (an import never reads one).
+pub const LABEL_PREFIX: &str = "encstr.io/";
 /// Annotation on the master and copies: key ids, primary last.
 pub const ANN_KEY_IDS: &str = "encstr.io/key-ids";
 /// Annotation a user sets (to a new value) to request a rotation.
 pub const ANN_ROTATE: &str = "encstr.io/rotate";
+/// Annotation a user sets to rebuild a missing master from the copy in a
+/// namespace.
+pub const ANN_RESTORE_FROM: &str = "encstr.io/restore-from";
+/// Annotation a user sets to acknowledge keys missing from the master.
+pub const ANN_ACCEPT_MISSING: &str = "encstr.io/accept-missing-keys";
 /// Master annotation: the last `encstr.io/rotate` value handled.
 pub const ANN_ROTATE_HANDLED: &str = "encstr.io/rotate-handled";
 /// Master annotation: the staged key, if any.
@@ -28,12 +40,18 @@ pub const ANN_STAGED: &str = "encstr.io/staged-key";
 pub const ANN_STAGED_DISTRIBUTED: &str = "encstr.io/staged-distributed-at";
 /// Master annotation: `id=time` of each key's creation.
 pub const ANN_CREATED: &str = "encstr.io/key-created";
-/// Master annotation: when the primary was promoted.
-pub const ANN_PROMOTED: &str = "encstr.io/primary-promoted-at";
+/// Master annotation: `id=time` of each key's promotion to primary.
+pub const ANN_PROMOTED: &str = "encstr.io/key-promoted";
+/// Master annotation: `id=time` of each key's retirement (decrypt-only).
+pub const ANN_RETIRED: &str = "encstr.io/key-retired";
+/// Master annotation: keys the operator pruned itself (most recent last).
+pub const ANN_PRUNED: &str = "encstr.io/pruned-keys";
 /// Master annotation: when the last rotation started.
 pub const ANN_LAST_ROTATION: &str = "encstr.io/last-rotation";
 /// Data key of the keyring text in every Secret.
 pub const DATA_KEY: &str = "keyring";
+/// Names are label values: at most 63 characters.
+pub const MAX_NAME: usize = 63;
 
 /// Condition types.
 pub mod condition {
@@ -54,7 +72,15 @@ const NAMESPACE_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// A Secret name (DNS subdomain).
 const SECRET_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// A keyring distributed to namespaces, rotated in stages and pruned safely.
+/// The CEL rule keeping `spec.secretName` as it was created (set or not).
+const SECRET_NAME_IMMUTABLE: &str = r#"[{"rule": "has(self.secretName) == has(oldSelf.secretName) && (!has(self.secretName) || self.secretName == oldSelf.secretName)", "message": "spec.secretName is immutable: the master and every copy keep the name they were created with", "fieldPath": ".secretName", "reason": "FieldValueForbidden"}]"#;
+
+fn secret_name_immutable(schema: &mut schemars::Schema) {
+    let rules: serde_json::Value = serde_json::from_str(SECRET_NAME_IMMUTABLE).expect("valid JSON");
+    schema.insert("x-kubernetes-validations".into(), rules);
+}
+
+/// A keyring kept in one namespace, where the namespace's pods mount it.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "encstr.io",
@@ -62,8 +88,48 @@ const SECRET_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-
     kind = "SecretKeyring",
     plural = "secretkeyrings",
     shortname = "skr",
+    category = "encstr",
     namespaced,
-    status = "SecretKeyringStatus",
+    status = "KeyringStatus",
+    printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.primaryKeyId"}"#,
+    printcolumn = r#"{"name":"Keys","type":"integer","jsonPath":".status.keyCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = secret_name_immutable)]
+pub struct SecretKeyringSpec {
+    /// The Secret holding the keyring (data key `keyring`); default: the
+    /// resource's name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), pattern(SECRET_NAME_PATTERN))]
+    pub secret_name: Option<String>,
+    /// Automatic rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+    /// How many keys to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Adopt an existing keyring (a Secret in this namespace) instead of
+    /// generating one; read only when the master is first created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_from: Option<ImportFrom>,
+    /// What happens to the master when the resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A keyring kept in the cluster resource namespace and copied,
+/// byte-identical, into target namespaces. For cluster administrators.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "encstr.io",
+    version = "v1alpha1",
+    kind = "ClusterSecretKeyring",
+    plural = "clustersecretkeyrings",
+    shortname = "cskr",
+    category = "encstr",
+    status = "KeyringStatus",
     printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.primaryKeyId"}"#,
     printcolumn = r#"{"name":"Keys","type":"integer","jsonPath":".status.keyCount"}"#,
     printcolumn = r#"{"name":"Targets","type":"string","jsonPath":".status.syncedTargets"}"#,
@@ -71,13 +137,14 @@ const SECRET_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-pub struct SecretKeyringSpec {
-    /// The Secret holding the keyring (data key `keyring`) in every target;
-    /// default: the SecretKeyring's name.
+#[schemars(transform = secret_name_immutable)]
+pub struct ClusterSecretKeyringSpec {
+    /// The name of the master and of every copy (data key `keyring`);
+    /// default: the resource's name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253), pattern(SECRET_NAME_PATTERN))]
     pub secret_name: Option<String>,
-    /// Where identical copies go; the own namespace always holds the master.
+    /// Where identical copies go.
     #[serde(default)]
     pub targets: Targets,
     /// Automatic rotation.
@@ -86,10 +153,12 @@ pub struct SecretKeyringSpec {
     /// How many keys to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
-    /// Adopt an existing keyring instead of generating one.
+    /// Adopt an existing keyring (a Secret in the cluster resource
+    /// namespace) instead of generating one; read only when the master is
+    /// first created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_from: Option<ImportFrom>,
-    /// What happens to the copies (and the master) when the SecretKeyring is deleted.
+    /// What happens to the copies and the master when the resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -130,13 +199,18 @@ pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_keys: Option<u32>,
+    /// A former primary is kept at least this long (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub min_decrypt_only_age: Option<String>,
 }
 
 /// Import source.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportFrom {
-    /// A key of a Secret in the SecretKeyring's own namespace.
+    /// A key of a Secret in the master's namespace (never one carrying an
+    /// `encstr.io/*` label).
     pub secret_ref: SecretKeyRef,
 }
 
@@ -162,26 +236,30 @@ pub enum DeletionPolicy {
     Delete,
 }
 
-/// Observed state.
+/// Observed state (both kinds).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SecretKeyringStatus {
+pub struct KeyringStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The name the master was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
     /// Id of the key that encrypts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key_id: Option<String>,
-    /// Number of keys.
+    /// Number of keys (for the printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_count: Option<u32>,
-    /// The keys (ids and lifecycle only, never key material), oldest first.
+    /// Every key the master holds (ids and lifecycle, never key material),
+    /// oldest first: the operator's record of every key it handed out.
     #[serde(default)]
     pub keys: Vec<KeyStatus>,
-    /// One entry per target namespace.
-    #[serde(default)]
+    /// One entry per target namespace (ClusterSecretKeyring).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
-    /// `synced/total` targets.
+    /// `synced/total` targets (ClusterSecretKeyring, for the printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_targets: Option<String>,
     /// When the last rotation started.
@@ -228,7 +306,10 @@ pub struct KeyStatus {
     /// When it became primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<String>,
-    /// Tokens carrying this id in ConfigMaps of the targets (when counted).
+    /// When it stopped being primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    /// ENCSTR tokens carrying this id (when last counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_use: Option<u32>,
 }
@@ -241,7 +322,10 @@ pub struct TargetStatus {
     pub namespace: String,
     /// Whether it holds a copy identical to the master.
     pub synced: bool,
-    /// Why not.
+    /// Why not (CamelCase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -267,27 +351,34 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
-impl SecretKeyring {
-    /// The Secret name (default: the resource's name).
-    pub fn secret_name(&self) -> String {
-        self.spec.secret_name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
-    }
+/// The CEL rule on both kinds' root: names are label values.
+const NAME_RULE: &str = r#"{"rule": "self.metadata.name.size() <= 63", "message": "the name is used as a label value and must be at most 63 characters", "reason": "FieldValueInvalid"}"#;
 
-    /// The value of the `encstr.io/keyring` label: `<namespace>.<name>`.
-    pub fn label_value(&self) -> String {
-        format!(
-            "{}.{}",
-            self.metadata.namespace.as_deref().unwrap_or_default(),
-            self.metadata.name.as_deref().unwrap_or_default()
-        )
+/// A CRD with the root rules kube's derive cannot express.
+fn with_root_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let rule: serde_json::Value = serde_json::from_str(NAME_RULE).expect("valid JSON");
+    for v in &mut crd.spec.versions {
+        if let Some(schema) = v.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            let rule = serde_json::from_value(rule.clone()).expect("a ValidationRule");
+            schema.x_kubernetes_validations.get_or_insert_with(Vec::new).push(rule);
+        }
     }
+    crd
 }
 
-/// The CRD as YAML (what `encstr-operator crd` prints).
-pub fn crd_yaml() -> String {
+/// Both CRDs.
+pub fn crds() -> [CustomResourceDefinition; 2] {
     use kube::CustomResourceExt as _;
-    let crd = SecretKeyring::crd();
-    let value = serde_json::to_value(&crd).expect("the CRD serializes");
-    let body = serde_saphyr::to_string(&value).expect("YAML");
-    format!("# Generated by `encstr-operator crd` from operator/src/crd.rs. Do not edit.\n---\n{body}")
+    [with_root_rules(SecretKeyring::crd()), with_root_rules(ClusterSecretKeyring::crd())]
+}
+
+/// The CRDs as YAML (what `encstr-operator crd` prints).
+pub fn crd_yaml() -> String {
+    let mut out = String::from("# Generated by `encstr-operator crd` from operator/src/crd.rs. Do not edit.\n");
+    for crd in crds() {
+        let value = serde_json::to_value(&crd).expect("the CRD serializes");
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&value).expect("YAML"));
+    }
+    out
 }

@@ -8,40 +8,57 @@ use std::time::Duration;
 use encstr_core::{Key, KeyId, Keyring};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ObjectMeta;
+use kube::ResourceExt;
 
 use crate::crd::*;
+use crate::keyring::KeyringResource;
 
 /// Default `rotation.promotionDelay`.
 pub const DEFAULT_PROMOTION_DELAY: Duration = Duration::from_secs(120);
+/// Default `retention.minDecryptOnlyAge`.
+pub const DEFAULT_MIN_DECRYPT_ONLY_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How many of its own prunes the master remembers.
+pub const PRUNED_MEMORY: usize = 32;
 
 /// A spec that passed validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidSpec {
-    /// Secret name in every target.
+    /// Name of the master (and of every copy).
     pub secret_name: String,
-    /// Listed target namespaces.
+    /// Listed target namespaces (cluster kind).
     pub namespaces: BTreeSet<String>,
+    /// Target namespaces by label (cluster kind).
+    pub selector: Option<LabelSelector>,
     /// Rotate when the primary is older than this.
     pub every: Option<Duration>,
     /// Wait after distribution before promoting.
     pub promotion_delay: Duration,
     /// Keep at most this many keys.
     pub max_keys: Option<usize>,
+    /// Keep a former primary at least this long.
+    pub min_decrypt_only_age: Duration,
     /// Secret name and key to import from.
     pub import: Option<(String, String)>,
     /// What deletion does.
     pub deletion_policy: DeletionPolicy,
 }
 
-/// Why a spec is invalid: a CamelCase reason and a message.
+/// Why something cannot proceed: a CamelCase reason and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     /// Condition reason / event reason.
     pub reason: &'static str,
     /// What is wrong and what to do.
     pub message: String,
+}
+
+impl Invalid {
+    /// Shorthand.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Invalid { reason, message: message.into() }
+    }
 }
 
 /// Parse a Go-style duration (`90s`, `2m`, `1h30m`, `2160h`, `1.5h`).
@@ -71,7 +88,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS-1123 label (namespace names).
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -79,88 +97,83 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+/// A DNS-1123 subdomain (Secret names).
+pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-/// Validate a spec (the CRD schema checks the same, but objects can predate
-/// it or be stored without validation).
-pub fn validate(skr: &SecretKeyring) -> Result<ValidSpec, Invalid> {
-    let spec = &skr.spec;
-    let invalid = |reason, message: String| Err(Invalid { reason, message });
-    let secret_name = skr.secret_name();
+fn duration(field: &str, value: Option<&String>, default: Option<Duration>, min: Duration) -> Result<Option<Duration>, Invalid> {
+    match value {
+        None => Ok(default),
+        Some(s) => match parse_duration(s) {
+            Some(d) if d >= min => Ok(Some(d)),
+            _ => Err(Invalid::new(
+                "InvalidDuration",
+                format!("{field} {s:?} is not a duration of at least {}s (like 2160h, 2m, 1h30m)", min.as_secs()),
+            )),
+        },
+    }
+}
+
+/// Validate a spec (the CRD schema checks much of the same, but objects can
+/// predate it or be stored without validation).
+pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
+    let name = k.name_any();
+    if name.len() > MAX_NAME {
+        return Err(Invalid::new(
+            "InvalidName",
+            format!("the name {name:?} has {} characters; it is used as a label value and must be at most {MAX_NAME}", name.len()),
+        ));
+    }
+    let c = k.common();
+    let secret_name = k.secret_name();
     if !is_dns_subdomain(&secret_name) {
-        return invalid(
-            "InvalidSecretName",
-            format!("spec.secretName {secret_name:?} is not a valid Secret name"),
-        );
+        return Err(Invalid::new("InvalidSecretName", format!("spec.secretName {secret_name:?} is not a valid Secret name")));
     }
-    for ns in &spec.targets.namespaces {
-        if !is_dns_label(ns) {
-            return invalid(
-                "InvalidNamespace",
-                format!("spec.targets.namespaces: {ns:?} is not a valid namespace name"),
-            );
-        }
-    }
-    if let Some(sel) = &spec.targets.namespace_selector {
-        for e in sel.match_expressions.iter().flatten() {
-            if !matches!(e.operator.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist") {
-                return invalid(
-                    "InvalidSelector",
-                    format!("spec.targets.namespaceSelector: unknown operator {:?}", e.operator),
-                );
-            }
-        }
-    }
-    let rotation = spec.rotation.clone().unwrap_or_default();
-    let every = match &rotation.every {
-        None => None,
-        Some(s) => match parse_duration(s) {
-            Some(d) if d >= Duration::from_secs(1) => Some(d),
-            _ => {
-                return invalid(
-                    "InvalidDuration",
-                    format!("spec.rotation.every {s:?} is not a duration like 2160h"),
-                );
-            }
-        },
+    let (namespaces, selector) = match k.targets() {
+        Some(t) => (t.namespaces.iter().cloned().collect::<BTreeSet<_>>(), t.namespace_selector.clone()),
+        None => (BTreeSet::new(), None),
     };
-    let promotion_delay = match &rotation.promotion_delay {
-        None => DEFAULT_PROMOTION_DELAY,
-        Some(s) => match parse_duration(s) {
-            Some(d) => d,
-            None => {
-                return invalid(
-                    "InvalidDuration",
-                    format!("spec.rotation.promotionDelay {s:?} is not a duration like 2m"),
-                );
-            }
-        },
-    };
-    let max_keys = match spec.retention.as_ref().and_then(|r| r.max_keys) {
-        Some(0) => return invalid("InvalidRetention", "spec.retention.maxKeys must be at least 1".into()),
+    if let Some(ns) = namespaces.iter().find(|n| !is_dns_label(n)) {
+        return Err(Invalid::new("InvalidNamespace", format!("spec.targets.namespaces: {ns:?} is not a valid namespace name")));
+    }
+    if let Some(e) = selector.iter().flat_map(|s| s.match_expressions.iter().flatten()).find(|e| !matches!(e.operator.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist")) {
+        return Err(Invalid::new("InvalidSelector", format!("spec.targets.namespaceSelector: unknown operator {:?}", e.operator)));
+    }
+    let rotation = c.rotation.cloned().unwrap_or_default();
+    let every = duration("spec.rotation.every", rotation.every.as_ref(), None, Duration::from_secs(1))?;
+    let promotion_delay =
+        duration("spec.rotation.promotionDelay", rotation.promotion_delay.as_ref(), Some(DEFAULT_PROMOTION_DELAY), Duration::ZERO)?
+            .unwrap_or(DEFAULT_PROMOTION_DELAY);
+    let retention = c.retention.cloned().unwrap_or_default();
+    let max_keys = match retention.max_keys {
+        Some(0) => return Err(Invalid::new("InvalidRetention", "spec.retention.maxKeys must be at least 1")),
         other => other.map(|n| n as usize),
     };
-    let import = spec.import_from.as_ref().map(|i| {
-        (i.secret_ref.name.clone(), i.secret_ref.key.clone().unwrap_or_else(|| DATA_KEY.to_owned()))
-    });
+    let min_decrypt_only_age = duration(
+        "spec.retention.minDecryptOnlyAge",
+        retention.min_decrypt_only_age.as_ref(),
+        Some(DEFAULT_MIN_DECRYPT_ONLY_AGE),
+        Duration::ZERO,
+    )?
+    .unwrap_or(DEFAULT_MIN_DECRYPT_ONLY_AGE);
+    let import =
+        c.import_from.map(|i| (i.secret_ref.name.clone(), i.secret_ref.key.clone().unwrap_or_else(|| DATA_KEY.to_owned())));
     if let Some((name, _)) = &import
         && !is_dns_subdomain(name)
     {
-        return invalid(
-            "InvalidImport",
-            format!("spec.importFrom.secretRef.name {name:?} is not a valid Secret name"),
-        );
+        return Err(Invalid::new("InvalidImport", format!("spec.importFrom.secretRef.name {name:?} is not a valid Secret name")));
     }
     Ok(ValidSpec {
         secret_name,
-        namespaces: spec.targets.namespaces.iter().cloned().collect(),
+        namespaces,
+        selector,
         every,
         promotion_delay,
         max_keys,
+        min_decrypt_only_age,
         import,
-        deletion_policy: spec.deletion_policy,
+        deletion_policy: c.deletion_policy,
     })
 }
 
@@ -179,12 +192,33 @@ pub struct KeyMeta {
     pub distributed_at: Option<Timestamp>,
     /// Creation time of each key.
     pub created: BTreeMap<KeyId, Timestamp>,
-    /// When the current primary was promoted.
-    pub promoted_at: Option<Timestamp>,
+    /// When each key became primary.
+    pub promoted: BTreeMap<KeyId, Timestamp>,
+    /// When each former primary became decrypt-only.
+    pub retired: BTreeMap<KeyId, Timestamp>,
+    /// Keys the operator pruned itself, oldest first.
+    pub pruned: Vec<KeyId>,
     /// The last `encstr.io/rotate` value handled.
     pub rotate_handled: Option<String>,
     /// When the last rotation started.
     pub last_rotation: Option<Timestamp>,
+}
+
+fn parse_times(v: Option<&String>) -> BTreeMap<KeyId, Timestamp> {
+    v.map(|v| {
+        v.split(',')
+            .filter_map(|p| p.split_once('='))
+            .filter_map(|(id, t)| Some((id.parse().ok()?, t.parse().ok()?)))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn write_times(a: &mut BTreeMap<String, String>, key: &str, times: &BTreeMap<KeyId, Timestamp>, ids: &[KeyId]) {
+    let list: Vec<String> = ids.iter().filter_map(|id| times.get(id).map(|t| format!("{id}={}", fmt_time(*t)))).collect();
+    if !list.is_empty() {
+        a.insert(key.to_owned(), list.join(","));
+    }
 }
 
 impl KeyMeta {
@@ -194,16 +228,10 @@ impl KeyMeta {
         KeyMeta {
             staged: a.get(ANN_STAGED).and_then(|v| v.parse().ok()),
             distributed_at: time(ANN_STAGED_DISTRIBUTED),
-            created: a
-                .get(ANN_CREATED)
-                .map(|v| {
-                    v.split(',')
-                        .filter_map(|p| p.split_once('='))
-                        .filter_map(|(id, t)| Some((id.parse().ok()?, t.parse().ok()?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            promoted_at: time(ANN_PROMOTED),
+            created: parse_times(a.get(ANN_CREATED)),
+            promoted: parse_times(a.get(ANN_PROMOTED)),
+            retired: parse_times(a.get(ANN_RETIRED)),
+            pruned: a.get(ANN_PRUNED).map(|v| v.split(',').filter_map(|id| id.parse().ok()).collect()).unwrap_or_default(),
             rotate_handled: a.get(ANN_ROTATE_HANDLED).cloned(),
             last_rotation: time(ANN_LAST_ROTATION),
         }
@@ -216,19 +244,15 @@ impl KeyMeta {
         let ids = ring.ids();
         if let Some(s) = self.staged.filter(|s| ids.contains(s)) {
             a.insert(ANN_STAGED.to_owned(), s.to_string());
+            if let Some(t) = self.distributed_at {
+                a.insert(ANN_STAGED_DISTRIBUTED.to_owned(), fmt_time(t));
+            }
         }
-        if let (Some(t), Some(_)) = (self.distributed_at, self.staged) {
-            a.insert(ANN_STAGED_DISTRIBUTED.to_owned(), fmt_time(t));
-        }
-        let created: Vec<String> = ids
-            .iter()
-            .filter_map(|id| self.created.get(id).map(|t| format!("{id}={}", fmt_time(*t))))
-            .collect();
-        if !created.is_empty() {
-            a.insert(ANN_CREATED.to_owned(), created.join(","));
-        }
-        if let Some(t) = self.promoted_at {
-            a.insert(ANN_PROMOTED.to_owned(), fmt_time(t));
+        write_times(&mut a, ANN_CREATED, &self.created, &ids);
+        write_times(&mut a, ANN_PROMOTED, &self.promoted, &ids);
+        write_times(&mut a, ANN_RETIRED, &self.retired, &ids);
+        if !self.pruned.is_empty() {
+            a.insert(ANN_PRUNED.to_owned(), self.pruned.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
         }
         if let Some(v) = &self.rotate_handled {
             a.insert(ANN_ROTATE_HANDLED.to_owned(), v.clone());
@@ -237,6 +261,26 @@ impl KeyMeta {
             a.insert(ANN_LAST_ROTATION.to_owned(), fmt_time(t));
         }
         a
+    }
+
+    /// The lifecycle of a new master: every key created now; the primary
+    /// promoted now; imported older keys decrypt-only from now.
+    pub fn initial(ring: &Keyring, rotate_request: Option<&str>, now: Timestamp) -> Self {
+        let primary = ring.primary().id();
+        let ids = ring.ids();
+        KeyMeta {
+            created: ids.iter().map(|id| (*id, now)).collect(),
+            promoted: BTreeMap::from([(primary, now)]),
+            retired: ids.iter().filter(|id| **id != primary).map(|id| (*id, now)).collect(),
+            rotate_handled: rotate_request.map(str::to_owned),
+            ..KeyMeta::default()
+        }
+    }
+
+    /// When the current primary was promoted (or created).
+    pub fn primary_since(&self, ring: &Keyring) -> Option<Timestamp> {
+        let id = ring.primary().id();
+        self.promoted.get(&id).or_else(|| self.created.get(&id)).copied()
     }
 }
 
@@ -298,9 +342,11 @@ pub struct Observed<'a> {
     pub meta: &'a KeyMeta,
     /// The current `encstr.io/rotate` annotation value.
     pub rotate_request: Option<&'a str>,
-    /// Whether every target copy is identical to the master.
+    /// Whether every target copy is identical to the master, as the API
+    /// server (not a cache) says.
     pub all_copies_current: bool,
-    /// Token counts per key id (when counted).
+    /// Token counts per key id, from a complete scan (`None`: not counted,
+    /// or a list failed).
     pub usage: Option<&'a BTreeMap<KeyId, u32>>,
     /// Now.
     pub now: Timestamp,
@@ -310,9 +356,10 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or_default()
 }
 
-/// Keys retention would remove (oldest decrypt-only beyond the limit),
-/// before looking at usage.
-pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta) -> Vec<KeyId> {
+/// Keys retention wants gone, oldest first: decrypt-only keys beyond
+/// `maxKeys` that have been decrypt-only for `minDecryptOnlyAge`. (Usage is
+/// checked afterwards.)
+pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: Timestamp) -> Vec<KeyId> {
     let Some(max) = spec.max_keys else { return Vec::new() };
     let excess = ring.len().saturating_sub(max);
     key_states(ring, meta)
@@ -320,6 +367,7 @@ pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta) -> Vec
         .filter(|(_, s)| *s == KeyState::DecryptOnly)
         .map(|(id, _)| id)
         .take(excess)
+        .filter(|id| meta.retired.get(id).is_some_and(|t| elapsed(*t, now) >= spec.min_decrypt_only_age))
         .collect()
 }
 
@@ -333,7 +381,9 @@ pub fn next_step(o: &Observed<'_>) -> Option<Step> {
             }
             match o.meta.distributed_at {
                 None if o.all_copies_current => return Some(Step::MarkDistributed),
-                Some(at) if elapsed(at, o.now) >= o.spec.promotion_delay => return Some(Step::Promote),
+                Some(at) if o.all_copies_current && elapsed(at, o.now) >= o.spec.promotion_delay => {
+                    return Some(Step::Promote);
+                }
                 _ => {}
             }
         }
@@ -341,29 +391,23 @@ pub fn next_step(o: &Observed<'_>) -> Option<Step> {
             if requested {
                 return Some(Step::Stage(RotationReason::Requested));
             }
-            if let Some(every) = o.spec.every {
-                let since =
-                    o.meta.promoted_at.or_else(|| o.meta.created.get(&o.ring.primary().id()).copied());
-                if since.is_none_or(|t| elapsed(t, o.now) >= every) {
-                    return Some(Step::Stage(RotationReason::Scheduled));
-                }
+            if let Some(every) = o.spec.every
+                && o.meta.primary_since(o.ring).is_none_or(|t| elapsed(t, o.now) >= every)
+            {
+                return Some(Step::Stage(RotationReason::Scheduled));
             }
         }
     }
-    if let Some(usage) = o.usage {
-        let removable: Vec<KeyId> = prune_candidates(o.spec, o.ring, o.meta)
-            .into_iter()
-            .filter(|id| usage.get(id).copied().unwrap_or(0) == 0)
-            .collect();
-        if !removable.is_empty() {
-            return Some(Step::Prune(removable));
-        }
-    }
-    None
+    let usage = o.usage?;
+    let removable: Vec<KeyId> = prune_candidates(o.spec, o.ring, o.meta, o.now)
+        .into_iter()
+        .filter(|id| usage.get(id).copied().unwrap_or(0) == 0)
+        .collect();
+    (!removable.is_empty()).then_some(Step::Prune(removable))
 }
 
 /// Apply a step to the keyring and its lifecycle (generating a key for
-/// `Stage`). Returns ids pruned, if any.
+/// `Stage`).
 pub fn apply_step(
     step: &Step,
     ring: &mut Keyring,
@@ -388,8 +432,10 @@ pub fn apply_step(
         Step::MarkDistributed => meta.distributed_at = Some(now),
         Step::Promote => {
             if let Some(id) = meta.staged.take() {
+                let former = ring.primary().id();
                 ring.promote(id)?;
-                meta.promoted_at = Some(now);
+                meta.promoted.insert(id, now);
+                meta.retired.insert(former, now);
                 meta.distributed_at = None;
             }
         }
@@ -397,60 +443,60 @@ pub fn apply_step(
             for id in ids {
                 ring.remove(*id)?;
                 meta.created.remove(id);
+                meta.promoted.remove(id);
+                meta.retired.remove(id);
+                meta.pruned.push(*id);
             }
+            let excess = meta.pruned.len().saturating_sub(PRUNED_MEMORY);
+            meta.pruned.drain(..excess);
         }
     }
     Ok(())
 }
 
-/// Labels of every Secret the operator manages for `skr`.
-pub fn managed_labels(skr: &SecretKeyring, role: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(LABEL_KEYRING.to_owned(), skr.label_value()), (LABEL_ROLE.to_owned(), role.to_owned())])
+/// Annotations the operator owns on the master and copies.
+fn ours(key: &str) -> bool {
+    key.starts_with(LABEL_PREFIX) && !matches!(key, ANN_ROTATE | ANN_RESTORE_FROM | ANN_ACCEPT_MISSING)
 }
 
-/// The master Secret with this keyring and lifecycle.
-pub fn master_secret(skr: &SecretKeyring, spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(spec.secret_name.clone()),
-            namespace: skr.metadata.namespace.clone(),
-            labels: Some(managed_labels(skr, "master")),
-            annotations: Some(meta.to_annotations(ring)),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(DATA_KEY.to_owned(), ByteString(ring.to_text().as_bytes().to_vec()))])),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
-    }
-}
-
-/// The copy for one target namespace: byte-identical keyring data.
-pub fn copy_secret(
-    skr: &SecretKeyring,
-    spec: &ValidSpec,
+/// The Secret to write: `existing` (if any) with our labels, annotations
+/// and keyring data; other owners' labels and annotations are kept.
+pub fn secret(
+    existing: Option<&Secret>,
     namespace: &str,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
     keyring_bytes: &[u8],
-    ids: &str,
 ) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(spec.secret_name.clone()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(managed_labels(skr, "copy")),
-            annotations: Some(BTreeMap::from([(ANN_KEY_IDS.to_owned(), ids.to_owned())])),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(DATA_KEY.to_owned(), ByteString(keyring_bytes.to_vec()))])),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
+    let mut s = existing.cloned().unwrap_or_default();
+    s.metadata.name = Some(name.to_owned());
+    s.metadata.namespace = Some(namespace.to_owned());
+    s.metadata.managed_fields = None;
+    let mut l = s.metadata.labels.take().unwrap_or_default();
+    l.retain(|k, _| !k.starts_with(LABEL_PREFIX));
+    l.extend(labels);
+    s.metadata.labels = Some(l);
+    let mut a = s.metadata.annotations.take().unwrap_or_default();
+    a.retain(|k, _| !ours(k));
+    a.extend(annotations);
+    s.metadata.annotations = Some(a);
+    let mut data = s.data.take().unwrap_or_default();
+    data.insert(DATA_KEY.to_owned(), ByteString(keyring_bytes.to_vec()));
+    s.data = Some(data);
+    s.string_data = None;
+    if s.type_.is_none() {
+        s.type_ = Some("Opaque".into());
     }
+    s
 }
 
-/// Whether an existing copy already is what `copy_secret` would write.
-pub fn copy_is_current(existing: &Secret, keyring_bytes: &[u8], ids: &str, label: &str) -> bool {
+/// Whether an existing copy already is what [`secret`] would write.
+pub fn copy_is_current(existing: &Secret, keyring_bytes: &[u8], ids: &str, labels: &BTreeMap<String, String>) -> bool {
+    let l = existing.labels();
     existing.data.as_ref().and_then(|d| d.get(DATA_KEY)).is_some_and(|b| b.0 == keyring_bytes)
-        && existing.metadata.annotations.as_ref().and_then(|a| a.get(ANN_KEY_IDS)).is_some_and(|v| v == ids)
-        && existing.metadata.labels.as_ref().and_then(|l| l.get(LABEL_KEYRING)).is_some_and(|v| v == label)
+        && existing.annotations().get(ANN_KEY_IDS).is_some_and(|v| v == ids)
+        && labels.iter().all(|(k, v)| l.get(k) == Some(v))
 }
 
 #[cfg(test)]
@@ -458,15 +504,14 @@ mod tests {
     use encstr_core::Seed;
 
     use super::*;
+    use crate::keyring::KeyringResource as _;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
-    fn skr(spec: SecretKeyringSpec) -> SecretKeyring {
-        let mut s = SecretKeyring::new("payments", spec);
-        s.metadata.namespace = Some("platform".into());
-        s
+    fn cskr(spec: ClusterSecretKeyringSpec) -> ClusterSecretKeyring {
+        ClusterSecretKeyring::new("payments", spec)
     }
 
     fn key(b: u8) -> Key {
@@ -486,20 +531,27 @@ mod tests {
 
     #[test]
     fn validation_reports_the_field() {
-        let mut spec = SecretKeyringSpec {
-            rotation: Some(Rotation { every: Some("90 days".into()), promotion_delay: None }),
-            ..SecretKeyringSpec::default()
+        let mut spec = ClusterSecretKeyringSpec {
+            rotation: Some(Rotation { every: Some("500ms".into()), promotion_delay: None }),
+            ..Default::default()
         };
-        assert_eq!(validate(&skr(spec.clone())).unwrap_err().reason, "InvalidDuration");
+        assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidDuration");
         spec.rotation = None;
         spec.targets.namespaces = vec!["Bad_NS".into()];
-        assert_eq!(validate(&skr(spec.clone())).unwrap_err().reason, "InvalidNamespace");
+        assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidNamespace");
         spec.targets.namespaces = vec!["ok-ns".into()];
-        spec.retention = Some(Retention { max_keys: Some(0) });
-        assert_eq!(validate(&skr(spec.clone())).unwrap_err().reason, "InvalidRetention");
+        spec.retention = Some(Retention { max_keys: Some(0), min_decrypt_only_age: None });
+        assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidRetention");
+        spec.retention = Some(Retention { max_keys: Some(2), min_decrypt_only_age: Some("forever".into()) });
+        assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidDuration");
         spec.retention = None;
-        let v = validate(&skr(spec)).unwrap();
-        assert_eq!((v.secret_name.as_str(), v.promotion_delay), ("payments", DEFAULT_PROMOTION_DELAY));
+        let v = validate(&cskr(spec.clone())).unwrap();
+        assert_eq!((v.secret_name.as_str(), v.promotion_delay, v.min_decrypt_only_age), ("payments", DEFAULT_PROMOTION_DELAY, DEFAULT_MIN_DECRYPT_ONLY_AGE));
+        let long = ClusterSecretKeyring::new(&"x".repeat(64), spec);
+        assert_eq!(validate(&long).unwrap_err().reason, "InvalidName");
+        let mut skr = SecretKeyring::new(&"y".repeat(63), SecretKeyringSpec::default());
+        skr.metadata.namespace = Some("n".repeat(63));
+        assert!(validate(&skr).is_ok(), "63 characters are fine");
     }
 
     #[test]
@@ -508,11 +560,10 @@ mod tests {
         let meta = KeyMeta {
             staged: Some(key(2).id()),
             distributed_at: Some(t("2026-11-23T09:00:00Z")),
-            created: BTreeMap::from([
-                (key(1).id(), t("2026-01-01T00:00:00Z")),
-                (key(2).id(), t("2026-11-23T08:00:00Z")),
-            ]),
-            promoted_at: Some(t("2026-06-01T00:00:00Z")),
+            created: BTreeMap::from([(key(1).id(), t("2026-01-01T00:00:00Z")), (key(2).id(), t("2026-11-23T08:00:00Z"))]),
+            promoted: BTreeMap::from([(key(3).id(), t("2026-06-01T00:00:00Z"))]),
+            retired: BTreeMap::from([(key(1).id(), t("2026-06-01T00:00:00Z"))]),
+            pruned: vec![key(9).id()],
             rotate_handled: Some("17".into()),
             last_rotation: Some(t("2026-11-23T08:00:00Z")),
         };
@@ -524,24 +575,16 @@ mod tests {
 
     #[test]
     fn staged_rotation_goes_stage_distribute_delay_promote() {
-        let spec = validate(&skr(SecretKeyringSpec {
+        let spec = validate(&cskr(ClusterSecretKeyringSpec {
             rotation: Some(Rotation { every: None, promotion_delay: Some("2m".into()) }),
-            ..SecretKeyringSpec::default()
+            ..Default::default()
         }))
         .unwrap();
         let mut ring = Keyring::new(vec![key(1)]).unwrap();
-        let mut meta = KeyMeta::default();
         let now = t("2026-11-23T09:00:00Z");
+        let mut meta = KeyMeta::initial(&ring, None, now);
         let obs = |ring: &Keyring, meta: &KeyMeta, req: Option<&str>, current: bool, now: Timestamp| {
-            next_step(&Observed {
-                spec: &spec,
-                ring,
-                meta,
-                rotate_request: req,
-                all_copies_current: current,
-                usage: None,
-                now,
-            })
+            next_step(&Observed { spec: &spec, ring, meta, rotate_request: req, all_copies_current: current, usage: None, now })
         };
         assert_eq!(obs(&ring, &meta, None, true, now), None);
         let step = obs(&ring, &meta, Some("1"), true, now).unwrap();
@@ -556,59 +599,63 @@ mod tests {
         apply_step(&step, &mut ring, &mut meta, Some("1"), now).unwrap();
         assert_eq!(obs(&ring, &meta, Some("1"), true, t("2026-11-23T09:01:59Z")), None, "promotionDelay");
         let later = t("2026-11-23T09:02:00Z");
+        assert_eq!(obs(&ring, &meta, Some("1"), false, later), None, "a copy went stale: no promotion");
         let step = obs(&ring, &meta, Some("1"), true, later).unwrap();
         assert_eq!(step, Step::Promote);
         apply_step(&step, &mut ring, &mut meta, Some("1"), later).unwrap();
         assert_eq!(ring.primary().id(), staged);
-        assert_eq!(
-            key_states(&ring, &meta),
-            vec![(key(1).id(), KeyState::DecryptOnly), (staged, KeyState::Primary)]
-        );
+        assert_eq!(key_states(&ring, &meta), vec![(key(1).id(), KeyState::DecryptOnly), (staged, KeyState::Primary)]);
+        assert_eq!(meta.retired[&key(1).id()], later);
         assert_eq!(obs(&ring, &meta, Some("1"), true, later), None, "a handled request is not repeated");
     }
 
     #[test]
     fn scheduled_rotation_and_safe_pruning() {
-        let spec = validate(&skr(SecretKeyringSpec {
+        let spec = validate(&cskr(ClusterSecretKeyringSpec {
             rotation: Some(Rotation { every: Some("24h".into()), promotion_delay: None }),
-            retention: Some(Retention { max_keys: Some(2) }),
-            ..SecretKeyringSpec::default()
+            retention: Some(Retention { max_keys: Some(2), min_decrypt_only_age: Some("1h".into()) }),
+            ..Default::default()
         }))
         .unwrap();
         let ring = Keyring::new(vec![key(1), key(2), key(3), key(4)]).unwrap();
-        let meta = KeyMeta { promoted_at: Some(t("2026-11-23T00:00:00Z")), ..KeyMeta::default() };
-        let usage = BTreeMap::from([(key(1).id(), 3)]);
-        let o = |now, usage| Observed {
-            spec: &spec,
-            ring: &ring,
-            meta: &meta,
-            rotate_request: None,
-            all_copies_current: true,
-            usage,
-            now,
+        let retired_at = t("2026-11-23T00:00:00Z");
+        let meta = KeyMeta {
+            promoted: BTreeMap::from([(key(4).id(), retired_at)]),
+            retired: [1, 2, 3].map(|b| (key(b).id(), retired_at)).into_iter().collect(),
+            ..KeyMeta::default()
         };
-        assert_eq!(
-            next_step(&o(t("2026-11-24T00:00:00Z"), None)),
-            Some(Step::Stage(RotationReason::Scheduled))
-        );
-        assert_eq!(prune_candidates(&spec, &ring, &meta), vec![key(1).id(), key(2).id()]);
-        assert_eq!(
-            next_step(&o(t("2026-11-23T01:00:00Z"), Some(&usage))),
-            Some(Step::Prune(vec![key(2).id()])),
-            "key 1 is in use"
-        );
-        assert_eq!(next_step(&o(t("2026-11-23T01:00:00Z"), None)), None, "no usage counted, nothing pruned");
+        let usage = BTreeMap::from([(key(1).id(), 3)]);
+        let o = |now, usage| Observed { spec: &spec, ring: &ring, meta: &meta, rotate_request: None, all_copies_current: true, usage, now };
+        assert_eq!(next_step(&o(t("2026-11-24T00:00:00Z"), None)), Some(Step::Stage(RotationReason::Scheduled)));
+        assert!(prune_candidates(&spec, &ring, &meta, t("2026-11-23T00:59:59Z")).is_empty(), "minDecryptOnlyAge");
+        let later = t("2026-11-23T01:00:00Z");
+        assert_eq!(prune_candidates(&spec, &ring, &meta, later), vec![key(1).id(), key(2).id()]);
+        assert_eq!(next_step(&o(later, Some(&usage))), Some(Step::Prune(vec![key(2).id()])), "key 1 is in use");
+        assert_eq!(next_step(&o(later, None)), None, "no complete count, nothing pruned");
+        let mut r = ring.clone();
+        let mut m = meta.clone();
+        apply_step(&Step::Prune(vec![key(2).id()]), &mut r, &mut m, None, later).unwrap();
+        assert_eq!(m.pruned, vec![key(2).id()], "the master remembers what the operator pruned");
+        assert!(!m.retired.contains_key(&key(2).id()));
     }
 
     #[test]
-    fn copies_are_byte_identical_and_labelled() {
-        let s = skr(SecretKeyringSpec::default());
-        let spec = validate(&s).unwrap();
+    fn secrets_keep_other_owners_fields_and_copies_are_byte_identical() {
+        let c = cskr(ClusterSecretKeyringSpec::default());
         let ring = Keyring::new(vec![key(1)]).unwrap();
         let bytes = ring.to_text().as_bytes().to_vec();
-        let copy = copy_secret(&s, &spec, "team-a", &bytes, &key_ids(&ring));
-        assert_eq!(copy.metadata.labels.as_ref().unwrap()[LABEL_KEYRING], "platform.payments");
-        assert!(copy_is_current(&copy, &bytes, &key_ids(&ring), "platform.payments"));
-        assert!(!copy_is_current(&copy, b"other", &key_ids(&ring), "platform.payments"));
+        let mut existing = Secret::default();
+        existing.metadata.labels = Some(BTreeMap::from([("app".into(), "x".into()), (LABEL_ROLE.into(), "stale".into())]));
+        existing.metadata.annotations = Some(BTreeMap::from([("note".into(), "keep".into()), (ANN_STAGED.into(), "deadbeef".into())]));
+        let labels = c.managed_labels("copy");
+        let ann = BTreeMap::from([(ANN_KEY_IDS.to_owned(), key_ids(&ring))]);
+        let copy = secret(Some(&existing), "team-a", "payments", labels.clone(), ann, &bytes);
+        let l = copy.metadata.labels.as_ref().unwrap();
+        assert_eq!((l["app"].as_str(), l[LABEL_CLUSTER_KEYRING].as_str(), l[LABEL_ROLE].as_str()), ("x", "payments", "copy"));
+        let a = copy.metadata.annotations.as_ref().unwrap();
+        assert_eq!(a["note"], "keep");
+        assert!(!a.contains_key(ANN_STAGED), "stale operator annotations go");
+        assert!(copy_is_current(&copy, &bytes, &key_ids(&ring), &labels));
+        assert!(!copy_is_current(&copy, b"other", &key_ids(&ring), &labels));
     }
 }

@@ -21,6 +21,8 @@ pub struct Health {
     pub ready: AtomicBool,
     /// Whether this replica leads.
     pub leader: AtomicBool,
+    /// Cleared when a controller task panicked: `/healthz` fails.
+    pub broken: AtomicBool,
 }
 
 async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
@@ -30,6 +32,14 @@ async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
         "# HELP encstr_operator_leader Whether this replica holds the leader lease.\n# TYPE encstr_operator_leader gauge\nencstr_operator_leader {leader}\n"
     ));
     ([(header::CONTENT_TYPE, encstr_exposition::CONTENT_TYPE)], body)
+}
+
+async fn healthz(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    if h.broken.load(Ordering::Acquire) {
+        (StatusCode::INTERNAL_SERVER_ERROR, "a controller task failed\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
 }
 
 async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
@@ -48,7 +58,7 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let router = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(health);
     let listener = tokio::net::TcpListener::bind(addr).await?;

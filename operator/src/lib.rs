@@ -1,9 +1,13 @@
-//! `encstr-operator`: reconciles `SecretKeyring` resources — generates keys,
-//! distributes identical keyring Secrets to target namespaces, rotates in
-//! stages and prunes only unused keys.
+//! `encstr-operator`: reconciles `SecretKeyring` (a namespace's own keyring)
+//! and `ClusterSecretKeyring` (a keyring copied into target namespaces) —
+//! generates keys, distributes byte-identical copies, rotates in stages,
+//! prunes only unused keys, and never writes a keyring that lacks a key it
+//! handed out.
 //!
-//! Pure modules compute what should exist ([`desired`], [`status`],
-//! [`usage`]); [`controller`] applies it with server-side apply.
+//! Pure modules decide ([`desired`], [`guard`], [`status`], [`usage`]);
+//! [`reconcile`] observes, applies through [`writer`] (the one place that
+//! writes Secrets) and reports; [`controller`] wires the reflectors and
+//! controllers; [`lease`] elects a leader and fences every write.
 
 #![forbid(unsafe_code)]
 
@@ -12,9 +16,14 @@ pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod error;
+pub mod guard;
 pub mod http;
+pub mod keyring;
+pub mod lease;
 pub mod metrics;
+pub mod reconcile;
 pub mod status;
 pub mod usage;
+pub mod writer;
 
 pub use error::{Error, Result};

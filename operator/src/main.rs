@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use encstr_operator::cli::{Cli, Command, LogFormat, RunArgs};
+use encstr_operator::controller::Scope;
+use encstr_operator::lease::{self, Fence, FenceLayer};
 use encstr_operator::{controller, crd, http, metrics};
-use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{error, info, warn};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -58,17 +59,30 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
 }
 
+/// A client whose every mutating request passes the fence.
+async fn fenced_client(fence: &Fence) -> Result<kube::Client, String> {
+    let config = kube::Config::infer().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
+    Ok(builder.with_layer(&FenceLayer(fence.clone())).build())
+}
+
 async fn serve(args: RunArgs) -> Result<(), String> {
-    let client =
-        kube::Client::try_default().await.map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "encstr-operator".into());
+    let lease_ns = args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "default".into());
+    let cluster_ns = args.cluster_resource_namespace.clone().unwrap_or_else(|| lease_ns.clone());
+    let fence = Fence::new(&lease_ns);
+    let client = fenced_client(&fence).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let health = Arc::new(http::Health { metrics: metrics.clone(), ..http::Health::default() });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -80,101 +94,83 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
 
-    let identity = args
-        .identity
-        .clone()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
-        .unwrap_or_else(|| "encstr-operator".into());
-    let lease_ns = args
-        .lease_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| "default".into());
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&lease_ns)
-        .with_identity(&identity)
-        .with_duration(args.lease_duration)
-        .with_grace(args.lease_duration.div_ceil(3).max(1))
-        .build()
-        .await
-        .map_err(|e| format!("leader election (Lease {lease_ns}/{}): {e}", args.lease_name))?;
-    let (mut leader, lease_task) = manager.watch().await;
+    let settings = lease::Settings {
+        namespace: lease_ns.clone(),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        duration: Duration::from_secs(args.lease_duration.max(3)),
+    };
+    let (leader_tx, mut leader) = tokio::sync::watch::channel(false);
+    let mut election = tokio::spawn(lease::run(client.clone(), settings.clone(), fence.clone(), leader_tx));
     health.ready.store(true, Ordering::Release);
     info!(identity, lease = %format!("{lease_ns}/{}", args.lease_name), "waiting for leadership");
 
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    let result = loop {
+    // Standby until leader, a signal, or the election failing.
+    loop {
         if *leader.borrow_and_update() {
-            break Ok(());
+            break;
         }
         tokio::select! {
-            changed = leader.changed() => if changed.is_err() { break Err("leader election stopped".to_owned()) },
-            _ = &mut signal => { info!("shutting down before becoming leader"); break Err(String::new()) },
-        }
-    };
-    let mut outcome = Ok(());
-    if result.is_ok() {
-        health.leader.store(true, Ordering::Release);
-        info!("became leader; starting the controller");
-        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut leader_watch = leader.clone();
-        let watch_loss = tokio::spawn(async move {
-            loop {
-                if leader_watch.changed().await.is_err() || !*leader_watch.borrow_and_update() {
-                    let _ = lost_tx.send(());
-                    return;
-                }
-            }
-        });
-        let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let confined = (!args.namespaces.is_empty()).then(|| {
-            let mut nss: std::collections::BTreeSet<String> = args.namespaces.iter().cloned().collect();
-            nss.insert(lease_ns.clone());
-            (lease_ns.clone(), nss)
-        });
-        if let Some((home, nss)) = &confined {
-            info!(home, namespaces = ?nss, "confined to namespaces");
-        }
-        let ctl = tokio::spawn(controller::run(
-            client.clone(),
-            metrics.clone(),
-            identity.clone(),
-            confined,
-            args.resync,
-            async {
-                let _ = ctl_stop_rx.await;
-            },
-        ));
-        tokio::select! {
-            _ = &mut signal => info!("SIGTERM: shutting down"),
-            _ = lost_rx => {
-                warn!("lost leadership; stopping");
-                outcome = Err("lost leadership".to_owned());
+            _ = leader.changed() => {}
+            r = &mut election => return Err(format!("leader election stopped: {}", r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default()))),
+            _ = &mut signal => {
+                info!("shutting down before becoming leader");
+                election.abort();
+                let _ = stop_tx.send(true);
+                let _ = server.await;
+                return Ok(());
             }
         }
-        let _ = ctl_stop_tx.send(());
-        if let Err(e) = tokio::time::timeout(Duration::from_secs(20), ctl).await {
-            warn!("controller did not stop in time: {e}");
-        }
-        watch_loss.abort();
-        health.leader.store(false, Ordering::Release);
-    } else if let Err(e) = result
-        && !e.is_empty()
-    {
-        outcome = Err(e);
     }
-    // Release the lease so a standby takes over at once.
-    drop(leader);
-    match lease_task.await {
-        Ok(Ok(manager)) => {
-            if let Err(e) = manager.release().await {
+    health.leader.store(true, Ordering::Release);
+    let scope = if args.namespaces.is_empty() { Scope::Cluster } else { Scope::Namespaces(args.namespaces.iter().cloned().collect()) };
+    info!(?scope, cluster_resource_namespace = %cluster_ns, "became leader; starting the controllers");
+    let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut ctl = tokio::spawn(controller::run(
+        client.clone(),
+        metrics.clone(),
+        identity.clone(),
+        cluster_ns,
+        scope,
+        args.resync,
+        args.usage_scan_interval,
+        async {
+            let _ = ctl_stop_rx.await;
+        },
+    ));
+    let outcome = tokio::select! {
+        _ = &mut signal => {
+            info!("SIGTERM: shutting down");
+            let _ = ctl_stop_tx.send(());
+            if tokio::time::timeout(Duration::from_secs(20), &mut ctl).await.is_err() {
+                warn!("the controllers did not stop in time");
+                ctl.abort();
+            }
+            election.abort();
+            fence.revoke();
+            if let Err(e) = lease::release(client.clone(), &settings).await {
                 warn!("cannot release the lease: {e}");
             }
+            Ok(())
         }
-        Ok(Err(e)) => warn!("leader election ended with an error: {e}"),
-        Err(e) => warn!("leader election task failed: {e}"),
-    }
+        r = &mut election => {
+            // Writes already stopped (the fence); abandon everything in flight.
+            ctl.abort();
+            Err(format!("lost leadership: {}", r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default())))
+        }
+        r = &mut ctl => {
+            fence.revoke();
+            election.abort();
+            health.broken.store(true, Ordering::Release);
+            match r {
+                Err(e) if e.is_panic() => Err("a controller task panicked".to_owned()),
+                _ => Err("the controllers stopped unexpectedly".to_owned()),
+            }
+        }
+    };
+    health.leader.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = server.await;
     info!("stopped");

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::keyring::Id;
+
 /// `result="success|error"`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -18,19 +20,30 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
-/// `namespace`, `keyring`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// `kind`, `namespace`, `keyring`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct KeyringLabels {
-    /// Namespace of the SecretKeyring.
+    /// `SecretKeyring` or `ClusterSecretKeyring`.
+    pub kind: &'static str,
+    /// Namespace of a SecretKeyring (empty for the cluster kind).
     pub namespace: String,
     /// Its name.
     pub keyring: String,
 }
 
-/// `namespace`, `keyring`, `state`.
+impl KeyringLabels {
+    /// The labels of a keyring.
+    pub fn of(id: &Id) -> Self {
+        KeyringLabels { kind: id.kind.as_str(), namespace: id.namespace.clone(), keyring: id.name.clone() }
+    }
+}
+
+/// `kind`, `namespace`, `keyring`, `state`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KeyStateLabels {
-    /// Namespace of the SecretKeyring.
+    /// `SecretKeyring` or `ClusterSecretKeyring`.
+    pub kind: &'static str,
+    /// Namespace of a SecretKeyring (empty for the cluster kind).
     pub namespace: String,
     /// Its name.
     pub keyring: String,
@@ -38,16 +51,34 @@ pub struct KeyStateLabels {
     pub state: &'static str,
 }
 
-/// `namespace`, `keyring`, `synced`.
+/// `kind`, `namespace`, `keyring`, `synced`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
-    /// Namespace of the SecretKeyring.
+    /// `SecretKeyring` or `ClusterSecretKeyring`.
+    pub kind: &'static str,
+    /// Namespace of a SecretKeyring (empty for the cluster kind).
     pub namespace: String,
     /// Its name.
     pub keyring: String,
     /// `true` or `false`.
     pub synced: &'static str,
 }
+
+/// `kind`, `namespace`, `keyring`, `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    /// `SecretKeyring` or `ClusterSecretKeyring`.
+    pub kind: &'static str,
+    /// Namespace of a SecretKeyring (empty for the cluster kind).
+    pub namespace: String,
+    /// Its name.
+    pub keyring: String,
+    /// `MasterMissing`, `KeysMissing` or `SecretNameChanged`.
+    pub reason: &'static str,
+}
+
+/// The guard reasons, for their gauge.
+pub const GUARD_REASONS: [&str; 3] = ["MasterMissing", "KeysMissing", "SecretNameChanged"];
 
 /// All operator metrics.
 #[derive(Debug)]
@@ -67,12 +98,15 @@ pub struct Metrics {
     pub rotations: Family<KeyringLabels, Counter>,
     /// `encstr_keyring_keys_pruned_total{namespace,keyring}`.
     pub pruned: Family<KeyringLabels, Counter>,
-    /// `encstr_keyring_prune_blocked_keys{namespace,keyring}`: keys retention
+    /// `encstr_keyring_prune_blocked_keys{kind,namespace,keyring}`: keys retention
     /// wants gone that are still in use (for the PruneBlocked alert).
     pub prune_blocked: Family<KeyringLabels, Gauge>,
+    /// `encstr_keyring_guard{kind,namespace,keyring,reason}`: 1 while a
+    /// guard holds writes back.
+    pub guard: Family<GuardLabels, Gauge>,
     /// When each keyring's primary was promoted (Unix seconds): the age is
     /// computed when scraped.
-    primary_since: Mutex<BTreeMap<(String, String), f64>>,
+    primary_since: Mutex<BTreeMap<KeyringLabels, f64>>,
 }
 
 impl Default for Metrics {
@@ -88,6 +122,7 @@ impl Default for Metrics {
             rotations: Family::default(),
             pruned: Family::default(),
             prune_blocked: Family::default(),
+            guard: Family::default(),
             primary_since: Mutex::default(),
         };
         for result in ["success", "error"] {
@@ -121,6 +156,11 @@ impl Default for Metrics {
             "Keys retention would remove that ConfigMaps still use",
             m.prune_blocked.clone(),
         );
+        registry.register(
+            "encstr_keyring_guard",
+            "1 while a key-loss guard holds back every write of the keyring's key material",
+            m.guard.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -132,36 +172,40 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
-        for ((namespace, keyring), since) in self.primary_since.lock().expect("lock").iter() {
-            let labels = KeyringLabels { namespace: namespace.clone(), keyring: keyring.clone() };
-            self.primary_age.get_or_create(&labels).set((now - since).max(0.0));
+        for (labels, since) in self.primary_since.lock().expect("lock").iter() {
+            self.primary_age.get_or_create(labels).set((now - since).max(0.0));
         }
         encstr_exposition::encode(&self.registry)
     }
 
     /// Record when a keyring's primary was promoted (Unix seconds).
-    pub fn set_primary_since(&self, namespace: &str, keyring: &str, unix_seconds: f64) {
-        self.primary_since
-            .lock()
-            .expect("lock")
-            .insert((namespace.to_owned(), keyring.to_owned()), unix_seconds);
+    pub fn set_primary_since(&self, id: &Id, unix_seconds: f64) {
+        self.primary_since.lock().expect("lock").insert(KeyringLabels::of(id), unix_seconds);
     }
 
-    /// Forget the per-keyring series of a deleted SecretKeyring.
-    pub fn forget(&self, namespace: &str, keyring: &str) {
-        self.primary_since.lock().expect("lock").remove(&(namespace.to_owned(), keyring.to_owned()));
-        let kl = KeyringLabels { namespace: namespace.into(), keyring: keyring.into() };
+    /// Set the guard gauge: 1 for `reason` (if any), 0 for the others.
+    pub fn set_guard(&self, id: &Id, reason: Option<&str>) {
+        for r in GUARD_REASONS {
+            let labels = GuardLabels { kind: id.kind.as_str(), namespace: id.namespace.clone(), keyring: id.name.clone(), reason: r };
+            self.guard.get_or_create(&labels).set(i64::from(reason == Some(r)));
+        }
+    }
+
+    /// Forget the per-keyring series of a deleted keyring.
+    pub fn forget(&self, id: &Id) {
+        let kl = KeyringLabels::of(id);
+        self.primary_since.lock().expect("lock").remove(&kl);
         self.prune_blocked.remove(&kl);
+        self.primary_age.remove(&kl);
+        let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
         for state in ["Primary", "Staged", "DecryptOnly"] {
-            self.keys.remove(&KeyStateLabels { namespace: namespace.into(), keyring: keyring.into(), state });
+            self.keys.remove(&KeyStateLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), state });
         }
         for synced in ["true", "false"] {
-            self.targets.remove(&TargetLabels {
-                namespace: namespace.into(),
-                keyring: keyring.into(),
-                synced,
-            });
+            self.targets.remove(&TargetLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), synced });
         }
-        self.primary_age.remove(&kl);
+        for reason in GUARD_REASONS {
+            self.guard.remove(&GuardLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), reason });
+        }
     }
 }

@@ -4,7 +4,7 @@
 use encstr_core::{KeyId, Keyring};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Condition, KeyState, KeyStatus, SecretKeyringStatus, TargetStatus, condition};
+use crate::crd::{Condition, KeyState, KeyStatus, KeyringStatus, TargetStatus, condition};
 use crate::desired::{Invalid, KeyMeta, fmt_time, key_states};
 use crate::usage::Usage;
 
@@ -37,15 +37,20 @@ pub fn condition(
 /// What the status is computed from.
 #[derive(Debug)]
 pub struct Input<'a> {
-    /// The master keyring and its lifecycle (absent if there is none yet).
+    /// The master keyring and its lifecycle (absent if there is none, or
+    /// it is not usable).
     pub master: Option<(&'a Keyring, &'a KeyMeta)>,
-    /// Token usage, when counted.
+    /// The name the master has (when it exists).
+    pub secret_name: Option<&'a str>,
+    /// Whether the kind has targets (ClusterSecretKeyring).
+    pub cluster: bool,
+    /// Token usage, when counted completely.
     pub usage: Option<&'a Usage>,
     /// Keys retention wants gone but that are in use.
     pub blocked: &'a [KeyId],
-    /// Target states.
+    /// Target states (cluster kind).
     pub targets: Vec<TargetStatus>,
-    /// Why the spec (or the master, or the import) is unusable.
+    /// Why the keyring cannot proceed (invalid spec, a guard, a conflict).
     pub invalid: Option<&'a Invalid>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
@@ -56,25 +61,25 @@ pub struct Input<'a> {
 }
 
 /// The status to write.
-pub fn compute(previous: Option<&SecretKeyringStatus>, input: &Input<'_>) -> SecretKeyringStatus {
+pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringStatus {
     let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
     let now = input.now;
     let gen_ = input.generation;
-    let mut status = SecretKeyringStatus { observed_generation: gen_, ..SecretKeyringStatus::default() };
-    // Without a usable master, keep what was known about the keys.
+    let mut status = KeyringStatus { observed_generation: gen_, ..KeyringStatus::default() };
+    status.secret_name = input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
+    // Without a usable master, keep the record of what was handed out.
     match input.master {
         Some((ring, meta)) => {
+            let previous_use = |id: &str| previous.and_then(|p| p.keys.iter().find(|k| k.id == id)).and_then(|k| k.in_use);
             status.keys = key_states(ring, meta)
                 .into_iter()
                 .map(|(id, state)| KeyStatus {
                     id: id.to_string(),
                     state,
                     created_at: meta.created.get(&id).map(|t| fmt_time(*t)),
-                    promoted_at: (state == KeyState::Primary)
-                        .then_some(meta.promoted_at)
-                        .flatten()
-                        .map(fmt_time),
-                    in_use: input.usage.map(|u| u.counts.get(&id).copied().unwrap_or(0)),
+                    promoted_at: meta.promoted.get(&id).map(|t| fmt_time(*t)),
+                    retired_at: (state == KeyState::DecryptOnly).then(|| meta.retired.get(&id).map(|t| fmt_time(*t))).flatten(),
+                    in_use: input.usage.map(|u| u.count(id)).or_else(|| previous_use(&id.to_string())),
                 })
                 .collect();
             status.primary_key_id = Some(ring.primary().id().to_string());
@@ -90,53 +95,58 @@ pub fn compute(previous: Option<&SecretKeyringStatus>, input: &Input<'_>) -> Sec
             }
         }
     }
-    status.targets = input.targets.clone();
-    let synced = status.targets.iter().filter(|t| t.synced).count();
-    status.synced_targets = Some(format!("{synced}/{}", status.targets.len()));
+    if input.cluster {
+        status.targets = input.targets.clone();
+        let synced = status.targets.iter().filter(|t| t.synced).count();
+        status.synced_targets = Some(format!("{synced}/{}", status.targets.len()));
+    }
+    let dist = distributed(&status, input, prev_conditions);
+    let rotating = rotating(input, prev_conditions);
+    let prune = prune_blocked(input, prev_conditions);
+    let ready = match input.invalid {
+        Some(inv) => condition(prev_conditions, condition::READY, false, inv.reason, inv.message.clone(), gen_, now),
+        None if dist.status != "True" => {
+            condition(prev_conditions, condition::READY, false, &dist.reason, dist.message.clone(), gen_, now)
+        }
+        None => {
+            let what = if input.cluster { "generated and distributed" } else { "generated" };
+            condition(prev_conditions, condition::READY, true, "Ready", format!("the keyring is {what}"), gen_, now)
+        }
+    };
+    status.conditions = vec![ready, dist, rotating, prune];
+    status
+}
 
+fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) -> Condition {
+    let (gen_, now) = (input.generation, input.now);
+    if input.master.is_none() {
+        return condition(prev, condition::DISTRIBUTED, false, "NoKeyring", "no usable master keyring".into(), gen_, now);
+    }
+    if !input.cluster {
+        return condition(prev, condition::DISTRIBUTED, true, "Local", "the master is the keyring the namespace's pods mount".into(), gen_, now);
+    }
+    let synced = status.targets.iter().filter(|t| t.synced).count();
     let unsynced: Vec<String> = status
         .targets
         .iter()
         .filter(|t| !t.synced)
         .take(5)
-        .map(|t| format!("{} ({})", t.namespace, t.message.as_deref().unwrap_or("not synced")))
+        .map(|t| format!("{} ({})", t.namespace, t.message.as_deref().or(t.reason.as_deref()).unwrap_or("not synced")))
         .collect();
-    let distributed = input.master.is_some() && unsynced.is_empty();
-    let dist = if distributed {
-        condition(
-            prev_conditions,
-            condition::DISTRIBUTED,
-            true,
-            "Distributed",
-            format!("{synced}/{synced} targets hold a copy identical to the master"),
-            gen_,
-            now,
-        )
-    } else if input.master.is_none() {
-        condition(
-            prev_conditions,
-            condition::DISTRIBUTED,
-            false,
-            "NoKeyring",
-            "no master keyring yet".into(),
-            gen_,
-            now,
-        )
+    if unsynced.is_empty() {
+        condition(prev, condition::DISTRIBUTED, true, "Distributed", format!("{synced}/{synced} targets hold a copy identical to the master"), gen_, now)
     } else {
-        condition(
-            prev_conditions,
-            condition::DISTRIBUTED,
-            false,
-            "NotDistributed",
-            format!("not synced: {}", unsynced.join(", ")),
-            gen_,
-            now,
-        )
-    };
+        let reason = status.targets.iter().find(|t| !t.synced).and_then(|t| t.reason.clone()).unwrap_or_else(|| "NotDistributed".into());
+        condition(prev, condition::DISTRIBUTED, false, &reason, format!("not synced: {}", unsynced.join(", ")), gen_, now)
+    }
+}
+
+fn rotating(input: &Input<'_>, prev: &[Condition]) -> Condition {
+    let (gen_, now) = (input.generation, input.now);
     let staged = input.master.and_then(|(_, m)| m.staged);
-    let rotating = match (staged, input.promotion_at) {
+    match (staged, input.promotion_at) {
         (Some(id), Some(at)) => condition(
-            prev_conditions,
+            prev,
             condition::ROTATING,
             true,
             "PromotionPending",
@@ -145,7 +155,7 @@ pub fn compute(previous: Option<&SecretKeyringStatus>, input: &Input<'_>) -> Sec
             now,
         ),
         (Some(id), None) => condition(
-            prev_conditions,
+            prev,
             condition::ROTATING,
             true,
             "Distributing",
@@ -153,71 +163,33 @@ pub fn compute(previous: Option<&SecretKeyringStatus>, input: &Input<'_>) -> Sec
             gen_,
             now,
         ),
-        (None, _) => condition(
-            prev_conditions,
-            condition::ROTATING,
-            false,
-            "Idle",
-            "no rotation in progress".into(),
-            gen_,
-            now,
-        ),
-    };
-    let prune = if input.blocked.is_empty() {
-        condition(
-            prev_conditions,
-            condition::PRUNE_BLOCKED,
-            false,
-            "NotBlocked",
-            "no key is kept beyond retention".into(),
-            gen_,
-            now,
-        )
-    } else {
-        let mut parts = Vec::new();
-        for id in input.blocked {
+        (None, _) => condition(prev, condition::ROTATING, false, "Idle", "no rotation in progress".into(), gen_, now),
+    }
+}
+
+fn prune_blocked(input: &Input<'_>, prev: &[Condition]) -> Condition {
+    let (gen_, now) = (input.generation, input.now);
+    if input.blocked.is_empty() {
+        return condition(prev, condition::PRUNE_BLOCKED, false, "NotBlocked", "no key is kept beyond retention".into(), gen_, now);
+    }
+    let parts: Vec<String> = input
+        .blocked
+        .iter()
+        .map(|id| {
             let places = input.usage.and_then(|u| u.places.get(id)).cloned().unwrap_or_default();
-            let count = input.usage.and_then(|u| u.counts.get(id)).copied().unwrap_or(0);
-            parts.push(format!("key {id} is used by {count} token(s): {}", places.join(", ")));
-        }
-        condition(
-            prev_conditions,
-            condition::PRUNE_BLOCKED,
-            true,
-            "KeysInUse",
-            format!(
-                "{}; re-encrypt them (encstr reencrypt) to let retention remove the key",
-                parts.join("; ")
-            ),
-            gen_,
-            now,
-        )
-    };
-    let ready = match input.invalid {
-        Some(inv) => {
-            condition(prev_conditions, condition::READY, false, inv.reason, inv.message.clone(), gen_, now)
-        }
-        None if !distributed => condition(
-            prev_conditions,
-            condition::READY,
-            false,
-            "NotDistributed",
-            dist.message.clone(),
-            gen_,
-            now,
-        ),
-        None => condition(
-            prev_conditions,
-            condition::READY,
-            true,
-            "Ready",
-            "the keyring is generated and distributed".into(),
-            gen_,
-            now,
-        ),
-    };
-    status.conditions = vec![ready, dist, rotating, prune];
-    status
+            let count = input.usage.map(|u| u.count(*id)).unwrap_or(0);
+            format!("key {id} is used by {count} token(s): {}", places.join(", "))
+        })
+        .collect();
+    condition(
+        prev,
+        condition::PRUNE_BLOCKED,
+        true,
+        "KeysInUse",
+        format!("{}; re-encrypt them (encstr reencrypt) to let retention remove the key", parts.join("; ")),
+        gen_,
+        now,
+    )
 }
 
 #[cfg(test)]
@@ -237,10 +209,13 @@ mod tests {
         let target = |synced| TargetStatus {
             namespace: "a".into(),
             synced,
+            reason: (!synced).then(|| "NamespaceNotFound".into()),
             message: (!synced).then(|| "namespace not found".into()),
         };
         let input = |synced, now| Input {
             master: Some((&ring, &meta)),
+            secret_name: Some("payments"),
+            cluster: true,
             usage: None,
             blocked: &[],
             targets: vec![target(synced)],
@@ -259,7 +234,9 @@ mod tests {
             ("False", "2026-11-23T11:00:00Z")
         );
         assert_eq!(s3.conditions[1].message, "not synced: a (namespace not found)");
+        assert_eq!((s3.conditions[0].reason.as_str(), s3.conditions[1].reason.as_str()), ("NamespaceNotFound", "NamespaceNotFound"));
         assert_eq!(s3.synced_targets.as_deref(), Some("0/1"));
+        assert_eq!(s3.secret_name.as_deref(), Some("payments"));
     }
 
     #[test]
@@ -272,6 +249,8 @@ mod tests {
             None,
             &Input {
                 master: None,
+                secret_name: None,
+                cluster: false,
                 usage: None,
                 blocked: &[],
                 targets: vec![],

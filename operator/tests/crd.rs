@@ -1,33 +1,44 @@
-//! The checked-in CRD is what `encstr-operator crd` generates (no drift), and
-//! it carries the validation the spec asks for.
+//! The checked-in CRDs are what `encstr-operator crd` generates (no drift),
+//! and they carry the validation the spec asks for.
+
+fn crds() -> Vec<serde_json::Value> {
+    let text = include_str!("../../crds/encstr.yaml");
+    text.split("\n---\n").skip(1).map(|doc| serde_saphyr::from_str(doc).unwrap()).collect()
+}
 
 #[test]
-fn checked_in_crd_matches_the_generated_one() {
-    let checked_in = include_str!("../../crds/secretkeyring.yaml");
+fn checked_in_crds_match_the_generated_ones() {
     assert_eq!(
         encstr_operator::crd::crd_yaml(),
-        checked_in,
-        "crds/secretkeyring.yaml is stale: run `cargo run -p encstr-operator -- crd > crds/secretkeyring.yaml`"
+        include_str!("../../crds/encstr.yaml"),
+        "crds/encstr.yaml is stale: run `cargo run -p encstr-operator -- crd > crds/encstr.yaml`"
     );
 }
 
 #[test]
-fn the_schema_validates_durations_namespaces_max_keys_and_deletion_policy() {
-    let crd: serde_json::Value =
-        serde_saphyr::from_str(include_str!("../../crds/secretkeyring.yaml")).unwrap();
-    let version = &crd["spec"]["versions"][0];
-    assert_eq!(crd["spec"]["names"]["shortNames"][0], "skr");
-    assert!(version["subresources"]["status"].is_object());
-    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    assert!(spec["rotation"]["properties"]["every"]["pattern"].as_str().unwrap().contains("ms|s|m|h"));
-    assert!(spec["targets"]["properties"]["namespaces"]["items"]["pattern"].is_string());
-    assert_eq!(spec["retention"]["properties"]["maxKeys"]["minimum"].as_f64(), Some(1.0));
-    assert_eq!(spec["deletionPolicy"]["enum"], serde_json::json!(["Retain", "Delete"]));
-    let columns: Vec<&str> = version["additionalPrinterColumns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(columns, vec!["Primary", "Keys", "Targets", "Ready", "Age"]);
+fn both_kinds_validate_names_durations_and_their_immutable_secret_name() {
+    let crds = crds();
+    let by_kind = |k: &str| crds.iter().find(|c| c["spec"]["names"]["kind"] == k).unwrap().clone();
+    let skr = by_kind("SecretKeyring");
+    let cskr = by_kind("ClusterSecretKeyring");
+    assert_eq!((skr["spec"]["scope"].as_str(), skr["spec"]["names"]["shortNames"][0].as_str()), (Some("Namespaced"), Some("skr")));
+    assert_eq!((cskr["spec"]["scope"].as_str(), cskr["spec"]["names"]["shortNames"][0].as_str()), (Some("Cluster"), Some("cskr")));
+    for (crd, columns) in [(&skr, vec!["Primary", "Keys", "Ready", "Age"]), (&cskr, vec!["Primary", "Keys", "Targets", "Ready", "Age"])] {
+        let version = &crd["spec"]["versions"][0];
+        assert!(version["subresources"]["status"].is_object());
+        let root = &version["schema"]["openAPIV3Schema"];
+        assert_eq!(root["x-kubernetes-validations"][0]["rule"], "self.metadata.name.size() <= 63");
+        let spec = &root["properties"]["spec"];
+        assert!(spec["x-kubernetes-validations"][0]["rule"].as_str().unwrap().contains("oldSelf.secretName"));
+        let props = &spec["properties"];
+        assert!(props["rotation"]["properties"]["every"]["pattern"].as_str().unwrap().contains("ms|s|m|h"));
+        assert!(props["retention"]["properties"]["minDecryptOnlyAge"]["pattern"].is_string());
+        assert_eq!(props["retention"]["properties"]["maxKeys"]["minimum"].as_f64(), Some(1.0));
+        assert_eq!(props["deletionPolicy"]["enum"], serde_json::json!(["Retain", "Delete"]));
+        let got: Vec<&str> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(got, columns);
+    }
+    assert!(skr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"].get("targets").is_none(), "a SecretKeyring has no targets");
+    let targets = &cskr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["targets"];
+    assert!(targets["properties"]["namespaces"]["items"]["pattern"].is_string());
 }

@@ -13,7 +13,7 @@ use encstr_tests::harness::{Env, binary};
 use serde_json::Value;
 
 fn crd_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/secretkeyring.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/encstr.yaml")
 }
 
 fn encstr() -> PathBuf {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::{Context, Program, Value as Cel};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::errors::{FieldError, json_type};
 use super::schema::{ListType, Rule, Schema};
@@ -152,6 +152,87 @@ fn failure_message(rule: &Rule, ctx: &Context<'_, '_>) -> String {
     rule.message.clone().unwrap_or_else(|| format!("failed rule: {}", rule.rule))
 }
 
+/// The reasons a rule may give (`supportedValidationReason`).
+const REASONS: [&str; 4] = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
+
+/// Whether `path` (`.a.b`, `['a']`) names a field of the schema node `v`.
+fn field_path_valid(v: &Value, path: &str) -> bool {
+    let mut node = v;
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        let (name, after) = if let Some(r) = rest.strip_prefix("['") {
+            let Some(end) = r.find("']") else { return false };
+            (&r[..end], &r[end + 2..])
+        } else if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            (&r[..end], &r[end..])
+        } else {
+            return false;
+        };
+        if name.is_empty() {
+            return false;
+        }
+        node = match node["properties"].get(name).or_else(|| node.get("additionalProperties").filter(|a| a.is_object())) {
+            Some(n) => n,
+            None => return false,
+        };
+        rest = after;
+    }
+    true
+}
+
+/// Errors in a CRD schema's `x-kubernetes-validations` (as the CRD
+/// validation reports them): empty rules, messages, reasons, field paths,
+/// and rules or message expressions that do not compile.
+pub fn rule_definition_errors(v: &Value, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(rules) = v["x-kubernetes-validations"].as_array() {
+        for (i, r) in rules.iter().enumerate() {
+            let at = format!("{path}.x-kubernetes-validations[{i}]");
+            let rule = r["rule"].as_str().unwrap_or_default().trim();
+            let message = r["message"].as_str();
+            if rule.is_empty() {
+                errs.push(FieldError::required(format!("{at}.rule"), "rule is not specified"));
+            } else if message.is_some_and(|m| m.trim().is_empty()) {
+                errs.push(FieldError::invalid(format!("{at}.message"), &r["message"], "must be non-empty if specified"));
+            } else if message.is_some_and(|m| m.trim().contains('\n')) {
+                errs.push(FieldError::invalid(format!("{at}.message"), &r["message"], "must not contain line breaks"));
+            } else if rule.contains('\n') && message.is_none_or(|m| m.trim().is_empty()) {
+                errs.push(FieldError::required(format!("{at}.message"), "message must be specified if rule contains line breaks"));
+            }
+            if let Some(reason) = r["reason"].as_str()
+                && !REASONS.contains(&reason)
+            {
+                errs.push(FieldError::not_supported(format!("{at}.reason"), &r["reason"], &REASONS));
+            }
+            if let Some(fp) = r["fieldPath"].as_str() {
+                if fp.trim().is_empty() || fp.contains('\n') || !field_path_valid(v, fp) {
+                    errs.push(FieldError::invalid(format!("{at}.fieldPath"), &r["fieldPath"], "must be a valid path"));
+                }
+            }
+            if !rule.is_empty()
+                && let Err(e) = Program::compile(rule)
+            {
+                errs.push(FieldError::invalid(format!("{at}.rule"), &json!(rule), format!("compilation failed: {e}")));
+            }
+            if let Some(expr) = r["messageExpression"].as_str()
+                && let Err(e) = Program::compile(expr)
+            {
+                errs.push(FieldError::invalid(format!("{at}.messageExpression"), &json!(expr), format!("messageExpression compilation failed: {e}")));
+            }
+        }
+    }
+    for (k, child) in v["properties"].as_object().into_iter().flatten() {
+        errs.extend(rule_definition_errors(child, &format!("{path}.properties[{k}]")));
+    }
+    for key in ["items", "additionalProperties"] {
+        if v[key].is_object() {
+            errs.extend(rule_definition_errors(&v[key], &format!("{path}.{key}")));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -193,5 +274,20 @@ mod tests {
         let errs: Vec<String> = validate(&new, Some(&old), &s).iter().map(FieldError::message).collect();
         assert_eq!(errs, ["spec.secretName: Invalid value: \"string\": secretName is immutable"]);
         assert!(validate(&new, None, &s).is_empty(), "no transition rule on create");
+    }
+
+    #[test]
+    fn rule_definitions_are_checked_when_the_crd_is_written() {
+        let schema = json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.size() <= 63", "reason": "FieldValueTooLong", "fieldPath": ".metadata.name"},
+            {"rule": "self.spec.x ==", "message": "m"}],
+            "properties": {"spec": {"type": "object", "properties": {"x": {"type": "string"}},
+                "x-kubernetes-validations": [{"rule": "self.x != ''", "fieldPath": ".x"}, {"rule": "true", "fieldPath": ".nope"}]}}});
+        let errs: Vec<String> = rule_definition_errors(&schema, "s").iter().map(FieldError::message).collect();
+        assert!(errs[0].starts_with("s.x-kubernetes-validations[0].reason: Unsupported value: \"FieldValueTooLong\""), "{errs:?}");
+        assert!(errs[1].starts_with("s.x-kubernetes-validations[0].fieldPath: Invalid value: \".metadata.name\": must be a valid path"), "{errs:?}");
+        assert!(errs[2].starts_with("s.x-kubernetes-validations[1].rule: Invalid value: \"self.spec.x ==\": compilation failed"), "{errs:?}");
+        assert_eq!(errs[3], "s.properties[spec].x-kubernetes-validations[1].fieldPath: Invalid value: \".nope\": must be a valid path");
+        assert_eq!(errs.len(), 4);
     }
 }

@@ -278,7 +278,13 @@ fn crd(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     for (i, v) in versions.iter().enumerate() {
         let at = format!("spec.versions[{i}]");
         if let Some(schema) = v["schema"].get("openAPIV3Schema").filter(|s| !s.is_null()) {
-            errs.extend(schema::structural_errors(schema, &format!("{at}.schema.openAPIV3Schema")));
+            let at_schema = format!("{at}.schema.openAPIV3Schema");
+            let structural = schema::structural_errors(schema, &at_schema);
+            // As upstream: rules are compiled only in a schema without errors.
+            if structural.is_empty() {
+                errs.extend(cel::rule_definition_errors(schema, &at_schema));
+            }
+            errs.extend(structural);
         } else {
             errs.push(FieldError::required(format!("{at}.schema.openAPIV3Schema"), "schemas are required"));
         }

@@ -1,0 +1,736 @@
+//! One reconcile: observe (the master from the API server, labelled
+//! Secrets and namespaces from caches that already hold the trigger) →
+//! decide (the pure functions of `desired`, `guard` and `status`) → apply
+//! (through `writer`, the one place that writes Secrets) → report (status,
+//! events, metrics).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use encstr_core::{KeyId, Keyring};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::controller::{Ctx, remove_annotation, selector_matches};
+use crate::crd::*;
+use crate::desired::{self, Invalid, KeyMeta, Observed, Step, ValidSpec};
+use crate::error::Result;
+use crate::guard::{self, Guard, Restore};
+use crate::keyring::{Id, Kind, KeyringResource, is_managed};
+use crate::metrics::{KeyStateLabels, KeyringLabels, TargetLabels};
+use crate::status;
+use crate::usage::Usage;
+use crate::writer::{self, Created};
+
+/// Page size of the lists the operator makes.
+const PAGE: u32 = 500;
+
+/// Events collected during a reconcile, published with the status.
+type Events = Vec<(EventType, &'static str, String)>;
+
+/// The master as found: parsed, or why it cannot be used.
+struct Master {
+    secret: Secret,
+    ring: Keyring,
+    meta: KeyMeta,
+}
+
+fn parse_ring(secret: &Secret) -> std::result::Result<Keyring, encstr_core::Error> {
+    let bytes = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)).map(|b| Zeroizing::new(b.0.clone())).unwrap_or_default();
+    std::str::from_utf8(&bytes).map_err(|_| encstr_core::Error::NotUtf8).and_then(Keyring::parse)
+}
+
+/// Read the master from the API server (the source of truth, never a cache).
+async fn read_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Result<std::result::Result<Option<Master>, Invalid>> {
+    let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), master_ns);
+    let Some(secret) = api.get_opt(&spec.secret_name).await? else { return Ok(Ok(None)) };
+    if secret.labels().get(K::KIND.label()) != Some(&k.name_any()) {
+        return Ok(Err(Invalid::new(
+            "SecretConflict",
+            format!(
+                "Secret {master_ns}/{} exists and is not this keyring's master; it is left alone (choose another spec.secretName, or import it with spec.importFrom)",
+                spec.secret_name
+            ),
+        )));
+    }
+    match parse_ring(&secret) {
+        Ok(ring) => {
+            let meta = KeyMeta::from_annotations(secret.annotations());
+            Ok(Ok(Some(Master { secret, ring, meta })))
+        }
+        Err(e) => Ok(Err(Invalid::new(
+            "MasterInvalid",
+            format!("the keyring in Secret {master_ns}/{} is not valid ({e}); restore it from a backup", spec.secret_name),
+        ))),
+    }
+}
+
+/// Secrets carrying this keyring's label, other than the master itself
+/// (`namespace/name`), from the cache.
+fn labelled_elsewhere<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, secret_name: &str) -> Vec<String> {
+    let name = k.name_any();
+    let own_ns = k.namespace();
+    let mut out: Vec<String> = ctx
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| s.labels().get(K::KIND.label()) == Some(&name))
+        .filter(|s| K::KIND == Kind::Cluster || s.namespace() == own_ns)
+        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .filter(|(ns, n)| !(ns == master_ns && n == secret_name))
+        .map(|(ns, n)| format!("{ns}/{n}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Secrets carrying this keyring's label, from the API server (paginated).
+async fn list_labelled<K: KeyringResource>(k: &K, client: &Client) -> Result<Vec<Secret>> {
+    let api: Api<Secret> = match K::KIND {
+        Kind::Namespaced => Api::namespaced(client.clone(), &k.namespace().unwrap_or_default()),
+        Kind::Cluster => Api::all(client.clone()),
+    };
+    let selector = format!("{}={}", K::KIND.label(), k.name_any());
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().labels(&selector).limit(PAGE);
+    loop {
+        let page = api.list(&lp).await?;
+        out.extend(page.items);
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Reconcile a keyring that is not being deleted.
+pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
+    let spec = match desired::validate(k) {
+        Ok(s) => s,
+        Err(inv) => return blocked(k, ctx, None, &inv, None).await,
+    };
+    ctx.synced().await?;
+    let master_ns = k.master_namespace(&ctx.shared.cluster_namespace);
+    let master = match read_master(k, ctx, &spec, &master_ns).await? {
+        Ok(m) => m,
+        Err(inv) => return blocked(k, ctx, None, &inv, None).await,
+    };
+    let elsewhere = labelled_elsewhere(k, ctx, &master_ns, &spec.secret_name);
+    let mut accepted = Vec::new();
+    let guard_input = |accepted: &[KeyId]| {
+        guard::check(&guard::Input {
+            secret_name: &spec.secret_name,
+            status: k.keyring_status(),
+            master: master.as_ref().map(|m| (&m.ring, &m.meta)),
+            labelled: &elsewhere,
+            accepted,
+        })
+    };
+    let mut guard = guard_input(&[]);
+    if let Some(ns) = k.annotations().get(ANN_RESTORE_FROM) {
+        return restore(k, ctx, &spec, &master_ns, guard.as_ref(), ns).await;
+    }
+    if let Some(value) = k.annotations().get(ANN_ACCEPT_MISSING) {
+        match guard::accept(guard.as_ref(), value) {
+            Ok(ids) => {
+                let list = guard::ids(&ids);
+                ctx.shared.publish(k, EventType::Warning, "KeysAccepted", format!("the loss of key(s) {list} was acknowledged with encstr.io/accept-missing-keys; they are dropped from the record")).await;
+                accepted = ids;
+                guard = guard_input(&accepted);
+            }
+            Err(why) => {
+                ctx.shared.publish(k, EventType::Warning, "AcceptRefused", why).await;
+                remove_annotation(k, ctx, ANN_ACCEPT_MISSING).await?;
+            }
+        }
+    }
+    ctx.shared.metrics.set_guard(&k.id(), guard.as_ref().map(Guard::reason));
+    if let Some(g) = guard {
+        let inv = Invalid::new(g.reason(), g.message(&format!("{master_ns}/{}", spec.secret_name)));
+        return blocked(k, ctx, master.as_ref(), &inv, Some(&g)).await;
+    }
+    let action = match master {
+        None => create_master(k, ctx, &spec, &master_ns).await?,
+        Some(m) => converge(k, ctx, &spec, &master_ns, m).await?,
+    };
+    if !accepted.is_empty() {
+        remove_annotation(k, ctx, ANN_ACCEPT_MISSING).await?;
+    }
+    Ok(action)
+}
+
+/// Nothing can be written (invalid spec, a guard, a foreign or broken
+/// master): status and a Warning event when the reason or message changes.
+async fn blocked<K: KeyringResource>(k: &K, ctx: &Ctx, master: Option<&Master>, inv: &Invalid, guard: Option<&Guard>) -> Result<Action> {
+    warn!(reason = inv.reason, message = %inv.message, "holding back");
+    let previous = k.keyring_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY));
+    if previous.is_none_or(|c| c.reason != inv.reason || c.message != inv.message) {
+        ctx.shared.publish(k, EventType::Warning, inv.reason, inv.message.clone()).await;
+    }
+    // A guard keeps the record of handed-out keys as it was.
+    let shown = if guard.is_some() { None } else { master.map(|m| (&m.ring, &m.meta)) };
+    let st = status::compute(
+        k.keyring_status(),
+        &status::Input {
+            master: shown,
+            secret_name: None,
+            cluster: K::KIND == Kind::Cluster,
+            usage: None,
+            blocked: &[],
+            targets: k.keyring_status().map(|s| s.targets.clone()).unwrap_or_default(),
+            invalid: Some(inv),
+            generation: k.meta().generation,
+            promotion_at: None,
+            now: Timestamp::now(),
+        },
+    );
+    write_status(k, ctx, st).await?;
+    Ok(if guard.is_some() { Action::requeue(ctx.shared.resync) } else { Action::await_change() })
+}
+
+/// Write the status (server-side apply of the status subresource) if it
+/// changed.
+pub async fn write_status<K: KeyringResource>(k: &K, ctx: &Ctx, st: KeyringStatus) -> Result<()> {
+    if k.keyring_status() == Some(&st) {
+        return Ok(());
+    }
+    let body = serde_json::json!({"apiVersion": "encstr.io/v1alpha1", "kind": K::KIND.as_str(), "status": st});
+    K::api(ctx.shared.client.clone(), &k.namespace().unwrap_or_default()).patch_status(&k.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    Ok(())
+}
+
+/// The keyring for a new master: imported or freshly generated.
+async fn initial_keyring(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Result<std::result::Result<(Keyring, &'static str), Invalid>> {
+    let Some((name, key)) = &spec.import else {
+        return Ok(Ok((Keyring::generate()?, "KeyringGenerated")));
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), master_ns);
+    let Some(source) = api.get_opt(name).await? else {
+        return Ok(Err(Invalid::new("ImportNotFound", format!("spec.importFrom: Secret {name:?} not found in namespace {master_ns}"))));
+    };
+    if is_managed(source.labels()) {
+        return Ok(Err(Invalid::new(
+            "ImportOfManagedSecret",
+            format!("spec.importFrom: Secret {master_ns}/{name} carries encstr.io labels (another keyring's master or copy) and is never imported"),
+        )));
+    }
+    let Some(bytes) = source.data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(Err(Invalid::new("ImportInvalid", format!("spec.importFrom: Secret {name:?} has no key {key:?}"))));
+    };
+    let text = Zeroizing::new(String::from_utf8_lossy(&bytes.0).into_owned());
+    Ok(match Keyring::parse(&text) {
+        Ok(ring) => Ok((ring, "KeyringImported")),
+        Err(e) => Err(Invalid::new("ImportInvalid", format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {e}"))),
+    })
+}
+
+/// Create the master of a new keyring (generated or imported), after
+/// checking with the API server that no Secret carries its label (keys
+/// handed out by a master that is gone).
+async fn create_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Result<Action> {
+    let labelled = list_labelled(k, &ctx.shared.client).await?;
+    if !labelled.is_empty() {
+        let copies: Vec<String> = labelled.iter().map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())).collect();
+        let g = Guard::MasterMissing { copies };
+        ctx.shared.metrics.set_guard(&k.id(), Some(g.reason()));
+        let inv = Invalid::new(g.reason(), g.message(&format!("{master_ns}/{}", spec.secret_name)));
+        return blocked(k, ctx, None, &inv, Some(&g)).await;
+    }
+    let (ring, reason) = match initial_keyring(ctx, spec, master_ns).await? {
+        Ok(r) => r,
+        Err(inv) => return blocked(k, ctx, None, &inv, None).await,
+    };
+    let now = Timestamp::now();
+    let meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
+    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+    let secret = desired::secret(None, master_ns, &spec.secret_name, k.managed_labels("master"), meta.to_annotations(&ring), &bytes);
+    match writer::create(&ctx.shared.client, &secret).await? {
+        Created::Yes(_) => {}
+        // Created meanwhile (a retry, another replica): read it next time.
+        Created::AlreadyExists => return Ok(Action::requeue(Duration::from_millis(100))),
+        Created::NoNamespace(why) => {
+            let inv = Invalid::new("MasterNamespaceMissing", format!("cannot create the master in namespace {master_ns}: {why}"));
+            return blocked(k, ctx, None, &inv, None).await;
+        }
+    }
+    let verb = if reason == "KeyringImported" { "imported" } else { "generated" };
+    let note = format!("{verb} keyring with primary key {} in Secret {master_ns}/{}", ring.primary().id(), spec.secret_name);
+    info!(keys = ring.len(), "{note}");
+    ctx.shared.publish(k, EventType::Normal, reason, note).await;
+    report(k, ctx, spec, &ring, &meta, Report::default()).await?;
+    Ok(Action::requeue(Duration::from_millis(50)))
+}
+
+/// `encstr.io/restore-from=<namespace>`: rebuild a missing master from the
+/// copy there (only a complete one), or say why not; the annotation goes
+/// either way.
+async fn restore<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str, guard: Option<&Guard>, ns: &str) -> Result<Action> {
+    let copy = if K::KIND == Kind::Cluster && desired::is_dns_label(ns) {
+        let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
+        api.get_opt(&spec.secret_name).await?.filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
+    } else {
+        None
+    };
+    let ring = copy.as_ref().and_then(|s| parse_ring(s).ok());
+    match guard::restore(guard, ns, K::KIND == Kind::Namespaced, ring.as_ref(), k.keyring_status()) {
+        Restore::From(from) => {
+            let ring = ring.expect("a complete copy");
+            let meta = meta_from_status(&ring, k.keyring_status(), k.annotations().get(ANN_ROTATE).map(String::as_str));
+            let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+            let secret = desired::secret(None, master_ns, &spec.secret_name, k.managed_labels("master"), meta.to_annotations(&ring), &bytes);
+            if let Created::Yes(_) = writer::create(&ctx.shared.client, &secret).await? {
+                let note = format!("rebuilt the master {master_ns}/{} from the copy in namespace {from} (keys {})", spec.secret_name, desired::key_ids(&ring));
+                ctx.shared.publish(k, EventType::Normal, "MasterRestored", note).await;
+            }
+        }
+        Restore::Refused(why) => ctx.shared.publish(k, EventType::Warning, "RestoreRefused", why).await,
+    }
+    remove_annotation(k, ctx, ANN_RESTORE_FROM).await?;
+    Ok(Action::requeue(Duration::from_millis(50)))
+}
+
+/// The lifecycle of a restored master, from the status's record.
+fn meta_from_status(ring: &Keyring, st: Option<&KeyringStatus>, rotate: Option<&str>) -> KeyMeta {
+    let now = Timestamp::now();
+    let mut meta = KeyMeta::initial(ring, rotate, now);
+    let time = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    for k in st.into_iter().flat_map(|s| &s.keys) {
+        let Ok(id) = k.id.parse::<KeyId>() else { continue };
+        if !ring.contains(id) {
+            continue;
+        }
+        if let Some(t) = time(&k.created_at) {
+            meta.created.insert(id, t);
+        }
+        if let Some(t) = time(&k.promoted_at) {
+            meta.promoted.insert(id, t);
+        }
+        if let Some(t) = time(&k.retired_at) {
+            meta.retired.insert(id, t);
+        }
+        if k.state == KeyState::Staged && id != ring.primary().id() {
+            meta.staged = Some(id);
+            meta.retired.remove(&id);
+        }
+    }
+    meta
+}
+
+/// A target namespace and whether a copy can go there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Active(String),
+    Missing(String),
+    Terminating(String),
+}
+
+impl Target {
+    fn name(&self) -> &str {
+        match self {
+            Target::Active(n) | Target::Missing(n) | Target::Terminating(n) => n,
+        }
+    }
+}
+
+/// The target namespaces (list ∪ selector matches), without the master's.
+fn targets(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Vec<Target> {
+    let Some(store) = &ctx.namespaces else { return Vec::new() };
+    let mut names: BTreeSet<String> = spec.namespaces.clone();
+    if let Some(sel) = &spec.selector {
+        names.extend(store.state().iter().filter(|ns| selector_matches(sel, ns.labels())).map(|ns| ns.name_any()));
+    }
+    names.remove(master_ns);
+    names
+        .into_iter()
+        .map(|n| match store.get(&ObjectRef::new(&n)) {
+            None => Target::Missing(n),
+            Some(ns) if ns.metadata.deletion_timestamp.is_some() => Target::Terminating(n),
+            Some(_) => Target::Active(n),
+        })
+        .collect()
+}
+
+/// Whether every active target's copy is identical to the master, as the
+/// API server (not the cache) says.
+async fn copies_current_on_server<K: KeyringResource>(k: &K, ctx: &Ctx, targets: &[Target], bytes: &[u8], ids: &str) -> Result<bool> {
+    let labels = k.managed_labels("copy");
+    let copies: BTreeMap<String, Secret> = list_labelled(k, &ctx.shared.client)
+        .await?
+        .into_iter()
+        .map(|s| (s.namespace().unwrap_or_default(), s))
+        .collect();
+    Ok(targets.iter().all(|t| match t {
+        Target::Active(ns) => copies.get(ns).is_some_and(|s| desired::copy_is_current(s, bytes, ids, &labels)),
+        Target::Missing(_) | Target::Terminating(_) => true,
+    }))
+}
+
+/// Everything `report` needs besides the keyring.
+#[derive(Debug, Default)]
+struct Report {
+    targets: Vec<TargetStatus>,
+    usage: Option<Usage>,
+    blocked: Vec<KeyId>,
+    events: Events,
+    promotion_at: Option<Timestamp>,
+}
+
+/// Converge an existing master and its copies: at most one lifecycle step
+/// on the master, then distribution, then the report.
+async fn converge<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str, m: Master) -> Result<Action> {
+    let now = Timestamp::now();
+    let Master { secret, mut ring, mut meta } = m;
+    let id = k.id();
+    if spec.import.is_some() && k.keyring_status().is_some_and(|s| s.observed_generation != k.meta().generation) {
+        ctx.shared.publish(k, EventType::Normal, "ImportIgnored", "spec.importFrom is read only when the master is first created; the existing master is kept".into()).await;
+    }
+    let targets = targets(ctx, spec, master_ns);
+    let rotate_request = k.annotations().get(ANN_ROTATE).map(String::as_str);
+    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+    let ids = desired::key_ids(&ring);
+    let all_current = if meta.staged.is_some() {
+        copies_current_on_server(k, ctx, &targets, &bytes, &ids).await?
+    } else {
+        true
+    };
+    let candidates = desired::prune_candidates(spec, &ring, &meta, now);
+    let usage = if candidates.is_empty() { None } else { scan_usage(k, ctx, master_ns, &targets).await };
+    let step = desired::next_step(&Observed {
+        spec,
+        ring: &ring,
+        meta: &meta,
+        rotate_request,
+        all_copies_current: all_current,
+        usage: usage.as_ref().map(|u| &u.counts),
+        now,
+    });
+    let mut r = Report { usage, ..Report::default() };
+    let stepped = step.is_some();
+    if let Some(step) = step {
+        let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
+        desired::apply_step(&step, &mut new_ring, &mut new_meta, rotate_request, now)?;
+        let new_bytes = Zeroizing::new(new_ring.to_text().as_bytes().to_vec());
+        let master = desired::secret(Some(&secret), master_ns, &spec.secret_name, k.managed_labels("master"), new_meta.to_annotations(&new_ring), &new_bytes);
+        // The resourceVersion it was computed from: a concurrent change fails it.
+        writer::replace(&ctx.shared.client, &master).await?;
+        step_event(ctx, &id, &step, &ring, &new_ring, &new_meta, &mut r.events);
+        info!(step = ?step, keys = new_ring.len(), "master updated");
+        ring = new_ring;
+        meta = new_meta;
+    }
+    if K::KIND == Kind::Cluster {
+        r.targets = distribute(k, ctx, spec, &targets, &ring, &mut r.events).await?;
+    }
+    if let Some(u) = &r.usage {
+        r.blocked = candidates.iter().filter(|c| ring.contains(**c) && u.count(**c) > 0).copied().collect();
+        let was = k.keyring_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED)).is_some_and(|c| c.status == "True");
+        if !r.blocked.is_empty() && !was {
+            let places: Vec<String> = r.blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
+            r.events.push((EventType::Warning, "PruneBlocked", format!("key(s) {} exceed retention.maxKeys but are still used: {}", guard::ids(&r.blocked), places.join(", "))));
+        }
+    } else if let Some(prev) = k.keyring_status() {
+        // Not counted this time: keep what the last count said.
+        r.blocked = prev.conditions.iter().any(|c| c.type_ == condition::PRUNE_BLOCKED && c.status == "True").then(|| candidates.clone()).unwrap_or_default();
+    }
+    r.promotion_at = meta.staged.and(meta.distributed_at).map(|at| at + SignedDuration::try_from(spec.promotion_delay).unwrap_or_default());
+    let promotion_at = r.promotion_at;
+    report(k, ctx, spec, &ring, &meta, r).await?;
+    Ok(next_look(ctx, spec, &meta, stepped, promotion_at, now))
+}
+
+fn step_event(ctx: &Ctx, id: &Id, step: &Step, before: &Keyring, after: &Keyring, meta: &KeyMeta, events: &mut Events) {
+    let kl = KeyringLabels::of(id);
+    match step {
+        Step::Stage(reason) => {
+            ctx.shared.metrics.rotations.get_or_create(&kl).inc();
+            let why = match reason {
+                desired::RotationReason::Requested => "requested with the encstr.io/rotate annotation",
+                desired::RotationReason::Scheduled => "scheduled by spec.rotation.every",
+            };
+            let staged = meta.staged.map(|k| k.to_string()).unwrap_or_default();
+            events.push((EventType::Normal, "KeyStaged", format!("rotation {why}: staged key {staged} (primary stays {} until every target holds it)", after.primary().id())));
+        }
+        Step::Promote => events.push((EventType::Normal, "KeyPromoted", format!("key {} is now primary; {} is decrypt-only", after.primary().id(), before.primary().id()))),
+        Step::Prune(removed) => {
+            ctx.shared.metrics.pruned.get_or_create(&kl).inc_by(removed.len() as u64);
+            events.push((EventType::Normal, "KeysPruned", format!("removed unused key(s) {} (retention.maxKeys)", guard::ids(removed))));
+        }
+        Step::MarkDistributed | Step::AcknowledgeRequest => {}
+    }
+}
+
+/// When to look again.
+fn next_look(ctx: &Ctx, spec: &ValidSpec, meta: &KeyMeta, stepped: bool, promotion_at: Option<Timestamp>, now: Timestamp) -> Action {
+    let resync = ctx.shared.resync;
+    if stepped {
+        Action::requeue(Duration::from_millis(50))
+    } else if let Some(at) = promotion_at {
+        let wait = Duration::try_from(now.duration_until(at)).unwrap_or_default();
+        Action::requeue(wait.clamp(Duration::from_millis(100), resync.max(Duration::from_millis(100))))
+    } else if meta.staged.is_some() {
+        Action::requeue(Duration::from_secs(2))
+    } else if let Some(every) = spec.every {
+        let since = meta.promoted.values().max().copied().unwrap_or(now);
+        let due = since + SignedDuration::try_from(every).unwrap_or_default();
+        let wait = Duration::try_from(now.duration_until(due)).unwrap_or_default();
+        Action::requeue(wait.clamp(Duration::from_secs(1), resync.max(Duration::from_secs(1))))
+    } else {
+        Action::requeue(resync)
+    }
+}
+
+/// Make every active target hold a copy identical to the master: create
+/// missing ones, replace stale ones of ours (resourceVersion precondition),
+/// leave anybody else's alone.
+async fn distribute<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, targets: &[Target], ring: &Keyring, events: &mut Events) -> Result<Vec<TargetStatus>> {
+    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+    let ids = desired::key_ids(ring);
+    let labels = k.managed_labels("copy");
+    let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), ids.clone())]);
+    let previous: BTreeMap<String, Option<String>> =
+        k.keyring_status().map(|s| s.targets.iter().map(|t| (t.namespace.clone(), t.reason.clone())).collect()).unwrap_or_default();
+    let mut out = Vec::with_capacity(targets.len());
+    let mut written = Vec::new();
+    let mut failure = None;
+    for t in targets {
+        let ns = t.name().to_owned();
+        let status = |synced: bool, reason: Option<&str>, message: Option<String>| TargetStatus { namespace: ns.clone(), synced, reason: reason.map(str::to_owned), message };
+        let cached = ctx.secrets.get(&ObjectRef::new(&spec.secret_name).within(&ns));
+        let result = match t {
+            Target::Missing(_) => Ok(status(false, Some("NamespaceNotFound"), Some("namespace not found".into()))),
+            Target::Terminating(_) => Ok(status(false, Some("NamespaceTerminating"), Some("namespace is terminating".into()))),
+            Target::Active(_) => match cached.filter(|c| c.labels().get(K::KIND.label()) == Some(&k.name_any())) {
+                Some(c) if desired::copy_is_current(&c, &bytes, &ids, &labels) => Ok(status(true, None, None)),
+                Some(c) => {
+                    let copy = desired::secret(Some(&c), &ns, &spec.secret_name, labels.clone(), annotations.clone(), &bytes);
+                    writer::replace(&ctx.shared.client, &copy).await.map(|_| {
+                        written.push(ns.clone());
+                        status(true, None, None)
+                    })
+                }
+                None => create_copy(k, ctx, spec, &ns, &bytes, &ids, &mut written).await.map(|(synced, reason, message)| status(synced, reason, message)),
+            },
+        };
+        let st = match result {
+            Ok(st) => st,
+            Err(e) if e.is_not_leader() => return Err(e),
+            Err(e) => {
+                let st = status(false, Some(e.reason()), Some(format!("cannot write the copy: {e}")));
+                failure = Some(e);
+                st
+            }
+        };
+        if st.reason.as_deref() == Some("SecretConflict") && previous.get(&ns) != Some(&st.reason) {
+            events.push((EventType::Warning, "SecretConflict", format!("namespace {ns}: {}", st.message.clone().unwrap_or_default())));
+        }
+        out.push(st);
+    }
+    if !written.is_empty() {
+        info!(namespaces = ?written, "copies written");
+    }
+    match failure {
+        Some(e) if out.iter().all(|t| !t.synced) => Err(e),
+        _ => Ok(out),
+    }
+}
+
+/// A copy the cache does not hold: create it; if a Secret of that name
+/// exists, it is ours (the cache lags) and is updated, or it is somebody
+/// else's and is left alone.
+async fn create_copy<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    ns: &str,
+    bytes: &[u8],
+    ids: &str,
+    written: &mut Vec<String>,
+) -> Result<(bool, Option<&'static str>, Option<String>)> {
+    let labels = k.managed_labels("copy");
+    let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), ids.to_owned())]);
+    let copy = desired::secret(None, ns, &spec.secret_name, labels.clone(), annotations.clone(), bytes);
+    match writer::create(&ctx.shared.client, &copy).await? {
+        Created::Yes(_) => {
+            written.push(ns.to_owned());
+            Ok((true, None, None))
+        }
+        Created::NoNamespace(_) => Ok((false, Some("NamespaceNotFound"), Some("namespace not found".into()))),
+        Created::AlreadyExists => {
+            let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
+            match api.get_opt(&spec.secret_name).await? {
+                Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
+                    if !desired::copy_is_current(&s, bytes, ids, &labels) {
+                        writer::replace(&ctx.shared.client, &desired::secret(Some(&s), ns, &spec.secret_name, labels, annotations, bytes)).await?;
+                        written.push(ns.to_owned());
+                    }
+                    Ok((true, None, None))
+                }
+                Some(_) => Ok((
+                    false,
+                    Some("SecretConflict"),
+                    Some(format!("a Secret named {} exists and is not managed by this keyring; it is left alone", spec.secret_name)),
+                )),
+                None => Ok((false, Some("WriteConflict"), Some("the Secret changed while it was being written; retrying".into()))),
+            }
+        }
+    }
+}
+
+/// Count ENCSTR tokens per key in ConfigMaps and Secrets (other than
+/// keyring Secrets) of the master's namespace, every target and every
+/// namespace still holding a copy. `None` when a list fails, a cache is not
+/// synced, or the last scan was too recent: then nothing is pruned.
+async fn scan_usage<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, targets: &[Target]) -> Option<Usage> {
+    if !ctx.shared.may_scan(&k.id()) {
+        return None;
+    }
+    let mut namespaces: BTreeSet<String> = BTreeSet::from([master_ns.to_owned()]);
+    namespaces.extend(targets.iter().filter(|t| matches!(t, Target::Active(_))).map(|t| t.name().to_owned()));
+    namespaces.extend(ctx.secrets.state().iter().filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any())).filter_map(|s| s.namespace()));
+    let mut usage = Usage::default();
+    for ns in &namespaces {
+        if let Err(e) = scan_namespace(&ctx.shared.client, ns, &mut usage).await {
+            warn!(namespace = %ns, error = %e, "usage scan failed; nothing is pruned");
+            return None;
+        }
+    }
+    Some(usage)
+}
+
+async fn scan_namespace(client: &Client, ns: &str, usage: &mut Usage) -> Result<()> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        let page = cms.list(&lp).await?;
+        for cm in &page.items {
+            let name = cm.name_any();
+            for (key, v) in cm.data.iter().flatten() {
+                usage.add(ns, "ConfigMap", &name, key, v.as_bytes());
+            }
+            for (key, v) in cm.binary_data.iter().flatten() {
+                usage.add(ns, "ConfigMap", &name, key, &v.0);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        let page = secrets.list(&lp).await?;
+        for s in page.items.iter().filter(|s| !is_managed(s.labels())) {
+            let name = s.name_any();
+            for (key, v) in s.data.iter().flatten() {
+                usage.add(ns, "Secret", &name, key, &v.0);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Status, events and metrics of a usable master.
+async fn report<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, r: Report) -> Result<()> {
+    let id = k.id();
+    let st = status::compute(
+        k.keyring_status(),
+        &status::Input {
+            master: Some((ring, meta)),
+            secret_name: Some(&spec.secret_name),
+            cluster: K::KIND == Kind::Cluster,
+            usage: r.usage.as_ref(),
+            blocked: &r.blocked,
+            targets: r.targets,
+            invalid: None,
+            generation: k.meta().generation,
+            promotion_at: r.promotion_at,
+            now: Timestamp::now(),
+        },
+    );
+    record_metrics(ctx, &id, ring, meta, &st, r.blocked.len());
+    for (type_, reason, note) in r.events {
+        ctx.shared.publish(k, type_, reason, note).await;
+    }
+    write_status(k, ctx, st).await
+}
+
+fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &KeyringStatus, blocked: usize) {
+    let m = &ctx.shared.metrics;
+    let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
+    let states = desired::key_states(ring, meta);
+    for state in [KeyState::Primary, KeyState::Staged, KeyState::DecryptOnly] {
+        let n = states.iter().filter(|(_, s)| *s == state).count();
+        m.keys
+            .get_or_create(&KeyStateLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), state: state.as_str() })
+            .set(n as i64);
+    }
+    if let Some(p) = meta.primary_since(ring) {
+        m.set_primary_since(id, p.as_second() as f64);
+    }
+    if id.kind == Kind::Cluster {
+        let synced = st.targets.iter().filter(|t| t.synced).count() as i64;
+        let total = st.targets.len() as i64;
+        m.targets.get_or_create(&TargetLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), synced: "true" }).set(synced);
+        m.targets.get_or_create(&TargetLabels { kind, namespace, keyring, synced: "false" }).set(total - synced);
+    }
+    m.prune_blocked.get_or_create(&KeyringLabels::of(id)).set(blocked as i64);
+}
+
+/// Deletion: `Delete` removes the copies and the master; `Retain` leaves
+/// them without the keyring's labels. Idempotent.
+pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
+    let managed = list_labelled(k, &ctx.shared.client).await?;
+    let delete = k.common().deletion_policy == DeletionPolicy::Delete;
+    let mut done = Vec::new();
+    for s in &managed {
+        if delete {
+            writer::delete(&ctx.shared.client, s).await?;
+        } else {
+            writer::release(&ctx.shared.client, s).await?;
+        }
+        done.push(format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()));
+    }
+    let verb = if delete { "deleted" } else { "retained (no longer managed)" };
+    info!(secrets = ?done, "{verb}");
+    let note = format!("deletionPolicy {:?}: {} Secret(s) {verb}", k.common().deletion_policy, done.len());
+    ctx.shared.publish(k, EventType::Normal, "Cleanup", note).await;
+    ctx.shared.metrics.forget(&k.id());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use encstr_core::{Key, Seed};
+
+    use super::*;
+
+    #[test]
+    fn a_restored_master_keeps_the_recorded_lifecycle() {
+        let k1 = Key::from_seed(Seed::from_bytes([1; 32]));
+        let k2 = Key::from_seed(Seed::from_bytes([2; 32]));
+        let ring = Keyring::new(vec![k1.clone(), k2.clone()]).unwrap();
+        let st = KeyringStatus {
+            keys: vec![
+                KeyStatus { id: k1.id().to_string(), state: KeyState::DecryptOnly, created_at: Some("2026-01-01T00:00:00Z".into()), promoted_at: None, retired_at: Some("2026-06-01T00:00:00Z".into()), in_use: None },
+                KeyStatus { id: k2.id().to_string(), state: KeyState::Primary, created_at: Some("2026-05-01T00:00:00Z".into()), promoted_at: Some("2026-06-01T00:00:00Z".into()), retired_at: None, in_use: None },
+            ],
+            ..KeyringStatus::default()
+        };
+        let meta = meta_from_status(&ring, Some(&st), Some("7"));
+        assert_eq!(meta.retired[&k1.id()], "2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(meta.promoted[&k2.id()], "2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(meta.rotate_handled.as_deref(), Some("7"), "a restore does not start a rotation");
+        assert_eq!(meta.staged, None);
+    }
+}
