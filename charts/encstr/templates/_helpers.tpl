@@ -43,6 +43,5 @@ app.kubernetes.io/component: operator
 
 {{/* Namespaces the operator writes copies to when confined (release namespace included). */}}
 {{- define "encstr.confinedNamespaces" -}}
-{{- $all := append .Values.rbac.namespaces .Release.Namespace | uniq -}}
-{{- join "," $all -}}
+{{- join "," (.Values.rbac.namespaces | uniq) -}}
 {{- end -}}
