@@ -491,6 +491,18 @@ pub fn secret(
     s
 }
 
+/// Whether an existing master already carries exactly this keyring and
+/// these operator annotations (a master edited by hand, or restored, is
+/// rewritten once it is accepted).
+pub fn master_is_current(existing: &Secret, keyring_bytes: &[u8], labels: &BTreeMap<String, String>, annotations: &BTreeMap<String, String>) -> bool {
+    let l = existing.labels();
+    let mine: BTreeMap<&String, &String> = existing.annotations().iter().filter(|(k, _)| ours(k)).collect();
+    let want: BTreeMap<&String, &String> = annotations.iter().collect();
+    existing.data.as_ref().and_then(|d| d.get(DATA_KEY)).is_some_and(|b| b.0 == keyring_bytes)
+        && labels.iter().all(|(k, v)| l.get(k) == Some(v))
+        && mine == want
+}
+
 /// Whether an existing copy already is what [`secret`] would write.
 pub fn copy_is_current(existing: &Secret, keyring_bytes: &[u8], ids: &str, labels: &BTreeMap<String, String>) -> bool {
     let l = existing.labels();

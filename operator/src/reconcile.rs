@@ -424,6 +424,15 @@ async fn converge<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master
         info!(step = ?step, keys = new_ring.len(), "master updated");
         ring = new_ring;
         meta = new_meta;
+    } else {
+        // The master's operator annotations follow its keys (after a hand
+        // edit that was accepted, a restore, an upgrade).
+        let (labels, annotations) = (k.managed_labels("master"), meta.to_annotations(&ring));
+        if !desired::master_is_current(&secret, &bytes, &labels, &annotations) {
+            let master = desired::secret(Some(&secret), master_ns, &spec.secret_name, labels, annotations, &bytes);
+            writer::replace(&ctx.shared.client, &master).await?;
+            info!("master annotations brought up to date");
+        }
     }
     if K::KIND == Kind::Cluster {
         r.targets = distribute(k, ctx, spec, &targets, &ring, &mut r.events).await?;

@@ -298,3 +298,21 @@ pub fn scrape(addr: &str) -> Option<String> {
 pub fn is_leader(addr: &str) -> Option<bool> {
     scrape(addr)?.lines().find_map(|l| l.strip_prefix("encstr_operator_leader ")).map(|v| v.trim() == "1")
 }
+
+/// Wait until a ClusterSecretKeyring has `n` keys, the last one primary,
+/// no rotation in progress, and every copy identical; returns the text.
+pub fn settled(env: &Env, name: &str, targets: &[&str], n: usize) -> String {
+    wait(40, "a settled keyring", || {
+        let st = cstatus(env, name);
+        let states = key_states(&st);
+        let ok = states.len() == n
+            && states.last()?.1 == "Primary"
+            && states[..n - 1].iter().all(|(_, s)| s == "DecryptOnly")
+            && condition(&st, "RotationInProgress")?.0 == "False";
+        if !ok {
+            return None;
+        }
+        let text = converged(env, OPERATOR_NS, name, targets);
+        (text.lines().count() == n && text.lines().last()?.len() > 0).then_some(text)
+    })
+}
