@@ -18,7 +18,7 @@ validate() { # kubernetes-validate everything except the prometheus-operator kin
 
 $helm lint --strict charts/encstr >/dev/null && ok "helm lint --strict charts/encstr"
 $helm lint --strict charts/encstr-sidecar >/dev/null && ok "helm lint --strict charts/encstr-sidecar"
-cmp crds/encstr.yaml charts/encstr/crds/encstr.yaml && ok "chart CRD = crds/encstr.yaml"
+cmp crds/encstr.yaml charts/encstr/crds/encstr.yaml && ok "chart CRDs = crds/encstr.yaml"
 
 $helm template encstr charts/encstr -n encstr --include-crds > "$work/default.yaml"
 validate "$work/default.yaml" && ok "default render passes kubernetes-validate --strict"
@@ -30,8 +30,19 @@ grep -q '^kind: PodDisruptionBudget' "$work/all.yaml" && grep -q '^kind: Service
   && grep -q '^kind: PrometheusRule' "$work/cr.yaml" && grep -q '^kind: NetworkPolicy' "$work/all.yaml"
 $helm template encstr charts/encstr -n encstr --set 'rbac.namespaces={team-a,team-b}' > "$work/confined.yaml"
 validate "$work/confined.yaml"
-! grep -q '^kind: ClusterRole' "$work/confined.yaml" && [ "$(grep -c '^kind: Role$' "$work/confined.yaml")" = 4 ] \
-  && grep -q -- '--namespaces=team-a,team-b,encstr' "$work/confined.yaml" && ok "rbac.namespaces renders Roles only"
+python3 - "$work/confined.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+roles = [d for d in docs if d["kind"] == "ClusterRole"]
+# Only the aggregated user roles are cluster-wide; the operator gets Roles.
+assert sorted(r["metadata"]["name"] for r in roles) == ["encstr-edit", "encstr-view"], roles
+assert not [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+assert sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role") == \
+    [("encstr", "encstr-leader-election"), ("team-a", "encstr"), ("team-b", "encstr")]
+args = [d for d in docs if d["kind"] == "Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--namespaces=team-a,team-b" in args, args
+PY
+ok "rbac.namespaces renders Roles only (plus the aggregated user roles)"
 grep -q '"\*"' "$work/all.yaml" && { echo "wildcard in RBAC" >&2; exit 1; }
 for bad in "replicaCount=two" "bogus=1" "image.pullPolicy=Sometimes" "rbac.namespaces={Bad_NS}"; do
   if $helm template encstr charts/encstr --set "$bad" >/dev/null 2>&1; then echo "values.schema.json accepted $bad" >&2; exit 1; fi
@@ -63,26 +74,29 @@ assert d["uid"] and d["panels"], "dashboard"
 PY
 grep -q 'grafana_dashboard: "1"' "$work/all.yaml" && ok "dashboard JSON and its ConfigMap"
 
-python3 - crds/encstr.yaml deploy/examples/secretkeyring-*.yaml <<'PY'
+python3 - crds/encstr.yaml deploy/examples/*secretkeyring-*.yaml <<'PY'
 import sys, yaml, jsonschema
-crd = yaml.safe_load(open(sys.argv[1]))
-schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 def strip(s):  # Kubernetes extensions are not JSON Schema keywords
     if isinstance(s, dict):
         return {k: strip(v) for k, v in s.items() if not k.startswith("x-kubernetes-")}
     if isinstance(s, list):
         return [strip(v) for v in s]
     return s
-validator = jsonschema.Draft7Validator(strip(schema))
+validators = {crd["spec"]["names"]["kind"]: jsonschema.Draft7Validator(strip(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
+              for crd in yaml.safe_load_all(open(sys.argv[1])) if crd}
+assert set(validators) == {"SecretKeyring", "ClusterSecretKeyring"}, validators
+seen = set()
 for path in sys.argv[2:]:
     for doc in yaml.safe_load_all(open(path)):
-        errors = sorted(validator.iter_errors(doc), key=str)
+        seen.add(doc["kind"])
+        errors = sorted(validators[doc["kind"]].iter_errors(doc), key=str)
         assert not errors, f"{path}: {errors[0].message}"
-bad = {"apiVersion": "encstr.io/v1alpha1", "kind": "SecretKeyring", "metadata": {"name": "x"},
+assert seen == set(validators), f"examples of both kinds: {seen}"
+bad = {"apiVersion": "encstr.io/v1alpha1", "kind": "ClusterSecretKeyring", "metadata": {"name": "x"},
        "spec": {"rotation": {"every": "90 days"}, "retention": {"maxKeys": 0}, "deletionPolicy": "Maybe"}}
-assert len(list(validator.iter_errors(bad))) == 3, "the schema rejects a bad duration, maxKeys 0 and an unknown policy"
+assert len(list(validators["ClusterSecretKeyring"].iter_errors(bad))) == 3, "the schema rejects a bad duration, maxKeys 0 and an unknown policy"
 PY
-ok "example SecretKeyrings validate against the CRD schema (and bad ones do not)"
+ok "example SecretKeyrings and ClusterSecretKeyrings validate against the CRD schemas (and bad ones do not)"
 
 $kubectl kustomize deploy/ > "$work/kustomize.yaml"
 validate "$work/kustomize.yaml"

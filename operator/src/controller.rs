@@ -24,9 +24,10 @@ use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::crd::*;
 use crate::error::{Error, Result};
-use crate::keyring::{Id, Kind, KeyringResource, owner_of};
+use crate::keyring::{Id, KeyringResource, Kind, owner_of};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::reconcile;
+use crate::usage::Usage;
 
 /// Default resync interval when nothing is pending.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -48,7 +49,7 @@ pub struct Shared {
     /// Scan a keyring's token usage at most this often.
     pub scan_interval: Duration,
     failures: Mutex<BTreeMap<Id, u32>>,
-    scans: Mutex<BTreeMap<Id, Instant>>,
+    scans: Mutex<BTreeMap<Id, (Instant, Option<Usage>)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -58,15 +59,26 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Whether a usage scan of `id` may run now (and record that it does).
-    pub fn may_scan(&self, id: &Id) -> bool {
+    /// Whether a usage scan of `id` may run now (and record that it does);
+    /// `Err` holds the last complete scan's result when it may not.
+    pub fn may_scan(&self, id: &Id) -> Result<(), Option<Usage>> {
         let mut scans = self.scans.lock().expect("lock");
         let now = Instant::now();
-        if scans.get(id).is_some_and(|t| now.duration_since(*t) < self.scan_interval) {
-            return false;
+        if let Some((t, last)) = scans.get(id)
+            && now.duration_since(*t) < self.scan_interval
+        {
+            return Err(last.clone());
         }
-        scans.insert(id.clone(), now);
-        true
+        let last = scans.get(id).and_then(|(_, u)| u.clone());
+        scans.insert(id.clone(), (now, last));
+        Ok(())
+    }
+
+    /// Record a complete scan's result (for reporting between scans).
+    pub fn scanned(&self, id: &Id, usage: &Usage) {
+        if let Some(entry) = self.scans.lock().expect("lock").get_mut(id) {
+            entry.1 = Some(usage.clone());
+        }
     }
 
     /// Publish an event about a keyring (notes cut to 1 KiB).
@@ -80,7 +92,13 @@ impl Shared {
             note.truncate(cut);
             note.push_str("...");
         }
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, &k.object_ref(&())).await {
             warn!(error = %e, "cannot publish event");
         }
@@ -137,7 +155,8 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
 /// deletion policy), with metrics.
 pub async fn reconcile<K: KeyringResource>(k: Arc<K>, ctx: Arc<Ctx>) -> Result<Action> {
     let id = k.id();
-    let span = info_span!("reconcile", kind = id.kind.as_str(), namespace = %id.namespace, keyring = %id.name);
+    let span =
+        info_span!("reconcile", kind = id.kind.as_str(), namespace = %id.namespace, keyring = %id.name);
     async {
         let started = Instant::now();
         let result = if k.meta().deletion_timestamp.is_some() {
@@ -247,7 +266,8 @@ async fn run_kind<K: KeyringResource>(
         .default_backoff()
         .reflect(s_writer)
         .touched_objects();
-    let mut controller = Controller::for_stream(k_stream, k_reader.clone()).watches_stream(s_stream, secret_mapper::<K>);
+    let mut controller =
+        Controller::for_stream(k_stream, k_reader.clone()).watches_stream(s_stream, secret_mapper::<K>);
     let ns_store = match namespaces {
         Some(api) => {
             let (n_reader, n_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
@@ -258,7 +278,10 @@ async fn run_kind<K: KeyringResource>(
                 keyrings
                     .state()
                     .iter()
-                    .filter(|k| k.targets().is_some_and(|t| t.namespace_selector.is_some() || t.namespaces.contains(&name)))
+                    .filter(|k| {
+                        k.targets()
+                            .is_some_and(|t| t.namespace_selector.is_some() || t.namespaces.contains(&name))
+                    })
                     .map(|k| ObjectRef::from_obj(k.as_ref()))
                     .collect::<Vec<_>>()
             });
@@ -287,28 +310,43 @@ pub enum Scope {
     Namespaces(BTreeSet<String>),
 }
 
+/// How the controllers run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This replica's identity (events' reporting instance).
+    pub instance: String,
+    /// Where ClusterSecretKeyrings keep their masters.
+    pub cluster_namespace: String,
+    /// Cluster-wide or confined.
+    pub scope: Scope,
+    /// Reconcile every keyring this often even without changes.
+    pub resync: Duration,
+    /// Scan a keyring's token usage at most this often.
+    pub scan_interval: Duration,
+}
+
 /// Run the controllers until `shutdown` completes.
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
-    instance: String,
-    cluster_namespace: String,
-    scope: Scope,
-    resync: Duration,
-    scan_interval: Duration,
+    s: Settings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: Some(instance) });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: FIELD_MANAGER.into(), instance: Some(s.instance) },
+    );
     let shared = Arc::new(Shared {
         client: client.clone(),
         recorder,
         metrics,
-        cluster_namespace,
-        resync,
-        scan_interval,
+        cluster_namespace: s.cluster_namespace,
+        resync: s.resync,
+        scan_interval: s.scan_interval,
         failures: Mutex::default(),
         scans: Mutex::default(),
     });
+    let scope = s.scope;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop = move || {
         let mut rx = stop_rx.clone();
@@ -319,7 +357,13 @@ pub async fn run(
     let mut runs: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     match scope {
         Scope::Cluster => {
-            runs.push(Box::pin(run_kind::<SecretKeyring>(shared.clone(), Api::all(client.clone()), Api::all(client.clone()), None, stop())));
+            runs.push(Box::pin(run_kind::<SecretKeyring>(
+                shared.clone(),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                None,
+                stop(),
+            )));
             runs.push(Box::pin(run_kind::<ClusterSecretKeyring>(
                 shared.clone(),
                 Api::all(client.clone()),
@@ -359,12 +403,24 @@ mod tests {
 
     #[test]
     fn label_selectors_match_like_kubernetes() {
-        let labels = BTreeMap::from([("team".to_owned(), "payments".to_owned()), ("tier".to_owned(), "a".to_owned())]);
-        let mut sel = LabelSelector { match_labels: Some(BTreeMap::from([("team".into(), "payments".into())])), match_expressions: None };
+        let labels =
+            BTreeMap::from([("team".to_owned(), "payments".to_owned()), ("tier".to_owned(), "a".to_owned())]);
+        let mut sel = LabelSelector {
+            match_labels: Some(BTreeMap::from([("team".into(), "payments".into())])),
+            match_expressions: None,
+        };
         assert!(selector_matches(&sel, &labels));
-        sel.match_expressions = Some(vec![LabelSelectorRequirement { key: "tier".into(), operator: "NotIn".into(), values: Some(vec!["a".into()]) }]);
+        sel.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "tier".into(),
+            operator: "NotIn".into(),
+            values: Some(vec!["a".into()]),
+        }]);
         assert!(!selector_matches(&sel, &labels));
-        sel.match_expressions = Some(vec![LabelSelectorRequirement { key: "zone".into(), operator: "DoesNotExist".into(), values: None }]);
+        sel.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "zone".into(),
+            operator: "DoesNotExist".into(),
+            values: None,
+        }]);
         assert!(selector_matches(&sel, &labels));
     }
 

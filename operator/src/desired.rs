@@ -102,14 +102,22 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-fn duration(field: &str, value: Option<&String>, default: Option<Duration>, min: Duration) -> Result<Option<Duration>, Invalid> {
+fn duration(
+    field: &str,
+    value: Option<&String>,
+    default: Option<Duration>,
+    min: Duration,
+) -> Result<Option<Duration>, Invalid> {
     match value {
         None => Ok(default),
         Some(s) => match parse_duration(s) {
             Some(d) if d >= min => Ok(Some(d)),
             _ => Err(Invalid::new(
                 "InvalidDuration",
-                format!("{field} {s:?} is not a duration of at least {}s (like 2160h, 2m, 1h30m)", min.as_secs()),
+                format!(
+                    "{field} {s:?} is not a duration of at least {}s (like 2160h, 2m, 1h30m)",
+                    min.as_secs()
+                ),
             )),
         },
     }
@@ -122,29 +130,49 @@ pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
     if name.len() > MAX_NAME {
         return Err(Invalid::new(
             "InvalidName",
-            format!("the name {name:?} has {} characters; it is used as a label value and must be at most {MAX_NAME}", name.len()),
+            format!(
+                "the name {name:?} has {} characters; it is used as a label value and must be at most {MAX_NAME}",
+                name.len()
+            ),
         ));
     }
     let c = k.common();
     let secret_name = k.secret_name();
     if !is_dns_subdomain(&secret_name) {
-        return Err(Invalid::new("InvalidSecretName", format!("spec.secretName {secret_name:?} is not a valid Secret name")));
+        return Err(Invalid::new(
+            "InvalidSecretName",
+            format!("spec.secretName {secret_name:?} is not a valid Secret name"),
+        ));
     }
     let (namespaces, selector) = match k.targets() {
         Some(t) => (t.namespaces.iter().cloned().collect::<BTreeSet<_>>(), t.namespace_selector.clone()),
         None => (BTreeSet::new(), None),
     };
     if let Some(ns) = namespaces.iter().find(|n| !is_dns_label(n)) {
-        return Err(Invalid::new("InvalidNamespace", format!("spec.targets.namespaces: {ns:?} is not a valid namespace name")));
+        return Err(Invalid::new(
+            "InvalidNamespace",
+            format!("spec.targets.namespaces: {ns:?} is not a valid namespace name"),
+        ));
     }
-    if let Some(e) = selector.iter().flat_map(|s| s.match_expressions.iter().flatten()).find(|e| !matches!(e.operator.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist")) {
-        return Err(Invalid::new("InvalidSelector", format!("spec.targets.namespaceSelector: unknown operator {:?}", e.operator)));
+    if let Some(e) = selector
+        .iter()
+        .flat_map(|s| s.match_expressions.iter().flatten())
+        .find(|e| !matches!(e.operator.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist"))
+    {
+        return Err(Invalid::new(
+            "InvalidSelector",
+            format!("spec.targets.namespaceSelector: unknown operator {:?}", e.operator),
+        ));
     }
     let rotation = c.rotation.cloned().unwrap_or_default();
     let every = duration("spec.rotation.every", rotation.every.as_ref(), None, Duration::from_secs(1))?;
-    let promotion_delay =
-        duration("spec.rotation.promotionDelay", rotation.promotion_delay.as_ref(), Some(DEFAULT_PROMOTION_DELAY), Duration::ZERO)?
-            .unwrap_or(DEFAULT_PROMOTION_DELAY);
+    let promotion_delay = duration(
+        "spec.rotation.promotionDelay",
+        rotation.promotion_delay.as_ref(),
+        Some(DEFAULT_PROMOTION_DELAY),
+        Duration::ZERO,
+    )?
+    .unwrap_or(DEFAULT_PROMOTION_DELAY);
     let retention = c.retention.cloned().unwrap_or_default();
     let max_keys = match retention.max_keys {
         Some(0) => return Err(Invalid::new("InvalidRetention", "spec.retention.maxKeys must be at least 1")),
@@ -157,12 +185,16 @@ pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
         Duration::ZERO,
     )?
     .unwrap_or(DEFAULT_MIN_DECRYPT_ONLY_AGE);
-    let import =
-        c.import_from.map(|i| (i.secret_ref.name.clone(), i.secret_ref.key.clone().unwrap_or_else(|| DATA_KEY.to_owned())));
+    let import = c.import_from.map(|i| {
+        (i.secret_ref.name.clone(), i.secret_ref.key.clone().unwrap_or_else(|| DATA_KEY.to_owned()))
+    });
     if let Some((name, _)) = &import
         && !is_dns_subdomain(name)
     {
-        return Err(Invalid::new("InvalidImport", format!("spec.importFrom.secretRef.name {name:?} is not a valid Secret name")));
+        return Err(Invalid::new(
+            "InvalidImport",
+            format!("spec.importFrom.secretRef.name {name:?} is not a valid Secret name"),
+        ));
     }
     Ok(ValidSpec {
         secret_name,
@@ -214,8 +246,14 @@ fn parse_times(v: Option<&String>) -> BTreeMap<KeyId, Timestamp> {
     .unwrap_or_default()
 }
 
-fn write_times(a: &mut BTreeMap<String, String>, key: &str, times: &BTreeMap<KeyId, Timestamp>, ids: &[KeyId]) {
-    let list: Vec<String> = ids.iter().filter_map(|id| times.get(id).map(|t| format!("{id}={}", fmt_time(*t)))).collect();
+fn write_times(
+    a: &mut BTreeMap<String, String>,
+    key: &str,
+    times: &BTreeMap<KeyId, Timestamp>,
+    ids: &[KeyId],
+) {
+    let list: Vec<String> =
+        ids.iter().filter_map(|id| times.get(id).map(|t| format!("{id}={}", fmt_time(*t)))).collect();
     if !list.is_empty() {
         a.insert(key.to_owned(), list.join(","));
     }
@@ -231,7 +269,10 @@ impl KeyMeta {
             created: parse_times(a.get(ANN_CREATED)),
             promoted: parse_times(a.get(ANN_PROMOTED)),
             retired: parse_times(a.get(ANN_RETIRED)),
-            pruned: a.get(ANN_PRUNED).map(|v| v.split(',').filter_map(|id| id.parse().ok()).collect()).unwrap_or_default(),
+            pruned: a
+                .get(ANN_PRUNED)
+                .map(|v| v.split(',').filter_map(|id| id.parse().ok()).collect())
+                .unwrap_or_default(),
             rotate_handled: a.get(ANN_ROTATE_HANDLED).cloned(),
             last_rotation: time(ANN_LAST_ROTATION),
         }
@@ -252,7 +293,10 @@ impl KeyMeta {
         write_times(&mut a, ANN_PROMOTED, &self.promoted, &ids);
         write_times(&mut a, ANN_RETIRED, &self.retired, &ids);
         if !self.pruned.is_empty() {
-            a.insert(ANN_PRUNED.to_owned(), self.pruned.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+            a.insert(
+                ANN_PRUNED.to_owned(),
+                self.pruned.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            );
         }
         if let Some(v) = &self.rotate_handled {
             a.insert(ANN_ROTATE_HANDLED.to_owned(), v.clone());
@@ -369,6 +413,20 @@ pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: T
         .take(excess)
         .filter(|id| meta.retired.get(id).is_some_and(|t| elapsed(*t, now) >= spec.min_decrypt_only_age))
         .collect()
+}
+
+/// When the next key retention wants gone becomes old enough to be pruned
+/// (so the keyring is looked at again then).
+pub fn next_prune_at(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta) -> Option<Timestamp> {
+    let max = spec.max_keys?;
+    let excess = ring.len().saturating_sub(max);
+    let age = k8s_openapi::jiff::SignedDuration::try_from(spec.min_decrypt_only_age).ok()?;
+    key_states(ring, meta)
+        .into_iter()
+        .filter(|(_, s)| *s == KeyState::DecryptOnly)
+        .take(excess)
+        .filter_map(|(id, _)| meta.retired.get(&id).map(|t| *t + age))
+        .min()
 }
 
 /// Decide the next change to the master, if any.
@@ -494,7 +552,12 @@ pub fn secret(
 /// Whether an existing master already carries exactly this keyring and
 /// these operator annotations (a master edited by hand, or restored, is
 /// rewritten once it is accepted).
-pub fn master_is_current(existing: &Secret, keyring_bytes: &[u8], labels: &BTreeMap<String, String>, annotations: &BTreeMap<String, String>) -> bool {
+pub fn master_is_current(
+    existing: &Secret,
+    keyring_bytes: &[u8],
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> bool {
     let l = existing.labels();
     let mine: BTreeMap<&String, &String> = existing.annotations().iter().filter(|(k, _)| ours(k)).collect();
     let want: BTreeMap<&String, &String> = annotations.iter().collect();
@@ -504,7 +567,12 @@ pub fn master_is_current(existing: &Secret, keyring_bytes: &[u8], labels: &BTree
 }
 
 /// Whether an existing copy already is what [`secret`] would write.
-pub fn copy_is_current(existing: &Secret, keyring_bytes: &[u8], ids: &str, labels: &BTreeMap<String, String>) -> bool {
+pub fn copy_is_current(
+    existing: &Secret,
+    keyring_bytes: &[u8],
+    ids: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let l = existing.labels();
     existing.data.as_ref().and_then(|d| d.get(DATA_KEY)).is_some_and(|b| b.0 == keyring_bytes)
         && existing.annotations().get(ANN_KEY_IDS).is_some_and(|v| v == ids)
@@ -516,7 +584,6 @@ mod tests {
     use encstr_core::Seed;
 
     use super::*;
-    use crate::keyring::KeyringResource as _;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -558,7 +625,10 @@ mod tests {
         assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidDuration");
         spec.retention = None;
         let v = validate(&cskr(spec.clone())).unwrap();
-        assert_eq!((v.secret_name.as_str(), v.promotion_delay, v.min_decrypt_only_age), ("payments", DEFAULT_PROMOTION_DELAY, DEFAULT_MIN_DECRYPT_ONLY_AGE));
+        assert_eq!(
+            (v.secret_name.as_str(), v.promotion_delay, v.min_decrypt_only_age),
+            ("payments", DEFAULT_PROMOTION_DELAY, DEFAULT_MIN_DECRYPT_ONLY_AGE)
+        );
         let long = ClusterSecretKeyring::new(&"x".repeat(64), spec);
         assert_eq!(validate(&long).unwrap_err().reason, "InvalidName");
         let mut skr = SecretKeyring::new(&"y".repeat(63), SecretKeyringSpec::default());
@@ -572,7 +642,10 @@ mod tests {
         let meta = KeyMeta {
             staged: Some(key(2).id()),
             distributed_at: Some(t("2026-11-23T09:00:00Z")),
-            created: BTreeMap::from([(key(1).id(), t("2026-01-01T00:00:00Z")), (key(2).id(), t("2026-11-23T08:00:00Z"))]),
+            created: BTreeMap::from([
+                (key(1).id(), t("2026-01-01T00:00:00Z")),
+                (key(2).id(), t("2026-11-23T08:00:00Z")),
+            ]),
             promoted: BTreeMap::from([(key(3).id(), t("2026-06-01T00:00:00Z"))]),
             retired: BTreeMap::from([(key(1).id(), t("2026-06-01T00:00:00Z"))]),
             pruned: vec![key(9).id()],
@@ -596,7 +669,15 @@ mod tests {
         let now = t("2026-11-23T09:00:00Z");
         let mut meta = KeyMeta::initial(&ring, None, now);
         let obs = |ring: &Keyring, meta: &KeyMeta, req: Option<&str>, current: bool, now: Timestamp| {
-            next_step(&Observed { spec: &spec, ring, meta, rotate_request: req, all_copies_current: current, usage: None, now })
+            next_step(&Observed {
+                spec: &spec,
+                ring,
+                meta,
+                rotate_request: req,
+                all_copies_current: current,
+                usage: None,
+                now,
+            })
         };
         assert_eq!(obs(&ring, &meta, None, true, now), None);
         let step = obs(&ring, &meta, Some("1"), true, now).unwrap();
@@ -616,7 +697,10 @@ mod tests {
         assert_eq!(step, Step::Promote);
         apply_step(&step, &mut ring, &mut meta, Some("1"), later).unwrap();
         assert_eq!(ring.primary().id(), staged);
-        assert_eq!(key_states(&ring, &meta), vec![(key(1).id(), KeyState::DecryptOnly), (staged, KeyState::Primary)]);
+        assert_eq!(
+            key_states(&ring, &meta),
+            vec![(key(1).id(), KeyState::DecryptOnly), (staged, KeyState::Primary)]
+        );
         assert_eq!(meta.retired[&key(1).id()], later);
         assert_eq!(obs(&ring, &meta, Some("1"), true, later), None, "a handled request is not repeated");
     }
@@ -637,12 +721,31 @@ mod tests {
             ..KeyMeta::default()
         };
         let usage = BTreeMap::from([(key(1).id(), 3)]);
-        let o = |now, usage| Observed { spec: &spec, ring: &ring, meta: &meta, rotate_request: None, all_copies_current: true, usage, now };
-        assert_eq!(next_step(&o(t("2026-11-24T00:00:00Z"), None)), Some(Step::Stage(RotationReason::Scheduled)));
-        assert!(prune_candidates(&spec, &ring, &meta, t("2026-11-23T00:59:59Z")).is_empty(), "minDecryptOnlyAge");
+        let o = |now, usage| Observed {
+            spec: &spec,
+            ring: &ring,
+            meta: &meta,
+            rotate_request: None,
+            all_copies_current: true,
+            usage,
+            now,
+        };
+        assert_eq!(
+            next_step(&o(t("2026-11-24T00:00:00Z"), None)),
+            Some(Step::Stage(RotationReason::Scheduled))
+        );
+        assert!(
+            prune_candidates(&spec, &ring, &meta, t("2026-11-23T00:59:59Z")).is_empty(),
+            "minDecryptOnlyAge"
+        );
         let later = t("2026-11-23T01:00:00Z");
         assert_eq!(prune_candidates(&spec, &ring, &meta, later), vec![key(1).id(), key(2).id()]);
-        assert_eq!(next_step(&o(later, Some(&usage))), Some(Step::Prune(vec![key(2).id()])), "key 1 is in use");
+        assert_eq!(next_prune_at(&spec, &ring, &meta), Some(later), "looked at again when old enough");
+        assert_eq!(
+            next_step(&o(later, Some(&usage))),
+            Some(Step::Prune(vec![key(2).id()])),
+            "key 1 is in use"
+        );
         assert_eq!(next_step(&o(later, None)), None, "no complete count, nothing pruned");
         let mut r = ring.clone();
         let mut m = meta.clone();
@@ -657,13 +760,18 @@ mod tests {
         let ring = Keyring::new(vec![key(1)]).unwrap();
         let bytes = ring.to_text().as_bytes().to_vec();
         let mut existing = Secret::default();
-        existing.metadata.labels = Some(BTreeMap::from([("app".into(), "x".into()), (LABEL_ROLE.into(), "stale".into())]));
-        existing.metadata.annotations = Some(BTreeMap::from([("note".into(), "keep".into()), (ANN_STAGED.into(), "deadbeef".into())]));
+        existing.metadata.labels =
+            Some(BTreeMap::from([("app".into(), "x".into()), (LABEL_ROLE.into(), "stale".into())]));
+        existing.metadata.annotations =
+            Some(BTreeMap::from([("note".into(), "keep".into()), (ANN_STAGED.into(), "deadbeef".into())]));
         let labels = c.managed_labels("copy");
         let ann = BTreeMap::from([(ANN_KEY_IDS.to_owned(), key_ids(&ring))]);
         let copy = secret(Some(&existing), "team-a", "payments", labels.clone(), ann, &bytes);
         let l = copy.metadata.labels.as_ref().unwrap();
-        assert_eq!((l["app"].as_str(), l[LABEL_CLUSTER_KEYRING].as_str(), l[LABEL_ROLE].as_str()), ("x", "payments", "copy"));
+        assert_eq!(
+            (l["app"].as_str(), l[LABEL_CLUSTER_KEYRING].as_str(), l[LABEL_ROLE].as_str()),
+            ("x", "payments", "copy")
+        );
         let a = copy.metadata.annotations.as_ref().unwrap();
         assert_eq!(a["note"], "keep");
         assert!(!a.contains_key(ANN_STAGED), "stale operator annotations go");

@@ -24,7 +24,8 @@ impl Error {
     pub fn is_not_leader(&self) -> bool {
         let Error::Kube(kube::Error::Service(e)) = self else { return false };
         e.downcast_ref::<crate::lease::NotLeader>().is_some()
-            || std::error::Error::source(e.as_ref()).is_some_and(|s| s.downcast_ref::<crate::lease::NotLeader>().is_some())
+            || std::error::Error::source(e.as_ref())
+                .is_some_and(|s| s.downcast_ref::<crate::lease::NotLeader>().is_some())
     }
 
     /// A bounded CamelCase reason for events and metrics.
@@ -59,7 +60,12 @@ mod tests {
     #[test]
     fn reasons_are_the_real_ones() {
         let api = |code| {
-            Error::Kube(kube::Error::Api(Box::new(kube::core::Status { code, message: "m".into(), reason: "r".into(), ..Default::default() })))
+            Error::Kube(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: "m".into(),
+                reason: "r".into(),
+                ..Default::default()
+            })))
         };
         assert_eq!(api(409).reason(), "WriteConflict");
         assert_eq!(api(403).reason(), "Forbidden");

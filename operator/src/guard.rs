@@ -55,7 +55,11 @@ impl Guard {
                     "no copies were found".to_owned()
                 } else {
                     let shown: Vec<&str> = copies.iter().take(5).map(String::as_str).collect();
-                    format!("copies exist in {}{}", shown.join(", "), if copies.len() > 5 { ", ..." } else { "" })
+                    format!(
+                        "copies exist in {}{}",
+                        shown.join(", "),
+                        if copies.len() > 5 { ", ..." } else { "" }
+                    )
                 };
                 format!(
                     "the master Secret {master} is missing but keys were handed out ({where_}); nothing is generated or written. Restore the master (from a copy, a backup or an offline file), or annotate this resource encstr.io/restore-from=<namespace> to rebuild it from the copy there"
@@ -111,11 +115,16 @@ pub fn check(i: &Input<'_>) -> Option<Guard> {
     if let Some(recorded) = i.status.and_then(|s| s.secret_name.as_deref())
         && recorded != i.secret_name
     {
-        return Some(Guard::SecretNameChanged { spec: i.secret_name.to_owned(), recorded: recorded.to_owned() });
+        return Some(Guard::SecretNameChanged {
+            spec: i.secret_name.to_owned(),
+            recorded: recorded.to_owned(),
+        });
     }
     let record = recorded(i.status);
     match i.master {
-        None if !record.is_empty() || !i.labelled.is_empty() => Some(Guard::MasterMissing { copies: i.labelled.to_vec() }),
+        None if !record.is_empty() || !i.labelled.is_empty() => {
+            Some(Guard::MasterMissing { copies: i.labelled.to_vec() })
+        }
         None => None,
         Some((ring, meta)) => {
             let present: BTreeSet<KeyId> = ring.ids().into_iter().collect();
@@ -176,13 +185,18 @@ pub fn restore(
 pub fn accept(guard: Option<&Guard>, value: &str) -> Result<Vec<KeyId>, String> {
     let listed = parse_ids(value)?;
     let Some(Guard::KeysMissing { missing }) = guard else {
-        return Err(format!("encstr.io/accept-missing-keys={value} applies only while keys are missing (KeysMissing); nothing was changed"));
+        return Err(format!(
+            "encstr.io/accept-missing-keys={value} applies only while keys are missing (KeysMissing); nothing was changed"
+        ));
     };
     let uncovered: Vec<KeyId> = missing.iter().filter(|id| !listed.contains(id)).copied().collect();
     if uncovered.is_empty() {
         Ok(listed)
     } else {
-        Err(format!("key(s) {} are missing too and were not listed; list every missing key to accept the loss", ids(&uncovered)))
+        Err(format!(
+            "key(s) {} are missing too and were not listed; list every missing key to accept the loss",
+            ids(&uncovered)
+        ))
     }
 }
 
@@ -202,13 +216,25 @@ mod tests {
             secret_name: Some(secret_name.into()),
             keys: keys
                 .iter()
-                .map(|b| KeyStatus { id: key(*b).id().to_string(), state: KeyState::DecryptOnly, created_at: None, promoted_at: None, retired_at: None, in_use: None })
+                .map(|b| KeyStatus {
+                    id: key(*b).id().to_string(),
+                    state: KeyState::DecryptOnly,
+                    created_at: None,
+                    promoted_at: None,
+                    retired_at: None,
+                    in_use: None,
+                })
                 .collect(),
             ..KeyringStatus::default()
         }
     }
 
-    fn input<'a>(st: Option<&'a KeyringStatus>, master: Option<(&'a Keyring, &'a KeyMeta)>, labelled: &'a [String], accepted: &'a [KeyId]) -> Input<'a> {
+    fn input<'a>(
+        st: Option<&'a KeyringStatus>,
+        master: Option<(&'a Keyring, &'a KeyMeta)>,
+        labelled: &'a [String],
+        accepted: &'a [KeyId],
+    ) -> Input<'a> {
         Input { secret_name: "payments", status: st, master, labelled, accepted }
     }
 
@@ -240,7 +266,11 @@ mod tests {
         assert_eq!(g, Guard::KeysMissing { missing: vec![key(2).id()] });
         assert!(g.message("m").contains(&format!("encstr.io/accept-missing-keys={}", key(2).id())));
         let pruned = KeyMeta { pruned: vec![key(2).id()], ..KeyMeta::default() };
-        assert_eq!(check(&input(Some(&st), Some((&ring, &pruned)), &[], &[])), None, "the operator pruned it");
+        assert_eq!(
+            check(&input(Some(&st), Some((&ring, &pruned)), &[], &[])),
+            None,
+            "the operator pruned it"
+        );
         let accepted = [key(2).id()];
         assert_eq!(check(&input(Some(&st), Some((&ring, &meta)), &[], &accepted)), None);
         // Extra keys are fine (staged but not yet recorded).
@@ -261,11 +291,20 @@ mod tests {
         let missing = Guard::MasterMissing { copies: vec![] };
         let full = Keyring::new(vec![key(1), key(2)]).unwrap();
         let partial = Keyring::new(vec![key(2)]).unwrap();
-        assert_eq!(restore(Some(&missing), "team-a", false, Some(&full), Some(&st)), Restore::From("team-a".into()));
-        let Restore::Refused(why) = restore(Some(&missing), "team-a", false, Some(&partial), Some(&st)) else { panic!() };
+        assert_eq!(
+            restore(Some(&missing), "team-a", false, Some(&full), Some(&st)),
+            Restore::From("team-a".into())
+        );
+        let Restore::Refused(why) = restore(Some(&missing), "team-a", false, Some(&partial), Some(&st))
+        else {
+            panic!()
+        };
         assert!(why.contains(&key(1).id().to_string()), "{why}");
         assert!(matches!(restore(Some(&missing), "team-a", false, None, Some(&st)), Restore::Refused(_)));
-        assert!(matches!(restore(Some(&missing), "team-a", true, Some(&full), Some(&st)), Restore::Refused(_)));
+        assert!(matches!(
+            restore(Some(&missing), "team-a", true, Some(&full), Some(&st)),
+            Restore::Refused(_)
+        ));
         assert!(matches!(restore(None, "team-a", false, Some(&full), Some(&st)), Restore::Refused(_)));
     }
 

@@ -176,7 +176,11 @@ pub fn owner_of(namespace: &str, labels: &BTreeMap<String, String>) -> Option<Id
     if let Some(name) = labels.get(LABEL_CLUSTER_KEYRING) {
         return Some(Id { kind: Kind::Cluster, namespace: String::new(), name: name.clone() });
     }
-    labels.get(LABEL_KEYRING).map(|name| Id { kind: Kind::Namespaced, namespace: namespace.to_owned(), name: name.clone() })
+    labels.get(LABEL_KEYRING).map(|name| Id {
+        kind: Kind::Namespaced,
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+    })
 }
 
 /// Whether a Secret carries any `encstr.io/*` label (managed by encstr).
@@ -191,7 +195,10 @@ mod tests {
     #[test]
     fn secrets_map_back_to_their_keyring() {
         let ns = BTreeMap::from([(LABEL_KEYRING.to_owned(), "agents".to_owned())]);
-        assert_eq!(owner_of("print", &ns), Some(Id { kind: Kind::Namespaced, namespace: "print".into(), name: "agents".into() }));
+        assert_eq!(
+            owner_of("print", &ns),
+            Some(Id { kind: Kind::Namespaced, namespace: "print".into(), name: "agents".into() })
+        );
         let cl = BTreeMap::from([(LABEL_CLUSTER_KEYRING.to_owned(), "payments".to_owned())]);
         assert_eq!(owner_of("team-a", &cl).unwrap().to_string(), "ClusterSecretKeyring payments");
         assert!(owner_of("x", &BTreeMap::new()).is_none());
@@ -205,7 +212,10 @@ mod tests {
         skr.metadata.namespace = Some("print".into());
         assert_eq!(skr.master_namespace("encstr"), "print");
         assert_eq!(skr.secret_name(), "agents");
-        let cskr = ClusterSecretKeyring::new("payments", ClusterSecretKeyringSpec { secret_name: Some("p-keys".into()), ..Default::default() });
+        let cskr = ClusterSecretKeyring::new(
+            "payments",
+            ClusterSecretKeyringSpec { secret_name: Some("p-keys".into()), ..Default::default() },
+        );
         assert_eq!(cskr.master_namespace("encstr"), "encstr");
         assert_eq!(cskr.secret_name(), "p-keys");
         assert_eq!(cskr.managed_labels("copy")[LABEL_CLUSTER_KEYRING], "payments");

@@ -166,6 +166,9 @@ pub fn decide(me: &str, spec: Option<&LeaseSpec>, observed_at: Instant, now: Ins
     }
 }
 
+/// A lease's record (holder, renew time) and when it was first seen here.
+type Seen = Option<((Option<String>, Option<Timestamp>), Instant)>;
+
 fn record(spec: Option<&LeaseSpec>) -> (Option<String>, Option<Timestamp>) {
     (spec.and_then(|s| s.holder_identity.clone()), spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0))
 }
@@ -173,9 +176,14 @@ fn record(spec: Option<&LeaseSpec>) -> (Option<String>, Option<Timestamp>) {
 /// Run the election: `leader` is set while this replica holds the lease
 /// and the fence is extended on every renewal. Returns (with an error) when
 /// leadership is lost; never returns otherwise.
-pub async fn run(client: kube::Client, s: Settings, fence: Fence, leader: tokio::sync::watch::Sender<bool>) -> Result<(), String> {
+pub async fn run(
+    client: kube::Client,
+    s: Settings,
+    fence: Fence,
+    leader: tokio::sync::watch::Sender<bool>,
+) -> Result<(), String> {
     let api: Api<Lease> = Api::namespaced(client, &s.namespace);
-    let mut seen: Option<((Option<String>, Option<Timestamp>), Instant)> = None;
+    let mut seen: Seen = None;
     loop {
         let attempt = Instant::now();
         let leading = *leader.borrow();
@@ -208,12 +216,7 @@ pub async fn run(client: kube::Client, s: Settings, fence: Fence, leader: tokio:
 }
 
 /// One round: `Ok(true)` when this replica holds the lease afterwards.
-async fn step(
-    api: &Api<Lease>,
-    s: &Settings,
-    seen: &mut Option<((Option<String>, Option<Timestamp>), Instant)>,
-    now: Instant,
-) -> Result<bool, kube::Error> {
+async fn step(api: &Api<Lease>, s: &Settings, seen: &mut Seen, now: Instant) -> Result<bool, kube::Error> {
     let current = api.get_opt(&s.name).await?;
     let spec = current.as_ref().and_then(|l| l.spec.as_ref());
     let rec = record(spec);
@@ -232,7 +235,11 @@ async fn step(
         (Decision::Wait, _) => return Ok(false),
         (_, None) => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(s.name.clone()), namespace: Some(s.namespace.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(s.name.clone()),
+                    namespace: Some(s.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(s.identity.clone()),
                     lease_duration_seconds: Some(secs),
@@ -285,7 +292,11 @@ mod tests {
     use super::*;
 
     fn spec(holder: Option<&str>, secs: i32) -> LeaseSpec {
-        LeaseSpec { holder_identity: holder.map(str::to_owned), lease_duration_seconds: Some(secs), ..LeaseSpec::default() }
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            lease_duration_seconds: Some(secs),
+            ..LeaseSpec::default()
+        }
     }
 
     #[test]
@@ -295,17 +306,31 @@ mod tests {
         assert_eq!(decide("a", Some(&spec(None, 15)), t0, t0), Decision::Acquire, "released");
         assert_eq!(decide("a", Some(&spec(Some("a"), 15)), t0, t0), Decision::Renew);
         assert_eq!(decide("a", Some(&spec(Some("b"), 15)), t0, t0 + Duration::from_secs(14)), Decision::Wait);
-        assert_eq!(decide("a", Some(&spec(Some("b"), 15)), t0, t0 + Duration::from_secs(15)), Decision::Acquire);
+        assert_eq!(
+            decide("a", Some(&spec(Some("b"), 15)), t0, t0 + Duration::from_secs(15)),
+            Decision::Acquire
+        );
     }
 
     #[test]
     fn writes_stop_before_a_standby_may_take_over() {
-        let s = Settings { namespace: "n".into(), name: "l".into(), identity: "a".into(), duration: Duration::from_secs(15) };
+        let s = Settings {
+            namespace: "n".into(),
+            name: "l".into(),
+            identity: "a".into(),
+            duration: Duration::from_secs(15),
+        };
         assert!(s.renew_deadline() < s.duration);
         let fence = Fence::new("n");
-        let write = Request::builder().method(Method::PATCH).uri("/api/v1/namespaces/x/secrets/s").body(()).unwrap();
-        let read = Request::builder().method(Method::GET).uri("/api/v1/namespaces/x/secrets/s").body(()).unwrap();
-        let lease = Request::builder().method(Method::PUT).uri("/apis/coordination.k8s.io/v1/namespaces/n/leases/l").body(()).unwrap();
+        let write =
+            Request::builder().method(Method::PATCH).uri("/api/v1/namespaces/x/secrets/s").body(()).unwrap();
+        let read =
+            Request::builder().method(Method::GET).uri("/api/v1/namespaces/x/secrets/s").body(()).unwrap();
+        let lease = Request::builder()
+            .method(Method::PUT)
+            .uri("/apis/coordination.k8s.io/v1/namespaces/n/leases/l")
+            .body(())
+            .unwrap();
         assert!(!fence.allows(&write) && fence.allows(&read) && fence.allows(&lease));
         fence.extend(Instant::now() + Duration::from_secs(10));
         assert!(fence.allows(&write));

@@ -59,7 +59,8 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -68,8 +69,10 @@ async fn shutdown_signal() {
 
 /// A client whose every mutating request passes the fence.
 async fn fenced_client(fence: &Fence) -> Result<kube::Client, String> {
-    let config = kube::Config::infer().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
-    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
+    let config =
+        kube::Config::infer().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
     Ok(builder.with_layer(&FenceLayer(fence.clone())).build())
 }
 
@@ -79,7 +82,11 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         .clone()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
         .unwrap_or_else(|| "encstr-operator".into());
-    let lease_ns = args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "default".into());
+    let lease_ns = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
     let cluster_ns = args.cluster_resource_namespace.clone().unwrap_or_else(|| lease_ns.clone());
     let fence = Fence::new(&lease_ns);
     let client = fenced_client(&fence).await?;
@@ -125,21 +132,23 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         }
     }
     health.leader.store(true, Ordering::Release);
-    let scope = if args.namespaces.is_empty() { Scope::Cluster } else { Scope::Namespaces(args.namespaces.iter().cloned().collect()) };
+    let scope = if args.namespaces.is_empty() {
+        Scope::Cluster
+    } else {
+        Scope::Namespaces(args.namespaces.iter().cloned().collect())
+    };
     info!(?scope, cluster_resource_namespace = %cluster_ns, "became leader; starting the controllers");
     let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut ctl = tokio::spawn(controller::run(
-        client.clone(),
-        metrics.clone(),
-        identity.clone(),
-        cluster_ns,
+    let settings_ctl = controller::Settings {
+        instance: identity.clone(),
+        cluster_namespace: cluster_ns,
         scope,
-        args.resync,
-        args.usage_scan_interval,
-        async {
-            let _ = ctl_stop_rx.await;
-        },
-    ));
+        resync: args.resync,
+        scan_interval: args.usage_scan_interval,
+    };
+    let mut ctl = tokio::spawn(controller::run(client.clone(), metrics.clone(), settings_ctl, async {
+        let _ = ctl_stop_rx.await;
+    }));
     let outcome = tokio::select! {
         _ = &mut signal => {
             info!("SIGTERM: shutting down");

@@ -186,7 +186,12 @@ impl Metrics {
     /// Set the guard gauge: 1 for `reason` (if any), 0 for the others.
     pub fn set_guard(&self, id: &Id, reason: Option<&str>) {
         for r in GUARD_REASONS {
-            let labels = GuardLabels { kind: id.kind.as_str(), namespace: id.namespace.clone(), keyring: id.name.clone(), reason: r };
+            let labels = GuardLabels {
+                kind: id.kind.as_str(),
+                namespace: id.namespace.clone(),
+                keyring: id.name.clone(),
+                reason: r,
+            };
             self.guard.get_or_create(&labels).set(i64::from(reason == Some(r)));
         }
     }
@@ -199,13 +204,28 @@ impl Metrics {
         self.primary_age.remove(&kl);
         let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
         for state in ["Primary", "Staged", "DecryptOnly"] {
-            self.keys.remove(&KeyStateLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), state });
+            self.keys.remove(&KeyStateLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                state,
+            });
         }
         for synced in ["true", "false"] {
-            self.targets.remove(&TargetLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), synced });
+            self.targets.remove(&TargetLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                synced,
+            });
         }
         for reason in GUARD_REASONS {
-            self.guard.remove(&GuardLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), reason });
+            self.guard.remove(&GuardLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                reason,
+            });
         }
     }
 }

@@ -21,9 +21,9 @@ use zeroize::Zeroizing;
 use crate::controller::{Ctx, remove_annotation, selector_matches};
 use crate::crd::*;
 use crate::desired::{self, Invalid, KeyMeta, Observed, Step, ValidSpec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guard::{self, Guard, Restore};
-use crate::keyring::{Id, Kind, KeyringResource, is_managed};
+use crate::keyring::{Id, KeyringResource, Kind, is_managed};
 use crate::metrics::{KeyStateLabels, KeyringLabels, TargetLabels};
 use crate::status;
 use crate::usage::Usage;
@@ -43,12 +43,22 @@ struct Master {
 }
 
 fn parse_ring(secret: &Secret) -> std::result::Result<Keyring, encstr_core::Error> {
-    let bytes = secret.data.as_ref().and_then(|d| d.get(DATA_KEY)).map(|b| Zeroizing::new(b.0.clone())).unwrap_or_default();
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(DATA_KEY))
+        .map(|b| Zeroizing::new(b.0.clone()))
+        .unwrap_or_default();
     std::str::from_utf8(&bytes).map_err(|_| encstr_core::Error::NotUtf8).and_then(Keyring::parse)
 }
 
 /// Read the master from the API server (the source of truth, never a cache).
-async fn read_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Result<std::result::Result<Option<Master>, Invalid>> {
+async fn read_master<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+) -> Result<std::result::Result<Option<Master>, Invalid>> {
     let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), master_ns);
     let Some(secret) = api.get_opt(&spec.secret_name).await? else { return Ok(Ok(None)) };
     if secret.labels().get(K::KIND.label()) != Some(&k.name_any()) {
@@ -67,14 +77,22 @@ async fn read_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, mas
         }
         Err(e) => Ok(Err(Invalid::new(
             "MasterInvalid",
-            format!("the keyring in Secret {master_ns}/{} is not valid ({e}); restore it from a backup", spec.secret_name),
+            format!(
+                "the keyring in Secret {master_ns}/{} is not valid ({e}); restore it from a backup",
+                spec.secret_name
+            ),
         ))),
     }
 }
 
 /// Secrets carrying this keyring's label, other than the master itself
 /// (`namespace/name`), from the cache.
-fn labelled_elsewhere<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, secret_name: &str) -> Vec<String> {
+fn labelled_elsewhere<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    master_ns: &str,
+    secret_name: &str,
+) -> Vec<String> {
     let name = k.name_any();
     let own_ns = k.namespace();
     let mut out: Vec<String> = ctx
@@ -168,7 +186,13 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
 
 /// Nothing can be written (invalid spec, a guard, a foreign or broken
 /// master): status and a Warning event when the reason or message changes.
-async fn blocked<K: KeyringResource>(k: &K, ctx: &Ctx, master: Option<&Master>, inv: &Invalid, guard: Option<&Guard>) -> Result<Action> {
+async fn blocked<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    master: Option<&Master>,
+    inv: &Invalid,
+    guard: Option<&Guard>,
+) -> Result<Action> {
     warn!(reason = inv.reason, message = %inv.message, "holding back");
     let previous = k.keyring_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY));
     if previous.is_none_or(|c| c.reason != inv.reason || c.message != inv.message) {
@@ -201,43 +225,69 @@ pub async fn write_status<K: KeyringResource>(k: &K, ctx: &Ctx, st: KeyringStatu
     if k.keyring_status() == Some(&st) {
         return Ok(());
     }
-    let body = serde_json::json!({"apiVersion": "encstr.io/v1alpha1", "kind": K::KIND.as_str(), "status": st});
-    K::api(ctx.shared.client.clone(), &k.namespace().unwrap_or_default()).patch_status(&k.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    let body =
+        serde_json::json!({"apiVersion": "encstr.io/v1alpha1", "kind": K::KIND.as_str(), "status": st});
+    K::api(ctx.shared.client.clone(), &k.namespace().unwrap_or_default())
+        .patch_status(&k.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await?;
     Ok(())
 }
 
 /// The keyring for a new master: imported or freshly generated.
-async fn initial_keyring(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Result<std::result::Result<(Keyring, &'static str), Invalid>> {
+async fn initial_keyring(
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+) -> Result<std::result::Result<(Keyring, &'static str), Invalid>> {
     let Some((name, key)) = &spec.import else {
         return Ok(Ok((Keyring::generate()?, "KeyringGenerated")));
     };
     let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), master_ns);
     let Some(source) = api.get_opt(name).await? else {
-        return Ok(Err(Invalid::new("ImportNotFound", format!("spec.importFrom: Secret {name:?} not found in namespace {master_ns}"))));
+        return Ok(Err(Invalid::new(
+            "ImportNotFound",
+            format!("spec.importFrom: Secret {name:?} not found in namespace {master_ns}"),
+        )));
     };
     if is_managed(source.labels()) {
         return Ok(Err(Invalid::new(
             "ImportOfManagedSecret",
-            format!("spec.importFrom: Secret {master_ns}/{name} carries encstr.io labels (another keyring's master or copy) and is never imported"),
+            format!(
+                "spec.importFrom: Secret {master_ns}/{name} carries encstr.io labels (another keyring's master or copy) and is never imported"
+            ),
         )));
     }
     let Some(bytes) = source.data.as_ref().and_then(|d| d.get(key)) else {
-        return Ok(Err(Invalid::new("ImportInvalid", format!("spec.importFrom: Secret {name:?} has no key {key:?}"))));
+        return Ok(Err(Invalid::new(
+            "ImportInvalid",
+            format!("spec.importFrom: Secret {name:?} has no key {key:?}"),
+        )));
     };
     let text = Zeroizing::new(String::from_utf8_lossy(&bytes.0).into_owned());
     Ok(match Keyring::parse(&text) {
         Ok(ring) => Ok((ring, "KeyringImported")),
-        Err(e) => Err(Invalid::new("ImportInvalid", format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {e}"))),
+        Err(e) => Err(Invalid::new(
+            "ImportInvalid",
+            format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {e}"),
+        )),
     })
 }
 
 /// Create the master of a new keyring (generated or imported), after
 /// checking with the API server that no Secret carries its label (keys
 /// handed out by a master that is gone).
-async fn create_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Result<Action> {
+async fn create_master<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+) -> Result<Action> {
     let labelled = list_labelled(k, &ctx.shared.client).await?;
     if !labelled.is_empty() {
-        let copies: Vec<String> = labelled.iter().map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())).collect();
+        let copies: Vec<String> = labelled
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
         let g = Guard::MasterMissing { copies };
         ctx.shared.metrics.set_guard(&k.id(), Some(g.reason()));
         let inv = Invalid::new(g.reason(), g.message(&format!("{master_ns}/{}", spec.secret_name)));
@@ -250,18 +300,32 @@ async fn create_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, m
     let now = Timestamp::now();
     let meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
     let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-    let secret = desired::secret(None, master_ns, &spec.secret_name, k.managed_labels("master"), meta.to_annotations(&ring), &bytes);
+    let secret = desired::secret(
+        None,
+        master_ns,
+        &spec.secret_name,
+        k.managed_labels("master"),
+        meta.to_annotations(&ring),
+        &bytes,
+    );
     match writer::create(&ctx.shared.client, &secret).await? {
         Created::Yes(_) => {}
         // Created meanwhile (a retry, another replica): read it next time.
         Created::AlreadyExists => return Ok(Action::requeue(Duration::from_millis(100))),
         Created::NoNamespace(why) => {
-            let inv = Invalid::new("MasterNamespaceMissing", format!("cannot create the master in namespace {master_ns}: {why}"));
+            let inv = Invalid::new(
+                "MasterNamespaceMissing",
+                format!("cannot create the master in namespace {master_ns}: {why}"),
+            );
             return blocked(k, ctx, None, &inv, None).await;
         }
     }
     let verb = if reason == "KeyringImported" { "imported" } else { "generated" };
-    let note = format!("{verb} keyring with primary key {} in Secret {master_ns}/{}", ring.primary().id(), spec.secret_name);
+    let note = format!(
+        "{verb} keyring with primary key {} in Secret {master_ns}/{}",
+        ring.primary().id(),
+        spec.secret_name
+    );
     info!(keys = ring.len(), "{note}");
     ctx.shared.publish(k, EventType::Normal, reason, note).await;
     report(k, ctx, spec, &ring, &meta, Report::default()).await?;
@@ -271,10 +335,19 @@ async fn create_master<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, m
 /// `encstr.io/restore-from=<namespace>`: rebuild a missing master from the
 /// copy there (only a complete one), or say why not; the annotation goes
 /// either way.
-async fn restore<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str, guard: Option<&Guard>, ns: &str) -> Result<Action> {
+async fn restore<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    guard: Option<&Guard>,
+    ns: &str,
+) -> Result<Action> {
     let copy = if K::KIND == Kind::Cluster && desired::is_dns_label(ns) {
         let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
-        api.get_opt(&spec.secret_name).await?.filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
+        api.get_opt(&spec.secret_name)
+            .await?
+            .filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
     } else {
         None
     };
@@ -282,11 +355,26 @@ async fn restore<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_
     match guard::restore(guard, ns, K::KIND == Kind::Namespaced, ring.as_ref(), k.keyring_status()) {
         Restore::From(from) => {
             let ring = ring.expect("a complete copy");
-            let meta = meta_from_status(&ring, k.keyring_status(), k.annotations().get(ANN_ROTATE).map(String::as_str));
+            let meta = meta_from_status(
+                &ring,
+                k.keyring_status(),
+                k.annotations().get(ANN_ROTATE).map(String::as_str),
+            );
             let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-            let secret = desired::secret(None, master_ns, &spec.secret_name, k.managed_labels("master"), meta.to_annotations(&ring), &bytes);
+            let secret = desired::secret(
+                None,
+                master_ns,
+                &spec.secret_name,
+                k.managed_labels("master"),
+                meta.to_annotations(&ring),
+                &bytes,
+            );
             if let Created::Yes(_) = writer::create(&ctx.shared.client, &secret).await? {
-                let note = format!("rebuilt the master {master_ns}/{} from the copy in namespace {from} (keys {})", spec.secret_name, desired::key_ids(&ring));
+                let note = format!(
+                    "rebuilt the master {master_ns}/{} from the copy in namespace {from} (keys {})",
+                    spec.secret_name,
+                    desired::key_ids(&ring)
+                );
                 ctx.shared.publish(k, EventType::Normal, "MasterRestored", note).await;
             }
         }
@@ -344,7 +432,9 @@ fn targets(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Vec<Target> {
     let Some(store) = &ctx.namespaces else { return Vec::new() };
     let mut names: BTreeSet<String> = spec.namespaces.clone();
     if let Some(sel) = &spec.selector {
-        names.extend(store.state().iter().filter(|ns| selector_matches(sel, ns.labels())).map(|ns| ns.name_any()));
+        names.extend(
+            store.state().iter().filter(|ns| selector_matches(sel, ns.labels())).map(|ns| ns.name_any()),
+        );
     }
     names.remove(master_ns);
     names
@@ -359,7 +449,13 @@ fn targets(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Vec<Target> {
 
 /// Whether every active target's copy is identical to the master, as the
 /// API server (not the cache) says.
-async fn copies_current_on_server<K: KeyringResource>(k: &K, ctx: &Ctx, targets: &[Target], bytes: &[u8], ids: &str) -> Result<bool> {
+async fn copies_current_on_server<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    targets: &[Target],
+    bytes: &[u8],
+    ids: &str,
+) -> Result<bool> {
     let labels = k.managed_labels("copy");
     let copies: BTreeMap<String, Secret> = list_labelled(k, &ctx.shared.client)
         .await?
@@ -367,7 +463,9 @@ async fn copies_current_on_server<K: KeyringResource>(k: &K, ctx: &Ctx, targets:
         .map(|s| (s.namespace().unwrap_or_default(), s))
         .collect();
     Ok(targets.iter().all(|t| match t {
-        Target::Active(ns) => copies.get(ns).is_some_and(|s| desired::copy_is_current(s, bytes, ids, &labels)),
+        Target::Active(ns) => {
+            copies.get(ns).is_some_and(|s| desired::copy_is_current(s, bytes, ids, &labels))
+        }
         Target::Missing(_) | Target::Terminating(_) => true,
     }))
 }
@@ -384,12 +482,28 @@ struct Report {
 
 /// Converge an existing master and its copies: at most one lifecycle step
 /// on the master, then distribution, then the report.
-async fn converge<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str, m: Master) -> Result<Action> {
+async fn converge<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    m: Master,
+) -> Result<Action> {
     let now = Timestamp::now();
     let Master { secret, mut ring, mut meta } = m;
     let id = k.id();
-    if spec.import.is_some() && k.keyring_status().is_some_and(|s| s.observed_generation != k.meta().generation) {
-        ctx.shared.publish(k, EventType::Normal, "ImportIgnored", "spec.importFrom is read only when the master is first created; the existing master is kept".into()).await;
+    if spec.import.is_some()
+        && k.keyring_status().is_some_and(|s| s.observed_generation != k.meta().generation)
+    {
+        ctx.shared
+            .publish(
+                k,
+                EventType::Normal,
+                "ImportIgnored",
+                "spec.importFrom is read only when the master is first created; the existing master is kept"
+                    .into(),
+            )
+            .await;
     }
     let targets = targets(ctx, spec, master_ns);
     let rotate_request = k.annotations().get(ANN_ROTATE).map(String::as_str);
@@ -401,23 +515,31 @@ async fn converge<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master
         true
     };
     let candidates = desired::prune_candidates(spec, &ring, &meta, now);
-    let usage = if candidates.is_empty() { None } else { scan_usage(k, ctx, master_ns, &targets).await };
+    let scan =
+        if candidates.is_empty() { Scan::default() } else { scan_usage(k, ctx, master_ns, &targets).await };
     let step = desired::next_step(&Observed {
         spec,
         ring: &ring,
         meta: &meta,
         rotate_request,
         all_copies_current: all_current,
-        usage: usage.as_ref().map(|u| &u.counts),
+        usage: scan.fresh.as_ref().map(|u| &u.counts),
         now,
     });
-    let mut r = Report { usage, ..Report::default() };
+    let mut r = Report { usage: scan.last, ..Report::default() };
     let stepped = step.is_some();
     if let Some(step) = step {
         let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
         desired::apply_step(&step, &mut new_ring, &mut new_meta, rotate_request, now)?;
         let new_bytes = Zeroizing::new(new_ring.to_text().as_bytes().to_vec());
-        let master = desired::secret(Some(&secret), master_ns, &spec.secret_name, k.managed_labels("master"), new_meta.to_annotations(&new_ring), &new_bytes);
+        let master = desired::secret(
+            Some(&secret),
+            master_ns,
+            &spec.secret_name,
+            k.managed_labels("master"),
+            new_meta.to_annotations(&new_ring),
+            &new_bytes,
+        );
         // The resourceVersion it was computed from: a concurrent change fails it.
         writer::replace(&ctx.shared.client, &master).await?;
         step_event(ctx, &id, &step, &ring, &new_ring, &new_meta, &mut r.events);
@@ -429,32 +551,66 @@ async fn converge<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master
         // edit that was accepted, a restore, an upgrade).
         let (labels, annotations) = (k.managed_labels("master"), meta.to_annotations(&ring));
         if !desired::master_is_current(&secret, &bytes, &labels, &annotations) {
-            let master = desired::secret(Some(&secret), master_ns, &spec.secret_name, labels, annotations, &bytes);
+            let master =
+                desired::secret(Some(&secret), master_ns, &spec.secret_name, labels, annotations, &bytes);
             writer::replace(&ctx.shared.client, &master).await?;
             info!("master annotations brought up to date");
         }
     }
+    let mut failure = None;
     if K::KIND == Kind::Cluster {
-        r.targets = distribute(k, ctx, spec, &targets, &ring, &mut r.events).await?;
+        (r.targets, failure) = distribute(k, ctx, spec, &targets, &ring, &mut r.events).await?;
     }
     if let Some(u) = &r.usage {
         r.blocked = candidates.iter().filter(|c| ring.contains(**c) && u.count(**c) > 0).copied().collect();
-        let was = k.keyring_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED)).is_some_and(|c| c.status == "True");
-        if !r.blocked.is_empty() && !was {
-            let places: Vec<String> = r.blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
-            r.events.push((EventType::Warning, "PruneBlocked", format!("key(s) {} exceed retention.maxKeys but are still used: {}", guard::ids(&r.blocked), places.join(", "))));
+        let was = k
+            .keyring_status()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED))
+            .cloned();
+        let places: Vec<String> =
+            r.blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
+        if !r.blocked.is_empty()
+            && was
+                .is_none_or(|c| c.status != "True" || !places.iter().all(|p| c.message.contains(p.as_str())))
+        {
+            r.events.push((
+                EventType::Warning,
+                "PruneBlocked",
+                format!(
+                    "key(s) {} exceed retention.maxKeys but are still used: {}",
+                    guard::ids(&r.blocked),
+                    places.join(", ")
+                ),
+            ));
         }
-    } else if let Some(prev) = k.keyring_status() {
-        // Not counted this time: keep what the last count said.
-        r.blocked = prev.conditions.iter().any(|c| c.type_ == condition::PRUNE_BLOCKED && c.status == "True").then(|| candidates.clone()).unwrap_or_default();
     }
-    r.promotion_at = meta.staged.and(meta.distributed_at).map(|at| at + SignedDuration::try_from(spec.promotion_delay).unwrap_or_default());
+    r.promotion_at = meta
+        .staged
+        .and(meta.distributed_at)
+        .map(|at| at + SignedDuration::try_from(spec.promotion_delay).unwrap_or_default());
     let promotion_at = r.promotion_at;
     report(k, ctx, spec, &ring, &meta, r).await?;
-    Ok(next_look(ctx, spec, &meta, stepped, promotion_at, now))
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let mut wait = next_look(ctx, spec, &ring, &meta, stepped, promotion_at, now);
+    // Keys retention wants gone are looked at again after the scan interval
+    // (ConfigMaps and Secrets are not watched).
+    if !candidates.is_empty() {
+        wait = wait.min(ctx.shared.scan_interval.max(Duration::from_millis(200)));
+    }
+    Ok(Action::requeue(wait))
 }
 
-fn step_event(ctx: &Ctx, id: &Id, step: &Step, before: &Keyring, after: &Keyring, meta: &KeyMeta, events: &mut Events) {
+fn step_event(
+    ctx: &Ctx,
+    id: &Id,
+    step: &Step,
+    before: &Keyring,
+    after: &Keyring,
+    meta: &KeyMeta,
+    events: &mut Events,
+) {
     let kl = KeyringLabels::of(id);
     match step {
         Step::Stage(reason) => {
@@ -464,68 +620,131 @@ fn step_event(ctx: &Ctx, id: &Id, step: &Step, before: &Keyring, after: &Keyring
                 desired::RotationReason::Scheduled => "scheduled by spec.rotation.every",
             };
             let staged = meta.staged.map(|k| k.to_string()).unwrap_or_default();
-            events.push((EventType::Normal, "KeyStaged", format!("rotation {why}: staged key {staged} (primary stays {} until every target holds it)", after.primary().id())));
+            events.push((
+                EventType::Normal,
+                "KeyStaged",
+                format!(
+                    "rotation {why}: staged key {staged} (primary stays {} until every target holds it)",
+                    after.primary().id()
+                ),
+            ));
         }
-        Step::Promote => events.push((EventType::Normal, "KeyPromoted", format!("key {} is now primary; {} is decrypt-only", after.primary().id(), before.primary().id()))),
+        Step::Promote => events.push((
+            EventType::Normal,
+            "KeyPromoted",
+            format!("key {} is now primary; {} is decrypt-only", after.primary().id(), before.primary().id()),
+        )),
         Step::Prune(removed) => {
             ctx.shared.metrics.pruned.get_or_create(&kl).inc_by(removed.len() as u64);
-            events.push((EventType::Normal, "KeysPruned", format!("removed unused key(s) {} (retention.maxKeys)", guard::ids(removed))));
+            events.push((
+                EventType::Normal,
+                "KeysPruned",
+                format!("removed unused key(s) {} (retention.maxKeys)", guard::ids(removed)),
+            ));
         }
         Step::MarkDistributed | Step::AcknowledgeRequest => {}
     }
 }
 
 /// When to look again.
-fn next_look(ctx: &Ctx, spec: &ValidSpec, meta: &KeyMeta, stepped: bool, promotion_at: Option<Timestamp>, now: Timestamp) -> Action {
+fn next_look(
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    ring: &Keyring,
+    meta: &KeyMeta,
+    stepped: bool,
+    promotion_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Duration {
+    let ring_prune_due = |spec: &ValidSpec, meta: &KeyMeta| desired::next_prune_at(spec, ring, meta);
     let resync = ctx.shared.resync;
     if stepped {
-        Action::requeue(Duration::from_millis(50))
+        Duration::from_millis(50)
     } else if let Some(at) = promotion_at {
         let wait = Duration::try_from(now.duration_until(at)).unwrap_or_default();
-        Action::requeue(wait.clamp(Duration::from_millis(100), resync.max(Duration::from_millis(100))))
+        wait.clamp(Duration::from_millis(100), resync.max(Duration::from_millis(100)))
     } else if meta.staged.is_some() {
-        Action::requeue(Duration::from_secs(2))
-    } else if let Some(every) = spec.every {
-        let since = meta.promoted.values().max().copied().unwrap_or(now);
-        let due = since + SignedDuration::try_from(every).unwrap_or_default();
-        let wait = Duration::try_from(now.duration_until(due)).unwrap_or_default();
-        Action::requeue(wait.clamp(Duration::from_secs(1), resync.max(Duration::from_secs(1))))
+        Duration::from_secs(2)
     } else {
-        Action::requeue(resync)
+        let rotation_due = spec.every.map(|every| {
+            let since = meta.promoted.values().max().copied().unwrap_or(now);
+            since + SignedDuration::try_from(every).unwrap_or_default()
+        });
+        let prune_due = ring_prune_due(spec, meta);
+        match [rotation_due, prune_due].into_iter().flatten().min() {
+            Some(due) => {
+                let wait = Duration::try_from(now.duration_until(due)).unwrap_or_default();
+                wait.clamp(Duration::from_millis(200), resync.max(Duration::from_millis(200)))
+            }
+            None => resync,
+        }
     }
 }
 
 /// Make every active target hold a copy identical to the master: create
 /// missing ones, replace stale ones of ours (resourceVersion precondition),
-/// leave anybody else's alone.
-async fn distribute<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, targets: &[Target], ring: &Keyring, events: &mut Events) -> Result<Vec<TargetStatus>> {
+/// leave anybody else's alone. A failed write is reported per target and
+/// returned, so the keyring is retried with backoff after its status is
+/// written.
+async fn distribute<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    targets: &[Target],
+    ring: &Keyring,
+    events: &mut Events,
+) -> Result<(Vec<TargetStatus>, Option<Error>)> {
     let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
     let ids = desired::key_ids(ring);
     let labels = k.managed_labels("copy");
     let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), ids.clone())]);
-    let previous: BTreeMap<String, Option<String>> =
-        k.keyring_status().map(|s| s.targets.iter().map(|t| (t.namespace.clone(), t.reason.clone())).collect()).unwrap_or_default();
+    let previous: BTreeMap<String, Option<String>> = k
+        .keyring_status()
+        .map(|s| s.targets.iter().map(|t| (t.namespace.clone(), t.reason.clone())).collect())
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(targets.len());
     let mut written = Vec::new();
     let mut failure = None;
     for t in targets {
         let ns = t.name().to_owned();
-        let status = |synced: bool, reason: Option<&str>, message: Option<String>| TargetStatus { namespace: ns.clone(), synced, reason: reason.map(str::to_owned), message };
+        let status = |synced: bool, reason: Option<&str>, message: Option<String>| TargetStatus {
+            namespace: ns.clone(),
+            synced,
+            reason: reason.map(str::to_owned),
+            message,
+        };
         let cached = ctx.secrets.get(&ObjectRef::new(&spec.secret_name).within(&ns));
         let result = match t {
-            Target::Missing(_) => Ok(status(false, Some("NamespaceNotFound"), Some("namespace not found".into()))),
-            Target::Terminating(_) => Ok(status(false, Some("NamespaceTerminating"), Some("namespace is terminating".into()))),
-            Target::Active(_) => match cached.filter(|c| c.labels().get(K::KIND.label()) == Some(&k.name_any())) {
-                Some(c) if desired::copy_is_current(&c, &bytes, &ids, &labels) => Ok(status(true, None, None)),
-                Some(c) => {
-                    let copy = desired::secret(Some(&c), &ns, &spec.secret_name, labels.clone(), annotations.clone(), &bytes);
-                    writer::replace(&ctx.shared.client, &copy).await.map(|_| {
-                        written.push(ns.clone());
-                        status(true, None, None)
-                    })
+            Target::Missing(_) => {
+                Ok(status(false, Some("NamespaceNotFound"), Some("namespace not found".into())))
+            }
+            Target::Terminating(_) => {
+                Ok(status(false, Some("NamespaceTerminating"), Some("namespace is terminating".into())))
+            }
+            Target::Active(_) => {
+                match cached.filter(|c| c.labels().get(K::KIND.label()) == Some(&k.name_any())) {
+                    Some(c) if desired::copy_is_current(&c, &bytes, &ids, &labels) => {
+                        Ok(status(true, None, None))
+                    }
+                    Some(c) => {
+                        let copy = desired::secret(
+                            Some(&c),
+                            &ns,
+                            &spec.secret_name,
+                            labels.clone(),
+                            annotations.clone(),
+                            &bytes,
+                        );
+                        writer::replace(&ctx.shared.client, &copy).await.map(|_| {
+                            written.push(ns.clone());
+                            status(true, None, None)
+                        })
+                    }
+                    None => create_copy(k, ctx, spec, &ns, &bytes, &ids, &mut written)
+                        .await
+                        .map(|(synced, reason, message)| status(synced, reason, message)),
                 }
-                None => create_copy(k, ctx, spec, &ns, &bytes, &ids, &mut written).await.map(|(synced, reason, message)| status(synced, reason, message)),
-            },
+            }
         };
         let st = match result {
             Ok(st) => st,
@@ -537,17 +756,18 @@ async fn distribute<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, targ
             }
         };
         if st.reason.as_deref() == Some("SecretConflict") && previous.get(&ns) != Some(&st.reason) {
-            events.push((EventType::Warning, "SecretConflict", format!("namespace {ns}: {}", st.message.clone().unwrap_or_default())));
+            events.push((
+                EventType::Warning,
+                "SecretConflict",
+                format!("namespace {ns}: {}", st.message.clone().unwrap_or_default()),
+            ));
         }
         out.push(st);
     }
     if !written.is_empty() {
         info!(namespaces = ?written, "copies written");
     }
-    match failure {
-        Some(e) if out.iter().all(|t| !t.synced) => Err(e),
-        _ => Ok(out),
-    }
+    Ok((out, failure))
 }
 
 /// A copy the cache does not hold: create it; if a Secret of that name
@@ -576,7 +796,11 @@ async fn create_copy<K: KeyringResource>(
             match api.get_opt(&spec.secret_name).await? {
                 Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
                     if !desired::copy_is_current(&s, bytes, ids, &labels) {
-                        writer::replace(&ctx.shared.client, &desired::secret(Some(&s), ns, &spec.secret_name, labels, annotations, bytes)).await?;
+                        writer::replace(
+                            &ctx.shared.client,
+                            &desired::secret(Some(&s), ns, &spec.secret_name, labels, annotations, bytes),
+                        )
+                        .await?;
                         written.push(ns.to_owned());
                     }
                     Ok((true, None, None))
@@ -584,25 +808,60 @@ async fn create_copy<K: KeyringResource>(
                 Some(_) => Ok((
                     false,
                     Some("SecretConflict"),
-                    Some(format!("a Secret named {} exists and is not managed by this keyring; it is left alone", spec.secret_name)),
+                    Some(format!(
+                        "a Secret named {} exists and is not managed by this keyring; it is left alone",
+                        spec.secret_name
+                    )),
                 )),
-                None => Ok((false, Some("WriteConflict"), Some("the Secret changed while it was being written; retrying".into()))),
+                None => Ok((
+                    false,
+                    Some("WriteConflict"),
+                    Some("the Secret changed while it was being written; retrying".into()),
+                )),
             }
         }
     }
 }
 
+/// A usage scan's outcome.
+#[derive(Debug, Default)]
+struct Scan {
+    /// A complete count made now (the only one pruning may use).
+    fresh: Option<Usage>,
+    /// The last complete count (for reporting between rate-limited scans).
+    last: Option<Usage>,
+}
+
 /// Count ENCSTR tokens per key in ConfigMaps and Secrets (other than
 /// keyring Secrets) of the master's namespace, every target and every
-/// namespace still holding a copy. `None` when a list fails, a cache is not
-/// synced, or the last scan was too recent: then nothing is pruned.
-async fn scan_usage<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, targets: &[Target]) -> Option<Usage> {
-    if !ctx.shared.may_scan(&k.id()) {
-        return None;
+/// namespace still holding a copy. No fresh count when a list fails or the
+/// last scan was too recent: then nothing is pruned.
+async fn scan_usage<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, targets: &[Target]) -> Scan {
+    if let Err(last) = ctx.shared.may_scan(&k.id()) {
+        return Scan { fresh: None, last };
     }
+    let usage = count_usage(k, ctx, master_ns, targets).await;
+    if let Some(u) = &usage {
+        ctx.shared.scanned(&k.id(), u);
+    }
+    Scan { last: usage.clone(), fresh: usage }
+}
+
+async fn count_usage<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    master_ns: &str,
+    targets: &[Target],
+) -> Option<Usage> {
     let mut namespaces: BTreeSet<String> = BTreeSet::from([master_ns.to_owned()]);
     namespaces.extend(targets.iter().filter(|t| matches!(t, Target::Active(_))).map(|t| t.name().to_owned()));
-    namespaces.extend(ctx.secrets.state().iter().filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any())).filter_map(|s| s.namespace()));
+    namespaces.extend(
+        ctx.secrets
+            .state()
+            .iter()
+            .filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
+            .filter_map(|s| s.namespace()),
+    );
     let mut usage = Usage::default();
     for ns in &namespaces {
         if let Err(e) = scan_namespace(&ctx.shared.client, ns, &mut usage).await {
@@ -650,7 +909,14 @@ async fn scan_namespace(client: &Client, ns: &str, usage: &mut Usage) -> Result<
 }
 
 /// Status, events and metrics of a usable master.
-async fn report<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, r: Report) -> Result<()> {
+async fn report<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    ring: &Keyring,
+    meta: &KeyMeta,
+    r: Report,
+) -> Result<()> {
     let id = k.id();
     let st = status::compute(
         k.keyring_status(),
@@ -681,7 +947,12 @@ fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &Keyri
     for state in [KeyState::Primary, KeyState::Staged, KeyState::DecryptOnly] {
         let n = states.iter().filter(|(_, s)| *s == state).count();
         m.keys
-            .get_or_create(&KeyStateLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), state: state.as_str() })
+            .get_or_create(&KeyStateLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                state: state.as_str(),
+            })
             .set(n as i64);
     }
     if let Some(p) = meta.primary_since(ring) {
@@ -690,8 +961,17 @@ fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &Keyri
     if id.kind == Kind::Cluster {
         let synced = st.targets.iter().filter(|t| t.synced).count() as i64;
         let total = st.targets.len() as i64;
-        m.targets.get_or_create(&TargetLabels { kind, namespace: namespace.clone(), keyring: keyring.clone(), synced: "true" }).set(synced);
-        m.targets.get_or_create(&TargetLabels { kind, namespace, keyring, synced: "false" }).set(total - synced);
+        m.targets
+            .get_or_create(&TargetLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                synced: "true",
+            })
+            .set(synced);
+        m.targets
+            .get_or_create(&TargetLabels { kind, namespace, keyring, synced: "false" })
+            .set(total - synced);
     }
     m.prune_blocked.get_or_create(&KeyringLabels::of(id)).set(blocked as i64);
 }
@@ -731,8 +1011,22 @@ mod tests {
         let ring = Keyring::new(vec![k1.clone(), k2.clone()]).unwrap();
         let st = KeyringStatus {
             keys: vec![
-                KeyStatus { id: k1.id().to_string(), state: KeyState::DecryptOnly, created_at: Some("2026-01-01T00:00:00Z".into()), promoted_at: None, retired_at: Some("2026-06-01T00:00:00Z".into()), in_use: None },
-                KeyStatus { id: k2.id().to_string(), state: KeyState::Primary, created_at: Some("2026-05-01T00:00:00Z".into()), promoted_at: Some("2026-06-01T00:00:00Z".into()), retired_at: None, in_use: None },
+                KeyStatus {
+                    id: k1.id().to_string(),
+                    state: KeyState::DecryptOnly,
+                    created_at: Some("2026-01-01T00:00:00Z".into()),
+                    promoted_at: None,
+                    retired_at: Some("2026-06-01T00:00:00Z".into()),
+                    in_use: None,
+                },
+                KeyStatus {
+                    id: k2.id().to_string(),
+                    state: KeyState::Primary,
+                    created_at: Some("2026-05-01T00:00:00Z".into()),
+                    promoted_at: Some("2026-06-01T00:00:00Z".into()),
+                    retired_at: None,
+                    in_use: None,
+                },
             ],
             ..KeyringStatus::default()
         };

@@ -66,11 +66,13 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
     let now = input.now;
     let gen_ = input.generation;
     let mut status = KeyringStatus { observed_generation: gen_, ..KeyringStatus::default() };
-    status.secret_name = input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
+    status.secret_name =
+        input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
     // Without a usable master, keep the record of what was handed out.
     match input.master {
         Some((ring, meta)) => {
-            let previous_use = |id: &str| previous.and_then(|p| p.keys.iter().find(|k| k.id == id)).and_then(|k| k.in_use);
+            let previous_use =
+                |id: &str| previous.and_then(|p| p.keys.iter().find(|k| k.id == id)).and_then(|k| k.in_use);
             status.keys = key_states(ring, meta)
                 .into_iter()
                 .map(|(id, state)| KeyStatus {
@@ -78,7 +80,9 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
                     state,
                     created_at: meta.created.get(&id).map(|t| fmt_time(*t)),
                     promoted_at: meta.promoted.get(&id).map(|t| fmt_time(*t)),
-                    retired_at: (state == KeyState::DecryptOnly).then(|| meta.retired.get(&id).map(|t| fmt_time(*t))).flatten(),
+                    retired_at: (state == KeyState::DecryptOnly)
+                        .then(|| meta.retired.get(&id).map(|t| fmt_time(*t)))
+                        .flatten(),
                     in_use: input.usage.map(|u| u.count(id)).or_else(|| previous_use(&id.to_string())),
                 })
                 .collect();
@@ -104,13 +108,23 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
     let rotating = rotating(input, prev_conditions);
     let prune = prune_blocked(input, prev_conditions);
     let ready = match input.invalid {
-        Some(inv) => condition(prev_conditions, condition::READY, false, inv.reason, inv.message.clone(), gen_, now),
+        Some(inv) => {
+            condition(prev_conditions, condition::READY, false, inv.reason, inv.message.clone(), gen_, now)
+        }
         None if dist.status != "True" => {
             condition(prev_conditions, condition::READY, false, &dist.reason, dist.message.clone(), gen_, now)
         }
         None => {
             let what = if input.cluster { "generated and distributed" } else { "generated" };
-            condition(prev_conditions, condition::READY, true, "Ready", format!("the keyring is {what}"), gen_, now)
+            condition(
+                prev_conditions,
+                condition::READY,
+                true,
+                "Ready",
+                format!("the keyring is {what}"),
+                gen_,
+                now,
+            )
         }
     };
     status.conditions = vec![ready, dist, rotating, prune];
@@ -120,10 +134,26 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
 fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) -> Condition {
     let (gen_, now) = (input.generation, input.now);
     if input.master.is_none() {
-        return condition(prev, condition::DISTRIBUTED, false, "NoKeyring", "no usable master keyring".into(), gen_, now);
+        return condition(
+            prev,
+            condition::DISTRIBUTED,
+            false,
+            "NoKeyring",
+            "no usable master keyring".into(),
+            gen_,
+            now,
+        );
     }
     if !input.cluster {
-        return condition(prev, condition::DISTRIBUTED, true, "Local", "the master is the keyring the namespace's pods mount".into(), gen_, now);
+        return condition(
+            prev,
+            condition::DISTRIBUTED,
+            true,
+            "Local",
+            "the master is the keyring the namespace's pods mount".into(),
+            gen_,
+            now,
+        );
     }
     let synced = status.targets.iter().filter(|t| t.synced).count();
     let unsynced: Vec<String> = status
@@ -131,13 +161,40 @@ fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) ->
         .iter()
         .filter(|t| !t.synced)
         .take(5)
-        .map(|t| format!("{} ({})", t.namespace, t.message.as_deref().or(t.reason.as_deref()).unwrap_or("not synced")))
+        .map(|t| {
+            format!(
+                "{} ({})",
+                t.namespace,
+                t.message.as_deref().or(t.reason.as_deref()).unwrap_or("not synced")
+            )
+        })
         .collect();
     if unsynced.is_empty() {
-        condition(prev, condition::DISTRIBUTED, true, "Distributed", format!("{synced}/{synced} targets hold a copy identical to the master"), gen_, now)
+        condition(
+            prev,
+            condition::DISTRIBUTED,
+            true,
+            "Distributed",
+            format!("{synced}/{synced} targets hold a copy identical to the master"),
+            gen_,
+            now,
+        )
     } else {
-        let reason = status.targets.iter().find(|t| !t.synced).and_then(|t| t.reason.clone()).unwrap_or_else(|| "NotDistributed".into());
-        condition(prev, condition::DISTRIBUTED, false, &reason, format!("not synced: {}", unsynced.join(", ")), gen_, now)
+        let reason = status
+            .targets
+            .iter()
+            .find(|t| !t.synced)
+            .and_then(|t| t.reason.clone())
+            .unwrap_or_else(|| "NotDistributed".into());
+        condition(
+            prev,
+            condition::DISTRIBUTED,
+            false,
+            &reason,
+            format!("not synced: {}", unsynced.join(", ")),
+            gen_,
+            now,
+        )
     }
 }
 
@@ -163,14 +220,24 @@ fn rotating(input: &Input<'_>, prev: &[Condition]) -> Condition {
             gen_,
             now,
         ),
-        (None, _) => condition(prev, condition::ROTATING, false, "Idle", "no rotation in progress".into(), gen_, now),
+        (None, _) => {
+            condition(prev, condition::ROTATING, false, "Idle", "no rotation in progress".into(), gen_, now)
+        }
     }
 }
 
 fn prune_blocked(input: &Input<'_>, prev: &[Condition]) -> Condition {
     let (gen_, now) = (input.generation, input.now);
     if input.blocked.is_empty() {
-        return condition(prev, condition::PRUNE_BLOCKED, false, "NotBlocked", "no key is kept beyond retention".into(), gen_, now);
+        return condition(
+            prev,
+            condition::PRUNE_BLOCKED,
+            false,
+            "NotBlocked",
+            "no key is kept beyond retention".into(),
+            gen_,
+            now,
+        );
     }
     let parts: Vec<String> = input
         .blocked
@@ -234,7 +301,10 @@ mod tests {
             ("False", "2026-11-23T11:00:00Z")
         );
         assert_eq!(s3.conditions[1].message, "not synced: a (namespace not found)");
-        assert_eq!((s3.conditions[0].reason.as_str(), s3.conditions[1].reason.as_str()), ("NamespaceNotFound", "NamespaceNotFound"));
+        assert_eq!(
+            (s3.conditions[0].reason.as_str(), s3.conditions[1].reason.as_str()),
+            ("NamespaceNotFound", "NamespaceNotFound")
+        );
         assert_eq!(s3.synced_targets.as_deref(), Some("0/1"));
         assert_eq!(s3.secret_name.as_deref(), Some("payments"));
     }

@@ -36,7 +36,9 @@ pub async fn create(client: &Client, secret: &Secret) -> Result<Created> {
     match api.create(&params(), &s).await {
         Ok(created) => Ok(Created::Yes(created.resource_version())),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Created::AlreadyExists),
-        Err(kube::Error::Api(e)) if e.code == 404 || (e.code == 403 && e.message.contains("being terminated")) => {
+        Err(kube::Error::Api(e))
+            if e.code == 404 || (e.code == 403 && e.message.contains("being terminated")) =>
+        {
             Ok(Created::NoNamespace(e.message.clone()))
         }
         Err(e) => Err(e.into()),

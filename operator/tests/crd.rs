@@ -21,9 +21,18 @@ fn both_kinds_validate_names_durations_and_their_immutable_secret_name() {
     let by_kind = |k: &str| crds.iter().find(|c| c["spec"]["names"]["kind"] == k).unwrap().clone();
     let skr = by_kind("SecretKeyring");
     let cskr = by_kind("ClusterSecretKeyring");
-    assert_eq!((skr["spec"]["scope"].as_str(), skr["spec"]["names"]["shortNames"][0].as_str()), (Some("Namespaced"), Some("skr")));
-    assert_eq!((cskr["spec"]["scope"].as_str(), cskr["spec"]["names"]["shortNames"][0].as_str()), (Some("Cluster"), Some("cskr")));
-    for (crd, columns) in [(&skr, vec!["Primary", "Keys", "Ready", "Age"]), (&cskr, vec!["Primary", "Keys", "Targets", "Ready", "Age"])] {
+    assert_eq!(
+        (skr["spec"]["scope"].as_str(), skr["spec"]["names"]["shortNames"][0].as_str()),
+        (Some("Namespaced"), Some("skr"))
+    );
+    assert_eq!(
+        (cskr["spec"]["scope"].as_str(), cskr["spec"]["names"]["shortNames"][0].as_str()),
+        (Some("Cluster"), Some("cskr"))
+    );
+    for (crd, columns) in [
+        (&skr, vec!["Primary", "Keys", "Ready", "Age"]),
+        (&cskr, vec!["Primary", "Keys", "Targets", "Ready", "Age"]),
+    ] {
         let version = &crd["spec"]["versions"][0];
         assert!(version["subresources"]["status"].is_object());
         let root = &version["schema"]["openAPIV3Schema"];
@@ -35,10 +44,21 @@ fn both_kinds_validate_names_durations_and_their_immutable_secret_name() {
         assert!(props["retention"]["properties"]["minDecryptOnlyAge"]["pattern"].is_string());
         assert_eq!(props["retention"]["properties"]["maxKeys"]["minimum"].as_f64(), Some(1.0));
         assert_eq!(props["deletionPolicy"]["enum"], serde_json::json!(["Retain", "Delete"]));
-        let got: Vec<&str> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let got: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(got, columns);
     }
-    assert!(skr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"].get("targets").is_none(), "a SecretKeyring has no targets");
-    let targets = &cskr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["targets"];
+    assert!(
+        skr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .get("targets")
+            .is_none(),
+        "a SecretKeyring has no targets"
+    );
+    let targets = &cskr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["targets"];
     assert!(targets["properties"]["namespaces"]["items"]["pattern"].is_string());
 }

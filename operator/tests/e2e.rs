@@ -12,18 +12,27 @@ use common::*;
 use encstr_tests::apiserver::{Fault, Matcher};
 use encstr_tests::harness::Env;
 
-const CSKR: &str = "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n";
+const CSKR: &str =
+    "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n";
 
 #[test]
 fn distributes_identical_copies_to_listed_and_selected_namespaces() {
     let (env, _) = setup("distribute", &["team-a", "team-b", "team-c", "team-d"]);
     kubectl(&env, &["label", "namespace", "team-c", "team=payments"]);
-    apply(&env, &format!("{CSKR}  targets:\n    namespaces: [team-a, team-b]\n    namespaceSelector: {{matchLabels: {{team: payments}}}}\n"));
+    apply(
+        &env,
+        &format!(
+            "{CSKR}  targets:\n    namespaces: [team-a, team-b]\n    namespaceSelector: {{matchLabels: {{team: payments}}}}\n"
+        ),
+    );
     let master = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b", "team-c"]);
     assert_eq!(master.lines().count(), 1, "one fresh key");
     let (_, ids, copy) = keyring_secret(&env, "team-a", "payments").unwrap();
     let labels = &copy["metadata"]["labels"];
-    assert_eq!((labels["encstr.io/cluster-keyring"].as_str(), labels["encstr.io/role"].as_str()), (Some("payments"), Some("copy")));
+    assert_eq!(
+        (labels["encstr.io/cluster-keyring"].as_str(), labels["encstr.io/role"].as_str()),
+        (Some("payments"), Some("copy"))
+    );
     let (_, _, m) = keyring_secret(&env, OPERATOR_NS, "payments").unwrap();
     assert_eq!(m["metadata"]["labels"]["encstr.io/role"], "master");
     let st = wait(20, "Ready", || {
@@ -38,8 +47,14 @@ fn distributes_identical_copies_to_listed_and_selected_namespaces() {
     converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b", "team-c", "team-d"]);
     // One that stops matching keeps its copy.
     kubectl(&env, &["label", "namespace", "team-c", "team-"]);
-    wait(20, "team-c no longer a target", || (cstatus(&env, "payments")["syncedTargets"] == "3/3").then_some(()));
-    assert_eq!(keyring_secret(&env, "team-c", "payments").unwrap().0, master, "kept: apps there keep their keys");
+    wait(20, "team-c no longer a target", || {
+        (cstatus(&env, "payments")["syncedTargets"] == "3/3").then_some(())
+    });
+    assert_eq!(
+        keyring_secret(&env, "team-c", "payments").unwrap().0,
+        master,
+        "kept: apps there keep their keys"
+    );
     // Key material is nowhere but in the Secrets' data.
     let object = serde_json::to_string(&kubectl_json(&env, &["get", "cskr", "payments"]).unwrap()).unwrap();
     let evs = serde_json::to_string(&events(&env, "default")).unwrap();
@@ -48,19 +63,46 @@ fn distributes_identical_copies_to_listed_and_selected_namespaces() {
     }
     assert!(events(&env, "default").iter().any(|(_, r, _)| r == "KeyringGenerated"));
     let table = kubectl(&env, &["get", "cskr"]);
-    assert!(table.lines().next().unwrap().split_whitespace().eq(["NAME", "PRIMARY", "KEYS", "TARGETS", "READY", "AGE"]), "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NAME", "PRIMARY", "KEYS", "TARGETS", "READY", "AGE"]),
+        "{table}"
+    );
     assert_no_forbidden(&env);
 }
 
 #[test]
 fn restores_copies_and_leaves_unmanaged_secrets_alone() {
     let (env, _) = setup("restore", &["team-a", "team-b", "team-c"]);
-    kubectl(&env, &["create", "secret", "generic", "payments", "-n", "team-c", "--from-literal=keyring=someone-elses"]);
+    kubectl(
+        &env,
+        &["create", "secret", "generic", "payments", "-n", "team-c", "--from-literal=keyring=someone-elses"],
+    );
     apply(&env, &format!("{CSKR}  targets: {{namespaces: [team-a, team-b, team-c]}}\n"));
     let master = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
     kubectl(&env, &["delete", "secret", "payments", "-n", "team-a"]);
-    kubectl(&env, &["patch", "secret", "payments", "-n", "team-b", "--type=merge", "-p", r#"{"data":{"keyring":"dGFtcGVyZWQK"}}"#]);
-    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]), master, "restored byte for byte");
+    kubectl(
+        &env,
+        &[
+            "patch",
+            "secret",
+            "payments",
+            "-n",
+            "team-b",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"keyring":"dGFtcGVyZWQK"}}"#,
+        ],
+    );
+    assert_eq!(
+        converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]),
+        master,
+        "restored byte for byte"
+    );
     let (text, _, unmanaged) = keyring_secret(&env, "team-c", "payments").unwrap();
     assert_eq!(text, "someone-elses");
     assert!(unmanaged["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none());
@@ -73,14 +115,21 @@ fn restores_copies_and_leaves_unmanaged_secrets_alone() {
     assert_eq!(t["reason"], "SecretConflict");
     assert!(t["message"].as_str().unwrap().contains("not managed by this keyring"));
     assert_eq!(condition(&st, "KeyringDistributed").unwrap().0, "False");
-    assert!(events(&env, "default").iter().any(|(ty, r, n)| ty == "Warning" && r == "SecretConflict" && n.contains("team-c")));
+    assert!(
+        events(&env, "default")
+            .iter()
+            .any(|(ty, r, n)| ty == "Warning" && r == "SecretConflict" && n.contains("team-c"))
+    );
     assert_no_forbidden(&env);
 }
 
 #[test]
 fn rotation_by_annotation_stages_then_promotes_and_apps_keep_decrypting() {
     let (env, _) = setup("rotate", &["team-a", "team-b"]);
-    apply(&env, &format!("{CSKR}  targets: {{namespaces: [team-a, team-b]}}\n  rotation: {{promotionDelay: 3s}}\n"));
+    apply(
+        &env,
+        &format!("{CSKR}  targets: {{namespaces: [team-a, team-b]}}\n  rotation: {{promotionDelay: 3s}}\n"),
+    );
     let before = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
     let old_line = before.lines().next().unwrap().to_owned();
     let old_token = encrypt_with(&env, &old_line, "db.password", "old-secret");
@@ -92,7 +141,10 @@ fn rotation_by_annotation_stages_then_promotes_and_apps_keep_decrypting() {
         (lines.len() == 2 && lines[1] == old_line).then(|| lines[0].to_owned())
     });
     let st = cstatus(&env, "payments");
-    assert_eq!(key_states(&st).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(), vec!["Staged", "Primary"]);
+    assert_eq!(
+        key_states(&st).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        vec!["Staged", "Primary"]
+    );
     assert_eq!(condition(&st, "RotationInProgress").unwrap().0, "True");
     let new_token = encrypt_with(&env, &staged, "smtp.password", "new-secret");
     let config = format!("db.password = {old_token}\nsmtp.password = {new_token}\n");
@@ -106,7 +158,8 @@ fn rotation_by_annotation_stages_then_promotes_and_apps_keep_decrypting() {
     assert_eq!(promoted.lines().collect::<Vec<_>>(), vec![old_line.as_str(), staged.as_str()]);
     let st = wait(10, "status after promotion", || {
         let st = cstatus(&env, "payments");
-        (key_states(&st).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>() == ["DecryptOnly", "Primary"]).then_some(st)
+        (key_states(&st).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>() == ["DecryptOnly", "Primary"])
+            .then_some(st)
     });
     assert!(st["lastRotationTime"].is_string() && st["keys"][0]["retiredAt"].is_string());
     let (copy, _, _) = keyring_secret(&env, "team-b", "payments").unwrap();
@@ -123,12 +176,27 @@ fn rotation_by_annotation_stages_then_promotes_and_apps_keep_decrypting() {
 #[test]
 fn converges_despite_conflicts_server_errors_and_dropped_watches() {
     let (env, _) = setup("faults", &["team-a", "team-b"]);
-    let secrets = |verb: &str| Matcher { verb: Some(verb.into()), resource: Some("secrets".into()), ..Matcher::default() };
+    let secrets = |verb: &str| Matcher {
+        verb: Some(verb.into()),
+        resource: Some("secrets".into()),
+        ..Matcher::default()
+    };
     env.server.fail(Fault::new(secrets("update"), 1, 500));
     env.server.fail(Fault::new(secrets("update"), 3, 409));
     env.server.fail(Fault::new(secrets("create"), 1, 500));
-    env.server.fail(Fault::new(Matcher { resource: Some("clustersecretkeyrings".into()), verb: Some("patch".into()), ..Matcher::default() }, 2, 409));
-    apply(&env, &format!("{CSKR}  targets: {{namespaces: [team-a, team-b]}}\n  rotation: {{promotionDelay: 1s}}\n"));
+    env.server.fail(Fault::new(
+        Matcher {
+            resource: Some("clustersecretkeyrings".into()),
+            verb: Some("patch".into()),
+            ..Matcher::default()
+        },
+        2,
+        409,
+    ));
+    apply(
+        &env,
+        &format!("{CSKR}  targets: {{namespaces: [team-a, team-b]}}\n  rotation: {{promotionDelay: 1s}}\n"),
+    );
     std::thread::sleep(Duration::from_millis(500));
     env.server.close_watches();
     converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
@@ -139,23 +207,44 @@ fn converges_despite_conflicts_server_errors_and_dropped_watches() {
     let text = wait(40, "the rotation despite faults", || {
         let text = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
         let st = cstatus(&env, "payments");
-        (text.lines().count() == 2 && condition(&st, "Ready")?.0 == "True" && condition(&st, "RotationInProgress")?.0 == "False").then_some(text)
+        (text.lines().count() == 2
+            && condition(&st, "Ready")?.0 == "True"
+            && condition(&st, "RotationInProgress")?.0 == "False")
+            .then_some(text)
     });
     assert_eq!(text.lines().count(), 2);
     let codes: BTreeSet<u16> = env.server.recent_requests().iter().map(|r| r.code).collect();
     assert!(codes.contains(&500) && codes.contains(&409), "faults were hit: {codes:?}");
-    let warnings: Vec<String> = events(&env, "default").into_iter().filter(|(t, _, _)| t == "Warning").map(|(_, r, _)| r).collect();
-    assert!(warnings.iter().any(|r| r == "ApiServerError" || r == "WriteConflict"), "Warning events carry the real reason: {warnings:?}");
+    let warnings: Vec<String> =
+        events(&env, "default").into_iter().filter(|(t, _, _)| t == "Warning").map(|(_, r, _)| r).collect();
+    assert!(
+        warnings.iter().any(|r| r == "ApiServerError" || r == "WriteConflict"),
+        "Warning events carry the real reason: {warnings:?}"
+    );
     assert_no_forbidden(&env);
 }
 
 #[test]
 fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
     let (env, _) = setup("invalid", &["platform"]);
-    kubectl(&env, &["create", "secret", "generic", "legacy", "-n", "platform", "--from-literal=keyring=not a keyring line"]);
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "legacy",
+            "-n",
+            "platform",
+            "--from-literal=keyring=not a keyring line",
+        ],
+    );
     // A duration the CRD's pattern refuses never reaches the operator: the
     // API server answers 422, as a cluster does.
-    let err = apply_refused(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: refused, namespace: platform}\nspec:\n  rotation: {every: 90days}\n");
+    let err = apply_refused(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: refused, namespace: platform}\nspec:\n  rotation: {every: 90days}\n",
+    );
     assert!(err.contains(r#"The SecretKeyring "refused" is invalid: spec.rotation.every: Invalid value: "90days": spec.rotation.every in body should match '^([0-9]+"#), "{err}");
     assert!(kubectl_json(&env, &["get", "secretkeyring", "refused", "-n", "platform"]).is_none());
     let cases = [
@@ -165,7 +254,12 @@ fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
         ("malformed-import", "  importFrom: {secretRef: {name: legacy, key: keyring}}\n", "ImportInvalid"),
     ];
     for (name, spec, reason) in cases {
-        apply(&env, &format!("apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: {name}, namespace: platform}}\nspec:\n{spec}"));
+        apply(
+            &env,
+            &format!(
+                "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: {name}, namespace: platform}}\nspec:\n{spec}"
+            ),
+        );
         let st = wait(20, reason, || {
             let st = status(&env, "platform", name);
             (condition(&st, "Ready")?.1 == reason).then_some(st)
@@ -174,12 +268,24 @@ fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
         assert_eq!(s, "False");
         assert!(!msg.contains("not a keyring line"), "never echoes Secret content: {msg}");
         assert!(keyring_secret(&env, "platform", name).is_none(), "{name}: nothing generated");
-        assert!(events(&env, "platform").iter().any(|(t, r, _)| t == "Warning" && r == reason), "{reason} event");
+        assert!(
+            events(&env, "platform").iter().any(|(t, r, _)| t == "Warning" && r == reason),
+            "{reason} event"
+        );
     }
-    assert_eq!(keyring_secret(&env, "platform", "legacy").unwrap().0, "not a keyring line", "the import source untouched");
+    assert_eq!(
+        keyring_secret(&env, "platform", "legacy").unwrap().0,
+        "not a keyring line",
+        "the import source untouched"
+    );
     // Fixing the spec makes it work.
-    apply(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: bad-duration, namespace: platform}\nspec:\n  rotation: {every: 2160h}\n");
-    wait(20, "Ready after the fix", || (condition(&status(&env, "platform", "bad-duration"), "Ready")?.0 == "True").then_some(()));
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: bad-duration, namespace: platform}\nspec:\n  rotation: {every: 2160h}\n",
+    );
+    wait(20, "Ready after the fix", || {
+        (condition(&status(&env, "platform", "bad-duration"), "Ready")?.0 == "True").then_some(())
+    });
     assert_no_forbidden(&env);
 }
 
@@ -202,7 +308,10 @@ fn deletion_policy_delete_removes_and_retain_unlabels() {
         let s = kubectl_json(&env, &["get", "skr", "-A"])?;
         (c["items"].as_array()?.is_empty() && s["items"].as_array()?.is_empty()).then_some(())
     });
-    assert!(keyring_secret(&env, OPERATOR_NS, "gone").is_none() && keyring_secret(&env, "team-a", "gone").is_none());
+    assert!(
+        keyring_secret(&env, OPERATOR_NS, "gone").is_none()
+            && keyring_secret(&env, "team-a", "gone").is_none()
+    );
     assert!(keyring_secret(&env, "print", "local").is_none());
     for ns in [OPERATOR_NS, "team-a"] {
         let (text, _, s) = keyring_secret(&env, ns, "kept").unwrap();
@@ -230,14 +339,22 @@ fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let standby = if leader == "one" { "two" } else { "one" };
     let lease = kubectl_json(&env, &["get", "lease", "encstr-operator", "-n", OPERATOR_NS]).unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], leader);
-    apply(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k1, namespace: platform}\nspec: {}\n");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k1, namespace: platform}\nspec: {}\n",
+    );
     wait(20, "k1 reconciled", || keyring_secret(&env, "platform", "k1"));
-    assert!(env.log(standby).contains("waiting for leadership") && !env.log(standby).contains("became leader"));
+    assert!(
+        env.log(standby).contains("waiting for leadership") && !env.log(standby).contains("became leader")
+    );
     // SIGTERM: the leader releases the lease and the standby takes over.
     std::process::Command::new("kill").args(["-TERM", &pids[leader].to_string()]).status().unwrap();
     wait(20, "the standby to lead", || env.log(standby).contains("became leader").then_some(()));
     assert!(env.log(leader).contains("stopped"), "clean shutdown: {}", env.log(leader));
-    apply(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k2, namespace: platform}\nspec: {}\n");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k2, namespace: platform}\nspec: {}\n",
+    );
     wait(20, "k2 reconciled by the new leader", || keyring_secret(&env, "platform", "k2"));
     assert_no_forbidden(&env);
 }
@@ -257,6 +374,9 @@ fn confined_to_listed_namespaces_it_reconciles_only_there() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(keyring_secret(&env, "team-x", "k").is_none(), "outside its namespaces");
     assert!(status(&env, "team-x", "k").is_null());
-    assert!(keyring_secret(&env, "team-a", "c").is_none() && cstatus(&env, "c").is_null(), "cluster keyrings need a cluster-wide install");
+    assert!(
+        keyring_secret(&env, "team-a", "c").is_none() && cstatus(&env, "c").is_null(),
+        "cluster keyrings need a cluster-wide install"
+    );
     assert_no_forbidden(&env);
 }

@@ -21,14 +21,21 @@ fn guarded(env: &Env, name: &str, reason: &str) -> String {
 fn guard_metric(env: &Env, reason: &str) -> Option<String> {
     let body = scrape(&metrics_addr(env, "operator"))?;
     body.lines()
-        .find(|l| l.starts_with("encstr_keyring_guard{") && l.contains(&format!("reason=\"{reason}\"")) && l.contains("keyring=\"payments\""))
+        .find(|l| {
+            l.starts_with("encstr_keyring_guard{")
+                && l.contains(&format!("reason=\"{reason}\""))
+                && l.contains("keyring=\"payments\"")
+        })
         .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
 }
 
 #[test]
 fn a_deleted_master_holds_everything_until_restored_from_a_copy() {
     let (env, _) = setup("master-missing", &["team-a", "team-b"]);
-    apply(&env, "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a, team-b]}\n  rotation: {promotionDelay: 1s}\n");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a, team-b]}\n  rotation: {promotionDelay: 1s}\n",
+    );
     converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
     let before = settled(&env, "payments", &["team-a", "team-b"], 2);
@@ -46,17 +53,35 @@ fn a_deleted_master_holds_everything_until_restored_from_a_copy() {
     assert_eq!(cstatus(&env, "payments")["keys"].as_array().unwrap().len(), 2, "the record is kept");
     // A restore from a namespace without a copy is refused, and the request cleared.
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/restore-from=nowhere"]);
-    wait(20, "the refusal", || events(&env, "default").iter().any(|(t, r, n)| t == "Warning" && r == "RestoreRefused" && n.contains("nowhere")).then_some(()));
-    wait(10, "the annotation removed", || kubectl_json(&env, &["get", "cskr", "payments"])?["metadata"]["annotations"].get("encstr.io/restore-from").is_none().then_some(()));
+    wait(20, "the refusal", || {
+        events(&env, "default")
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "RestoreRefused" && n.contains("nowhere"))
+            .then_some(())
+    });
+    wait(10, "the annotation removed", || {
+        kubectl_json(&env, &["get", "cskr", "payments"])?["metadata"]["annotations"]
+            .get("encstr.io/restore-from")
+            .is_none()
+            .then_some(())
+    });
     assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none());
     // From a complete copy: the master is rebuilt with every key.
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/restore-from=team-a"]);
-    let restored = wait(20, "the master rebuilt", || keyring_secret(&env, OPERATOR_NS, "payments").map(|(t, _, _)| t));
+    let restored =
+        wait(20, "the master rebuilt", || keyring_secret(&env, OPERATOR_NS, "payments").map(|(t, _, _)| t));
     assert_eq!(restored, before, "all keys intact, in order");
     wait(20, "Ready again", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
     assert!(events(&env, "default").iter().any(|(_, r, n)| r == "MasterRestored" && n.contains("team-a")));
-    assert!(kubectl_json(&env, &["get", "cskr", "payments"]).unwrap()["metadata"]["annotations"].get("encstr.io/restore-from").is_none());
-    assert_eq!(wait(10, "the guard lifted", || guard_metric(&env, "MasterMissing").filter(|v| v == "0")), "0");
+    assert!(
+        kubectl_json(&env, &["get", "cskr", "payments"]).unwrap()["metadata"]["annotations"]
+            .get("encstr.io/restore-from")
+            .is_none()
+    );
+    assert_eq!(
+        wait(10, "the guard lifted", || guard_metric(&env, "MasterMissing").filter(|v| v == "0")),
+        "0"
+    );
     assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]), before);
     assert_no_forbidden(&env);
 }
@@ -64,7 +89,10 @@ fn a_deleted_master_holds_everything_until_restored_from_a_copy() {
 #[test]
 fn a_master_that_lost_keys_is_not_distributed_until_the_loss_is_accepted() {
     let (env, _) = setup("keys-missing", &["team-a"]);
-    apply(&env, "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n  rotation: {promotionDelay: 1s}\n");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n  rotation: {promotionDelay: 1s}\n",
+    );
     converged(&env, OPERATOR_NS, "payments", &["team-a"]);
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
     let before = settled(&env, "payments", &["team-a"], 2);
@@ -73,24 +101,53 @@ fn a_master_that_lost_keys_is_not_distributed_until_the_loss_is_accepted() {
     // Someone re-applies an old master holding only the current primary.
     let primary_only = format!("{}\n", before.lines().last().unwrap());
     let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, primary_only.as_bytes());
-    kubectl(&env, &["patch", "secret", "payments", "-n", OPERATOR_NS, "--type=merge", "-p", &format!(r#"{{"data":{{"keyring":"{b64}"}}}}"#)]);
+    kubectl(
+        &env,
+        &[
+            "patch",
+            "secret",
+            "payments",
+            "-n",
+            OPERATOR_NS,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"data":{{"keyring":"{b64}"}}}}"#),
+        ],
+    );
     let msg = guarded(&env, "payments", "KeysMissing");
-    assert!(msg.contains(&old_id) && msg.contains(&format!("encstr.io/accept-missing-keys={old_id}")), "{msg}");
+    assert!(
+        msg.contains(&old_id) && msg.contains(&format!("encstr.io/accept-missing-keys={old_id}")),
+        "{msg}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(keyring_secret(&env, "team-a", "payments").unwrap().0, before, "copies not touched");
     // A wrong acknowledgement is refused.
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/accept-missing-keys=00000000"]);
-    wait(20, "the refusal", || events(&env, "default").iter().any(|(_, r, _)| r == "AcceptRefused").then_some(()));
+    wait(20, "the refusal", || {
+        events(&env, "default").iter().any(|(_, r, _)| r == "AcceptRefused").then_some(())
+    });
     assert_eq!(condition(&cstatus(&env, "payments"), "Ready").unwrap().1, "KeysMissing");
     // Acknowledged: the shrunken keyring is the keyring now.
-    kubectl(&env, &["annotate", "cskr", "payments", &format!("encstr.io/accept-missing-keys={old_id}"), "--overwrite"]);
+    kubectl(
+        &env,
+        &["annotate", "cskr", "payments", &format!("encstr.io/accept-missing-keys={old_id}"), "--overwrite"],
+    );
     let after = settled(&env, "payments", &["team-a"], 1);
     assert_eq!(after, primary_only);
     let (_, ids, _) = keyring_secret(&env, OPERATOR_NS, "payments").unwrap();
     assert!(!ids.contains(&old_id), "the master's annotations follow its keys: {ids}");
     wait(20, "Ready again", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
-    assert!(events(&env, "default").iter().any(|(t, r, n)| t == "Warning" && r == "KeysAccepted" && n.contains(&old_id)));
-    wait(10, "the annotation removed", || kubectl_json(&env, &["get", "cskr", "payments"])?["metadata"]["annotations"].get("encstr.io/accept-missing-keys").is_none().then_some(()));
+    assert!(
+        events(&env, "default")
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "KeysAccepted" && n.contains(&old_id))
+    );
+    wait(10, "the annotation removed", || {
+        kubectl_json(&env, &["get", "cskr", "payments"])?["metadata"]["annotations"]
+            .get("encstr.io/accept-missing-keys")
+            .is_none()
+            .then_some(())
+    });
     assert_eq!(cstatus(&env, "payments")["keys"].as_array().unwrap().len(), 1);
     assert_no_forbidden(&env);
 }
@@ -101,25 +158,51 @@ fn secret_names_are_immutable_and_names_are_label_values() {
     let ns63 = "n".repeat(63);
     let name63 = "k".repeat(63);
     kubectl(&env, &["create", "namespace", &ns63]);
-    apply(&env, &format!("apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: {name63}, namespace: {ns63}}}\nspec: {{}}\n"));
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: {name63}, namespace: {ns63}}}\nspec: {{}}\n"
+        ),
+    );
     let (_, _, master) = wait(20, "the master", || keyring_secret(&env, &ns63, &name63));
     assert_eq!(master["metadata"]["labels"]["encstr.io/keyring"].as_str(), Some(name63.as_str()));
     wait(20, "Ready", || (condition(&status(&env, &ns63, &name63), "Ready")?.0 == "True").then_some(()));
     // A 63-character cluster keyring into the 63-character namespace.
-    apply(&env, &format!("apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: {name63}}}\nspec: {{secretName: cluster-copy, targets: {{namespaces: [{ns63}]}}}}\n"));
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: {name63}}}\nspec: {{secretName: cluster-copy, targets: {{namespaces: [{ns63}]}}}}\n"
+        ),
+    );
     converged(&env, OPERATOR_NS, "cluster-copy", &[&ns63]);
     // 64 characters: refused at admission, for both kinds.
     let name64 = "k".repeat(64);
     for kind in ["SecretKeyring", "ClusterSecretKeyring"] {
-        let meta = if kind == "SecretKeyring" { format!("{{name: {name64}, namespace: {ns63}}}") } else { format!("{{name: {name64}}}") };
-        let err = apply_refused(&env, &format!("apiVersion: encstr.io/v1alpha1\nkind: {kind}\nmetadata: {meta}\nspec: {{}}\n"));
-        assert!(err.contains("the name is used as a label value and must be at most 63 characters"), "{kind}: {err}");
+        let meta = if kind == "SecretKeyring" {
+            format!("{{name: {name64}, namespace: {ns63}}}")
+        } else {
+            format!("{{name: {name64}}}")
+        };
+        let err = apply_refused(
+            &env,
+            &format!("apiVersion: encstr.io/v1alpha1\nkind: {kind}\nmetadata: {meta}\nspec: {{}}\n"),
+        );
+        assert!(
+            err.contains("the name is used as a label value and must be at most 63 characters"),
+            "{kind}: {err}"
+        );
     }
     // spec.secretName cannot change (nor be added later).
-    apply(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: default}\nspec: {secretName: agents-keyring}\n");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: default}\nspec: {secretName: agents-keyring}\n",
+    );
     wait(20, "the master", || keyring_secret(&env, "default", "agents-keyring"));
     assert_eq!(status(&env, "default", "agents")["secretName"], "agents-keyring");
-    let err = apply_refused(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: default}\nspec: {secretName: renamed}\n");
+    let err = apply_refused(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: default}\nspec: {secretName: renamed}\n",
+    );
     assert!(err.contains("spec.secretName is immutable"), "{err}");
     assert_no_forbidden(&env);
 }
@@ -129,23 +212,37 @@ fn a_secret_keyring_stays_in_its_namespace_and_is_for_namespace_editors() {
     let (env, _) = setup("namespaced", &["print", "other"]);
     // alice edits `print` only (the chart aggregates SecretKeyrings into edit).
     env.server.add_user("alice-token", "alice", &[]);
-    kubectl(&env, &["create", "rolebinding", "alice-edit", "--clusterrole=edit", "--user=alice", "-n", "print"]);
+    kubectl(
+        &env,
+        &["create", "rolebinding", "alice-edit", "--clusterrole=edit", "--user=alice", "-n", "print"],
+    );
     let alice = env.dir.join("alice-kubeconfig");
     std::fs::write(&alice, env.server.kubeconfig_for("alice", Some("alice-token"))).unwrap();
-    let skr = write(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec: {}\n");
+    let skr = write(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec: {}\n",
+    );
     let (ok, _, err) = kubectl_as(&env, &alice, &["apply", "--server-side", "-f", skr.to_str().unwrap()]);
     assert!(ok, "{err}");
-    let cskr = write(&env, "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: grab}\nspec: {targets: {namespaces: [other]}}\n");
+    let cskr = write(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: grab}\nspec: {targets: {namespaces: [other]}}\n",
+    );
     let (ok, _, err) = kubectl_as(&env, &alice, &["apply", "--server-side", "-f", cskr.to_str().unwrap()]);
     assert!(!ok && err.contains(r#"User "alice" cannot patch resource "clustersecretkeyrings" in API group "encstr.io" at the cluster scope"#), "{err}");
     let (ok, out, _) = kubectl_as(&env, &alice, &["auth", "can-i", "create", "clustersecretkeyrings"]);
     assert_eq!((ok, out.trim()), (false, "no"));
     let master = wait(20, "the master", || keyring_secret(&env, "print", "agents")).0;
     // Importing another keyring's master is refused.
-    let steal = write(&env, "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: copycat, namespace: print}\nspec: {importFrom: {secretRef: {name: agents}}}\n");
+    let steal = write(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: copycat, namespace: print}\nspec: {importFrom: {secretRef: {name: agents}}}\n",
+    );
     let (ok, _, err) = kubectl_as(&env, &alice, &["apply", "--server-side", "-f", steal.to_str().unwrap()]);
     assert!(ok, "{err}");
-    let (_, reason, msg) = wait(20, "the refusal", || condition(&status(&env, "print", "copycat"), "Ready").filter(|c| c.0 == "False"));
+    let (_, reason, msg) = wait(20, "the refusal", || {
+        condition(&status(&env, "print", "copycat"), "Ready").filter(|c| c.0 == "False")
+    });
     assert_eq!(reason, "ImportOfManagedSecret", "{msg}");
     assert!(keyring_secret(&env, "print", "copycat").is_none());
     // No Secret was written outside `print` for these keyrings.
@@ -153,7 +250,11 @@ fn a_secret_keyring_stays_in_its_namespace_and_is_for_namespace_editors() {
         .server
         .recent_requests()
         .into_iter()
-        .filter(|r| r.user == OPERATOR_USER && r.resource == "secrets" && matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|r| {
+            r.user == OPERATOR_USER
+                && r.resource == "secrets"
+                && matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+        })
         .filter(|r| r.namespace != "print")
         .map(|r| r.line)
         .collect();

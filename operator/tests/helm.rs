@@ -1,49 +1,15 @@
 //! The Helm chart installed with a real helm (v4, from the wheel that
 //! scripts/fetch-k8s-tools.sh unpacks) into the tests/ API server, and the
 //! operator run with the arguments and environment of the installed
-//! Deployment (no kubelet runs pods there) reconciling an example
-//! SecretKeyring; then helm upgrade and uninstall.
+//! Deployment and the token of the installed ServiceAccount (no kubelet runs
+//! pods there) reconciling the example keyrings; then helm upgrade and
+//! uninstall.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::*;
 use encstr_tests::harness::Env;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn helm() -> PathBuf {
-    let p = std::env::var_os("ENCSTR_HELM").map_or_else(|| root().join(".tools/k8s/helm"), PathBuf::from);
-    assert!(
-        p.exists(),
-        "helm not found at {}: run scripts/fetch-k8s-tools.sh (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
-
-fn run(env: &Env, program: &Path, args: &[&str]) -> String {
-    let mut cmd = env.command(program);
-    cmd.args(args);
-    env.run_ok(cmd)
-}
-
-fn kubectl(env: &Env, args: &[&str]) -> String {
-    run(env, Path::new("kubectl"), args)
-}
-
-fn wait<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn helm_installs_the_chart_and_its_operator_reconciles() {
@@ -66,7 +32,10 @@ fn helm_installs_the_chart_and_its_operator_reconciles() {
     );
     assert!(out.contains("STATUS: deployed"), "{out}");
     let crds = kubectl(&env, &["get", "crd", "-o", "name"]);
-    assert!(crds.contains("secretkeyrings.encstr.io"), "{crds}");
+    assert!(
+        crds.contains("secretkeyrings.encstr.io") && crds.contains("clustersecretkeyrings.encstr.io"),
+        "{crds}"
+    );
     for obj in [
         "deployment/encstr",
         "serviceaccount/encstr",
@@ -79,8 +48,19 @@ fn helm_installs_the_chart_and_its_operator_reconciles() {
     let role: Value =
         serde_json::from_str(&kubectl(&env, &["get", "clusterrole", "encstr", "-o", "json"])).unwrap();
     assert!(!role.to_string().contains("\"*\""), "no wildcards");
+    // The aggregated roles took effect: `edit` may manage SecretKeyrings.
+    let edit: Value =
+        serde_json::from_str(&kubectl(&env, &["get", "clusterrole", "edit", "-o", "json"])).unwrap();
+    assert!(
+        edit["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resources"] == serde_json::json!(["secretkeyrings"])),
+        "{edit}"
+    );
 
-    // Run the operator as the Deployment would.
+    // Run the operator as the Deployment would, as its ServiceAccount.
     let deploy: Value =
         serde_json::from_str(&kubectl(&env, &["get", "deployment", "encstr", "-n", "encstr", "-o", "json"]))
             .unwrap();
@@ -88,38 +68,53 @@ fn helm_installs_the_chart_and_its_operator_reconciles() {
     let mut args: Vec<String> =
         container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
     assert_eq!(args[0], "run");
+    assert!(args.contains(&"--cluster-resource-namespace=encstr".to_owned()), "{args:?}");
     for a in &mut args {
         if a.starts_with("--listen=") {
             *a = "--listen=127.0.0.1:0".into();
         }
     }
+    let token = env.server.service_account_token("encstr", "encstr").expect("the chart's ServiceAccount");
+    let kubeconfig = env.dir.join("sa-kubeconfig");
+    std::fs::write(&kubeconfig, env.server.kubeconfig_for(OPERATOR_USER, Some(&token))).unwrap();
     let mut op = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
-    op.args(&args).env("POD_NAMESPACE", "encstr").env("POD_NAME", "encstr-abc12");
+    op.args(&args)
+        .env("POD_NAMESPACE", "encstr")
+        .env("POD_NAME", "encstr-abc12")
+        .env("KUBECONFIG", &kubeconfig);
     env.spawn("operator", op);
 
     kubectl(&env, &["create", "namespace", "replication-eu"]);
-    let example = std::fs::read_to_string(root().join("deploy/examples/secretkeyring-rotation.yaml"))
-        .unwrap()
-        .replace("namespace: platform", "namespace: encstr");
-    std::fs::write(env.dir.join("skr.yaml"), example).unwrap();
-    kubectl(&env, &["apply", "--server-side", "-f", env.dir.join("skr.yaml").to_str().unwrap()]);
-    let status = wait(30, "the example SecretKeyring reconciled", || {
-        let out = env
-            .command("kubectl")
-            .args(["get", "skr", "replication", "-n", "encstr", "-o", "json"])
-            .output()
-            .ok()?;
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    kubectl(&env, &["create", "namespace", "print"]);
+    for example in ["clustersecretkeyring-rotation.yaml", "secretkeyring-single.yaml"] {
+        kubectl(
+            &env,
+            &["apply", "--server-side", "-f", root().join("deploy/examples").join(example).to_str().unwrap()],
+        );
+    }
+    let status = wait(30, "the example ClusterSecretKeyring reconciled", || {
+        let v = kubectl_json(&env, &["get", "cskr", "replication"])?;
         (v["status"]["syncedTargets"] == "1/2").then(|| v["status"].clone())
     });
     assert_eq!(status["keys"][0]["state"], "Primary");
+    let target = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["namespace"] == "replication-us")
+        .unwrap()
+        .clone();
+    assert_eq!(target["reason"], "NamespaceNotFound");
     kubectl(&env, &["get", "secret", "replication", "-n", "replication-eu"]);
+    kubectl(&env, &["get", "secret", "replication", "-n", "encstr"]);
+    wait(30, "the example SecretKeyring reconciled", || keyring_secret(&env, "print", "print-agent"));
     let lease: Value = serde_json::from_str(&kubectl(
         &env,
         &["get", "lease", "encstr-operator", "-n", "encstr", "-o", "json"],
     ))
     .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "encstr-abc12");
+    assert_no_forbidden(&env);
 
     let out = run(
         &env,

@@ -30,13 +30,21 @@ pub fn crd_path() -> PathBuf {
 
 pub fn helm() -> PathBuf {
     let p = std::env::var_os("ENCSTR_HELM").map_or_else(|| root().join(".tools/k8s/helm"), PathBuf::from);
-    assert!(p.exists(), "helm not found at {}: run scripts/fetch-k8s-tools.sh (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "helm not found at {}: run scripts/fetch-k8s-tools.sh (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
 pub fn encstr() -> PathBuf {
     let bin = binary("encstr");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p encstr` (cargo test --workspace builds it)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p encstr` (cargo test --workspace builds it)",
+        bin.display()
+    );
     bin
 }
 
@@ -53,7 +61,11 @@ pub fn kubectl(env: &Env, args: &[&str]) -> String {
 /// kubectl as another identity (a kubeconfig file).
 pub fn kubectl_as(env: &Env, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     let out = env.command("kubectl").env("KUBECONFIG", kubeconfig).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn kubectl_json(env: &Env, args: &[&str]) -> Option<Value> {
@@ -79,7 +91,11 @@ pub fn apply(env: &Env, yaml: &str) {
 
 /// Apply a manifest the API server must refuse; returns kubectl's error.
 pub fn apply_refused(env: &Env, yaml: &str) -> String {
-    let out = env.command("kubectl").args(["apply", "--server-side", "-f", write(env, yaml).to_str().unwrap()]).output().unwrap();
+    let out = env
+        .command("kubectl")
+        .args(["apply", "--server-side", "-f", write(env, yaml).to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "the API server accepted {yaml}");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -98,8 +114,10 @@ pub fn wait<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// The chart's objects of some kinds, as `helm template` renders them.
 pub fn chart_objects(env: &Env, set: &[&str], kinds: &[&str]) -> Vec<Value> {
     let chart = root().join("charts/encstr");
-    let mut args: Vec<String> =
-        ["template", "encstr", chart.to_str().unwrap(), "-n", OPERATOR_NS].into_iter().map(String::from).collect();
+    let mut args: Vec<String> = ["template", "encstr", chart.to_str().unwrap(), "-n", OPERATOR_NS]
+        .into_iter()
+        .map(String::from)
+        .collect();
     for s in set {
         args.push("--set".into());
         args.push((*s).into());
@@ -126,7 +144,11 @@ pub struct Install {
 pub fn install(env: &Env, set: &[&str]) -> Install {
     kubectl(env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
     kubectl(env, &["create", "namespace", OPERATOR_NS]);
-    let rbac = chart_objects(env, set, &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
+    let rbac = chart_objects(
+        env,
+        set,
+        &["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
+    );
     for obj in &rbac {
         if let Some(ns) = obj["metadata"]["namespace"].as_str() {
             let _ = env.command("kubectl").args(["create", "namespace", ns]).output();
@@ -167,7 +189,9 @@ pub fn assert_no_forbidden(env: &Env) {
         .usage()
         .into_iter()
         .filter(|(u, c)| u.user == OPERATOR_USER && c.forbidden > 0)
-        .map(|(u, c)| format!("{} {}/{} in {:?}: {} denied", u.verb, u.group, u.resource, u.namespace, c.forbidden))
+        .map(|(u, c)| {
+            format!("{} {}/{} in {:?}: {} denied", u.verb, u.group, u.resource, u.namespace, c.forbidden)
+        })
         .collect();
     assert!(denied.is_empty(), "the operator was denied: {denied:?}");
 }
@@ -209,7 +233,11 @@ pub fn events(env: &Env, ns: &str) -> Vec<(String, String, String)> {
         .unwrap()
         .iter()
         .map(|e| {
-            (e["type"].as_str().unwrap_or_default().into(), e["reason"].as_str().unwrap_or_default().into(), e["note"].as_str().unwrap_or_default().into())
+            (
+                e["type"].as_str().unwrap_or_default().into(),
+                e["reason"].as_str().unwrap_or_default().into(),
+                e["note"].as_str().unwrap_or_default().into(),
+            )
         })
         .collect()
 }
@@ -231,7 +259,11 @@ pub fn converged(env: &Env, master_ns: &str, name: &str, targets: &[&str]) -> St
 pub fn key_states(st: &Value) -> Vec<(String, String)> {
     st["keys"]
         .as_array()
-        .map(|ks| ks.iter().map(|k| (k["id"].as_str().unwrap().into(), k["state"].as_str().unwrap().into())).collect())
+        .map(|ks| {
+            ks.iter()
+                .map(|k| (k["id"].as_str().unwrap().into(), k["state"].as_str().unwrap().into()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -240,7 +272,8 @@ pub fn render_ok(env: &Env, keyring_text: &str, config: &str) -> String {
     let dir = env.dir.join(format!("render-{}", rand()));
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("keyring"), keyring_text).unwrap();
-    std::fs::set_permissions(dir.join("keyring"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(dir.join("keyring"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
     std::fs::write(dir.join("src/app.properties"), config).unwrap();
     let out = Command::new(encstr())
         .args(["render", "--source"])
@@ -281,7 +314,9 @@ pub fn lines(text: &str) -> BTreeSet<String> {
 /// The metrics address an operator logged.
 pub fn metrics_addr(env: &Env, label: &str) -> String {
     wait(10, "the metrics address in the log", || {
-        env.log(label).lines().find_map(|l| l.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap_or_default().to_owned()))
+        env.log(label).lines().find_map(|l| {
+            l.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap_or_default().to_owned())
+        })
     })
 }
 
@@ -313,6 +348,6 @@ pub fn settled(env: &Env, name: &str, targets: &[&str], n: usize) -> String {
             return None;
         }
         let text = converged(env, OPERATOR_NS, name, targets);
-        (text.lines().count() == n && text.lines().last()?.len() > 0).then_some(text)
+        (text.lines().count() == n && !text.lines().last()?.is_empty()).then_some(text)
     })
 }

@@ -153,7 +153,8 @@ fn failure_message(rule: &Rule, ctx: &Context<'_, '_>) -> String {
 }
 
 /// The reasons a rule may give (`supportedValidationReason`).
-const REASONS: [&str; 4] = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
+const REASONS: [&str; 4] =
+    ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// Whether `path` (`.a.b`, `['a']`) names a field of the schema node `v`.
 fn field_path_valid(v: &Value, path: &str) -> bool {
@@ -172,7 +173,10 @@ fn field_path_valid(v: &Value, path: &str) -> bool {
         if name.is_empty() {
             return false;
         }
-        node = match node["properties"].get(name).or_else(|| node.get("additionalProperties").filter(|a| a.is_object())) {
+        node = match node["properties"]
+            .get(name)
+            .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))
+        {
             Some(n) => n,
             None => return false,
         };
@@ -194,31 +198,54 @@ pub fn rule_definition_errors(v: &Value, path: &str) -> Vec<FieldError> {
             if rule.is_empty() {
                 errs.push(FieldError::required(format!("{at}.rule"), "rule is not specified"));
             } else if message.is_some_and(|m| m.trim().is_empty()) {
-                errs.push(FieldError::invalid(format!("{at}.message"), &r["message"], "must be non-empty if specified"));
+                errs.push(FieldError::invalid(
+                    format!("{at}.message"),
+                    &r["message"],
+                    "must be non-empty if specified",
+                ));
             } else if message.is_some_and(|m| m.trim().contains('\n')) {
-                errs.push(FieldError::invalid(format!("{at}.message"), &r["message"], "must not contain line breaks"));
+                errs.push(FieldError::invalid(
+                    format!("{at}.message"),
+                    &r["message"],
+                    "must not contain line breaks",
+                ));
             } else if rule.contains('\n') && message.is_none_or(|m| m.trim().is_empty()) {
-                errs.push(FieldError::required(format!("{at}.message"), "message must be specified if rule contains line breaks"));
+                errs.push(FieldError::required(
+                    format!("{at}.message"),
+                    "message must be specified if rule contains line breaks",
+                ));
             }
             if let Some(reason) = r["reason"].as_str()
                 && !REASONS.contains(&reason)
             {
                 errs.push(FieldError::not_supported(format!("{at}.reason"), &r["reason"], &REASONS));
             }
-            if let Some(fp) = r["fieldPath"].as_str() {
-                if fp.trim().is_empty() || fp.contains('\n') || !field_path_valid(v, fp) {
-                    errs.push(FieldError::invalid(format!("{at}.fieldPath"), &r["fieldPath"], "must be a valid path"));
-                }
+            if let Some(fp) = r["fieldPath"].as_str()
+                && (fp.trim().is_empty() || fp.contains('\n') || !field_path_valid(v, fp))
+            {
+                errs.push(FieldError::invalid(
+                    format!("{at}.fieldPath"),
+                    &r["fieldPath"],
+                    "must be a valid path",
+                ));
             }
             if !rule.is_empty()
                 && let Err(e) = Program::compile(rule)
             {
-                errs.push(FieldError::invalid(format!("{at}.rule"), &json!(rule), format!("compilation failed: {e}")));
+                errs.push(FieldError::invalid(
+                    format!("{at}.rule"),
+                    &json!(rule),
+                    format!("compilation failed: {e}"),
+                ));
             }
             if let Some(expr) = r["messageExpression"].as_str()
                 && let Err(e) = Program::compile(expr)
             {
-                errs.push(FieldError::invalid(format!("{at}.messageExpression"), &json!(expr), format!("messageExpression compilation failed: {e}")));
+                errs.push(FieldError::invalid(
+                    format!("{at}.messageExpression"),
+                    &json!(expr),
+                    format!("messageExpression compilation failed: {e}"),
+                ));
             }
         }
     }
@@ -283,11 +310,25 @@ mod tests {
             {"rule": "self.spec.x ==", "message": "m"}],
             "properties": {"spec": {"type": "object", "properties": {"x": {"type": "string"}},
                 "x-kubernetes-validations": [{"rule": "self.x != ''", "fieldPath": ".x"}, {"rule": "true", "fieldPath": ".nope"}]}}});
-        let errs: Vec<String> = rule_definition_errors(&schema, "s").iter().map(FieldError::message).collect();
-        assert!(errs[0].starts_with("s.x-kubernetes-validations[0].reason: Unsupported value: \"FieldValueTooLong\""), "{errs:?}");
+        let errs: Vec<String> =
+            rule_definition_errors(&schema, "s").iter().map(FieldError::message).collect();
+        assert!(
+            errs[0].starts_with(
+                "s.x-kubernetes-validations[0].reason: Unsupported value: \"FieldValueTooLong\""
+            ),
+            "{errs:?}"
+        );
         assert!(errs[1].starts_with("s.x-kubernetes-validations[0].fieldPath: Invalid value: \".metadata.name\": must be a valid path"), "{errs:?}");
-        assert!(errs[2].starts_with("s.x-kubernetes-validations[1].rule: Invalid value: \"self.spec.x ==\": compilation failed"), "{errs:?}");
-        assert_eq!(errs[3], "s.properties[spec].x-kubernetes-validations[1].fieldPath: Invalid value: \".nope\": must be a valid path");
+        assert!(
+            errs[2].starts_with(
+                "s.x-kubernetes-validations[1].rule: Invalid value: \"self.spec.x ==\": compilation failed"
+            ),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errs[3],
+            "s.properties[spec].x-kubernetes-validations[1].fieldPath: Invalid value: \".nope\": must be a valid path"
+        );
         assert_eq!(errs.len(), 4);
     }
 }

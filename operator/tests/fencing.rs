@@ -1,0 +1,215 @@
+//! End to end: writes that cannot land on stale state. A paused leader
+//! writes nothing once its lease passed on; SIGKILLs at random points of
+//! rotations lose no key and make none twice; caches that lag the writes
+//! by seconds still repair copies and follow namespaces at once.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use encstr_tests::harness::{Client, Env};
+use serde_json::Value;
+
+/// Two replicas as distinct users bound to the chart's roles (so the
+/// request log tells them apart).
+fn replica_kubeconfig(env: &Env, user: &str) -> std::path::PathBuf {
+    env.server.add_user(&format!("{user}-token"), user, &["encstr-replicas"]);
+    let path = env.dir.join(format!("{user}-kubeconfig"));
+    std::fs::write(&path, env.server.kubeconfig_for(user, Some(&format!("{user}-token")))).unwrap();
+    path
+}
+
+#[test]
+fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
+    let mut env = Env::start("fencing");
+    let _install = install(&env, &[]);
+    kubectl(
+        &env,
+        &["create", "clusterrolebinding", "replicas", "--clusterrole=encstr", "--group=encstr-replicas"],
+    );
+    kubectl(
+        &env,
+        &[
+            "create",
+            "rolebinding",
+            "replicas-lease",
+            "--role=encstr-leader-election",
+            "--group=encstr-replicas",
+            "-n",
+            OPERATOR_NS,
+        ],
+    );
+    kubectl(&env, &["create", "namespace", "team-a"]);
+    let mut pids = std::collections::BTreeMap::new();
+    for id in ["one", "two"] {
+        let kc = replica_kubeconfig(&env, id);
+        let mut cmd = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
+        cmd.env("KUBECONFIG", &kc).env("POD_NAMESPACE", OPERATOR_NS);
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--lease-duration", "3", "--identity", id]);
+        pids.insert(id, env.spawn(id, cmd));
+    }
+    let (a, b) = (metrics_addr(&env, "one"), metrics_addr(&env, "two"));
+    let leader = wait(15, "one leader", || match (is_leader(&a)?, is_leader(&b)?) {
+        (true, false) => Some("one"),
+        (false, true) => Some("two"),
+        _ => None,
+    });
+    let standby = if leader == "one" { "two" } else { "one" };
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n  rotation: {promotionDelay: 1s}\n",
+    );
+    converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    // Freeze the leader: its lease expires and the standby takes over.
+    std::process::Command::new("kill").args(["-STOP", &pids[leader].to_string()]).status().unwrap();
+    wait(20, "the standby to lead", || env.log(standby).contains("became leader").then_some(()));
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    let rotated = settled(&env, "payments", &["team-a"], 2);
+    // Thaw the old leader: it must not write, and it must exit.
+    env.server.reset_counts();
+    std::process::Command::new("kill").args(["-CONT", &pids[leader].to_string()]).status().unwrap();
+    wait(20, "the old leader to exit", || {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", &pids[leader].to_string()])
+            .status()
+            .unwrap()
+            .success();
+        (!alive || env.log(leader).contains("lost leadership")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let writes: Vec<String> = env
+        .server
+        .recent_requests()
+        .into_iter()
+        .filter(|r| r.user == leader && !matches!(r.verb.as_str(), "get" | "list" | "watch") && r.code < 300)
+        .map(|r| format!("{} {}", r.code, r.line))
+        .collect();
+    assert!(writes.is_empty(), "the old leader wrote after losing the lease: {writes:?}");
+    assert!(env.log(leader).contains("lost leadership"), "{}", env.log(leader));
+    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), rotated);
+}
+
+/// Record every version of a Secret through a watch (a thread with its own
+/// runtime); returns the recorded keyring texts.
+fn record_versions(env: &Env, ns: &str, name: &str) -> Arc<Mutex<Vec<String>>> {
+    let versions: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = Client::admin(&env.server);
+    let path = format!("/api/v1/namespaces/{ns}/secrets?watch=true&fieldSelector=metadata.name%3D{name}");
+    let out = versions.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let Ok((_, mut lines)) = client.stream(&path, &[]).await else { return };
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(ev @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else { continue };
+                if ev["type"] == "DELETED" {
+                    continue;
+                }
+                let Some(data) = ev["object"]["data"]["keyring"].as_str() else { continue };
+                let text = String::from_utf8(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap(),
+                )
+                .unwrap();
+                out.lock().unwrap().push(text);
+            }
+        });
+    });
+    versions
+}
+
+fn staged_now(env: &Env) -> bool {
+    kubectl_json(env, &["get", "secret", "payments", "-n", OPERATOR_NS])
+        .is_some_and(|s| s["metadata"]["annotations"].get("encstr.io/staged-key").is_some())
+}
+
+#[test]
+fn sigkill_at_random_points_during_rotations_loses_no_key_and_makes_none_twice() {
+    let (mut env, install) = setup("crash", &["team-a", "team-b"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a, team-b]}\n  rotation: {promotionDelay: 1s}\n",
+    );
+    converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
+    let versions = record_versions(&env, OPERATOR_NS, "payments");
+    let mut with_staged = 0;
+    for i in 1..=20 {
+        kubectl(&env, &["annotate", "cskr", "payments", &format!("encstr.io/rotate={i}"), "--overwrite"]);
+        if i % 2 == 0 {
+            // Half the kills land while a key is staged (if the rotation gets there).
+            let _ = (0..50).find(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                staged_now(&env)
+            });
+        }
+        std::thread::sleep(Duration::from_millis((rand() % 600) as u64));
+        env.kill("operator");
+        with_staged += usize::from(staged_now(&env));
+        start_operator(&mut env, &install, "operator", &[]);
+    }
+    assert!(with_staged >= 10, "only {with_staged} kills with a staged key present");
+    // Let the last rotation finish.
+    let keys = wait(60, "the last rotation to complete", || {
+        let st = cstatus(&env, "payments");
+        let done =
+            condition(&st, "RotationInProgress")?.0 == "False" && key_states(&st).last()?.1 == "Primary";
+        let text = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
+        (done && st["keyCount"].as_u64() == Some(text.lines().count() as u64)).then_some(text)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let versions = versions.lock().unwrap().clone();
+    assert!(versions.len() > 20, "every master version recorded: {}", versions.len());
+    // Each version holds every key of the previous one (nothing is pruned here).
+    for pair in versions.windows(2) {
+        let (before, after) = (lines(&pair[0]), lines(&pair[1]));
+        assert!(before.is_subset(&after), "a master write dropped a key");
+    }
+    let ever: BTreeSet<String> = versions.iter().flat_map(|v| lines(v)).collect();
+    let staged_events = events(&env, "default").iter().filter(|(_, r, _)| r == "KeyStaged").count();
+    assert_eq!(ever.len(), 1 + staged_events, "every key made was staged once, and none twice");
+    assert_eq!(lines(&keys), ever, "no key lost");
+    assert_no_forbidden(&env);
+}
+
+#[test]
+fn caches_that_lag_by_seconds_still_repair_copies_and_follow_namespaces() {
+    let mut env = Env::start("stale");
+    let install = install(&env, &[]);
+    for ns in ["team-a", "team-b"] {
+        kubectl(&env, &["create", "namespace", ns]);
+    }
+    start_operator(&mut env, &install, "operator", &["--resync", "10m"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets:\n    namespaces: [team-a]\n    namespaceSelector: {matchLabels: {team: payments}}\n",
+    );
+    let master = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    wait(20, "Ready", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
+    env.server.set_watch_delay("secrets", Duration::from_secs(2));
+    env.server.set_watch_delay("namespaces", Duration::from_secs(2));
+    // A tampered copy is repaired in seconds (the 10-minute resync does not help).
+    let started = std::time::Instant::now();
+    kubectl(
+        &env,
+        &[
+            "patch",
+            "secret",
+            "payments",
+            "-n",
+            "team-a",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"keyring":"dGFtcGVyZWQK"}}"#,
+        ],
+    );
+    wait(10, "the copy repaired", || (keyring_secret(&env, "team-a", "payments")?.0 == master).then_some(()));
+    assert!(started.elapsed() < Duration::from_secs(8), "repaired after {:?}", started.elapsed());
+    // A namespace labelled now gets its copy in seconds.
+    let started = std::time::Instant::now();
+    kubectl(&env, &["label", "namespace", "team-b", "team=payments"]);
+    converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
+    assert!(started.elapsed() < Duration::from_secs(8), "copied after {:?}", started.elapsed());
+    assert_no_forbidden(&env);
+}

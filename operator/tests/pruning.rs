@@ -1,0 +1,131 @@
+//! End to end: retention prunes only keys nothing uses, counted in
+//! ConfigMaps and Secrets (`data` and `binaryData`) of the master's
+//! namespace, every target and every namespace still holding a copy; never
+//! before `minDecryptOnlyAge`; never when a usage list fails.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use encstr_tests::apiserver::{Fault, Matcher};
+
+fn blocked_by(env: &encstr_tests::harness::Env, place: &str) -> String {
+    wait(30, place, || {
+        let (s, r, m) = condition(&cstatus(env, "payments"), "PruneBlocked")?;
+        (s == "True" && r == "KeysInUse" && m.contains(place)).then_some(m)
+    })
+}
+
+#[test]
+fn keys_in_use_anywhere_a_copy_went_are_kept_and_the_rest_pruned() {
+    let (mut env, install) = setup("prune", &["team-a", "team-b"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--usage-scan-interval", "1s"]);
+    for ns in ["team-a", "team-b"] {
+        kubectl(&env, &["label", "namespace", ns, "team=payments"]);
+    }
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaceSelector: {matchLabels: {team: payments}}}\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 2, minDecryptOnlyAge: 1s}\n---\napiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: young}\nspec:\n  targets: {namespaces: [team-a]}\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 1}\n",
+    );
+    let first = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
+    let old_line = first.lines().next().unwrap().to_owned();
+    let token = encrypt_with(&env, &old_line, "db.password", "s3cr3t");
+    // 1. A token in a Secret's data (team-a) blocks pruning of its key.
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "app-creds",
+            "-n",
+            "team-a",
+            &format!("--from-literal=password={token}"),
+        ],
+    );
+    for (i, name) in [(1, "payments"), (2, "payments"), (1, "young")] {
+        kubectl(&env, &["annotate", "cskr", name, &format!("encstr.io/rotate={i}"), "--overwrite"]);
+        if name == "payments" {
+            settled(&env, "payments", &["team-a", "team-b"], i + 1);
+        }
+    }
+    let msg = blocked_by(&env, "team-a/Secret/app-creds:password");
+    let old_id = cstatus(&env, "payments")["keys"][0]["id"].as_str().unwrap().to_owned();
+    assert!(msg.contains(&format!("key {old_id} is used by 1 token(s)")), "{msg}");
+    assert_eq!(keyring_secret(&env, OPERATOR_NS, "payments").unwrap().0.lines().count(), 3);
+    assert!(
+        events(&env, "default")
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "PruneBlocked" && n.contains("app-creds"))
+    );
+    // 2. Moved into a ConfigMap's binaryData: still in use.
+    kubectl(&env, &["delete", "secret", "app-creds", "-n", "team-a"]);
+    let bin = env.dir.join("blob");
+    std::fs::write(&bin, [&[0xff, 0xfe, 0x00][..], token.as_bytes(), &[0x80]].concat()).unwrap();
+    kubectl(
+        &env,
+        &["create", "configmap", "app-bin", "-n", "team-a", &format!("--from-file=blob={}", bin.display())],
+    );
+    let cm = kubectl_json(&env, &["get", "configmap", "app-bin", "-n", "team-a"]).unwrap();
+    assert!(cm["binaryData"]["blob"].is_string(), "kubectl stores non-UTF-8 files as binaryData: {cm}");
+    blocked_by(&env, "team-a/ConfigMap/app-bin:blob");
+    // 3. Moved to team-b, which stops matching but keeps its copy: still in use.
+    kubectl(&env, &["delete", "configmap", "app-bin", "-n", "team-a"]);
+    kubectl(&env, &["label", "namespace", "team-b", "team-"]);
+    kubectl(
+        &env,
+        &[
+            "create",
+            "configmap",
+            "app",
+            "-n",
+            "team-b",
+            &format!("--from-literal=app.properties=db.password = {token}"),
+        ],
+    );
+    blocked_by(&env, "team-b/ConfigMap/app:app.properties");
+    wait(20, "team-b no longer a target", || {
+        (cstatus(&env, "payments")["syncedTargets"] == "1/1").then_some(())
+    });
+    assert!(keyring_secret(&env, "team-b", "payments").is_some(), "team-b keeps its copy");
+    // 4. Gone everywhere, but a usage list fails: nothing is pruned.
+    let mut failing = Fault::new(
+        Matcher { verb: Some("list".into()), resource: Some("configmaps".into()), ..Matcher::default() },
+        1,
+        500,
+    );
+    failing.times = 1_000_000;
+    env.server.fail(failing);
+    kubectl(&env, &["delete", "configmap", "app", "-n", "team-b"]);
+    kubectl(&env, &["annotate", "cskr", "payments", "poke=1", "--overwrite"]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        keyring_secret(&env, OPERATOR_NS, "payments").unwrap().0.lines().count(),
+        3,
+        "a failed list prunes nothing"
+    );
+    env.server.clear_faults();
+    kubectl(&env, &["annotate", "cskr", "payments", "poke=2", "--overwrite"]);
+    let text = wait(30, "the unused key pruned", || {
+        let (text, _, _) = keyring_secret(&env, OPERATOR_NS, "payments")?;
+        (text.lines().count() == 2).then_some(text)
+    });
+    assert!(!text.contains(&old_line));
+    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), text);
+    wait(20, "PruneBlocked cleared", || {
+        (condition(&cstatus(&env, "payments"), "PruneBlocked")?.0 == "False").then_some(())
+    });
+    assert!(events(&env, "default").iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id)));
+    // The keyring with the default minDecryptOnlyAge (24h) kept its former primary.
+    assert_eq!(
+        keyring_secret(&env, OPERATOR_NS, "young").unwrap().0.lines().count(),
+        2,
+        "not before minDecryptOnlyAge"
+    );
+    // The old copy in team-b still decrypts what was made with its keys.
+    let (copy_b, _, _) = keyring_secret(&env, "team-b", "payments").unwrap();
+    assert_eq!(render_ok(&env, &copy_b, &format!("db.password = {token}\n")), "db.password = s3cr3t\n");
+    assert_no_forbidden(&env);
+}
