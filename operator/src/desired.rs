@@ -123,6 +123,30 @@ fn duration(
     }
 }
 
+/// The listed target namespaces and the selector, if valid.
+fn validate_targets(t: Option<&Targets>) -> Result<(BTreeSet<String>, Option<LabelSelector>), Invalid> {
+    let Some(t) = t else { return Ok((BTreeSet::new(), None)) };
+    if let Some(ns) = t.namespaces.iter().find(|n| !is_dns_label(n)) {
+        return Err(Invalid::new(
+            "InvalidNamespace",
+            format!("spec.targets.namespaces: {ns:?} is not a valid namespace name"),
+        ));
+    }
+    let known = |op: &str| matches!(op, "In" | "NotIn" | "Exists" | "DoesNotExist");
+    if let Some(e) = t
+        .namespace_selector
+        .iter()
+        .flat_map(|s| s.match_expressions.iter().flatten())
+        .find(|e| !known(&e.operator))
+    {
+        return Err(Invalid::new(
+            "InvalidSelector",
+            format!("spec.targets.namespaceSelector: unknown operator {:?}", e.operator),
+        ));
+    }
+    Ok((t.namespaces.iter().cloned().collect(), t.namespace_selector.clone()))
+}
+
 /// Validate a spec (the CRD schema checks much of the same, but objects can
 /// predate it or be stored without validation).
 pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
@@ -144,26 +168,7 @@ pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
             format!("spec.secretName {secret_name:?} is not a valid Secret name"),
         ));
     }
-    let (namespaces, selector) = match k.targets() {
-        Some(t) => (t.namespaces.iter().cloned().collect::<BTreeSet<_>>(), t.namespace_selector.clone()),
-        None => (BTreeSet::new(), None),
-    };
-    if let Some(ns) = namespaces.iter().find(|n| !is_dns_label(n)) {
-        return Err(Invalid::new(
-            "InvalidNamespace",
-            format!("spec.targets.namespaces: {ns:?} is not a valid namespace name"),
-        ));
-    }
-    if let Some(e) = selector
-        .iter()
-        .flat_map(|s| s.match_expressions.iter().flatten())
-        .find(|e| !matches!(e.operator.as_str(), "In" | "NotIn" | "Exists" | "DoesNotExist"))
-    {
-        return Err(Invalid::new(
-            "InvalidSelector",
-            format!("spec.targets.namespaceSelector: unknown operator {:?}", e.operator),
-        ));
-    }
+    let (namespaces, selector) = validate_targets(k.targets())?;
     let rotation = c.rotation.cloned().unwrap_or_default();
     let every = duration("spec.rotation.every", rotation.every.as_ref(), None, Duration::from_secs(1))?;
     let promotion_delay = duration(

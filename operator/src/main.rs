@@ -76,6 +76,108 @@ async fn fenced_client(fence: &Fence) -> Result<kube::Client, String> {
     Ok(builder.with_layer(&FenceLayer(fence.clone())).build())
 }
 
+/// How waiting for leadership ended.
+enum Standby {
+    /// This replica leads now.
+    Leader,
+    /// A signal or a failed election ended it.
+    Stopped(Result<(), String>),
+}
+
+/// Wait for leadership, a signal, or the election failing.
+async fn standby(
+    mut leader: tokio::sync::watch::Receiver<bool>,
+    election: &mut tokio::task::JoinHandle<Result<(), String>>,
+    signal: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Standby {
+    loop {
+        if *leader.borrow_and_update() {
+            return Standby::Leader;
+        }
+        tokio::select! {
+            _ = leader.changed() => {}
+            r = &mut *election => {
+                let why = r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default());
+                return Standby::Stopped(Err(format!("leader election stopped: {why}")));
+            }
+            _ = signal.as_mut() => {
+                info!("shutting down before becoming leader");
+                election.abort();
+                return Standby::Stopped(Ok(()));
+            }
+        }
+    }
+}
+
+/// What the leader runs with.
+struct Leading {
+    client: kube::Client,
+    fence: Fence,
+    health: Arc<http::Health>,
+    metrics: Arc<metrics::Metrics>,
+    settings: lease::Settings,
+    identity: String,
+    cluster_ns: String,
+}
+
+/// Run the controllers until a signal (graceful: release the lease), the
+/// loss of the lease (abandon everything at once) or a failed controller.
+async fn lead(
+    l: Leading,
+    args: &RunArgs,
+    mut election: tokio::task::JoinHandle<Result<(), String>>,
+    signal: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<(), String> {
+    l.health.leader.store(true, Ordering::Release);
+    let scope = if args.namespaces.is_empty() {
+        Scope::Cluster
+    } else {
+        Scope::Namespaces(args.namespaces.iter().cloned().collect())
+    };
+    info!(?scope, cluster_resource_namespace = %l.cluster_ns, "became leader; starting the controllers");
+    let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = controller::Settings {
+        instance: l.identity.clone(),
+        cluster_namespace: l.cluster_ns.clone(),
+        scope,
+        resync: args.resync,
+        scan_interval: args.usage_scan_interval,
+    };
+    let mut ctl = tokio::spawn(controller::run(l.client.clone(), l.metrics.clone(), settings, async {
+        let _ = ctl_stop_rx.await;
+    }));
+    tokio::select! {
+        _ = signal.as_mut() => {
+            info!("SIGTERM: shutting down");
+            let _ = ctl_stop_tx.send(());
+            if tokio::time::timeout(Duration::from_secs(20), &mut ctl).await.is_err() {
+                warn!("the controllers did not stop in time");
+                ctl.abort();
+            }
+            election.abort();
+            l.fence.revoke();
+            if let Err(e) = lease::release(l.client.clone(), &l.settings).await {
+                warn!("cannot release the lease: {e}");
+            }
+            Ok(())
+        }
+        r = &mut election => {
+            // Writes already stopped (the fence); abandon everything in flight.
+            ctl.abort();
+            Err(format!("lost leadership: {}", r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default())))
+        }
+        r = &mut ctl => {
+            l.fence.revoke();
+            election.abort();
+            l.health.broken.store(true, Ordering::Release);
+            match r {
+                Err(e) if e.is_panic() => Err("a controller task panicked".to_owned()),
+                _ => Err("the controllers stopped unexpectedly".to_owned()),
+            }
+        }
+    }
+}
+
 async fn serve(args: RunArgs) -> Result<(), String> {
     let identity = args
         .identity
@@ -107,77 +209,19 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         identity: identity.clone(),
         duration: Duration::from_secs(args.lease_duration.max(3)),
     };
-    let (leader_tx, mut leader) = tokio::sync::watch::channel(false);
+    let (leader_tx, leader) = tokio::sync::watch::channel(false);
     let mut election = tokio::spawn(lease::run(client.clone(), settings.clone(), fence.clone(), leader_tx));
     health.ready.store(true, Ordering::Release);
     info!(identity, lease = %format!("{lease_ns}/{}", args.lease_name), "waiting for leadership");
-
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    // Standby until leader, a signal, or the election failing.
-    loop {
-        if *leader.borrow_and_update() {
-            break;
+    let outcome = match standby(leader, &mut election, &mut signal).await {
+        Standby::Leader => {
+            let l =
+                Leading { client, fence, health: health.clone(), metrics, settings, identity, cluster_ns };
+            lead(l, &args, election, &mut signal).await
         }
-        tokio::select! {
-            _ = leader.changed() => {}
-            r = &mut election => return Err(format!("leader election stopped: {}", r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default()))),
-            _ = &mut signal => {
-                info!("shutting down before becoming leader");
-                election.abort();
-                let _ = stop_tx.send(true);
-                let _ = server.await;
-                return Ok(());
-            }
-        }
-    }
-    health.leader.store(true, Ordering::Release);
-    let scope = if args.namespaces.is_empty() {
-        Scope::Cluster
-    } else {
-        Scope::Namespaces(args.namespaces.iter().cloned().collect())
-    };
-    info!(?scope, cluster_resource_namespace = %cluster_ns, "became leader; starting the controllers");
-    let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings_ctl = controller::Settings {
-        instance: identity.clone(),
-        cluster_namespace: cluster_ns,
-        scope,
-        resync: args.resync,
-        scan_interval: args.usage_scan_interval,
-    };
-    let mut ctl = tokio::spawn(controller::run(client.clone(), metrics.clone(), settings_ctl, async {
-        let _ = ctl_stop_rx.await;
-    }));
-    let outcome = tokio::select! {
-        _ = &mut signal => {
-            info!("SIGTERM: shutting down");
-            let _ = ctl_stop_tx.send(());
-            if tokio::time::timeout(Duration::from_secs(20), &mut ctl).await.is_err() {
-                warn!("the controllers did not stop in time");
-                ctl.abort();
-            }
-            election.abort();
-            fence.revoke();
-            if let Err(e) = lease::release(client.clone(), &settings).await {
-                warn!("cannot release the lease: {e}");
-            }
-            Ok(())
-        }
-        r = &mut election => {
-            // Writes already stopped (the fence); abandon everything in flight.
-            ctl.abort();
-            Err(format!("lost leadership: {}", r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default())))
-        }
-        r = &mut ctl => {
-            fence.revoke();
-            election.abort();
-            health.broken.store(true, Ordering::Release);
-            match r {
-                Err(e) if e.is_panic() => Err("a controller task panicked".to_owned()),
-                _ => Err("the controllers stopped unexpectedly".to_owned()),
-            }
-        }
+        Standby::Stopped(r) => r,
     };
     health.leader.store(false, Ordering::Release);
     let _ = stop_tx.send(true);

@@ -490,100 +490,26 @@ async fn converge<K: KeyringResource>(
     m: Master,
 ) -> Result<Action> {
     let now = Timestamp::now();
-    let Master { secret, mut ring, mut meta } = m;
-    let id = k.id();
     if spec.import.is_some()
         && k.keyring_status().is_some_and(|s| s.observed_generation != k.meta().generation)
     {
-        ctx.shared
-            .publish(
-                k,
-                EventType::Normal,
-                "ImportIgnored",
-                "spec.importFrom is read only when the master is first created; the existing master is kept"
-                    .into(),
-            )
-            .await;
+        let note =
+            "spec.importFrom is read only when the master is first created; the existing master is kept";
+        ctx.shared.publish(k, EventType::Normal, "ImportIgnored", note.into()).await;
     }
+    // Observe and decide.
     let targets = targets(ctx, spec, master_ns);
-    let rotate_request = k.annotations().get(ANN_ROTATE).map(String::as_str);
-    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-    let ids = desired::key_ids(&ring);
-    let all_current = if meta.staged.is_some() {
-        copies_current_on_server(k, ctx, &targets, &bytes, &ids).await?
-    } else {
-        true
-    };
-    let candidates = desired::prune_candidates(spec, &ring, &meta, now);
-    let scan =
-        if candidates.is_empty() { Scan::default() } else { scan_usage(k, ctx, master_ns, &targets).await };
-    let step = desired::next_step(&Observed {
-        spec,
-        ring: &ring,
-        meta: &meta,
-        rotate_request,
-        all_copies_current: all_current,
-        usage: scan.fresh.as_ref().map(|u| &u.counts),
-        now,
-    });
-    let mut r = Report { usage: scan.last, ..Report::default() };
-    let stepped = step.is_some();
-    if let Some(step) = step {
-        let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
-        desired::apply_step(&step, &mut new_ring, &mut new_meta, rotate_request, now)?;
-        let new_bytes = Zeroizing::new(new_ring.to_text().as_bytes().to_vec());
-        let master = desired::secret(
-            Some(&secret),
-            master_ns,
-            &spec.secret_name,
-            k.managed_labels("master"),
-            new_meta.to_annotations(&new_ring),
-            &new_bytes,
-        );
-        // The resourceVersion it was computed from: a concurrent change fails it.
-        writer::replace(&ctx.shared.client, &master).await?;
-        step_event(ctx, &id, &step, &ring, &new_ring, &new_meta, &mut r.events);
-        info!(step = ?step, keys = new_ring.len(), "master updated");
-        ring = new_ring;
-        meta = new_meta;
-    } else {
-        // The master's operator annotations follow its keys (after a hand
-        // edit that was accepted, a restore, an upgrade).
-        let (labels, annotations) = (k.managed_labels("master"), meta.to_annotations(&ring));
-        if !desired::master_is_current(&secret, &bytes, &labels, &annotations) {
-            let master =
-                desired::secret(Some(&secret), master_ns, &spec.secret_name, labels, annotations, &bytes);
-            writer::replace(&ctx.shared.client, &master).await?;
-            info!("master annotations brought up to date");
-        }
-    }
+    let plan = plan(k, ctx, spec, master_ns, &m, &targets, now).await?;
+    let mut r = Report { usage: plan.scan.last, ..Report::default() };
+    // Apply: the master, then the copies.
+    let stepped = plan.step.is_some();
+    let (ring, meta) = write_master(k, ctx, spec, master_ns, m, plan.step, now, &mut r.events).await?;
     let mut failure = None;
     if K::KIND == Kind::Cluster {
         (r.targets, failure) = distribute(k, ctx, spec, &targets, &ring, &mut r.events).await?;
     }
-    if let Some(u) = &r.usage {
-        r.blocked = candidates.iter().filter(|c| ring.contains(**c) && u.count(**c) > 0).copied().collect();
-        let was = k
-            .keyring_status()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED))
-            .cloned();
-        let places: Vec<String> =
-            r.blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
-        if !r.blocked.is_empty()
-            && was
-                .is_none_or(|c| c.status != "True" || !places.iter().all(|p| c.message.contains(p.as_str())))
-        {
-            r.events.push((
-                EventType::Warning,
-                "PruneBlocked",
-                format!(
-                    "key(s) {} exceed retention.maxKeys but are still used: {}",
-                    guard::ids(&r.blocked),
-                    places.join(", ")
-                ),
-            ));
-        }
-    }
+    // Report.
+    r.blocked = prune_blocked(k, &plan.candidates, &ring, r.usage.as_ref(), &mut r.events);
     r.promotion_at = meta
         .staged
         .and(meta.distributed_at)
@@ -596,10 +522,123 @@ async fn converge<K: KeyringResource>(
     let mut wait = next_look(ctx, spec, &ring, &meta, stepped, promotion_at, now);
     // Keys retention wants gone are looked at again after the scan interval
     // (ConfigMaps and Secrets are not watched).
-    if !candidates.is_empty() {
+    if !plan.candidates.is_empty() {
         wait = wait.min(ctx.shared.scan_interval.max(Duration::from_millis(200)));
     }
     Ok(Action::requeue(wait))
+}
+
+/// What a reconcile of an existing master decided.
+struct Plan {
+    /// The lifecycle step to take, if any.
+    step: Option<Step>,
+    /// Keys retention wants gone.
+    candidates: Vec<KeyId>,
+    /// The usage scan.
+    scan: Scan,
+}
+
+/// Observe what the next step depends on (copies from the API server while
+/// a key is staged, usage when retention wants keys gone) and decide it.
+async fn plan<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    m: &Master,
+    targets: &[Target],
+    now: Timestamp,
+) -> Result<Plan> {
+    let bytes = Zeroizing::new(m.ring.to_text().as_bytes().to_vec());
+    let all_current = if m.meta.staged.is_some() {
+        copies_current_on_server(k, ctx, targets, &bytes, &desired::key_ids(&m.ring)).await?
+    } else {
+        true
+    };
+    let candidates = desired::prune_candidates(spec, &m.ring, &m.meta, now);
+    let scan =
+        if candidates.is_empty() { Scan::default() } else { scan_usage(k, ctx, master_ns, targets).await };
+    let step = desired::next_step(&Observed {
+        spec,
+        ring: &m.ring,
+        meta: &m.meta,
+        rotate_request: k.annotations().get(ANN_ROTATE).map(String::as_str),
+        all_copies_current: all_current,
+        usage: scan.fresh.as_ref().map(|u| &u.counts),
+        now,
+    });
+    Ok(Plan { step, candidates, scan })
+}
+
+/// Write the master: the step (with the resourceVersion it was computed
+/// from, so a concurrent change fails it), or its annotations when they no
+/// longer follow its keys (a hand edit that was accepted, a restore).
+#[allow(clippy::too_many_arguments)]
+async fn write_master<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    m: Master,
+    step: Option<Step>,
+    now: Timestamp,
+    events: &mut Events,
+) -> Result<(Keyring, KeyMeta)> {
+    let Master { secret, ring, meta } = m;
+    let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
+    if let Some(step) = &step {
+        desired::apply_step(
+            step,
+            &mut new_ring,
+            &mut new_meta,
+            k.annotations().get(ANN_ROTATE).map(String::as_str),
+            now,
+        )?;
+    }
+    let bytes = Zeroizing::new(new_ring.to_text().as_bytes().to_vec());
+    let (labels, annotations) = (k.managed_labels("master"), new_meta.to_annotations(&new_ring));
+    if step.is_none() && desired::master_is_current(&secret, &bytes, &labels, &annotations) {
+        return Ok((new_ring, new_meta));
+    }
+    let master = desired::secret(Some(&secret), master_ns, &spec.secret_name, labels, annotations, &bytes);
+    writer::replace(&ctx.shared.client, &master).await?;
+    match &step {
+        Some(step) => {
+            step_event(ctx, &k.id(), step, &ring, &new_ring, &new_meta, events);
+            info!(step = ?step, keys = new_ring.len(), "master updated");
+        }
+        None => info!("master annotations brought up to date"),
+    }
+    Ok((new_ring, new_meta))
+}
+
+/// Keys retention wants gone that are still used (with a Warning event
+/// when that is news).
+fn prune_blocked<K: KeyringResource>(
+    k: &K,
+    candidates: &[KeyId],
+    ring: &Keyring,
+    usage: Option<&Usage>,
+    events: &mut Events,
+) -> Vec<KeyId> {
+    let Some(u) = usage else { return Vec::new() };
+    let blocked: Vec<KeyId> =
+        candidates.iter().filter(|c| ring.contains(**c) && u.count(**c) > 0).copied().collect();
+    let was =
+        k.keyring_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED));
+    let places: Vec<String> =
+        blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
+    let news =
+        was.is_none_or(|c| c.status != "True" || !places.iter().all(|p| c.message.contains(p.as_str())));
+    if !blocked.is_empty() && news {
+        let note = format!(
+            "key(s) {} exceed retention.maxKeys but are still used: {}",
+            guard::ids(&blocked),
+            places.join(", ")
+        );
+        events.push((EventType::Warning, "PruneBlocked", note));
+    }
+    blocked
 }
 
 fn step_event(
@@ -694,10 +733,11 @@ async fn distribute<K: KeyringResource>(
     ring: &Keyring,
     events: &mut Events,
 ) -> Result<(Vec<TargetStatus>, Option<Error>)> {
-    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-    let ids = desired::key_ids(ring);
-    let labels = k.managed_labels("copy");
-    let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), ids.clone())]);
+    let copy = Copy {
+        bytes: Zeroizing::new(ring.to_text().as_bytes().to_vec()),
+        ids: desired::key_ids(ring),
+        labels: k.managed_labels("copy"),
+    };
     let previous: BTreeMap<String, Option<String>> = k
         .keyring_status()
         .map(|s| s.targets.iter().map(|t| (t.namespace.clone(), t.reason.clone())).collect())
@@ -707,60 +747,24 @@ async fn distribute<K: KeyringResource>(
     let mut failure = None;
     for t in targets {
         let ns = t.name().to_owned();
-        let status = |synced: bool, reason: Option<&str>, message: Option<String>| TargetStatus {
-            namespace: ns.clone(),
-            synced,
-            reason: reason.map(str::to_owned),
-            message,
-        };
-        let cached = ctx.secrets.get(&ObjectRef::new(&spec.secret_name).within(&ns));
-        let result = match t {
-            Target::Missing(_) => {
-                Ok(status(false, Some("NamespaceNotFound"), Some("namespace not found".into())))
-            }
-            Target::Terminating(_) => {
-                Ok(status(false, Some("NamespaceTerminating"), Some("namespace is terminating".into())))
-            }
-            Target::Active(_) => {
-                match cached.filter(|c| c.labels().get(K::KIND.label()) == Some(&k.name_any())) {
-                    Some(c) if desired::copy_is_current(&c, &bytes, &ids, &labels) => {
-                        Ok(status(true, None, None))
-                    }
-                    Some(c) => {
-                        let copy = desired::secret(
-                            Some(&c),
-                            &ns,
-                            &spec.secret_name,
-                            labels.clone(),
-                            annotations.clone(),
-                            &bytes,
-                        );
-                        writer::replace(&ctx.shared.client, &copy).await.map(|_| {
-                            written.push(ns.clone());
-                            status(true, None, None)
-                        })
-                    }
-                    None => create_copy(k, ctx, spec, &ns, &bytes, &ids, &mut written)
-                        .await
-                        .map(|(synced, reason, message)| status(synced, reason, message)),
+        let st = match sync_target(k, ctx, spec, t, &copy).await {
+            Ok((st, wrote)) => {
+                if wrote {
+                    written.push(ns.clone());
                 }
+                st
             }
-        };
-        let st = match result {
-            Ok(st) => st,
             Err(e) if e.is_not_leader() => return Err(e),
             Err(e) => {
-                let st = status(false, Some(e.reason()), Some(format!("cannot write the copy: {e}")));
+                let st =
+                    target_status(&ns, false, Some(e.reason()), Some(format!("cannot write the copy: {e}")));
                 failure = Some(e);
                 st
             }
         };
         if st.reason.as_deref() == Some("SecretConflict") && previous.get(&ns) != Some(&st.reason) {
-            events.push((
-                EventType::Warning,
-                "SecretConflict",
-                format!("namespace {ns}: {}", st.message.clone().unwrap_or_default()),
-            ));
+            let note = format!("namespace {ns}: {}", st.message.clone().unwrap_or_default());
+            events.push((EventType::Warning, "SecretConflict", note));
         }
         out.push(st);
     }
@@ -768,6 +772,73 @@ async fn distribute<K: KeyringResource>(
         info!(namespaces = ?written, "copies written");
     }
     Ok((out, failure))
+}
+
+/// What every copy holds.
+struct Copy {
+    bytes: Zeroizing<Vec<u8>>,
+    ids: String,
+    labels: BTreeMap<String, String>,
+}
+
+fn target_status(ns: &str, synced: bool, reason: Option<&str>, message: Option<String>) -> TargetStatus {
+    TargetStatus { namespace: ns.to_owned(), synced, reason: reason.map(str::to_owned), message }
+}
+
+/// One target: its status and whether a copy was written.
+async fn sync_target<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    t: &Target,
+    copy: &Copy,
+) -> Result<(TargetStatus, bool)> {
+    let ns = t.name();
+    match t {
+        Target::Missing(_) => {
+            return Ok((
+                target_status(ns, false, Some("NamespaceNotFound"), Some("namespace not found".into())),
+                false,
+            ));
+        }
+        Target::Terminating(_) => {
+            return Ok((
+                target_status(
+                    ns,
+                    false,
+                    Some("NamespaceTerminating"),
+                    Some("namespace is terminating".into()),
+                ),
+                false,
+            ));
+        }
+        Target::Active(_) => {}
+    }
+    let cached = ctx.secrets.get(&ObjectRef::new(&spec.secret_name).within(ns));
+    match cached.filter(|c| c.labels().get(K::KIND.label()) == Some(&k.name_any())) {
+        Some(c) if desired::copy_is_current(&c, &copy.bytes, &copy.ids, &copy.labels) => {
+            Ok((target_status(ns, true, None, None), false))
+        }
+        Some(c) => {
+            let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), copy.ids.clone())]);
+            let s = desired::secret(
+                Some(&c),
+                ns,
+                &spec.secret_name,
+                copy.labels.clone(),
+                annotations,
+                &copy.bytes,
+            );
+            writer::replace(&ctx.shared.client, &s).await?;
+            Ok((target_status(ns, true, None, None), true))
+        }
+        None => {
+            let mut written = Vec::new();
+            let (synced, reason, message) =
+                create_copy(k, ctx, spec, ns, &copy.bytes, &copy.ids, &mut written).await?;
+            Ok((target_status(ns, synced, reason, message), !written.is_empty()))
+        }
+    }
 }
 
 /// A copy the cache does not hold: create it; if a Secret of that name
