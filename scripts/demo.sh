@@ -85,25 +85,27 @@ pids+=($!)
 for _ in $(seq 50); do [ -s kubeconfig ] && break; sleep 0.1; done
 export KUBECONFIG="$PWD/kubeconfig" KUBECACHEDIR="$PWD/kube-cache"
 show kubectl apply --server-side -f "$crd"
-for ns in platform print-a print-b; do kubectl create namespace "$ns" >/dev/null; done
-kubectl label namespace print-b encstr.io/keyring=print >/dev/null
-"$operator_bin" run --listen 127.0.0.1:0 --lease-duration 5 --identity demo > operator.log 2>&1 &
+for ns in encstr print-a print-b; do kubectl create namespace "$ns" >/dev/null; done
+kubectl label namespace print-b team=print >/dev/null
+"$operator_bin" run --listen 127.0.0.1:0 --lease-duration 5 --identity demo \
+  --lease-namespace encstr --cluster-resource-namespace encstr > operator.log 2>&1 &
 pids+=($!)
-cat > keyring.yaml <<'SKR'
+cat > keyring.yaml <<'CSKR'
 apiVersion: encstr.io/v1alpha1
-kind: SecretKeyring
-metadata: {name: print, namespace: platform}
+kind: ClusterSecretKeyring
+metadata: {name: print}
 spec:
   targets:
     namespaces: [print-a]
-    namespaceSelector: {matchLabels: {encstr.io/keyring: print}}
+    namespaceSelector: {matchLabels: {team: print}}
   rotation: {every: 2160h, promotionDelay: 2s}
   retention: {maxKeys: 3}
-SKR
+CSKR
 show kubectl apply --server-side -f keyring.yaml
 for _ in $(seq 100); do kubectl get secret print -n print-b >/dev/null 2>&1 && break; sleep 0.1; done
-show kubectl get secrets -A -l encstr.io/keyring=platform.print
-show kubectl get skr print -n platform -o jsonpath='{.status.keys}{"\n"}{.status.targets}{"\n"}'
+show kubectl get secrets -A -l encstr.io/cluster-keyring=print -L encstr.io/role
+show kubectl get cskr print
+show kubectl get cskr print -o jsonpath='{.status.keys}{"\n"}{.status.targets}{"\n"}'
 
 step "an app in print-a seals with, and renders with, its copy of the keyring"
 (umask 077; kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring)
@@ -113,15 +115,32 @@ show encstr render --source cluster-config --target cluster-run --keyring copy-k
 show cat cluster-run/cluster.properties
 
 step "rotate: staged everywhere first, then promoted; the old value still decrypts"
-show kubectl annotate skr print -n platform encstr.io/rotate="$(date +%s)" --overwrite
+show kubectl annotate cskr print encstr.io/rotate="$(date +%s)" --overwrite
 for _ in $(seq 100); do
-  keys=$(kubectl get skr print -n platform -o jsonpath='{.status.keys[*].state}')
+  keys=$(kubectl get cskr print -o jsonpath='{.status.keys[*].state}')
   [ "$keys" = "DecryptOnly Primary" ] && break
   sleep 0.1
 done
-show kubectl get skr print -n platform -o jsonpath='{.status.keys}{"\n"}'
+show kubectl get cskr print -o jsonpath='{.status.keys}{"\n"}'
 (umask 077; kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring)
 show encstr render --source cluster-config --target cluster-run --keyring copy-keyring
 show encstr check --keyring copy-keyring cluster-config/cluster.properties
+
+step "never lose a key: a master edited to drop a key is refused, copies keep every key"
+(umask 077
+ kubectl get secret print -n encstr -o jsonpath='{.data.keyring}' | base64 -d | tail -n 1 > one-key
+ kubectl create secret generic print -n encstr --from-file=keyring=one-key --dry-run=client -o json \
+   | python3 -c 'import json,sys; s=json.load(sys.stdin); print(json.dumps({"data": s["data"]}))' > patch.json
+ rm -f one-key)
+show kubectl patch secret print -n encstr --type merge --patch-file patch.json
+for _ in $(seq 100); do
+  reason=$(kubectl get cskr print -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')
+  [ "$reason" = "KeysMissing" ] && break
+  sleep 0.1
+done
+show kubectl get cskr print -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}{"\n"}'
+(umask 077; kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring)
+show encstr check --keyring copy-keyring cluster-config/cluster.properties
+show kubectl get events --field-selector reason=KeysMissing -A
 
 step "done: the files are in ./demo"

@@ -88,15 +88,15 @@ pub struct Metrics {
     pub reconciliations: Family<ResultLabel, Counter>,
     /// `encstr_operator_reconcile_duration_seconds`.
     pub reconcile_duration: Histogram,
-    /// `encstr_keyring_keys{namespace,keyring,state}`.
+    /// `encstr_keyring_keys{kind,namespace,keyring,state}`.
     pub keys: Family<KeyStateLabels, Gauge>,
-    /// `encstr_keyring_primary_key_age_seconds{namespace,keyring}`.
+    /// `encstr_keyring_primary_key_age_seconds{kind,namespace,keyring}`.
     pub primary_age: Family<KeyringLabels, Gauge<f64, AtomicU64>>,
-    /// `encstr_keyring_targets{namespace,keyring,synced}`.
+    /// `encstr_keyring_targets{kind,namespace,keyring,synced}`.
     pub targets: Family<TargetLabels, Gauge>,
-    /// `encstr_keyring_rotations_total{namespace,keyring}`.
+    /// `encstr_keyring_rotations_total{kind,namespace,keyring}`.
     pub rotations: Family<KeyringLabels, Counter>,
-    /// `encstr_keyring_keys_pruned_total{namespace,keyring}`.
+    /// `encstr_keyring_keys_pruned_total{kind,namespace,keyring}`.
     pub pruned: Family<KeyringLabels, Counter>,
     /// `encstr_keyring_prune_blocked_keys{kind,namespace,keyring}`: keys retention
     /// wants gone that are still in use (for the PruneBlocked alert).

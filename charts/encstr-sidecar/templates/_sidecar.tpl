@@ -32,7 +32,7 @@ notify (native mode only) tells the app when a render changed its files:
 {{- define "encstr-sidecar.settings" -}}
 {{- $defaults := dict "image" "ghcr.io/encstr/encstr:0.1.0" "imagePullPolicy" "IfNotPresent" "mode" "native" "keyringSecret" "" "configMap" "" "targetPath" "/run/secrets/app" "sizeLimit" "1Mi" "namePrefix" "" "denyPlaintext" false "metricsPort" 9102 "notify" (dict "signal" "" "process" "" "url" "" "debounce" "") "resources" (dict "requests" (dict "cpu" "5m" "memory" "16Mi") "limits" (dict "memory" "32Mi")) -}}
 {{- $s := mergeOverwrite $defaults (deepCopy (default (dict) .)) -}}
-{{- if not $s.keyringSecret -}}{{- fail "encstr-sidecar: keyringSecret is required (the Secret a SecretKeyring distributes)" -}}{{- end -}}
+{{- if not $s.keyringSecret -}}{{- fail "encstr-sidecar: keyringSecret is required (the Secret of a SecretKeyring in the namespace, or the copy of a ClusterSecretKeyring)" -}}{{- end -}}
 {{- if not $s.configMap -}}{{- fail "encstr-sidecar: configMap is required (the config files holding ENCSTR tokens)" -}}{{- end -}}
 {{- if not (has $s.mode (list "native" "classic")) -}}{{- fail "encstr-sidecar: mode must be native or classic" -}}{{- end -}}
 {{- $n := $s.notify -}}
