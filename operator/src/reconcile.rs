@@ -32,6 +32,10 @@ use crate::writer::{self, Created};
 /// Page size of the lists the operator makes.
 const PAGE: u32 = 500;
 
+/// Page size of usage scans: ConfigMaps and Secrets may be up to 1 MiB
+/// each, and a scan holds one page at a time (see BENCHMARKS.md).
+const USAGE_PAGE: u32 = 100;
+
 /// Events collected during a reconcile, published with the status.
 type Events = Vec<(EventType, &'static str, String)>;
 
@@ -945,7 +949,7 @@ async fn count_usage<K: KeyringResource>(
 
 async fn scan_namespace(client: &Client, ns: &str, usage: &mut Usage) -> Result<()> {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let mut lp = ListParams::default().limit(PAGE);
+    let mut lp = ListParams::default().limit(USAGE_PAGE);
     loop {
         let page = cms.list(&lp).await?;
         for cm in &page.items {
@@ -963,7 +967,7 @@ async fn scan_namespace(client: &Client, ns: &str, usage: &mut Usage) -> Result<
         }
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let mut lp = ListParams::default().limit(PAGE);
+    let mut lp = ListParams::default().limit(USAGE_PAGE);
     loop {
         let page = secrets.list(&lp).await?;
         for s in page.items.iter().filter(|s| !is_managed(s.labels())) {

@@ -71,21 +71,35 @@ fn keys_in_use_anywhere_a_copy_went_are_kept_and_the_rest_pruned() {
     let cm = kubectl_json(&env, &["get", "configmap", "app-bin", "-n", "team-a"]).unwrap();
     assert!(cm["binaryData"]["blob"].is_string(), "kubectl stores non-UTF-8 files as binaryData: {cm}");
     blocked_by(&env, "team-a/ConfigMap/app-bin:blob");
-    // 3. Moved to team-b, which stops matching but keeps its copy: still in use.
-    kubectl(&env, &["delete", "configmap", "app-bin", "-n", "team-a"]);
-    kubectl(&env, &["label", "namespace", "team-b", "team-"]);
+    // 3. Moved to team-b, which stops matching but keeps its copy: still in
+    // use, and found on the third page of the paginated scan. (The token is
+    // placed before it leaves team-a, so the key is never unused meanwhile.)
+    let admin = encstr_tests::harness::Client::admin(&env.server);
+    for i in 0..230 {
+        let body = format!(r#"{{"metadata": {{"name": "filler-{i:03}"}}, "data": {{"a": "b"}}}}"#);
+        let (code, _) = admin
+            .request_blocking("POST", "/api/v1/namespaces/team-b/configmaps", "application/json", &body)
+            .unwrap();
+        assert_eq!(code, 201);
+    }
     kubectl(
         &env,
         &[
             "create",
             "configmap",
-            "app",
+            "zz-app",
             "-n",
             "team-b",
             &format!("--from-literal=app.properties=db.password = {token}"),
         ],
     );
-    blocked_by(&env, "team-b/ConfigMap/app:app.properties");
+    kubectl(&env, &["label", "namespace", "team-b", "team-"]);
+    kubectl(&env, &["delete", "configmap", "app-bin", "-n", "team-a"]);
+    wait(30, "blocked by team-b/ConfigMap/zz-app only", || {
+        let (s, _, m) = condition(&cstatus(&env, "payments"), "PruneBlocked")?;
+        (s == "True" && m.contains("team-b/ConfigMap/zz-app:app.properties") && !m.contains("app-bin"))
+            .then_some(())
+    });
     wait(20, "team-b no longer a target", || {
         (cstatus(&env, "payments")["syncedTargets"] == "1/1").then_some(())
     });
@@ -98,7 +112,7 @@ fn keys_in_use_anywhere_a_copy_went_are_kept_and_the_rest_pruned() {
     );
     failing.times = 1_000_000;
     env.server.fail(failing);
-    kubectl(&env, &["delete", "configmap", "app", "-n", "team-b"]);
+    kubectl(&env, &["delete", "configmap", "zz-app", "-n", "team-b"]);
     kubectl(&env, &["annotate", "cskr", "payments", "poke=1", "--overwrite"]);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(

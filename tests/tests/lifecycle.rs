@@ -80,6 +80,49 @@ async fn bookmarks_come_at_the_configured_interval_and_never_run_ahead() {
 }
 
 #[tokio::test]
+async fn lists_across_namespaces_come_in_etcd_key_order_and_pages_lose_nothing() {
+    let s = TestApiServer::start(0).await.unwrap();
+    // etcd orders `namespace/name` by bytes: `a-b/…` before `a/…`.
+    for ns in ["a", "a-b"] {
+        call(&s, "POST", "/api/v1/namespaces", json!({"metadata": {"name": ns}})).await.unwrap();
+        for name in ["x", "x-1", "y"] {
+            let body = json!({"metadata": {"name": name, "labels": {"page": "yes"}}});
+            call(&s, "POST", &format!("/api/v1/namespaces/{ns}/secrets"), body).await.unwrap();
+        }
+    }
+    let key = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["metadata"]["namespace"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let want = ["a-b/x", "a-b/x-1", "a-b/y", "a/x", "a/x-1", "a/y"];
+    let all = call(&s, "GET", "/api/v1/secrets?labelSelector=page%3Dyes", Value::Null).await.unwrap();
+    assert_eq!(key(&all), want);
+    let mut paged = Vec::new();
+    let mut url = "/api/v1/secrets?labelSelector=page%3Dyes&limit=1".to_owned();
+    loop {
+        let page = call(&s, "GET", &url, Value::Null).await.unwrap();
+        paged.extend(key(&page));
+        match page["metadata"]["continue"].as_str() {
+            Some(c) if !c.is_empty() => {
+                url = format!("/api/v1/secrets?labelSelector=page%3Dyes&limit=1&continue={c}")
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(paged, want);
+}
+
+#[tokio::test]
 async fn lists_and_continue_tokens_are_consistent_snapshots_until_the_history_drops_them() {
     let s = TestApiServer::start(0).await.unwrap();
     call(&s, "POST", "/api/v1/namespaces", json!({"metadata": {"name": "page"}})).await.unwrap();

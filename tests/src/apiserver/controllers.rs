@@ -65,8 +65,9 @@ fn namespaces(s: &mut Store, ca_pem: &str) {
         .map(|k| k.name)
         .collect();
     for name in names {
-        let Some(ns) = s.raw(&ns_key(&name)).cloned() else { continue };
-        if is_deleting(&ns) {
+        let Some(deleting) = s.raw(&ns_key(&name)).map(is_deleting) else { continue };
+        if deleting {
+            let Some(ns) = s.raw(&ns_key(&name)).cloned() else { continue };
             finalize_namespace(s, &name, &ns);
         } else {
             populate_namespace(s, &name, ca_pem);
@@ -215,11 +216,13 @@ fn garbage_collect(s: &mut Store) {
     }
     let mut blocking: BTreeSet<String> = BTreeSet::new();
     for k in &keys {
-        let Some(obj) = s.raw(k).cloned() else { continue };
-        let refs = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-        if refs.is_empty() {
+        // Only objects with owners are looked at (and copied).
+        let Some((refs, deleting)) = s.raw(k).and_then(|o| {
+            let refs = o["metadata"]["ownerReferences"].as_array().filter(|r| !r.is_empty())?;
+            Some((refs.clone(), is_deleting(o)))
+        }) else {
             continue;
-        }
+        };
         // Orphaning owners release their dependents.
         let released: Vec<&Value> =
             refs.iter().filter(|r| r["uid"].as_str().is_some_and(|u| orphaning.contains_key(u))).collect();
@@ -251,7 +254,7 @@ fn garbage_collect(s: &mut Store) {
                 absent += 1;
             }
         }
-        if is_deleting(&obj) {
+        if deleting {
             continue;
         }
         if (absent == refs.len() || deleting_foreground)

@@ -435,10 +435,34 @@ impl Store {
         ns: Option<&str>,
         at: Option<u64>,
     ) -> ApiResult<Vec<(ObjKey, Value)>> {
+        self.list_at_from(t, ns, at, |_| true)
+    }
+
+    /// [`Store::list_at`], cloning only the objects whose key `keep`
+    /// accepts (a continued list skips what earlier pages served).
+    pub fn list_at_from(
+        &self,
+        t: &ResourceType,
+        ns: Option<&str>,
+        at: Option<u64>,
+        keep: impl Fn(&ObjKey) -> bool,
+    ) -> ApiResult<Vec<(ObjKey, Value)>> {
         let (g, p) = &t.storage;
         let of_type = |k: &ObjKey| &k.group == g && &k.plural == p && ns.is_none_or(|n| k.namespace == n);
-        let mut state: BTreeMap<ObjKey, Value> =
-            self.objects.iter().filter(|(k, _)| of_type(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        // Keys sort by group, plural, namespace, name: one range holds the type.
+        let first = ObjKey {
+            group: g.clone(),
+            plural: p.clone(),
+            namespace: ns.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
+        let mut state: BTreeMap<ObjKey, Value> = self
+            .objects
+            .range(first..)
+            .take_while(|(k, _)| of_type(k))
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(rv) = at.filter(|rv| *rv < self.rv) {
             if rv < self.oldest {
                 return Err(ApiError::new(
@@ -448,7 +472,7 @@ impl Store {
                 ));
             }
             for c in self.history.iter().rev().take_while(|c| c.rv > rv) {
-                if !of_type(&c.key) {
+                if !of_type(&c.key) || !keep(&c.key) {
                     continue;
                 }
                 match c.kind {

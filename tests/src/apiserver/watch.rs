@@ -285,7 +285,8 @@ pub fn list_page(
     {
         return Ok(Err(n));
     }
-    let all = match s.list_at(t, ns, Some(snapshot_rv)) {
+    let after_start = |k: &ObjKey| start.as_ref().is_none_or(|s| sort_key(k).as_str() > s.as_str());
+    let all = match s.list_at_from(t, ns, Some(snapshot_rv), after_start) {
         Ok(all) => all,
         Err(e) if e.code == 410 && start.is_some() => {
             let start = start.unwrap_or_default();
@@ -311,11 +312,10 @@ pub fn list_page(
     let mut next_start = None;
     let mut remaining = 0usize;
     let filtered = !o.labels.is_empty() || !o.fields.is_empty();
-    for (k, v) in all {
-        let key = sort_key(&k);
-        if start.as_ref().is_some_and(|s| key.as_str() <= s.as_str()) {
-            continue;
-        }
+    // etcd's order: by key bytes, `namespace/name` (so `a-b/x` before `a/x`).
+    let mut all: Vec<(String, Value)> = all.into_iter().map(|(k, v)| (sort_key(&k), v)).collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, v) in all {
         let served = strategy::from_storage(t, v);
         if !matches(&served) {
             continue;
