@@ -17,7 +17,7 @@ target=x86_64-unknown-linux-gnu
 
 # +crt-static only for the target, not for build scripts and proc-macros.
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$target" -p "$binary"
-bin="target/$target/release/$binary"
+bin="${CARGO_TARGET_DIR:-target}/$target/release/$binary"
 file "$bin" 2>/dev/null | grep -qE 'static(-pie)? linked|statically linked' || ldd "$bin" 2>&1 | grep -qE 'not a dynamic executable|statically linked' \
   || { echo "$bin is not statically linked" >&2; exit 1; }
 

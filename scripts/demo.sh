@@ -11,10 +11,10 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 
 step "build"
 cargo build --quiet -p encstr -p encstr-operator -p encstr-tests
-bin="$PWD/target/debug/encstr"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/encstr"
 encstr() { "$bin" "$@"; }
-operator_bin="$PWD/target/debug/encstr-operator"
-apiserver_bin="$PWD/target/debug/kube-test-apiserver"
+operator_bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/encstr-operator"
+apiserver_bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/kube-test-apiserver"
 crd="$PWD/crds/encstr.yaml"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT

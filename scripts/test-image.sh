@@ -15,7 +15,7 @@ size=$(podman image inspect "$image" --format '{{.Size}}')
 work=$(mktemp -d)
 shm=$(mktemp -d /dev/shm/encstr-image.XXXXXX)
 trap 'rm -rf "$work" "$shm"' EXIT
-bin=target/debug/encstr
+bin="${CARGO_TARGET_DIR:-target}/debug/encstr"
 [ -x "$bin" ] || cargo build --quiet -p encstr
 mkdir -p "$work/config" "$work/keys"
 "$bin" keys init --keyring "$work/keys/keyring" >/dev/null

@@ -44,7 +44,7 @@ cargo test --workspace --locked
 
 log "generated CRD is up to date"
 cargo build --quiet --locked -p encstr-operator
-./target/debug/encstr-operator crd | diff -u crds/encstr.yaml - \
+"${CARGO_TARGET_DIR:-target}/debug/encstr-operator" crd | diff -u crds/encstr.yaml - \
   || { echo "crds/encstr.yaml is stale: regenerate with 'encstr-operator crd'" >&2; exit 1; }
 
 log "manifests and Dockerfile"

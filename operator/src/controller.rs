@@ -1,7 +1,7 @@
 //! Wiring: one controller per kind, each driven by its reflectors' own
 //! streams (a reconcile never runs before the caches hold the change that
 //! triggered it): the keyrings, the Secrets carrying the kind's label, and
-//! for the cluster kind the Namespaces (metadata only). The finalizer,
+//! for the cluster kind the Namespaces (labels and phase, see `namespaces`). The finalizer,
 //! events, backoff and metrics around each reconcile; the reconcile itself
 //! is in `reconcile`.
 
@@ -10,18 +10,19 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{Instrument as _, debug, info_span, warn};
 
+use crate::cache::{self, Namespaces, Secrets};
 use crate::crd::*;
 use crate::error::{Error, Result};
 use crate::keyring::{Id, KeyringResource, Kind, owner_of};
@@ -110,10 +111,10 @@ impl Shared {
 pub struct Ctx {
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// Secrets carrying the kind's label.
-    pub secrets: Store<Secret>,
-    /// Namespaces, metadata only (cluster kind).
-    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// Secrets carrying the kind's label (labels, key ids, digest).
+    pub secrets: Secrets,
+    /// Namespaces: labels and phase (cluster kind).
+    pub namespaces: Option<Namespaces>,
 }
 
 impl Ctx {
@@ -136,15 +137,16 @@ pub fn backoff(n: u32) -> Duration {
 }
 
 /// Whether a label set matches a LabelSelector.
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = sel.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+pub fn selector_matches<'a>(sel: &LabelSelector, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let labels_ok = sel.match_labels.iter().flatten().all(|(k, v)| label(k) == Some(v.as_str()));
     let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
+        let values = e.values.as_deref().unwrap_or_default();
+        let has = |v: &str| values.iter().any(|x| x == v);
         match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
+            "In" => label(&e.key).is_some_and(has),
+            "NotIn" => label(&e.key).is_none_or(|v| !has(v)),
+            "Exists" => label(&e.key).is_some(),
+            "DoesNotExist" => label(&e.key).is_none(),
             _ => false,
         }
     });
@@ -260,18 +262,25 @@ async fn run_kind<K: KeyringResource>(
 ) {
     let config = watcher::Config::default();
     let (k_reader, k_writer) = reflector::store::<K>();
-    let k_stream = watcher(keyrings, config.clone()).default_backoff().reflect(k_writer).applied_objects();
-    let (s_reader, s_writer) = reflector::store::<Secret>();
+    let k_stream = watcher(keyrings, config.clone())
+        .default_backoff()
+        .modify(|k: &mut K| k.meta_mut().managed_fields = None)
+        .reflect(k_writer)
+        .applied_objects();
+    let (s_reader, mut s_writer) = cache::index(cache::secret_entry);
     let s_stream = watcher(secrets, config.clone().labels(K::KIND.label()))
         .default_backoff()
-        .reflect(s_writer)
+        .inspect_ok(move |event| s_writer.apply(event))
         .touched_objects();
     let mut controller =
         Controller::for_stream(k_stream, k_reader.clone()).watches_stream(s_stream, secret_mapper::<K>);
     let ns_store = match namespaces {
         Some(api) => {
-            let (n_reader, n_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-            let n_stream = watcher(api, config).default_backoff().reflect(n_writer).touched_objects();
+            let (index, mut n_writer) = cache::index(cache::namespace_entry);
+            let n_stream = watcher(api, config)
+                .default_backoff()
+                .inspect_ok(move |event| n_writer.apply(event))
+                .touched_objects();
             let keyrings = k_reader.clone();
             controller = controller.watches_stream(n_stream, move |ns: PartialObjectMeta<Namespace>| {
                 let name = ns.name_any();
@@ -285,7 +294,7 @@ async fn run_kind<K: KeyringResource>(
                     .map(|k| ObjectRef::from_obj(k.as_ref()))
                     .collect::<Vec<_>>()
             });
-            Some(n_reader)
+            Some(index)
         }
         None => None,
     };
@@ -409,19 +418,19 @@ mod tests {
             match_labels: Some(BTreeMap::from([("team".into(), "payments".into())])),
             match_expressions: None,
         };
-        assert!(selector_matches(&sel, &labels));
+        assert!(selector_matches(&sel, |k| labels.get(k).map(String::as_str)));
         sel.match_expressions = Some(vec![LabelSelectorRequirement {
             key: "tier".into(),
             operator: "NotIn".into(),
             values: Some(vec!["a".into()]),
         }]);
-        assert!(!selector_matches(&sel, &labels));
+        assert!(!selector_matches(&sel, |k| labels.get(k).map(String::as_str)));
         sel.match_expressions = Some(vec![LabelSelectorRequirement {
             key: "zone".into(),
             operator: "DoesNotExist".into(),
             values: None,
         }]);
-        assert!(selector_matches(&sel, &labels));
+        assert!(selector_matches(&sel, |k| labels.get(k).map(String::as_str)));
     }
 
     #[test]

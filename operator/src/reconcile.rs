@@ -13,12 +13,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-use crate::controller::{Ctx, remove_annotation, selector_matches};
+use crate::cache::{self, Phase};
+use crate::controller::{Ctx, remove_annotation};
 use crate::crd::*;
 use crate::desired::{self, Invalid, KeyMeta, Observed, Step, ValidSpec};
 use crate::error::{Error, Result};
@@ -101,11 +101,9 @@ fn labelled_elsewhere<K: KeyringResource>(
     let own_ns = k.namespace();
     let mut out: Vec<String> = ctx
         .secrets
-        .state()
-        .iter()
-        .filter(|s| s.labels().get(K::KIND.label()) == Some(&name))
-        .filter(|s| K::KIND == Kind::Cluster || s.namespace() == own_ns)
-        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .labelled(K::KIND.label(), &name)
+        .into_iter()
+        .filter(|(ns, _)| K::KIND == Kind::Cluster || own_ns.as_deref() == Some(ns.as_str()))
         .filter(|(ns, n)| !(ns == master_ns && n == secret_name))
         .map(|(ns, n)| format!("{ns}/{n}"))
         .collect();
@@ -229,12 +227,22 @@ pub async fn write_status<K: KeyringResource>(k: &K, ctx: &Ctx, st: KeyringStatu
     if k.keyring_status() == Some(&st) {
         return Ok(());
     }
-    let body =
-        serde_json::json!({"apiVersion": "encstr.io/v1alpha1", "kind": K::KIND.as_str(), "status": st});
+    // Serialized straight from the struct: with 10,000 targets a JSON
+    // value tree of the status would be megabytes of small allocations.
+    let body = StatusApply { api_version: "encstr.io/v1alpha1", kind: K::KIND.as_str(), status: &st };
     K::api(ctx.shared.client.clone(), &k.namespace().unwrap_or_default())
         .patch_status(&k.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
         .await?;
     Ok(())
+}
+
+/// The body of a status apply.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a KeyringStatus,
 }
 
 /// The keyring for a new master: imported or freshly generated.
@@ -433,20 +441,18 @@ impl Target {
 
 /// The target namespaces (list ∪ selector matches), without the master's.
 fn targets(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Vec<Target> {
-    let Some(store) = &ctx.namespaces else { return Vec::new() };
+    let Some(index) = &ctx.namespaces else { return Vec::new() };
     let mut names: BTreeSet<String> = spec.namespaces.clone();
     if let Some(sel) = &spec.selector {
-        names.extend(
-            store.state().iter().filter(|ns| selector_matches(sel, ns.labels())).map(|ns| ns.name_any()),
-        );
+        names.extend(index.matching(sel));
     }
     names.remove(master_ns);
     names
         .into_iter()
-        .map(|n| match store.get(&ObjectRef::new(&n)) {
+        .map(|n| match index.phase(&n) {
             None => Target::Missing(n),
-            Some(ns) if ns.metadata.deletion_timestamp.is_some() => Target::Terminating(n),
-            Some(_) => Target::Active(n),
+            Some(Phase::Terminating) => Target::Terminating(n),
+            Some(Phase::Active) => Target::Active(n),
         })
         .collect()
 }
@@ -737,8 +743,10 @@ async fn distribute<K: KeyringResource>(
     ring: &Keyring,
     events: &mut Events,
 ) -> Result<(Vec<TargetStatus>, Option<Error>)> {
+    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
     let copy = Copy {
-        bytes: Zeroizing::new(ring.to_text().as_bytes().to_vec()),
+        digest: cache::digest(&bytes),
+        bytes,
         ids: desired::key_ids(ring),
         labels: k.managed_labels("copy"),
     };
@@ -781,6 +789,7 @@ async fn distribute<K: KeyringResource>(
 /// What every copy holds.
 struct Copy {
     bytes: Zeroizing<Vec<u8>>,
+    digest: [u8; 32],
     ids: String,
     labels: BTreeMap<String, String>,
 }
@@ -818,83 +827,86 @@ async fn sync_target<K: KeyringResource>(
         }
         Target::Active(_) => {}
     }
-    let cached = ctx.secrets.get(&ObjectRef::new(&spec.secret_name).within(ns));
-    match cached.filter(|c| c.labels().get(K::KIND.label()) == Some(&k.name_any())) {
-        Some(c) if desired::copy_is_current(&c, &copy.bytes, &copy.ids, &copy.labels) => {
-            Ok((target_status(ns, true, None, None), false))
-        }
-        Some(c) => {
-            let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), copy.ids.clone())]);
-            let s = desired::secret(
-                Some(&c),
-                ns,
-                &spec.secret_name,
-                copy.labels.clone(),
-                annotations,
-                &copy.bytes,
-            );
-            writer::replace(&ctx.shared.client, &s).await?;
-            Ok((target_status(ns, true, None, None), true))
-        }
-        None => {
-            let mut written = Vec::new();
-            let (synced, reason, message) =
-                create_copy(k, ctx, spec, ns, &copy.bytes, &copy.ids, &mut written).await?;
-            Ok((target_status(ns, synced, reason, message), !written.is_empty()))
-        }
-    }
+    let name = k.name_any();
+    let cached =
+        ctx.secrets.get(ns, &spec.secret_name).filter(|c| c.label(K::KIND.label()) == Some(name.as_str()));
+    let mut written = false;
+    let (synced, reason, message) = match cached {
+        Some(c) if c.is_current(&copy.digest, &copy.ids, copy.labels.iter()) => (true, None, None),
+        Some(_) => refresh_copy(k, ctx, spec, ns, copy, &mut written).await?,
+        None => create_copy(k, ctx, spec, ns, copy, &mut written).await?,
+    };
+    Ok((target_status(ns, synced, reason, message), written))
 }
 
+/// Whether a target is synced, and if not, why.
+type Outcome = (bool, Option<&'static str>, Option<String>);
+
 /// A copy the cache does not hold: create it; if a Secret of that name
-/// exists, it is ours (the cache lags) and is updated, or it is somebody
-/// else's and is left alone.
+/// exists (the cache lags), it is refreshed as below.
 async fn create_copy<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
     spec: &ValidSpec,
     ns: &str,
-    bytes: &[u8],
-    ids: &str,
-    written: &mut Vec<String>,
-) -> Result<(bool, Option<&'static str>, Option<String>)> {
-    let labels = k.managed_labels("copy");
-    let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), ids.to_owned())]);
-    let copy = desired::secret(None, ns, &spec.secret_name, labels.clone(), annotations.clone(), bytes);
-    match writer::create(&ctx.shared.client, &copy).await? {
+    copy: &Copy,
+    written: &mut bool,
+) -> Result<Outcome> {
+    let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), copy.ids.clone())]);
+    let s = desired::secret(None, ns, &spec.secret_name, copy.labels.clone(), annotations, &copy.bytes);
+    match writer::create(&ctx.shared.client, &s).await? {
         Created::Yes(_) => {
-            written.push(ns.to_owned());
+            *written = true;
             Ok((true, None, None))
         }
         Created::NoNamespace(_) => Ok((false, Some("NamespaceNotFound"), Some("namespace not found".into()))),
-        Created::AlreadyExists => {
-            let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
-            match api.get_opt(&spec.secret_name).await? {
-                Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
-                    if !desired::copy_is_current(&s, bytes, ids, &labels) {
-                        writer::replace(
-                            &ctx.shared.client,
-                            &desired::secret(Some(&s), ns, &spec.secret_name, labels, annotations, bytes),
-                        )
-                        .await?;
-                        written.push(ns.to_owned());
-                    }
-                    Ok((true, None, None))
-                }
-                Some(_) => Ok((
-                    false,
-                    Some("SecretConflict"),
-                    Some(format!(
-                        "a Secret named {} exists and is not managed by this keyring; it is left alone",
-                        spec.secret_name
-                    )),
-                )),
-                None => Ok((
-                    false,
-                    Some("WriteConflict"),
-                    Some("the Secret changed while it was being written; retrying".into()),
-                )),
+        Created::AlreadyExists => refresh_copy(k, ctx, spec, ns, copy, written).await,
+    }
+}
+
+/// A copy that is stale, or exists unknown to the cache: read it from the
+/// API server (the cache keeps only a digest) and, if it is this keyring's
+/// and not current, replace it with its other labels, annotations and data
+/// kept; somebody else's Secret is left alone.
+async fn refresh_copy<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    ns: &str,
+    copy: &Copy,
+    written: &mut bool,
+) -> Result<Outcome> {
+    let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), ns);
+    match api.get_opt(&spec.secret_name).await? {
+        Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
+            if !desired::copy_is_current(&s, &copy.bytes, &copy.ids, &copy.labels) {
+                let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), copy.ids.clone())]);
+                let new = desired::secret(
+                    Some(&s),
+                    ns,
+                    &spec.secret_name,
+                    copy.labels.clone(),
+                    annotations,
+                    &copy.bytes,
+                );
+                writer::replace(&ctx.shared.client, &new).await?;
+                *written = true;
             }
+            Ok((true, None, None))
         }
+        Some(_) => Ok((
+            false,
+            Some("SecretConflict"),
+            Some(format!(
+                "a Secret named {} exists and is not managed by this keyring; it is left alone",
+                spec.secret_name
+            )),
+        )),
+        None => Ok((
+            false,
+            Some("WriteConflict"),
+            Some("the Secret changed while it was being written; retrying".into()),
+        )),
     }
 }
 
@@ -930,13 +942,7 @@ async fn count_usage<K: KeyringResource>(
 ) -> Option<Usage> {
     let mut namespaces: BTreeSet<String> = BTreeSet::from([master_ns.to_owned()]);
     namespaces.extend(targets.iter().filter(|t| matches!(t, Target::Active(_))).map(|t| t.name().to_owned()));
-    namespaces.extend(
-        ctx.secrets
-            .state()
-            .iter()
-            .filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
-            .filter_map(|s| s.namespace()),
-    );
+    namespaces.extend(ctx.secrets.labelled(K::KIND.label(), &k.name_any()).into_iter().map(|(ns, _)| ns));
     let mut usage = Usage::default();
     for ns in &namespaces {
         if let Err(e) = scan_namespace(&ctx.shared.client, ns, &mut usage).await {
