@@ -24,6 +24,8 @@ command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_install prometheus
 command -v file >/dev/null || apt_install file
 command -v unzip >/dev/null || apt_install unzip
+command -v age >/dev/null && command -v age-keygen >/dev/null || apt_install age
+command -v ssh-keygen >/dev/null || apt_install openssh-client
 command -v kubectl >/dev/null || { echo "kubectl v1.32 is expected on the machine image" >&2; exit 1; }
 k8s_tools=$(./scripts/fetch-k8s-tools.sh)
 export ENCSTR_KUBECTLS="$(command -v kubectl):$k8s_tools/kubectl" ENCSTR_HELM="$k8s_tools/helm"

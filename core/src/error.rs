@@ -135,6 +135,11 @@ pub enum Error {
     #[error("not valid UTF-8 text")]
     NotUtf8,
 
+    /// A backup could not be written or read: a bad recipient or identity,
+    /// no identity that opens it, or not an age file (never key material).
+    #[error("backup: {0}")]
+    Backup(String),
+
     /// An unknown format name was given.
     #[error("unknown format {0:?} (expected properties, dotenv, yaml, json, toml or raw)")]
     UnknownFormat(String),
@@ -173,6 +178,7 @@ impl Error {
             Error::Parse { .. } | Error::NotUtf8 => "parse",
             Error::Unrepresentable { .. } => "unrepresentable",
             Error::UnknownFormat(_) | Error::InvalidPattern(_) => "usage",
+            Error::Backup(_) => "backup",
         }
     }
 

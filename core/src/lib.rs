@@ -54,6 +54,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "backup")]
+pub mod backup;
 pub mod document;
 pub mod error;
 pub mod formats;

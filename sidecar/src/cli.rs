@@ -231,6 +231,54 @@ pub enum KeysCommand {
         #[arg(long, value_name = "KEYID", num_args = 1..)]
         remove: Vec<String>,
     },
+    /// Write an ASCII-armored age backup of a keyring file, encrypted to
+    /// age or SSH recipients (the format the operator writes).
+    #[command(group = clap::ArgGroup::new("to").required(true).multiple(true).args(["recipient", "recipients_file"]))]
+    Backup {
+        #[command(flatten)]
+        file: KeyringFile,
+        /// A recipient: `age1…`, `ssh-ed25519 AAAA…` or `ssh-rsa AAAA…` (repeatable).
+        #[arg(long, short = 'r', value_name = "RECIPIENT")]
+        recipient: Vec<String>,
+        /// A file of recipients, one per line (`#` comments), as `age -R` reads.
+        #[arg(long, short = 'R', value_name = "FILE")]
+        recipients_file: Vec<PathBuf>,
+        /// Write the backup here (a new file) instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Decrypt a backup into a keyring file: an age file (armored or binary)
+    /// or a backup ConfigMap exported with `kubectl get -o yaml|json`.
+    Restore {
+        /// An age identity file (`age-keygen`) or an unencrypted OpenSSH
+        /// ed25519/RSA private key (repeatable).
+        #[arg(long, short = 'i', value_name = "FILE", required = true)]
+        identity: Vec<PathBuf>,
+        /// Write the keyring here (a new file, mode 0600); standard output
+        /// when it is not a terminal otherwise.
+        #[arg(long, short = 'o', value_name = "KEYRING")]
+        output: Option<PathBuf>,
+        /// The ConfigMap entry to restore (default: the newest).
+        #[arg(long, value_name = "NAME")]
+        entry: Option<String>,
+        /// The backup file.
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+    },
+    /// List the key ids a backup holds, never key material: from the ids
+    /// recorded in an exported backup ConfigMap (no identity needed), or by
+    /// decrypting a bare age file in memory with `--identity`.
+    Inspect {
+        /// An identity that opens the backup (needed for a bare age file).
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The backup file.
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+    },
     /// Print the keyring line derived from a passphrase (PBKDF2-HMAC-SHA256).
     Derive {
         /// Environment variable holding the passphrase.

@@ -37,6 +37,15 @@ pub enum CliError {
         source: encstr_core::Error,
     },
 
+    /// A backup, recipient or identity is unusable.
+    #[error("{origin}: {source}")]
+    Backup {
+        /// The file or argument concerned.
+        origin: String,
+        /// What is wrong (never key material).
+        source: encstr_core::Error,
+    },
+
     /// A keyring file already exists where a new one was to be created.
     #[error("{}: already exists; refusing to overwrite a keyring (use `encstr keys rotate` to add a key)", .0.display())]
     KeyringExists(PathBuf),

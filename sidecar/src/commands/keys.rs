@@ -130,6 +130,13 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
             }
             say(format_args!("{} key(s) left, primary {}", ring.len(), ring.primary().id()))
         }
+        KeysCommand::Backup { file, recipient, recipients_file, output } => {
+            super::backup::write(&file.keyring, &recipient, &recipients_file, output.as_deref())
+        }
+        KeysCommand::Restore { identity, output, entry, backup } => {
+            super::backup::restore(&identity, output.as_deref(), entry.as_deref(), &backup)
+        }
+        KeysCommand::Inspect { identity, json, backup } => super::backup::inspect(&identity, json, &backup),
         KeysCommand::Derive { passphrase_env, passphrase } => {
             let key = passphrase_key(&passphrase_env, &passphrase)?;
             say(key.seed().to_base64().as_str())

@@ -1,5 +1,6 @@
 //! The `encstr` subcommands (except `render`).
 
+pub mod backup;
 pub mod files;
 pub mod keys;
 pub mod values;
