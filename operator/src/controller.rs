@@ -50,6 +50,8 @@ pub struct Shared {
     /// Scan a keyring's token usage at most this often.
     pub scan_interval: Duration,
     failures: Mutex<BTreeMap<Id, u32>>,
+    backup_failures: Mutex<BTreeMap<Id, (u32, Instant, String)>>,
+    last_backups: Mutex<BTreeMap<Id, LastBackup>>,
     scans: Mutex<BTreeMap<Id, (Instant, Option<Usage>)>>,
 }
 
@@ -73,6 +75,50 @@ impl Shared {
         let last = scans.get(id).and_then(|(_, u)| u.clone());
         scans.insert(id.clone(), (now, last));
         Ok(())
+    }
+
+    /// Record a backup's outcome; after a failure, when to try again: 1 s
+    /// doubling, capped at a minute.
+    pub fn backed_up(&self, id: &Id, failure: Option<&str>) -> Option<Duration> {
+        let mut f = self.backup_failures.lock().expect("lock");
+        let Some(failure) = failure else {
+            f.remove(id);
+            return None;
+        };
+        let n = f.get(id).map_or(0, |e| e.0);
+        let wait = Duration::from_secs(1u64 << n.min(6)).min(Duration::from_secs(60));
+        f.insert(id.clone(), (n + 1, Instant::now() + wait, failure.to_owned()));
+        Some(wait)
+    }
+
+    /// The newest backup this process wrote for `id` (the status in the
+    /// cache may not show it yet), or else `from_status`.
+    pub fn last_backup(&self, id: &Id, from_status: Option<&LastBackup>) -> Option<LastBackup> {
+        let mine = self.last_backups.lock().expect("lock").get(id).cloned();
+        mine.or_else(|| from_status.cloned())
+    }
+
+    /// Remember the newest backup written for `id`.
+    pub fn wrote_backup(&self, id: &Id, last: &LastBackup) {
+        self.last_backups.lock().expect("lock").insert(id.clone(), last.clone());
+    }
+
+    /// Forget what was written for a keyring that is gone.
+    pub fn forget_backup(&self, id: &Id) {
+        self.last_backups.lock().expect("lock").remove(id);
+        self.backup_failures.lock().expect("lock").remove(id);
+    }
+
+    /// Whether a backup of `id` may be attempted now; if not, the last
+    /// failure and how long until the next attempt.
+    pub fn may_back_up(&self, id: &Id) -> Result<(), (String, Duration)> {
+        let f = self.backup_failures.lock().expect("lock");
+        match f.get(id) {
+            Some((_, at, why)) if *at > Instant::now() => {
+                Err((why.clone(), at.duration_since(Instant::now())))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Record a complete scan's result (for reporting between scans).
@@ -353,6 +399,8 @@ pub async fn run(
         resync: s.resync,
         scan_interval: s.scan_interval,
         failures: Mutex::default(),
+        backup_failures: Mutex::default(),
+        last_backups: Mutex::default(),
         scans: Mutex::default(),
     });
     let scope = s.scope;

@@ -63,12 +63,16 @@ pub mod condition {
     pub const ROTATING: &str = "RotationInProgress";
     /// Retention wants to remove a key that is still referenced.
     pub const PRUNE_BLOCKED: &str = "PruneBlocked";
+    /// The newest backup holds exactly the master's keys (in order).
+    pub const BACKUP_CURRENT: &str = "BackupCurrent";
 }
 
 /// A Go-style duration such as `2160h`, `2m` or `1h30m`.
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 /// A namespace name (DNS label).
 const NAMESPACE_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// An object store URL.
+const OBJECT_STORE_URL_PATTERN: &str = r"^(s3|s3a|gs|az|azure|abfs|abfss)://[^/\s]+(/\S*)?$";
 /// A Secret name (DNS subdomain).
 const SECRET_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
@@ -114,6 +118,10 @@ pub struct SecretKeyringSpec {
     /// generating one; read only when the master is first created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_from: Option<ImportFrom>,
+    /// Back every keyring up, encrypted to offline age recipients, before
+    /// it is written anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
     /// What happens to the master when the resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -158,6 +166,10 @@ pub struct ClusterSecretKeyringSpec {
     /// first created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_from: Option<ImportFrom>,
+    /// Back every keyring up, encrypted to offline age recipients, before
+    /// it is written anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
     /// What happens to the copies and the master when the resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -226,6 +238,77 @@ pub struct SecretKeyRef {
     pub key: Option<String>,
 }
 
+/// The CEL rule: a backup goes somewhere.
+const BACKUP_DESTINATION: &str = r#"[{"rule": "has(self.configMap) || has(self.objectStore)", "message": "spec.backup needs a destination: configMap, objectStore or both", "reason": "FieldValueRequired"}]"#;
+
+fn backup_destination(schema: &mut schemars::Schema) {
+    let rules: serde_json::Value = serde_json::from_str(BACKUP_DESTINATION).expect("valid JSON");
+    schema.insert("x-kubernetes-validations".into(), rules);
+}
+
+/// Backups: the keyring encrypted to age recipients, written to a
+/// ConfigMap, an object store or both.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = backup_destination)]
+pub struct Backup {
+    /// age recipients (`age1…`) or SSH public keys (`ssh-ed25519 …`,
+    /// `ssh-rsa …`); their private identities stay offline.
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 16384)))]
+    pub recipients: Vec<String>,
+    /// A ConfigMap in the master's namespace, one entry per backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapRef>,
+    /// Backups kept in the ConfigMap (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub keep: Option<u32>,
+    /// An object store (S3-compatible, `gs://`, `az://`): new objects
+    /// only, never overwritten or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStore>,
+}
+
+/// A ConfigMap by name.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapRef {
+    /// ConfigMap name.
+    #[schemars(length(min = 1, max = 253), pattern(SECRET_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// An object store destination.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStore {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`.
+    #[schemars(length(min = 6, max = 1024), pattern(OBJECT_STORE_URL_PATTERN))]
+    pub url: String,
+    /// The endpoint of an S3-compatible store (`https://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), pattern(r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// The region (S3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+    /// A Secret in the master's namespace with the credentials
+    /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or the provider's usual
+    /// names); without it, the operator's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+}
+
+/// A Secret by name.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253), pattern(SECRET_NAME_PATTERN))]
+    pub name: String,
+}
+
 /// What deletion does to the Secrets.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
@@ -262,12 +345,27 @@ pub struct KeyringStatus {
     /// `synced/total` targets (ClusterSecretKeyring, for the printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_targets: Option<String>,
+    /// The newest backup written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
     /// When the last rotation started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<String>,
     /// Standard conditions.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// The newest backup.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastBackup {
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// The key ids it holds, oldest first, the primary last.
+    pub key_ids: Vec<String>,
+    /// Where: `configmap:<namespace>/<name>#<entry>` and/or the object URL.
+    pub location: String,
 }
 
 /// Lifecycle state of a key.

@@ -41,6 +41,8 @@ pub struct ValidSpec {
     pub min_decrypt_only_age: Duration,
     /// Secret name and key to import from.
     pub import: Option<(String, String)>,
+    /// Backups, if configured.
+    pub backup: Option<crate::backup::Plan>,
     /// What deletion does.
     pub deletion_policy: DeletionPolicy,
 }
@@ -201,7 +203,9 @@ pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
             format!("spec.importFrom.secretRef.name {name:?} is not a valid Secret name"),
         ));
     }
+    let backup = c.backup.map(crate::backup::validate).transpose().map_err(|(r, m)| Invalid::new(r, m))?;
     Ok(ValidSpec {
+        backup,
         secret_name,
         namespaces,
         selector,

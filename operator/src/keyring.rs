@@ -69,6 +69,8 @@ pub struct Common<'a> {
     pub retention: Option<&'a Retention>,
     /// `spec.importFrom`.
     pub import_from: Option<&'a ImportFrom>,
+    /// `spec.backup`.
+    pub backup: Option<&'a Backup>,
     /// `spec.deletionPolicy`.
     pub deletion_policy: DeletionPolicy,
 }
@@ -126,6 +128,7 @@ impl KeyringResource for SecretKeyring {
             rotation: s.rotation.as_ref(),
             retention: s.retention.as_ref(),
             import_from: s.import_from.as_ref(),
+            backup: s.backup.as_ref(),
             deletion_policy: s.deletion_policy,
         }
     }
@@ -153,6 +156,7 @@ impl KeyringResource for ClusterSecretKeyring {
             rotation: s.rotation.as_ref(),
             retention: s.retention.as_ref(),
             import_from: s.import_from.as_ref(),
+            backup: s.backup.as_ref(),
             deletion_policy: s.deletion_policy,
         }
     }

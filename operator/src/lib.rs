@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod controller;

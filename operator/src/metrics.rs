@@ -104,6 +104,10 @@ pub struct Metrics {
     /// `encstr_keyring_guard{kind,namespace,keyring,reason}`: 1 while a
     /// guard holds writes back.
     pub guard: Family<GuardLabels, Gauge>,
+    /// `encstr_keyring_backup_last_success_timestamp_seconds{kind,namespace,keyring}`.
+    pub backup_success: Family<KeyringLabels, Gauge<f64, AtomicU64>>,
+    /// `encstr_keyring_backup_failures_total{kind,namespace,keyring}`.
+    pub backup_failures: Family<KeyringLabels, Counter>,
     /// When each keyring's primary was promoted (Unix seconds): the age is
     /// computed when scraped.
     primary_since: Mutex<BTreeMap<KeyringLabels, f64>>,
@@ -123,6 +127,8 @@ impl Default for Metrics {
             pruned: Family::default(),
             prune_blocked: Family::default(),
             guard: Family::default(),
+            backup_success: Family::default(),
+            backup_failures: Family::default(),
             primary_since: Mutex::default(),
         };
         for result in ["success", "error"] {
@@ -160,6 +166,16 @@ impl Default for Metrics {
             "encstr_keyring_guard",
             "1 while a key-loss guard holds back every write of the keyring's key material",
             m.guard.clone(),
+        );
+        registry.register(
+            "encstr_keyring_backup_last_success_timestamp_seconds",
+            "When the keyring was last backed up (Unix seconds)",
+            m.backup_success.clone(),
+        );
+        registry.register(
+            "encstr_keyring_backup_failures",
+            "Backups that could not be written",
+            m.backup_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -17,6 +17,7 @@ use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
+use crate::backup;
 use crate::cache::{self, Phase};
 use crate::controller::{Ctx, remove_annotation};
 use crate::crd::*;
@@ -76,7 +77,20 @@ async fn read_master<K: KeyringResource>(
     }
     match parse_ring(&secret) {
         Ok(ring) => {
-            let meta = KeyMeta::from_annotations(secret.annotations());
+            // A master put back by hand (from a backup or an offline file)
+            // has no lifecycle annotations: take them from the status's
+            // record, so that nothing (like an old rotation request) is
+            // done twice.
+            let restored = !secret.annotations().keys().any(|a| a.starts_with(LABEL_PREFIX));
+            let meta = if restored {
+                meta_from_status(
+                    &ring,
+                    k.keyring_status(),
+                    k.annotations().get(ANN_ROTATE).map(String::as_str),
+                )
+            } else {
+                KeyMeta::from_annotations(secret.annotations())
+            };
             Ok(Ok(Some(Master { secret, ring, meta })))
         }
         Err(e) => Ok(Err(Invalid::new(
@@ -213,6 +227,7 @@ async fn blocked<K: KeyringResource>(
             targets: k.keyring_status().map(|s| s.targets.clone()).unwrap_or_default(),
             invalid: Some(inv),
             generation: k.meta().generation,
+            backup: status::BackupInput::Carry,
             promotion_at: None,
             now: Timestamp::now(),
         },
@@ -310,6 +325,31 @@ async fn create_master<K: KeyringResource>(
         Err(inv) => return blocked(k, ctx, None, &inv, None).await,
     };
     let now = Timestamp::now();
+    let mut r = Report::default();
+    // Backed up before the master exists: no key without an escrow copy.
+    if !back_up(k, ctx, spec, master_ns, &ring, &mut r.backup, &mut r.events).await {
+        for (type_, reason, note) in r.events {
+            ctx.shared.publish(k, type_, reason, note).await;
+        }
+        let st = status::compute(
+            k.keyring_status(),
+            &status::Input {
+                master: None,
+                secret_name: None,
+                cluster: K::KIND == Kind::Cluster,
+                usage: None,
+                blocked: &[],
+                targets: Vec::new(),
+                invalid: None,
+                generation: k.meta().generation,
+                backup: status::BackupInput::On { last: None, failure: r.backup.failure.as_deref() },
+                promotion_at: None,
+                now,
+            },
+        );
+        write_status(k, ctx, st).await?;
+        return Ok(Action::requeue(r.backup.retry.unwrap_or(Duration::from_secs(60))));
+    }
     let meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
     let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
     let secret = desired::secret(
@@ -340,7 +380,7 @@ async fn create_master<K: KeyringResource>(
     );
     info!(keys = ring.len(), "{note}");
     ctx.shared.publish(k, EventType::Normal, reason, note).await;
-    report(k, ctx, spec, &ring, &meta, Report::default()).await?;
+    report(k, ctx, spec, &ring, &meta, r).await?;
     Ok(Action::requeue(Duration::from_millis(50)))
 }
 
@@ -483,11 +523,96 @@ async fn copies_current_on_server<K: KeyringResource>(
 /// Everything `report` needs besides the keyring.
 #[derive(Debug, Default)]
 struct Report {
+    backup: BackupState,
     targets: Vec<TargetStatus>,
     usage: Option<Usage>,
     blocked: Vec<KeyId>,
     events: Events,
     promotion_at: Option<Timestamp>,
+}
+
+/// Backups during one reconcile: the newest written and the last failure.
+#[derive(Debug, Default)]
+struct BackupState {
+    last: Option<LastBackup>,
+    failure: Option<String>,
+    retry: Option<Duration>,
+}
+
+impl BackupState {
+    fn of<K: KeyringResource>(k: &K, ctx: &Ctx) -> Self {
+        let from_status = k.keyring_status().and_then(|s| s.last_backup.as_ref());
+        BackupState { last: ctx.shared.last_backup(&k.id(), from_status), ..Default::default() }
+    }
+}
+
+/// Back `ring` up to every destination (when the spec asks for backups):
+/// events, metrics and the retry delay follow the outcome. Whether every
+/// key of `ring` is now in a backup.
+async fn back_up<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    ring: &Keyring,
+    b: &mut BackupState,
+    events: &mut Events,
+) -> bool {
+    let Some(plan) = &spec.backup else { return true };
+    if let Err((why, wait)) = ctx.shared.may_back_up(&k.id()) {
+        // Backing off after a failure.
+        b.failure = Some(why);
+        b.retry = Some(wait.max(Duration::from_millis(100)));
+        return false;
+    }
+    let owner = backup::Owner {
+        labels: k.managed_labels("backup"),
+        label: (K::KIND.label().to_owned(), k.name_any()),
+    };
+    let kl = KeyringLabels::of(&k.id());
+    let ids = backup::ids(ring).join(",");
+    match backup::write(&ctx.shared.client, plan, master_ns, &owner, ring, Timestamp::now()).await {
+        Ok(last) => {
+            ctx.shared.backed_up(&k.id(), None);
+            ctx.shared.wrote_backup(&k.id(), &last);
+            let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
+            ctx.shared.metrics.backup_success.get_or_create(&kl).set(now);
+            info!(keys = %ids, location = %last.location, "backup written");
+            events.push((
+                EventType::Normal,
+                "BackupWritten",
+                format!("backed up keys {ids} to {}", last.location),
+            ));
+            b.last = Some(last);
+            b.failure = None;
+            b.retry = None;
+            true
+        }
+        Err(f) => {
+            ctx.shared.metrics.backup_failures.get_or_create(&kl).inc();
+            b.retry = ctx.shared.backed_up(&k.id(), Some(&f.to_string()));
+            warn!(keys = %ids, error = %f, "backup failed");
+            let reason = if f.conflict { "BackupConflict" } else { "BackupFailed" };
+            events.push((
+                EventType::Warning,
+                reason,
+                format!(
+                    "backup of keys {ids} to {f}; keys not yet backed up are neither distributed nor promoted"
+                ),
+            ));
+            b.failure = Some(f.to_string());
+            false
+        }
+    }
+}
+
+/// The part of `ring` that backups hold (what may be distributed), or
+/// `None` if no key of it is backed up.
+fn backed_up_part(ring: &Keyring, last: Option<&LastBackup>) -> Option<Keyring> {
+    let last = last?;
+    let keys: Vec<_> =
+        ring.keys().filter(|key| last.key_ids.contains(&key.id().to_string())).cloned().collect();
+    Keyring::new(keys).ok()
 }
 
 /// Converge an existing master and its copies: at most one lifecycle step
@@ -510,14 +635,43 @@ async fn converge<K: KeyringResource>(
     // Observe and decide.
     let targets = targets(ctx, spec, master_ns);
     let plan = plan(k, ctx, spec, master_ns, &m, &targets, now).await?;
-    let mut r = Report { usage: plan.scan.last, ..Report::default() };
-    // Apply: the master, then the copies.
+    let mut r = Report { usage: plan.scan.last, backup: BackupState::of(k, ctx), ..Report::default() };
+    // Apply: the master (a keyring with a key no backup holds is backed up
+    // first), a backup of any other change, then the copies.
     let stepped = plan.step.is_some();
-    let (ring, meta) = write_master(k, ctx, spec, master_ns, m, plan.step, now, &mut r.events).await?;
+    let (ring, meta) = write_master(k, ctx, spec, master_ns, m, plan.step, now, &mut r).await?;
+    if spec.backup.is_some()
+        && r.backup.failure.is_none()
+        && !backup::is_current(r.backup.last.as_ref(), &ring)
+    {
+        back_up(k, ctx, spec, master_ns, &ring, &mut r.backup, &mut r.events).await;
+    }
     let mut failure = None;
     if K::KIND == Kind::Cluster {
-        (r.targets, failure) = distribute(k, ctx, spec, &targets, &ring, &mut r.events).await?;
+        // Only keys a backup holds are distributed.
+        let shared = match &spec.backup {
+            Some(_) if !backup::holds_all(r.backup.last.as_ref(), &ring) => {
+                backed_up_part(&ring, r.backup.last.as_ref())
+            }
+            _ => Some(ring.clone()),
+        };
+        match shared {
+            Some(shared) => {
+                (r.targets, failure) = distribute(k, ctx, spec, &targets, &shared, &mut r.events).await?;
+            }
+            None => {
+                let why =
+                    "no key of the keyring is backed up yet; nothing is distributed before a backup holds it";
+                r.targets = targets
+                    .iter()
+                    .map(|t| target_status(t.name(), false, Some("BackupPending"), Some(why.into())))
+                    .collect();
+            }
+        }
     }
+    let backup_retry = r.backup.retry;
+    // A step held back for a backup is not a step taken.
+    let stepped = stepped && r.backup.failure.is_none();
     // Report.
     r.blocked = prune_blocked(k, &plan.candidates, &ring, r.usage.as_ref(), &mut r.events);
     r.promotion_at = meta
@@ -530,6 +684,9 @@ async fn converge<K: KeyringResource>(
         return Err(e);
     }
     let mut wait = next_look(ctx, spec, &ring, &meta, stepped, promotion_at, now);
+    if let Some(retry) = backup_retry {
+        wait = wait.min(retry);
+    }
     // Keys retention wants gone are looked at again after the scan interval
     // (ConfigMaps and Secrets are not watched).
     if !plan.candidates.is_empty() {
@@ -592,7 +749,7 @@ async fn write_master<K: KeyringResource>(
     m: Master,
     step: Option<Step>,
     now: Timestamp,
-    events: &mut Events,
+    r: &mut Report,
 ) -> Result<(Keyring, KeyMeta)> {
     let Master { secret, ring, meta } = m;
     let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
@@ -605,6 +762,15 @@ async fn write_master<K: KeyringResource>(
             now,
         )?;
     }
+    // No key reaches the master (which the namespace's pods mount, for a
+    // SecretKeyring) before a backup holds it.
+    if spec.backup.is_some()
+        && !backup::holds_all(r.backup.last.as_ref(), &new_ring)
+        && !back_up(k, ctx, spec, master_ns, &new_ring, &mut r.backup, &mut r.events).await
+        && step.is_some()
+    {
+        return Ok((ring, meta));
+    }
     let bytes = Zeroizing::new(new_ring.to_text().as_bytes().to_vec());
     let (labels, annotations) = (k.managed_labels("master"), new_meta.to_annotations(&new_ring));
     if step.is_none() && desired::master_is_current(&secret, &bytes, &labels, &annotations) {
@@ -614,7 +780,7 @@ async fn write_master<K: KeyringResource>(
     writer::replace(&ctx.shared.client, &master).await?;
     match &step {
         Some(step) => {
-            step_event(ctx, &k.id(), step, &ring, &new_ring, &new_meta, events);
+            step_event(ctx, &k.id(), step, &ring, &new_ring, &new_meta, &mut r.events);
             info!(step = ?step, keys = new_ring.len(), "master updated");
         }
         None => info!("master annotations brought up to date"),
@@ -1010,6 +1176,13 @@ async fn report<K: KeyringResource>(
             targets: r.targets,
             invalid: None,
             generation: k.meta().generation,
+            backup: match &spec.backup {
+                Some(_) => status::BackupInput::On {
+                    last: r.backup.last.as_ref(),
+                    failure: r.backup.failure.as_deref(),
+                },
+                None => status::BackupInput::Off,
+            },
             promotion_at: r.promotion_at,
             now: Timestamp::now(),
         },
@@ -1060,6 +1233,7 @@ fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &Keyri
 /// Deletion: `Delete` removes the copies and the master; `Retain` leaves
 /// them without the keyring's labels. Idempotent.
 pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
+    ctx.shared.forget_backup(&k.id());
     let managed = list_labelled(k, &ctx.shared.client).await?;
     let delete = k.common().deletion_policy == DeletionPolicy::Delete;
     let mut done = Vec::new();

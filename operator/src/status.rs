@@ -4,7 +4,7 @@
 use encstr_core::{KeyId, Keyring};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Condition, KeyState, KeyStatus, KeyringStatus, TargetStatus, condition};
+use crate::crd::{Condition, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition};
 use crate::desired::{Invalid, KeyMeta, fmt_time, key_states};
 use crate::usage::Usage;
 
@@ -34,6 +34,23 @@ pub fn condition(
     }
 }
 
+/// What is known about backups.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum BackupInput<'a> {
+    /// Not configured: no `BackupCurrent` condition.
+    #[default]
+    Off,
+    /// Not looked at (the keyring is blocked): the previous condition stays.
+    Carry,
+    /// Configured: the newest backup and the last attempt's failure.
+    On {
+        /// The newest backup written.
+        last: Option<&'a LastBackup>,
+        /// Why the last attempt failed (destination and reason).
+        failure: Option<&'a str>,
+    },
+}
+
 /// What the status is computed from.
 #[derive(Debug)]
 pub struct Input<'a> {
@@ -54,6 +71,8 @@ pub struct Input<'a> {
     pub invalid: Option<&'a Invalid>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
+    /// Backups.
+    pub backup: BackupInput<'a>,
     /// When the staged key will be promoted (if known).
     pub promotion_at: Option<Timestamp>,
     /// Now.
@@ -104,6 +123,15 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
         let synced = status.targets.iter().filter(|t| t.synced).count();
         status.synced_targets = Some(format!("{synced}/{}", status.targets.len()));
     }
+    status.last_backup = match input.backup {
+        BackupInput::On { last: Some(l), .. } => Some(l.clone()),
+        _ => previous.and_then(|p| p.last_backup.clone()),
+    };
+    let backup = backup_current(&status, input, prev_conditions);
+    let backup_failure = match input.backup {
+        BackupInput::On { failure: Some(f), .. } => Some(f),
+        _ => None,
+    };
     let dist = distributed(&status, input, prev_conditions);
     let rotating = rotating(input, prev_conditions);
     let prune = prune_blocked(input, prev_conditions);
@@ -111,6 +139,18 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
         Some(inv) => {
             condition(prev_conditions, condition::READY, false, inv.reason, inv.message.clone(), gen_, now)
         }
+        None if backup_failure.is_some() => condition(
+            prev_conditions,
+            condition::READY,
+            false,
+            "BackupFailed",
+            format!(
+                "backup failed ({}); keys not yet backed up are neither distributed nor promoted",
+                backup_failure.unwrap_or_default()
+            ),
+            gen_,
+            now,
+        ),
         None if dist.status != "True" => {
             condition(prev_conditions, condition::READY, false, &dist.reason, dist.message.clone(), gen_, now)
         }
@@ -128,7 +168,38 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
         }
     };
     status.conditions = vec![ready, dist, rotating, prune];
+    status.conditions.extend(backup);
     status
+}
+
+/// `BackupCurrent`: True when the newest backup holds exactly the master's
+/// keys, in order.
+fn backup_current(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) -> Option<Condition> {
+    let (gen_, now) = (input.generation, input.now);
+    match input.backup {
+        BackupInput::Off => None,
+        BackupInput::Carry => prev.iter().find(|c| c.type_ == condition::BACKUP_CURRENT).cloned(),
+        BackupInput::On { failure, .. } => {
+            let last = status.last_backup.as_ref();
+            let current = input.master.is_some_and(|(ring, _)| crate::backup::is_current(last, ring));
+            let (ok, reason, message) = match (failure, current) {
+                (Some(f), _) => (false, "BackupFailed", format!("the last backup failed: {f}")),
+                (None, true) => (
+                    true,
+                    "BackupCurrent",
+                    format!(
+                        "the newest backup holds every key ({}): {}",
+                        last.map(|l| l.key_ids.join(",")).unwrap_or_default(),
+                        last.map(|l| l.location.as_str()).unwrap_or_default()
+                    ),
+                ),
+                (None, false) => {
+                    (false, "BackupPending", "the keyring changed since the newest backup".into())
+                }
+            };
+            Some(condition(prev, condition::BACKUP_CURRENT, ok, reason, message, gen_, now))
+        }
+    }
 }
 
 fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) -> Condition {
@@ -288,6 +359,7 @@ mod tests {
             targets: vec![target(synced)],
             invalid: None,
             generation: Some(1),
+            backup: BackupInput::Off,
             promotion_at: None,
             now,
         };
@@ -326,6 +398,7 @@ mod tests {
                 targets: vec![],
                 invalid: Some(&inv),
                 generation: Some(2),
+                backup: BackupInput::Off,
                 promotion_at: None,
                 now: t("2026-11-23T09:00:00Z"),
             },
@@ -335,5 +408,53 @@ mod tests {
             ("InvalidDuration", "False")
         );
         assert_eq!(s.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn backup_current_follows_the_newest_backup_and_failures_make_it_not_ready() {
+        let (a, b) = (Key::from_seed(Seed::from_bytes([1; 32])), Key::from_seed(Seed::from_bytes([2; 32])));
+        let ring = Keyring::new(vec![a.clone(), b.clone()]).unwrap();
+        let meta = KeyMeta::default();
+        let last = LastBackup {
+            time: "2026-11-23T09:00:00Z".into(),
+            key_ids: vec![a.id().to_string(), b.id().to_string()],
+            location: "configmap:encstr/p#x.age".into(),
+        };
+        let input = |backup| Input {
+            master: Some((&ring, &meta)),
+            secret_name: Some("p"),
+            cluster: false,
+            usage: None,
+            blocked: &[],
+            targets: vec![],
+            invalid: None,
+            generation: Some(1),
+            backup,
+            promotion_at: None,
+            now: t("2026-11-23T09:00:00Z"),
+        };
+        let get = |s: &KeyringStatus, ty: &str| {
+            s.conditions.iter().find(|c| c.type_ == ty).map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let off = compute(None, &input(BackupInput::Off));
+        assert_eq!(get(&off, condition::BACKUP_CURRENT), None, "no condition without spec.backup");
+        let on = compute(None, &input(BackupInput::On { last: Some(&last), failure: None }));
+        assert_eq!(get(&on, condition::BACKUP_CURRENT), Some(("True".into(), "BackupCurrent".into())));
+        assert_eq!(on.last_backup.as_ref(), Some(&last));
+        assert_eq!(get(&on, condition::READY).unwrap().0, "True");
+        // Another order is another keyring: pending until backed up.
+        let reordered = LastBackup { key_ids: vec![b.id().to_string(), a.id().to_string()], ..last.clone() };
+        let pending = compute(None, &input(BackupInput::On { last: Some(&reordered), failure: None }));
+        assert_eq!(get(&pending, condition::BACKUP_CURRENT), Some(("False".into(), "BackupPending".into())));
+        let failed = compute(
+            Some(&on),
+            &input(BackupInput::On { last: None, failure: Some("configmap encstr/p: boom") }),
+        );
+        assert_eq!(get(&failed, condition::BACKUP_CURRENT), Some(("False".into(), "BackupFailed".into())));
+        assert_eq!(get(&failed, condition::READY), Some(("False".into(), "BackupFailed".into())));
+        assert_eq!(failed.last_backup.as_ref(), Some(&last), "the newest backup stays on record");
+        // Blocked: the previous condition is carried.
+        let carried = compute(Some(&on), &input(BackupInput::Carry));
+        assert_eq!(get(&carried, condition::BACKUP_CURRENT), get(&on, condition::BACKUP_CURRENT));
     }
 }

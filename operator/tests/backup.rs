@@ -1,0 +1,425 @@
+//! Backups end to end on the tests/ API server, with the reference `age`
+//! tool and a real S3-protocol server (`moto_server`): every key is in a
+//! backup before any copy holds it, a lost master is restored from the
+//! newest backup, and an unreachable store holds new keys back — only them.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use encstr_tests::harness::{Client, Env};
+use serde_json::Value;
+
+/// An age identity (file in the test's directory) and its recipient.
+fn age_identity(env: &Env, name: &str) -> (PathBuf, String) {
+    let path = env.dir.join(name);
+    let out =
+        Command::new("age-keygen").arg("-o").arg(&path).output().expect("age-keygen (apt-get install age)");
+    assert!(out.status.success(), "age-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    (path, said.trim().strip_prefix("Public key: ").expect("public key").to_owned())
+}
+
+/// `age -d -i identity` of `armored`.
+fn age_decrypt(env: &Env, identity: &Path, armored: &str) -> String {
+    let file = write(env, armored);
+    let out = Command::new("age").args(["-d", "-i"]).arg(identity).arg(&file).output().expect("age");
+    assert!(out.status.success(), "age -d: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("text")
+}
+
+/// Every version of the objects at `path` (a watch), as (resourceVersion, object).
+fn record(env: &Env, path: &str) -> Arc<Mutex<Vec<(u64, Value)>>> {
+    let seen: Arc<Mutex<Vec<(u64, Value)>>> = Arc::default();
+    let client = Client::admin(&env.server);
+    let (path, out) = (path.to_owned(), seen.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let Ok((_, mut lines)) = client.stream(&path, &[]).await else { return };
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(ev @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else { continue };
+                let rv = ev["object"]["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok());
+                if let (Some(rv), "ADDED" | "MODIFIED") = (rv, ev["type"].as_str().unwrap_or_default()) {
+                    out.lock().unwrap().push((rv, ev["object"].clone()));
+                }
+            }
+        });
+    });
+    seen
+}
+
+fn backup_entries(cm: &Value) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = cm["data"]
+        .as_object()
+        .map(|d| {
+            d.iter()
+                .filter(|(k, _)| k.ends_with(".age"))
+                .map(|(k, v)| {
+                    let ids = cm["metadata"]["annotations"][format!("backup.encstr.io/{k}")]
+                        .as_str()
+                        .unwrap_or_default();
+                    (k.clone(), ids.to_owned(), v.as_str().unwrap_or_default().to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn key_ids(st: &Value) -> Vec<String> {
+    key_states(st).into_iter().map(|(id, _)| id).collect()
+}
+
+#[test]
+fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_from_a_backup() {
+    let mut env = Env::start("backup-configmap");
+    let install = install(&env, &["backup.configMapNamespaces={encstr}"]);
+    kubectl(&env, &["create", "namespace", "team-a"]);
+    start_operator(&mut env, &install, "operator", &[]);
+    let (alice, r_alice) = age_identity(&env, "alice.txt");
+    let (bob, r_bob) = age_identity(&env, "bob.txt");
+    let copies = record(&env, "/api/v1/namespaces/team-a/secrets?watch=true");
+    let backups = record(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  backup:\n    recipients: [\"{r_alice}\", \"{r_bob}\"]\n    configMap: {{name: payments-backup}}\n    keep: 3\n"
+        ),
+    );
+    let first = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    let st = wait(20, "BackupCurrent", || {
+        let st = cstatus(&env, "payments");
+        (condition(&st, "BackupCurrent")?.0 == "True").then_some(st)
+    });
+    let cm = kubectl_json(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS]).unwrap();
+    assert_eq!(cm["metadata"]["labels"]["encstr.io/cluster-keyring"], "payments");
+    assert_eq!(cm["metadata"]["labels"]["encstr.io/role"], "backup");
+    let entries = backup_entries(&cm);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (entry, ids, armored) = &entries[0];
+    let primary = st["primaryKeyId"].as_str().unwrap();
+    assert!(entry.ends_with(&format!("Z-{primary}.age")) && entry.len() == 33, "{entry}");
+    assert_eq!(ids, primary);
+    assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    // Both recipients open it with the reference tool; it is the master's keyring.
+    assert_eq!(age_decrypt(&env, &alice, armored), first);
+    assert_eq!(age_decrypt(&env, &bob, armored), first);
+    assert_eq!(st["lastBackup"]["keyIds"], serde_json::json!([primary]));
+    assert!(st["lastBackup"]["location"].as_str().unwrap().contains(entry), "{}", st["lastBackup"]);
+
+    // Rotation: stage -> back up -> distribute -> promote -> back up -> distribute.
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    let st = wait(40, "the promoted keyring backed up", || {
+        let st = cstatus(&env, "payments");
+        (key_states(&st).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>() == ["DecryptOnly", "Primary"]
+            && condition(&st, "BackupCurrent")?.0 == "True")
+            .then_some(st)
+    });
+    let new_id = key_ids(&st)[1].clone();
+    let cm = kubectl_json(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS]).unwrap();
+    let entries = backup_entries(&cm);
+    let id_lists: Vec<&str> = entries.iter().map(|(_, ids, _)| ids.as_str()).collect();
+    assert_eq!(
+        id_lists,
+        vec![primary.to_owned(), format!("{new_id},{primary}"), format!("{primary},{new_id}")]
+    );
+    // The ConfigMap version holding the staged key is older than the first copy holding it.
+    let backed = backups
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, o)| backup_entries(o).iter().any(|(_, ids, _)| ids.contains(&new_id)))
+        .map(|(rv, _)| *rv)
+        .min()
+        .expect("a backup with the new key");
+    let copied = copies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, o)| {
+            o["metadata"]["annotations"]["encstr.io/key-ids"].as_str().unwrap_or_default().contains(&new_id)
+        })
+        .map(|(rv, _)| *rv)
+        .min()
+        .expect("a copy with the new key");
+    assert!(backed < copied, "backup at resourceVersion {backed}, first copy at {copied}");
+    let reasons: Vec<String> = events(&env, "default").into_iter().map(|(_, r, _)| r).collect();
+    assert!(reasons.contains(&"BackupWritten".to_owned()), "{reasons:?}");
+    let metrics = scrape(&metrics_addr(&env, "operator")).unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("encstr_keyring_backup_last_success_timestamp_seconds{")
+            && l.contains("keyring=\"payments\"")),
+        "{metrics}"
+    );
+
+    // Restore drill: the master is lost; the newest backup brings it back.
+    let before = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
+    wait(20, "MasterMissing", || {
+        (condition(&cstatus(&env, "payments"), "Ready")?.1 == "MasterMissing").then_some(())
+    });
+    let export = env.dir.join("backup.yaml");
+    std::fs::write(
+        &export,
+        kubectl(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS, "-o", "yaml"]),
+    )
+    .unwrap();
+    let inspected = run(&env, &encstr(), &["keys", "inspect", export.to_str().unwrap()]);
+    assert!(inspected.lines().last().unwrap().contains(&format!("keys {primary},{new_id}")), "{inspected}");
+    let restored = env.dir.join("restored-keyring");
+    run(
+        &env,
+        &encstr(),
+        &[
+            "keys",
+            "restore",
+            "-i",
+            alice.to_str().unwrap(),
+            "-o",
+            restored.to_str().unwrap(),
+            export.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&restored).unwrap(), before);
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "payments",
+            "-n",
+            OPERATOR_NS,
+            &format!("--from-file=keyring={}", restored.display()),
+        ],
+    );
+    kubectl(
+        &env,
+        &[
+            "label",
+            "secret",
+            "payments",
+            "-n",
+            OPERATOR_NS,
+            "encstr.io/cluster-keyring=payments",
+            "encstr.io/role=master",
+        ],
+    );
+    wait(30, "Ready again", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
+    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), before, "every key, in order");
+    assert_eq!(key_ids(&cstatus(&env, "payments")), vec![primary.to_owned(), new_id.clone()]);
+    assert_no_forbidden(&env);
+}
+
+#[test]
+fn bad_recipients_generate_nothing_and_foreign_configmaps_are_left_alone() {
+    let mut env = Env::start("backup-invalid");
+    let install = install(&env, &["backup.configMapNamespaces={encstr}"]);
+    start_operator(&mut env, &install, "operator", &[]);
+    let (_, r) = age_identity(&env, "alice.txt");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: bad}\nspec:\n  backup: {recipients: [\"age1notarecipient\"], configMap: {name: bad-backup}}\n",
+    );
+    let (_, reason, message) =
+        wait(20, "Ready=False", || condition(&cstatus(&env, "bad"), "Ready").filter(|c| c.0 == "False"));
+    assert_eq!(reason, "InvalidBackupRecipient");
+    assert!(message.starts_with("spec.backup.recipients[0]: recipient \"age1notarecipient\""), "{message}");
+    assert!(keyring_secret(&env, OPERATOR_NS, "bad").is_none(), "nothing generated");
+    // A ConfigMap somebody else owns is never written; no key exists without a backup.
+    kubectl(&env, &["create", "configmap", "theirs", "-n", OPERATOR_NS, "--from-literal=a=b"]);
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: other}}\nspec:\n  backup: {{recipients: [\"{r}\"], configMap: {{name: theirs}}}}\n"
+        ),
+    );
+    let (_, reason, message) = wait(20, "BackupCurrent=False", || {
+        condition(&cstatus(&env, "other"), "BackupCurrent").filter(|c| c.0 == "False")
+    });
+    assert_eq!(reason, "BackupFailed");
+    assert!(
+        message.contains("configmap encstr/theirs: exists and is not managed by this keyring"),
+        "{message}"
+    );
+    assert!(events(&env, "default").iter().any(|(t, r, _)| t == "Warning" && r == "BackupConflict"));
+    assert!(keyring_secret(&env, OPERATOR_NS, "other").is_none(), "no master before a backup holds its key");
+    let theirs = kubectl_json(&env, &["get", "configmap", "theirs", "-n", OPERATOR_NS]).unwrap();
+    assert_eq!(theirs["data"], serde_json::json!({"a": "b"}));
+    assert_no_forbidden(&env);
+}
+
+/// `moto_server` on a free port (in memory: a restart loses the bucket).
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(port: u16) -> Moto {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (pip install 'moto[server]' boto3)");
+        let m = Moto { child, port };
+        wait(30, "moto_server", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+        m.s3(&["create_bucket", "escrow"]);
+        m
+    }
+
+    /// boto3, a second client: `create_bucket NAME` or `list BUCKET` (keys) or `get BUCKET KEY`.
+    fn s3(&self, args: &[&str]) -> String {
+        const SCRIPT: &str = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="escrow", aws_secret_access_key="escrow-secret")
+op = sys.argv[2]
+if op == "create_bucket":
+    s3.create_bucket(Bucket=sys.argv[3])
+elif op == "list":
+    for o in s3.list_objects_v2(Bucket=sys.argv[3]).get("Contents", []):
+        print(o["Key"])
+elif op == "get":
+    sys.stdout.write(s3.get_object(Bucket=sys.argv[3], Key=sys.argv[4])["Body"].read().decode())
+"#;
+        let out = Command::new("python3")
+            .args(["-c", SCRIPT, &format!("http://127.0.0.1:{}", self.port)])
+            .args(args)
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "boto3 {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn an_s3_store_gets_new_objects_and_while_it_is_unreachable_only_new_keys_wait() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let moto = Moto::start(port);
+    let mut env = Env::start("backup-s3");
+    let install = install(&env, &[]);
+    kubectl(&env, &["create", "namespace", "team-a"]);
+    start_operator(&mut env, &install, "operator", &[]);
+    let (alice, r) = age_identity(&env, "alice.txt");
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s3",
+            "-n",
+            OPERATOR_NS,
+            "--from-literal=AWS_ACCESS_KEY_ID=escrow",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=escrow-secret",
+        ],
+    );
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  backup:\n    recipients: [\"{r}\"]\n    objectStore: {{url: \"s3://escrow/keyrings/payments\", endpoint: \"http://127.0.0.1:{port}\", region: us-east-1, credentialsSecretRef: {{name: s3}}}}\n"
+        ),
+    );
+    let first = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    let st = wait(20, "BackupCurrent", || {
+        let st = cstatus(&env, "payments");
+        (condition(&st, "BackupCurrent")?.0 == "True").then_some(st)
+    });
+    let primary = st["primaryKeyId"].as_str().unwrap().to_owned();
+    let objects: Vec<String> = moto.s3(&["list", "escrow"]).lines().map(str::to_owned).collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert!(
+        objects[0].starts_with("keyrings/payments/") && objects[0].ends_with(&format!("Z-{primary}.age")),
+        "{objects:?}"
+    );
+    assert_eq!(age_decrypt(&env, &alice, &moto.s3(&["get", "escrow", &objects[0]])), first);
+    assert_eq!(
+        st["lastBackup"]["location"],
+        format!("s3://escrow/keyrings/payments/{}", &objects[0]["keyrings/payments/".len()..])
+    );
+
+    // The store goes away: a rotation stages nothing that is not backed up.
+    moto.stop();
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    let (_, reason, message) = wait(60, "BackupCurrent=False", || {
+        condition(&cstatus(&env, "payments"), "BackupCurrent").filter(|c| c.0 == "False")
+    });
+    assert_eq!(reason, "BackupFailed");
+    assert!(message.contains("s3://escrow/keyrings/payments"), "{message}");
+    assert!(
+        events(&env, "default")
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "BackupFailed" && n.contains("s3://escrow"))
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        keyring_secret(&env, OPERATOR_NS, "payments").unwrap().0,
+        first,
+        "no key staged without a backup"
+    );
+    assert_eq!(key_ids(&cstatus(&env, "payments")), vec![primary.clone()]);
+    // Keys already backed up still reach new targets.
+    kubectl(&env, &["create", "namespace", "team-b"]);
+    kubectl(
+        &env,
+        &[
+            "patch",
+            "cskr",
+            "payments",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"targets":{"namespaces":["team-a","team-b"]}}}"#,
+        ],
+    );
+    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]), first);
+    let metrics = scrape(&metrics_addr(&env, "operator")).unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("encstr_keyring_backup_failures_total{") && l.contains("keyring=\"payments\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the failure counter");
+    assert!(failures >= 1.0, "{failures}");
+
+    // Back: the staged key is backed up, then distributed and promoted.
+    let moto = Moto::start(port);
+    let st = wait(90, "the rotation completes", || {
+        let st = cstatus(&env, "payments");
+        (key_states(&st).iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>() == ["DecryptOnly", "Primary"]
+            && condition(&st, "BackupCurrent")?.0 == "True")
+            .then_some(st)
+    });
+    let new_id = key_ids(&st)[1].clone();
+    let objects = moto.s3(&["list", "escrow"]);
+    assert!(
+        objects.lines().any(|o| o.ends_with(&format!("-{primary}.age"))),
+        "the staged keyring: {objects}"
+    );
+    assert!(
+        objects.lines().any(|o| o.ends_with(&format!("-{new_id}.age"))),
+        "the promoted keyring: {objects}"
+    );
+    converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
+    assert_no_forbidden(&env);
+}
