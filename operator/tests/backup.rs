@@ -423,3 +423,70 @@ fn an_s3_store_gets_new_objects_and_while_it_is_unreachable_only_new_keys_wait()
     converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
     assert_no_forbidden(&env);
 }
+
+fn keyring_lines(secret: &Value) -> Vec<String> {
+    let Some(data) = secret["data"]["keyring"].as_str() else { return Vec::new() };
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+    String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds_it() {
+    let mut env = Env::start("backup-crash");
+    let install = install(&env, &["backup.configMapNamespaces={encstr}"]);
+    kubectl(&env, &["create", "namespace", "team-a"]);
+    start_operator(&mut env, &install, "operator", &[]);
+    let (alice, r) = age_identity(&env, "alice.txt");
+    let secrets = record(&env, "/api/v1/secrets?watch=true");
+    let backups = record(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  backup: {{recipients: [\"{r}\"], configMap: {{name: payments-backup}}, keep: 100}}\n"
+        ),
+    );
+    converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    for i in 1..=8 {
+        kubectl(&env, &["annotate", "cskr", "payments", &format!("encstr.io/rotate={i}"), "--overwrite"]);
+        std::thread::sleep(Duration::from_millis((rand() % 700) as u64));
+        env.kill("operator");
+        start_operator(&mut env, &install, "operator", &[]);
+    }
+    let keys = wait(60, "the last rotation to complete", || {
+        let st = cstatus(&env, "payments");
+        let done = condition(&st, "RotationInProgress")?.0 == "False"
+            && condition(&st, "BackupCurrent")?.0 == "True"
+            && key_states(&st).last()?.1 == "Primary";
+        let text = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+        (done && st["keyCount"].as_u64() == Some(text.lines().count() as u64)).then_some(text)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // When each key line first appeared in a backup (decrypted with the offline identity) ...
+    let mut backed: std::collections::BTreeMap<String, u64> = Default::default();
+    for (rv, cm) in backups.lock().unwrap().iter() {
+        for (_, _, armored) in backup_entries(cm) {
+            for line in age_decrypt(&env, &alice, &armored).lines() {
+                backed.entry(line.to_owned()).or_insert(*rv);
+            }
+        }
+    }
+    // ... is before it first appeared in any Secret, master or copy.
+    let recorded = secrets.lock().unwrap().clone();
+    let mut checked = 0;
+    for (rv, s) in &recorded {
+        for line in keyring_lines(s) {
+            let at = backed
+                .get(&line)
+                .unwrap_or_else(|| panic!("a key in {} at {rv} is in no backup", s["metadata"]["namespace"]));
+            assert!(
+                at < rv,
+                "a key reached {} at {rv}, its first backup is at {at}",
+                s["metadata"]["namespace"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "{checked} key occurrences checked");
+    assert!(keys.lines().count() >= 2, "rotations happened: {keys}");
+    assert_no_forbidden(&env);
+}
