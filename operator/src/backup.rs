@@ -4,7 +4,7 @@
 //!
 //! The pure parts decide (entry names, which entries a ConfigMap keeps,
 //! whether a keyring is backed up); the rest writes. A destination that
-//! cannot be reached fails within [`WRITE_TIMEOUT`].
+//! cannot be reached fails within the operator's `--backup-timeout`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,8 +20,6 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use crate::crd::{self, LastBackup};
 use crate::desired::fmt_time;
 
-/// The longest a write to one destination may take.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(25);
 /// Default `spec.backup.keep`.
 pub const DEFAULT_KEEP: usize = 10;
 
@@ -147,6 +145,7 @@ pub async fn write(
     owner: &Owner,
     ring: &Keyring,
     now: Timestamp,
+    timeout: Duration,
 ) -> Result<LastBackup, Failure> {
     let recipients: Vec<age_backup::Recipient> = plan
         .recipients
@@ -161,19 +160,18 @@ pub async fn write(
     if let Some(name) = &plan.config_map {
         let dest = format!("configmap {master_ns}/{name}");
         let entry = tokio::time::timeout(
-            WRITE_TIMEOUT,
+            timeout,
             to_config_map(client, master_ns, name, plan.keep, owner, &armored, &key_ids, ring, now),
         )
         .await
-        .map_err(|_| fail(&dest, format!("no answer within {} s", WRITE_TIMEOUT.as_secs())))??;
+        .map_err(|_| fail(&dest, format!("no answer within {} s", timeout.as_secs())))??;
         locations.push(format!("configmap:{master_ns}/{name}#{}", entry.0));
         at = entry.1;
     }
     if let Some(os) = &plan.object_store {
-        let url =
-            tokio::time::timeout(WRITE_TIMEOUT, to_object_store(client, master_ns, os, &armored, ring, at))
-                .await
-                .map_err(|_| fail(&os.url, format!("no answer within {} s", WRITE_TIMEOUT.as_secs())))??;
+        let url = tokio::time::timeout(timeout, to_object_store(client, master_ns, os, &armored, ring, at))
+            .await
+            .map_err(|_| fail(&os.url, format!("no answer within {} s", timeout.as_secs())))??;
         locations.push(url);
     }
     Ok(LastBackup { time: fmt_time(at), key_ids, location: locations.join(" ") })

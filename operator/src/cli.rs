@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CRDs (SecretKeyring, ClusterSecretKeyring) as YAML.
     Crd,
 }
@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Scan a keyring's token usage (for pruning) at most this often.
     #[arg(long, default_value = "1m", value_parser = parse_resync)]
     pub usage_scan_interval: std::time::Duration,
+    /// The longest a backup write to one destination may take before it
+    /// counts as failed (and is retried with backoff).
+    #[arg(long, default_value = "25s", value_parser = parse_resync)]
+    pub backup_timeout: std::time::Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

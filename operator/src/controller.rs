@@ -49,6 +49,8 @@ pub struct Shared {
     pub resync: Duration,
     /// Scan a keyring's token usage at most this often.
     pub scan_interval: Duration,
+    /// The longest one backup write may take.
+    pub backup_timeout: Duration,
     failures: Mutex<BTreeMap<Id, u32>>,
     backup_failures: Mutex<BTreeMap<Id, (u32, Instant, String)>>,
     last_backups: Mutex<BTreeMap<Id, LastBackup>>,
@@ -378,6 +380,8 @@ pub struct Settings {
     pub resync: Duration,
     /// Scan a keyring's token usage at most this often.
     pub scan_interval: Duration,
+    /// The longest one backup write may take.
+    pub backup_timeout: Duration,
 }
 
 /// Run the controllers until `shutdown` completes.
@@ -398,6 +402,7 @@ pub async fn run(
         cluster_namespace: s.cluster_namespace,
         resync: s.resync,
         scan_interval: s.scan_interval,
+        backup_timeout: s.backup_timeout,
         failures: Mutex::default(),
         backup_failures: Mutex::default(),
         last_backups: Mutex::default(),

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             print!("{}", crd::crd_yaml());
             ExitCode::SUCCESS
         }
-        Some(Command::Run(args)) => run(args),
+        Some(Command::Run(args)) => run(*args),
         None => run(RunArgs::default()),
     }
 }
@@ -142,6 +142,7 @@ async fn lead(
         scope,
         resync: args.resync,
         scan_interval: args.usage_scan_interval,
+        backup_timeout: args.backup_timeout,
     };
     let mut ctl = tokio::spawn(controller::run(l.client.clone(), l.metrics.clone(), settings, async {
         let _ = ctl_stop_rx.await;

@@ -571,7 +571,17 @@ async fn back_up<K: KeyringResource>(
     };
     let kl = KeyringLabels::of(&k.id());
     let ids = backup::ids(ring).join(",");
-    match backup::write(&ctx.shared.client, plan, master_ns, &owner, ring, Timestamp::now()).await {
+    match backup::write(
+        &ctx.shared.client,
+        plan,
+        master_ns,
+        &owner,
+        ring,
+        Timestamp::now(),
+        ctx.shared.backup_timeout,
+    )
+    .await
+    {
         Ok(last) => {
             ctx.shared.backed_up(&k.id(), None);
             ctx.shared.wrote_backup(&k.id(), &last);

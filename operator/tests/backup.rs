@@ -90,7 +90,7 @@ fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_fr
     apply(
         &env,
         &format!(
-            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  backup:\n    recipients: [\"{r_alice}\", \"{r_bob}\"]\n    configMap: {{name: payments-backup}}\n    keep: 3\n"
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  backup:\n    recipients: [\"{r_alice}\", \"{r_bob}\"]\n    configMap: {{name: payments-backup}}\n    keep: 2\n"
         ),
     );
     let first = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
@@ -126,10 +126,10 @@ fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_fr
     let cm = kubectl_json(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS]).unwrap();
     let entries = backup_entries(&cm);
     let id_lists: Vec<&str> = entries.iter().map(|(_, ids, _)| ids.as_str()).collect();
-    assert_eq!(
-        id_lists,
-        vec![primary.to_owned(), format!("{new_id},{primary}"), format!("{primary},{new_id}")]
-    );
+    // keep: 2 — the staged and the promoted keyring; the first entry and its annotation are gone.
+    assert_eq!(id_lists, vec![format!("{new_id},{primary}"), format!("{primary},{new_id}")]);
+    let annotations = cm["metadata"]["annotations"].as_object().unwrap();
+    assert_eq!(annotations.keys().filter(|k| k.starts_with("backup.encstr.io/")).count(), 2);
     // The ConfigMap version holding the staged key is older than the first copy holding it.
     let backed = backups
         .lock()
@@ -489,4 +489,51 @@ fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds
     assert!(checked > 10, "{checked} key occurrences checked");
     assert!(keys.lines().count() >= 2, "rotations happened: {keys}");
     assert_no_forbidden(&env);
+}
+
+#[test]
+fn a_store_that_never_answers_fails_the_backup_within_the_timeout() {
+    // Accepts connections and never answers.
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in hole.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let mut env = Env::start("backup-hang");
+    let install = install(&env, &[]);
+    start_operator(&mut env, &install, "operator", &["--backup-timeout", "2s"]);
+    let (_, r) = age_identity(&env, "alice.txt");
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s3",
+            "-n",
+            OPERATOR_NS,
+            "--from-literal=AWS_ACCESS_KEY_ID=a",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=b",
+        ],
+    );
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  backup:\n    recipients: [\"{r}\"]\n    objectStore: {{url: \"s3://escrow/p\", endpoint: \"http://127.0.0.1:{port}\", region: us-east-1, credentialsSecretRef: {{name: s3}}}}\n"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let (_, reason, message) = wait(20, "BackupCurrent=False", || {
+        condition(&cstatus(&env, "payments"), "BackupCurrent").filter(|c| c.0 == "False")
+    });
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(reason, "BackupFailed");
+    assert!(message.contains("s3://escrow/p: no answer within 2 s"), "{message}");
+    assert!(!held.lock().unwrap().is_empty(), "the operator did connect");
+    assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none(), "no key without a backup");
+    assert_eq!(condition(&cstatus(&env, "payments"), "Ready").unwrap().1, "BackupFailed");
 }
