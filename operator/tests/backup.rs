@@ -537,3 +537,43 @@ fn a_store_that_never_answers_fails_the_backup_within_the_timeout() {
     assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none(), "no key without a backup");
     assert_eq!(condition(&cstatus(&env, "payments"), "Ready").unwrap().1, "BackupFailed");
 }
+
+#[test]
+fn a_secret_keyring_is_backed_up_in_its_namespace_before_its_master_exists() {
+    let mut env = Env::start("backup-skr");
+    // install() creates the namespaces the chart's Roles are in.
+    let install = install(&env, &["backup.configMapNamespaces={print}"]);
+    start_operator(&mut env, &install, "operator", &[]);
+    let (alice, r) = age_identity(&env, "alice.txt");
+    let secrets = record(&env, "/api/v1/namespaces/print/secrets?watch=true");
+    let backups = record(&env, "/api/v1/namespaces/print/configmaps?watch=true");
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: agents, namespace: print}}\nspec:\n  backup: {{recipients: [\"{r}\"], configMap: {{name: agents-backup}}}}\n"
+        ),
+    );
+    let st = wait(20, "Ready and BackupCurrent", || {
+        let st = status(&env, "print", "agents");
+        (condition(&st, "Ready")?.0 == "True" && condition(&st, "BackupCurrent")?.0 == "True").then_some(st)
+    });
+    let (master, _, _) = keyring_secret(&env, "print", "agents").unwrap();
+    let cm = kubectl_json(&env, &["get", "configmap", "agents-backup", "-n", "print"]).unwrap();
+    assert_eq!(cm["metadata"]["labels"]["encstr.io/keyring"], "agents");
+    let entries = backup_entries(&cm);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(age_decrypt(&env, &alice, &entries[0].2), master);
+    assert_eq!(st["lastBackup"]["keyIds"], serde_json::json!([st["primaryKeyId"]]));
+    std::thread::sleep(Duration::from_millis(300));
+    let first_backup = backups.lock().unwrap().iter().map(|(rv, _)| *rv).min().expect("a backup");
+    let first_master = secrets
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| s["metadata"]["name"] == "agents")
+        .map(|(rv, _)| *rv)
+        .min()
+        .expect("the master");
+    assert!(first_backup < first_master, "backup at {first_backup}, master at {first_master}");
+    assert_no_forbidden(&env);
+}
