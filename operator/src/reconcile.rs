@@ -970,6 +970,14 @@ struct Copy {
     labels: BTreeMap<String, String>,
 }
 
+impl Copy {
+    /// The copy to write in `ns`: `existing` (if any) with this keyring.
+    fn secret(&self, existing: Option<&Secret>, ns: &str, name: &str) -> Secret {
+        let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), self.ids.clone())]);
+        desired::secret(existing, ns, name, self.labels.clone(), annotations, &self.bytes)
+    }
+}
+
 fn target_status(ns: &str, synced: bool, reason: Option<&str>, message: Option<String>) -> TargetStatus {
     TargetStatus { namespace: ns.to_owned(), synced, reason: reason.map(str::to_owned), message }
 }
@@ -1028,9 +1036,7 @@ async fn create_copy<K: KeyringResource>(
     copy: &Copy,
     written: &mut bool,
 ) -> Result<Outcome> {
-    let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), copy.ids.clone())]);
-    let s = desired::secret(None, ns, &spec.secret_name, copy.labels.clone(), annotations, &copy.bytes);
-    match writer::create(&ctx.shared.client, &s).await? {
+    match writer::create(&ctx.shared.client, &copy.secret(None, ns, &spec.secret_name)).await? {
         Created::Yes(_) => {
             *written = true;
             Ok((true, None, None))
@@ -1056,15 +1062,7 @@ async fn refresh_copy<K: KeyringResource>(
     match api.get_opt(&spec.secret_name).await? {
         Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
             if !desired::copy_is_current(&s, &copy.bytes, &copy.ids, &copy.labels) {
-                let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), copy.ids.clone())]);
-                let new = desired::secret(
-                    Some(&s),
-                    ns,
-                    &spec.secret_name,
-                    copy.labels.clone(),
-                    annotations,
-                    &copy.bytes,
-                );
+                let new = copy.secret(Some(&s), ns, &spec.secret_name);
                 writer::replace(&ctx.shared.client, &new).await?;
                 *written = true;
             }
