@@ -62,3 +62,31 @@ fn both_kinds_validate_names_durations_and_their_immutable_secret_name() {
         ["targets"];
     assert!(targets["properties"]["namespaces"]["items"]["pattern"].is_string());
 }
+
+#[test]
+fn every_example_keyring_passes_the_operators_own_validation() {
+    use encstr_operator::crd::{ClusterSecretKeyring, SecretKeyring};
+    use encstr_operator::desired::validate;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains("secretkeyring-") || !name.ends_with(".yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kind: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let result = match kind["kind"].as_str() {
+            Some("ClusterSecretKeyring") => {
+                validate(&serde_saphyr::from_str::<ClusterSecretKeyring>(&text).unwrap())
+            }
+            Some("SecretKeyring") => validate(&serde_saphyr::from_str::<SecretKeyring>(&text).unwrap()),
+            other => panic!("{name}: kind {other:?}"),
+        };
+        // Recipients parse, durations are valid, ... as the operator sees them.
+        assert!(result.is_ok(), "{name}: {:?}", result.err());
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} examples");
+}
