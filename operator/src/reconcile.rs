@@ -790,8 +790,14 @@ async fn write_master<K: KeyringResource>(
     writer::replace(&ctx.shared.client, &master).await?;
     match &step {
         Some(step) => {
-            step_event(ctx, &k.id(), step, &ring, &new_ring, &new_meta, &mut r.events);
             info!(step = ?step, keys = new_ring.len(), "master updated");
+            // Said at once, not after distribution: a crash in between
+            // would lose the record of the step.
+            let mut said = Vec::new();
+            step_event(ctx, &k.id(), step, &ring, &new_ring, &new_meta, &mut said);
+            for (type_, reason, note) in said {
+                ctx.shared.publish(k, type_, reason, note).await;
+            }
         }
         None => info!("master annotations brought up to date"),
     }
