@@ -94,8 +94,11 @@ fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
 
 /// Record every version of a Secret through a watch (a thread with its own
 /// runtime); returns the recorded keyring texts and staged-key annotations.
-fn record_versions(env: &Env, ns: &str, name: &str) -> Arc<Mutex<Vec<(String, Option<String>)>>> {
-    let versions: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+/// Keyring texts and staged-key annotations, in the order written.
+type Versions = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+fn record_versions(env: &Env, ns: &str, name: &str) -> Versions {
+    let versions: Versions = Arc::default();
     let client = Client::admin(&env.server);
     let path = format!("/api/v1/namespaces/{ns}/secrets?watch=true&fieldSelector=metadata.name%3D{name}");
     let out = versions.clone();
