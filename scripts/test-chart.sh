@@ -23,7 +23,8 @@ cmp crds/encstr.yaml charts/encstr/crds/encstr.yaml && ok "chart CRDs = crds/enc
 $helm template encstr charts/encstr -n encstr --include-crds > "$work/default.yaml"
 validate "$work/default.yaml" && ok "default render passes kubernetes-validate --strict"
 all_on=(--set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true
-        --set dashboard.enabled=true --set replicaCount=2)
+        --set dashboard.enabled=true --set replicaCount=2 --set 'backup.configMapNamespaces={encstr}'
+        --set-json 'networkPolicy.extraEgress=[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24"}}],"ports":[{"port":443,"protocol":"TCP"}]}]')
 $helm template encstr charts/encstr -n encstr "${all_on[@]}" > "$work/all.yaml"
 validate "$work/all.yaml" && ok "every toggle on passes kubernetes-validate --strict"
 grep -q '^kind: PodDisruptionBudget' "$work/all.yaml" && grep -q '^kind: ServiceMonitor' "$work/cr.yaml" \
