@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use encstr_core::{KeyId, Keyring};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -939,9 +940,16 @@ async fn distribute<K: KeyringResource>(
     let mut out = Vec::with_capacity(targets.len());
     let mut written = Vec::new();
     let mut failure = None;
-    for t in targets {
+    // A few targets at a time (a copy is one round trip): results in order.
+    // Futures are made as the window moves (10,000 made up front would hold
+    // megabytes), from indices (a closure over `&Target` is not Send here).
+    let copy = &copy;
+    let mut results = futures::stream::iter(0..targets.len())
+        .map(|i| sync_one(k, ctx, spec, &targets[i], copy))
+        .buffered(DISTRIBUTE_CONCURRENCY);
+    while let Some((t, result)) = results.next().await {
         let ns = t.name().to_owned();
-        let st = match sync_target(k, ctx, spec, t, &copy).await {
+        let st = match result {
             Ok((st, wrote)) => {
                 if wrote {
                     written.push(ns.clone());
@@ -968,6 +976,9 @@ async fn distribute<K: KeyringResource>(
     Ok((out, failure))
 }
 
+/// Copies written at the same time.
+const DISTRIBUTE_CONCURRENCY: usize = 8;
+
 /// What every copy holds.
 struct Copy {
     bytes: Zeroizing<Vec<u8>>,
@@ -986,6 +997,17 @@ impl Copy {
 
 fn target_status(ns: &str, synced: bool, reason: Option<&str>, message: Option<String>) -> TargetStatus {
     TargetStatus { namespace: ns.to_owned(), synced, reason: reason.map(str::to_owned), message }
+}
+
+/// [`sync_target`], with the target it was for.
+async fn sync_one<'a, K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    t: &'a Target,
+    copy: &Copy,
+) -> (&'a Target, Result<(TargetStatus, bool)>) {
+    (t, sync_target(k, ctx, spec, t, copy).await)
 }
 
 /// One target: its status and whether a copy was written.
