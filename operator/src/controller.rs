@@ -88,7 +88,7 @@ impl Shared {
             return None;
         };
         let n = f.get(id).map_or(0, |e| e.0);
-        let wait = Duration::from_secs(1u64 << n.min(6)).min(Duration::from_secs(60));
+        let wait = backup_backoff(n);
         f.insert(id.clone(), (n + 1, Instant::now() + wait, failure.to_owned()));
         Some(wait)
     }
@@ -183,6 +183,15 @@ impl Ctx {
 pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1u64 << n.min(11))).min(RESYNC)
 }
+
+/// Wait after `n` consecutive backup failures: [`backoff`] from 1 s,
+/// capped at a minute.
+pub fn backup_backoff(n: u32) -> Duration {
+    backoff(n.saturating_add(2)).min(BACKUP_RETRY_CAP)
+}
+
+/// The longest wait between two backup attempts.
+pub const BACKUP_RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// Whether a label set matches a LabelSelector.
 pub fn selector_matches<'a>(sel: &LabelSelector, label: impl Fn(&str) -> Option<&'a str>) -> bool {
@@ -462,6 +471,13 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     use super::*;
+
+    #[test]
+    fn backup_retries_back_off_from_a_second_to_at_most_a_minute() {
+        let waits: Vec<u64> = (0..10).map(|n| backup_backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(backup_backoff(u32::MAX), BACKUP_RETRY_CAP);
+    }
 
     #[test]
     fn label_selectors_match_like_kubernetes() {

@@ -352,16 +352,7 @@ async fn create_master<K: KeyringResource>(
         return Ok(Action::requeue(r.backup.retry.unwrap_or(Duration::from_secs(60))));
     }
     let meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
-    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-    let secret = desired::secret(
-        None,
-        master_ns,
-        &spec.secret_name,
-        k.managed_labels("master"),
-        meta.to_annotations(&ring),
-        &bytes,
-    );
-    match writer::create(&ctx.shared.client, &secret).await? {
+    match writer::create(&ctx.shared.client, &new_master(k, spec, master_ns, &ring, &meta)).await? {
         Created::Yes(_) => {}
         // Created meanwhile (a retry, another replica): read it next time.
         Created::AlreadyExists => return Ok(Action::requeue(Duration::from_millis(100))),
@@ -383,6 +374,25 @@ async fn create_master<K: KeyringResource>(
     ctx.shared.publish(k, EventType::Normal, reason, note).await;
     report(k, ctx, spec, &ring, &meta, r).await?;
     Ok(Action::requeue(Duration::from_millis(50)))
+}
+
+/// A new master holding `ring`, its lifecycle in the annotations.
+fn new_master<K: KeyringResource>(
+    k: &K,
+    spec: &ValidSpec,
+    master_ns: &str,
+    ring: &Keyring,
+    meta: &KeyMeta,
+) -> Secret {
+    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+    desired::secret(
+        None,
+        master_ns,
+        &spec.secret_name,
+        k.managed_labels("master"),
+        meta.to_annotations(ring),
+        &bytes,
+    )
 }
 
 /// `encstr.io/restore-from=<namespace>`: rebuild a missing master from the
@@ -413,15 +423,7 @@ async fn restore<K: KeyringResource>(
                 k.keyring_status(),
                 k.annotations().get(ANN_ROTATE).map(String::as_str),
             );
-            let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-            let secret = desired::secret(
-                None,
-                master_ns,
-                &spec.secret_name,
-                k.managed_labels("master"),
-                meta.to_annotations(&ring),
-                &bytes,
-            );
+            let secret = new_master(k, spec, master_ns, &ring, &meta);
             if let Created::Yes(_) = writer::create(&ctx.shared.client, &secret).await? {
                 let note = format!(
                     "rebuilt the master {master_ns}/{} from the copy in namespace {from} (keys {})",

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use encstr_tests::harness::{Client, Env};
+use encstr_tests::harness::Env;
 use serde_json::Value;
 
 /// An age identity (file in the test's directory) and its recipient.
@@ -31,27 +31,6 @@ fn age_decrypt(env: &Env, identity: &Path, armored: &str) -> String {
     let out = Command::new("age").args(["-d", "-i"]).arg(identity).arg(&file).output().expect("age");
     assert!(out.status.success(), "age -d: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("text")
-}
-
-/// Every version of the objects at `path` (a watch), as (resourceVersion, object).
-fn record(env: &Env, path: &str) -> Arc<Mutex<Vec<(u64, Value)>>> {
-    let seen: Arc<Mutex<Vec<(u64, Value)>>> = Arc::default();
-    let client = Client::admin(&env.server);
-    let (path, out) = (path.to_owned(), seen.clone());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let Ok((_, mut lines)) = client.stream(&path, &[]).await else { return };
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(ev @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else { continue };
-                let rv = ev["object"]["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok());
-                if let (Some(rv), "ADDED" | "MODIFIED") = (rv, ev["type"].as_str().unwrap_or_default()) {
-                    out.lock().unwrap().push((rv, ev["object"].clone()));
-                }
-            }
-        });
-    });
-    seen
 }
 
 fn backup_entries(cm: &Value) -> Vec<(String, String, String)> {
@@ -85,8 +64,8 @@ fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_fr
     start_operator(&mut env, &install, "operator", &[]);
     let (alice, r_alice) = age_identity(&env, "alice.txt");
     let (bob, r_bob) = age_identity(&env, "bob.txt");
-    let copies = record(&env, "/api/v1/namespaces/team-a/secrets?watch=true");
-    let backups = record(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
+    let copies = record_watch(&env, "/api/v1/namespaces/team-a/secrets?watch=true");
+    let backups = record_watch(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
     apply(
         &env,
         &format!(
@@ -424,12 +403,6 @@ fn an_s3_store_gets_new_objects_and_while_it_is_unreachable_only_new_keys_wait()
     assert_no_forbidden(&env);
 }
 
-fn keyring_lines(secret: &Value) -> Vec<String> {
-    let Some(data) = secret["data"]["keyring"].as_str() else { return Vec::new() };
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
-    String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
-}
-
 #[test]
 fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds_it() {
     let mut env = Env::start("backup-crash");
@@ -437,8 +410,8 @@ fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds
     kubectl(&env, &["create", "namespace", "team-a"]);
     start_operator(&mut env, &install, "operator", &[]);
     let (alice, r) = age_identity(&env, "alice.txt");
-    let secrets = record(&env, "/api/v1/secrets?watch=true");
-    let backups = record(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
+    let secrets = record_watch(&env, "/api/v1/secrets?watch=true");
+    let backups = record_watch(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
     apply(
         &env,
         &format!(
@@ -474,7 +447,7 @@ fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds
     let recorded = secrets.lock().unwrap().clone();
     let mut checked = 0;
     for (rv, s) in &recorded {
-        for line in keyring_lines(s) {
+        for line in keyring_text(s).unwrap_or_default().lines().map(str::to_owned) {
             let at = backed
                 .get(&line)
                 .unwrap_or_else(|| panic!("a key in {} at {rv} is in no backup", s["metadata"]["namespace"]));
@@ -545,8 +518,8 @@ fn a_secret_keyring_is_backed_up_in_its_namespace_before_its_master_exists() {
     let install = install(&env, &["backup.configMapNamespaces={print}"]);
     start_operator(&mut env, &install, "operator", &[]);
     let (alice, r) = age_identity(&env, "alice.txt");
-    let secrets = record(&env, "/api/v1/namespaces/print/secrets?watch=true");
-    let backups = record(&env, "/api/v1/namespaces/print/configmaps?watch=true");
+    let secrets = record_watch(&env, "/api/v1/namespaces/print/secrets?watch=true");
+    let backups = record_watch(&env, "/api/v1/namespaces/print/configmaps?watch=true");
     apply(
         &env,
         &format!(

@@ -6,11 +6,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use encstr_tests::harness::{Client, Env};
+use encstr_tests::harness::Env;
 use serde_json::Value;
 
 /// Two replicas as distinct users bound to the chart's roles (so the
@@ -92,38 +91,18 @@ fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
     assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), rotated);
 }
 
-/// Record every version of a Secret through a watch (a thread with its own
-/// runtime); returns the recorded keyring texts and staged-key annotations.
-/// Keyring texts and staged-key annotations, in the order written.
-type Versions = Arc<Mutex<Vec<(String, Option<String>)>>>;
+/// Every version of a Secret (through a watch).
+fn record_versions(env: &Env, ns: &str, name: &str) -> Recorded {
+    record_watch(
+        env,
+        &format!("/api/v1/namespaces/{ns}/secrets?watch=true&fieldSelector=metadata.name%3D{name}"),
+    )
+}
 
-fn record_versions(env: &Env, ns: &str, name: &str) -> Versions {
-    let versions: Versions = Arc::default();
-    let client = Client::admin(&env.server);
-    let path = format!("/api/v1/namespaces/{ns}/secrets?watch=true&fieldSelector=metadata.name%3D{name}");
-    let out = versions.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let Ok((_, mut lines)) = client.stream(&path, &[]).await else { return };
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(ev @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else { continue };
-                if ev["type"] == "DELETED" {
-                    continue;
-                }
-                let Some(data) = ev["object"]["data"]["keyring"].as_str() else { continue };
-                let text = String::from_utf8(
-                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap(),
-                )
-                .unwrap();
-                let staged = ev["object"]["metadata"]["annotations"]["encstr.io/staged-key"]
-                    .as_str()
-                    .map(str::to_owned);
-                out.lock().unwrap().push((text, staged));
-            }
-        });
-    });
-    versions
+/// The keyring texts and staged-key annotations recorded, in the order written.
+fn keyrings_and_staged(recorded: &Recorded) -> Vec<(String, Option<String>)> {
+    let staged = |s: &Value| s["metadata"]["annotations"]["encstr.io/staged-key"].as_str().map(str::to_owned);
+    recorded.lock().unwrap().iter().filter_map(|(_, s)| Some((keyring_text(s)?, staged(s)))).collect()
 }
 
 fn staged_now(env: &Env) -> bool {
@@ -165,7 +144,7 @@ fn sigkill_at_random_points_during_rotations_loses_no_key_and_makes_none_twice()
         (done && st["keyCount"].as_u64() == Some(text.lines().count() as u64)).then_some(text)
     });
     std::thread::sleep(Duration::from_millis(500));
-    let versions = versions.lock().unwrap().clone();
+    let versions = keyrings_and_staged(&versions);
     assert!(versions.len() > 20, "every master version recorded: {}", versions.len());
     // Each version holds every key of the previous one (nothing is pruned here).
     for pair in versions.windows(2) {

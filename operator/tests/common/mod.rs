@@ -8,10 +8,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use encstr_tests::harness::{Env, binary};
+use encstr_tests::harness::{Client, Env, binary};
 use serde_json::Value;
 
 /// The release namespace: the operator, its Lease and the
@@ -199,10 +200,39 @@ pub fn assert_no_forbidden(env: &Env) {
 /// The keyring text, key-ids annotation and object of a Secret, if it exists.
 pub fn keyring_secret(env: &Env, ns: &str, name: &str) -> Option<(String, String, Value)> {
     let s = kubectl_json(env, &["get", "secret", name, "-n", ns])?;
-    let data = s["data"]["keyring"].as_str()?;
-    let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    let text = keyring_text(&s)?;
     let ids = s["metadata"]["annotations"]["encstr.io/key-ids"].as_str().unwrap_or_default().to_owned();
     Some((text, ids, s))
+}
+
+/// The keyring text a Secret object holds, if any.
+pub fn keyring_text(secret: &Value) -> Option<String> {
+    let data = secret["data"]["keyring"].as_str()?;
+    Some(String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap())
+}
+
+/// Every object a watch saw added or modified, with its resourceVersion.
+pub type Recorded = Arc<Mutex<Vec<(u64, Value)>>>;
+
+/// Record a watch at `path` (a thread with its own runtime).
+pub fn record_watch(env: &Env, path: &str) -> Recorded {
+    let seen: Recorded = Arc::default();
+    let client = Client::admin(&env.server);
+    let (path, out) = (path.to_owned(), seen.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let Ok((_, mut lines)) = client.stream(&path, &[]).await else { return };
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(ev @ Value::Object(_)) = serde_json::from_str::<Value>(&line) else { continue };
+                let rv = ev["object"]["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok());
+                if let (Some(rv), "ADDED" | "MODIFIED") = (rv, ev["type"].as_str().unwrap_or_default()) {
+                    out.lock().unwrap().push((rv, ev["object"].clone()));
+                }
+            }
+        });
+    });
+    seen
 }
 
 /// The status of a ClusterSecretKeyring.
