@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::admission;
 use super::auth::UserInfo;
 use super::errors::{ApiError, ApiResult, FieldError};
 use super::rbac::{self, Attributes, ResourceAttributes};
@@ -214,16 +215,23 @@ fn rbac_guard(s: &Store, p: &Prepared) -> ApiResult<()> {
     }
 }
 
-/// The write loop: prepare under the lock, check, then commit under the
-/// lock again; prepare anew when the object changed in between.
-fn write(app: &App, prepare: impl Fn(&Store) -> ApiResult<Prepared>) -> ApiResult<Outcome> {
+/// The write loop: prepare under the lock, check, call the admission
+/// webhooks outside it, then commit under the lock again; prepare (and
+/// admit) anew when the object changed in between.
+async fn write(
+    app: &App,
+    subresource: &str,
+    prepare: impl Fn(&Store) -> ApiResult<Prepared>,
+) -> ApiResult<Outcome> {
     for _ in 0..32 {
-        let p = {
+        let mut p = {
             let s = app.store.lock().expect("lock");
             let p = prepare(&s)?;
             rbac_guard(&s, &p)?;
             p
         };
+        let warnings = admission::admit(&app.store, &app.endpoints, &mut p, subresource).await?;
+        p.warnings.extend(warnings);
         let mut s = app.store.lock().expect("lock");
         match s.commit(p) {
             Ok(o) => return Ok(o),
@@ -343,7 +351,8 @@ async fn serve(
         ("create", _) => {
             let obj = parse_body(headers, &body)?;
             let validation = field_validation(q)?;
-            let o = write(app, |s| s.prepare_create(&t, &ns, obj.clone(), opts(validation)))?;
+            let o = write(app, &r.subresource, |s| s.prepare_create(&t, &ns, obj.clone(), opts(validation)))
+                .await?;
             Ok(with_warnings(json_response(201, &o.obj), &o.warnings))
         }
         ("update", "finalize") => {
@@ -354,7 +363,10 @@ async fn serve(
         ("update", _) => {
             let obj = parse_body(headers, &body)?;
             let validation = field_validation(q)?;
-            let o = write(app, |s| s.prepare_update(&t, &ns, &name, obj.clone(), opts(validation)))?;
+            let o = write(app, &r.subresource, |s| {
+                s.prepare_update(&t, &ns, &name, obj.clone(), opts(validation))
+            })
+            .await?;
             Ok(with_warnings(json_response(200, &o.obj), &o.warnings))
         }
         ("patch", _) => {
@@ -400,7 +412,10 @@ async fn serve(
                 return Err(ApiError::bad_request("the body of the request was empty"));
             }
             let validation = field_validation(q)?;
-            let o = write(app, |s| s.prepare_patch(&t, &ns, &name, kind, &patch, opts(validation)))?;
+            let o = write(app, &r.subresource, |s| {
+                s.prepare_patch(&t, &ns, &name, kind, &patch, opts(validation))
+            })
+            .await?;
             Ok(with_warnings(json_response(if o.created { 201 } else { 200 }, &o.obj), &o.warnings))
         }
         ("delete", _) => {

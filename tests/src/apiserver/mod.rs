@@ -4,6 +4,7 @@
 //! CEL rules), server-side apply, TLS, authentication and RBAC, plus a
 //! request log and programmable faults. Test infrastructure, never shipped.
 
+pub mod admission;
 pub mod auth;
 pub mod cel;
 pub mod controllers;

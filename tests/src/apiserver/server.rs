@@ -23,6 +23,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::admission::Endpoints;
 use super::auth::{Tls, TlsListener, UserInfo, random_token};
 use super::errors::ApiError;
 use super::faults::{Delay, Fault, Faults, RequestInfo, Usage, UsageCount};
@@ -43,6 +44,7 @@ pub struct App {
     pub(super) close_watches: watch::Sender<u64>,
     pub(super) settings: Arc<Mutex<WatchSettings>>,
     pub(super) tls: Tls,
+    pub(super) endpoints: Endpoints,
     admin_token: String,
 }
 
@@ -57,6 +59,7 @@ impl App {
             close_watches: watch::channel(0).0,
             settings: Arc::default(),
             tls: Tls::generate(),
+            endpoints: Endpoints::default(),
             admin_token,
         }
     }
@@ -163,6 +166,17 @@ impl TestApiServer {
             });
         })?;
         Ok(TestApiServer { addr, app, shutdown: Some(tx), runner: Some(Runner::Thread(thread)) })
+    }
+
+    /// Say where a Service's port is reached (`NS/NAME=HOST:PORT`), for
+    /// admission webhooks given by `clientConfig.service`.
+    pub fn set_service_endpoint(&self, spec: &str) -> Result<(), String> {
+        self.app.endpoints.set(spec)
+    }
+
+    /// Forget where a Service is reached.
+    pub fn remove_service_endpoint(&self, ns: &str, name: &str) {
+        self.app.endpoints.remove(ns, name);
     }
 
     /// The bound address.
@@ -728,6 +742,15 @@ fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Res
         ("DELETE", ["requests"]) => {
             app.faults.lock().expect("lock").reset_counts();
             ok()
+        }
+        ("POST", ["service-endpoints"]) => {
+            match parsed().and_then(|v| {
+                let spec = v["endpoint"].as_str().unwrap_or_default().to_owned();
+                app.endpoints.set(&spec).map_err(ApiError::bad_request)
+            }) {
+                Ok(()) => ok(),
+                Err(e) => error_response(&e),
+            }
         }
         ("POST", ["faults"]) => {
             match parsed().and_then(|v| {

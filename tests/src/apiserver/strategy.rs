@@ -120,6 +120,36 @@ fn decode_checks(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
 /// The built-ins' defaulting functions that matter here (RBAC bindings'
 /// `roleRef.apiGroup` and subjects' `apiGroup`).
 fn builtin_defaults(t: &ResourceType, obj: &mut Value) {
+    if t.group == "admissionregistration.k8s.io" {
+        let mutating = t.plural == "mutatingwebhookconfigurations";
+        for w in obj["webhooks"].as_array_mut().into_iter().flatten() {
+            let Some(m) = w.as_object_mut() else { continue };
+            let mut default = |k: &str, v: Value| {
+                if m.get(k).is_none_or(Value::is_null) {
+                    m.insert(k.into(), v);
+                }
+            };
+            default("failurePolicy", json!("Fail"));
+            default("matchPolicy", json!("Equivalent"));
+            default("namespaceSelector", json!({}));
+            default("objectSelector", json!({}));
+            default("timeoutSeconds", json!(10));
+            if mutating {
+                default("reinvocationPolicy", json!("Never"));
+            }
+            if let Some(port) =
+                m.get_mut("clientConfig").and_then(|c| c.get_mut("service")).and_then(Value::as_object_mut)
+                && port.get("port").is_none_or(Value::is_null)
+            {
+                port.insert("port".into(), json!(443));
+            }
+            for rule in m.get_mut("rules").and_then(Value::as_array_mut).into_iter().flatten() {
+                if rule.get("scope").is_none_or(Value::is_null) {
+                    rule["scope"] = json!("*");
+                }
+            }
+        }
+    }
     if t.group == "rbac.authorization.k8s.io"
         && matches!(t.plural.as_str(), "rolebindings" | "clusterrolebindings")
     {

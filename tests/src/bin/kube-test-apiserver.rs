@@ -1,4 +1,5 @@
-//! `kube-test-apiserver --port P --kubeconfig FILE [--token-auth-file CSV]`:
+//! `kube-test-apiserver --port P --kubeconfig FILE [--token-auth-file CSV]
+//! [--service-endpoint NS/NAME=HOST:PORT]...`:
 //! serve the test API server over HTTPS on 127.0.0.1:P (0 picks a free
 //! port, printed on stdout) and write an admin kubeconfig for it (with the
 //! server's CA). Runs until SIGTERM or SIGINT.
@@ -25,6 +26,10 @@ struct Args {
     /// `token,user,uid,"group1,group2"` per line.
     #[arg(long, value_name = "FILE")]
     token_auth_file: Option<PathBuf>,
+    /// Where a Service's port is reached, for admission webhooks:
+    /// `NS/NAME=HOST:PORT` (repeatable; there is no Service networking).
+    #[arg(long, value_name = "NS/NAME=HOST:PORT")]
+    service_endpoint: Vec<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -36,6 +41,11 @@ async fn main() -> std::io::Result<()> {
         server.load_token_file(&text).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
         })?;
+    }
+    for spec in &args.service_endpoint {
+        server
+            .set_service_endpoint(spec)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     }
     if let Some(path) = &args.kubeconfig {
         server.write_kubeconfig(path)?;

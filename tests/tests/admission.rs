@@ -1,0 +1,387 @@
+//! Admission webhooks as kube-apiserver calls them: AdmissionReview v1 over
+//! HTTPS verified against `caBundle`, rules and selectors, JSONPatch,
+//! denials and warnings, failure policies, timeouts, re-invocation and
+//! validating webhooks. The webhook here is a small HTTPS server of the
+//! test's, answering as each test tells it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use encstr_tests::TestApiServer;
+use encstr_tests::apiserver::auth::TlsListener;
+use encstr_tests::harness::Client;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+mod common;
+use common::call;
+
+type Answer = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+/// A webhook server: its CA, its address and the reviews it was sent.
+struct Hook {
+    ca_pem: String,
+    port: u16,
+    reviews: Arc<Mutex<Vec<Value>>>,
+}
+
+#[derive(Clone)]
+struct HookState {
+    answer: Answer,
+    delay: Duration,
+    reviews: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn review(State(s): State<HookState>, body: Bytes) -> String {
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    s.reviews.lock().unwrap().push(review.clone());
+    tokio::time::sleep(s.delay).await;
+    let mut response = (s.answer)(&review["request"]);
+    response["uid"] = review["request"]["uid"].clone();
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}).to_string()
+}
+
+/// Serve a webhook with a certificate for `dns` from a CA of its own.
+async fn hook(dns: &str, delay: Duration, answer: Answer) -> Hook {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![dns.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reviews = Arc::new(Mutex::new(Vec::new()));
+    let state = HookState { answer, delay, reviews: reviews.clone() };
+    let app = axum::Router::new().route("/mutate", axum::routing::post(review)).with_state(state);
+    let tls = TlsListener::new(listener, Arc::new(config)).unwrap();
+    tokio::spawn(async move { axum::serve(tls, app).await });
+    Hook { ca_pem: ca_cert.pem(), port, reviews }
+}
+
+fn allow() -> Value {
+    json!({"allowed": true})
+}
+
+fn patch(ops: Value) -> Value {
+    json!({"allowed": true, "patchType": "JSONPatch", "patch": STANDARD.encode(ops.to_string())})
+}
+
+fn config(kind: &str, name: &str, webhooks: Value) -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name}, "webhooks": webhooks})
+}
+
+/// A webhook entry for Pod creates, reached through Service `ns/svc`.
+fn pod_hook(name: &str, ca_pem: &str, svc: &str, extra: Value) -> Value {
+    let mut w = json!({
+        "name": name, "sideEffects": "None", "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"namespace": "hooks", "name": svc, "path": "/mutate"}, "caBundle": STANDARD.encode(ca_pem)},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "objectSelector": {"matchLabels": {"inject": "yes"}},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        w[k] = v.clone();
+    }
+    w
+}
+
+fn pod(name: &str, labelled: bool) -> Value {
+    let labels = if labelled { json!({"inject": "yes"}) } else { json!({}) };
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+           "spec": {"containers": [{"name": "app", "image": "app:1"}]}})
+}
+
+async fn server() -> TestApiServer {
+    let s = TestApiServer::start(0).await.unwrap();
+    for ns in ["apps", "hooks"] {
+        call(&s, "POST", "/api/v1/namespaces", json!({"metadata": {"name": ns}})).await.unwrap();
+    }
+    s
+}
+
+const MWC: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+const VWC: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
+const PODS: &str = "/api/v1/namespaces/apps/pods";
+
+#[tokio::test]
+async fn a_mutating_webhook_is_sent_a_review_and_its_patch_is_stored() {
+    let s = server().await;
+    let h = hook(
+        "inject.hooks.svc",
+        Duration::ZERO,
+        Arc::new(|_| {
+            let mut p =
+                patch(json!([{"op": "add", "path": "/metadata/annotations", "value": {"injected": "1"}}]));
+            p["warnings"] = json!(["pod was injected"]);
+            p
+        }),
+    )
+    .await;
+    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.port)).unwrap();
+    let created = call(
+        &s,
+        "POST",
+        MWC,
+        config(
+            "MutatingWebhookConfiguration",
+            "inject",
+            json!([pod_hook("inject.example.com", &h.ca_pem, "inject", json!({}))]),
+        ),
+    )
+    .await
+    .unwrap();
+    // kube-apiserver's defaults.
+    let w = &created["webhooks"][0];
+    assert_eq!(
+        (&w["failurePolicy"], &w["matchPolicy"], &w["timeoutSeconds"], &w["reinvocationPolicy"]),
+        (&json!("Fail"), &json!("Equivalent"), &json!(10), &json!("Never"))
+    );
+    assert_eq!((&w["clientConfig"]["service"]["port"], &w["rules"][0]["scope"]), (&json!(443), &json!("*")));
+
+    let r = Client::admin(&s)
+        .send("POST", PODS, &[("Content-Type", "application/json")], pod("p", true).to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header_values("warning"), ["299 - \"pod was injected\""]);
+    let stored = call(&s, "GET", &format!("{PODS}/p"), Value::Null).await.unwrap();
+    assert_eq!(stored["metadata"]["annotations"]["injected"], "1");
+
+    let reviews = h.reviews.lock().unwrap().clone();
+    assert_eq!(reviews.len(), 1);
+    let (review, req) = (&reviews[0], &reviews[0]["request"]);
+    assert_eq!(
+        (&review["apiVersion"], &review["kind"]),
+        (&json!("admission.k8s.io/v1"), &json!("AdmissionReview"))
+    );
+    assert!(req["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(req["kind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
+    assert_eq!(req["resource"], json!({"group": "", "version": "v1", "resource": "pods"}));
+    assert_eq!(
+        (&req["namespace"], &req["name"], &req["operation"]),
+        (&json!("apps"), &json!("p"), &json!("CREATE"))
+    );
+    assert_eq!(req["userInfo"]["username"], "kubernetes-admin");
+    assert!(req["userInfo"]["groups"].as_array().unwrap().contains(&json!("system:masters")));
+    assert_eq!((&req["dryRun"], &req["oldObject"]), (&json!(false), &Value::Null));
+    assert_eq!(req["object"]["spec"]["containers"][0]["name"], "app");
+    assert_eq!(req["object"]["kind"], "Pod");
+
+    // The objectSelector keeps unlabelled pods away from the webhook.
+    call(&s, "POST", PODS, pod("plain", false)).await.unwrap();
+    assert_eq!(h.reviews.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn denials_are_returned_as_kube_apiserver_returns_them() {
+    let s = server().await;
+    let h = hook(
+        "deny.hooks.svc",
+        Duration::ZERO,
+        Arc::new(|_| {
+            json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "annotation x is missing"}})
+        }),
+    )
+    .await;
+    s.set_service_endpoint(&format!("hooks/deny=127.0.0.1:{}", h.port)).unwrap();
+    call(
+        &s,
+        "POST",
+        MWC,
+        config(
+            "MutatingWebhookConfiguration",
+            "deny",
+            json!([pod_hook("deny.example.com", &h.ca_pem, "deny", json!({}))]),
+        ),
+    )
+    .await
+    .unwrap();
+    let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
+    assert!(err.starts_with("403"), "{err}");
+    let status: Value = serde_json::from_str(err.split_once(": ").unwrap().1).unwrap();
+    assert_eq!(
+        status["message"],
+        "admission webhook \"deny.example.com\" denied the request: annotation x is missing"
+    );
+    assert_eq!((&status["reason"], &status["code"]), (&json!("Forbidden"), &json!(403)));
+    assert!(call(&s, "GET", &format!("{PODS}/p"), Value::Null).await.is_err(), "a denied pod is not stored");
+    // A namespaceSelector that leaves the namespace out.
+    let mut w = pod_hook("deny.example.com", &h.ca_pem, "deny", json!({}));
+    w["namespaceSelector"] = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["apps"]}]});
+    let mut current = call(&s, "GET", &format!("{MWC}/deny"), Value::Null).await.unwrap();
+    current["webhooks"] = json!([w]);
+    call(&s, "PUT", &format!("{MWC}/deny"), current).await.unwrap();
+    call(&s, "POST", PODS, pod("p", true)).await.unwrap();
+}
+
+#[tokio::test]
+async fn failure_policy_decides_when_the_webhook_cannot_be_called() {
+    let s = server().await;
+    let h = hook("down.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
+    // No endpoint for the Service: nobody answers.
+    let fail = pod_hook("fail.example.com", &h.ca_pem, "down", json!({}));
+    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "fail", json!([fail]))).await.unwrap();
+    let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
+    assert!(err.starts_with("500"), "{err}");
+    assert!(
+        err.contains(r#"Internal error occurred: failed calling webhook \"fail.example.com\": failed to call webhook: Post \"https://down.hooks.svc:443/mutate?timeout=10s\""#),
+        "{err}"
+    );
+    call(&s, "POST", PODS, pod("unlabelled", false)).await.expect("unlabelled pods are unaffected");
+    // Ignore lets the request through unchanged.
+    let mut current = call(&s, "GET", &format!("{MWC}/fail"), Value::Null).await.unwrap();
+    current["webhooks"][0]["failurePolicy"] = json!("Ignore");
+    call(&s, "PUT", &format!("{MWC}/fail"), current).await.unwrap();
+    call(&s, "POST", PODS, pod("p", true)).await.unwrap();
+    assert!(h.reviews.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_server_certificate_is_verified_against_the_ca_bundle() {
+    let s = server().await;
+    let h = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
+    let other = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
+    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.port)).unwrap();
+    // Another CA's bundle: the call is refused before any request is sent.
+    let w = pod_hook("inject.example.com", &other.ca_pem, "inject", json!({}));
+    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "inject", json!([w]))).await.unwrap();
+    let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
+    assert!(err.starts_with("500") && err.contains("tls: failed to verify certificate"), "{err}");
+    assert!(h.reviews.lock().unwrap().is_empty());
+    // The right CA, but a certificate for another Service's name.
+    s.set_service_endpoint(&format!("hooks/elsewhere=127.0.0.1:{}", h.port)).unwrap();
+    let w = pod_hook("inject.example.com", &h.ca_pem, "elsewhere", json!({}));
+    let mut current = call(&s, "GET", &format!("{MWC}/inject"), Value::Null).await.unwrap();
+    current["webhooks"] = json!([w]);
+    call(&s, "PUT", &format!("{MWC}/inject"), current.clone()).await.unwrap();
+    let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
+    assert!(err.contains("tls: failed to verify certificate"), "{err}");
+    assert!(h.reviews.lock().unwrap().is_empty());
+    // The right CA and name.
+    current = call(&s, "GET", &format!("{MWC}/inject"), Value::Null).await.unwrap();
+    current["webhooks"][0]["clientConfig"]["service"]["name"] = json!("inject");
+    call(&s, "PUT", &format!("{MWC}/inject"), current).await.unwrap();
+    call(&s, "POST", PODS, pod("p", true)).await.unwrap();
+    assert_eq!(h.reviews.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_slower_than_its_timeout_fails_the_request() {
+    let s = server().await;
+    let h = hook("slow.hooks.svc", Duration::from_secs(3), Arc::new(|_| allow())).await;
+    s.set_service_endpoint(&format!("hooks/slow=127.0.0.1:{}", h.port)).unwrap();
+    let w = pod_hook("slow.example.com", &h.ca_pem, "slow", json!({"timeoutSeconds": 1}));
+    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "slow", json!([w]))).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "the call was cut off at its timeout");
+    assert!(
+        err.starts_with("500") && err.contains("?timeout=1s") && err.contains("context deadline exceeded"),
+        "{err}"
+    );
+}
+
+/// `first` (IfNeeded) adds a label when missing; `second` then adds an
+/// annotation: `first` is called again, once.
+#[tokio::test]
+async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
+    for (policy, calls) in [("IfNeeded", 2), ("Never", 1)] {
+        let s = server().await;
+        let first = hook(
+            "first.hooks.svc",
+            Duration::ZERO,
+            Arc::new(|req| {
+                if req["object"]["metadata"]["labels"]["first"].is_string() {
+                    allow()
+                } else {
+                    patch(json!([{"op": "add", "path": "/metadata/labels/first", "value": "1"}]))
+                }
+            }),
+        )
+        .await;
+        let second = hook(
+            "second.hooks.svc",
+            Duration::ZERO,
+            Arc::new(|req| {
+                assert_eq!(req["object"]["metadata"]["labels"]["first"], "1", "second sees first's change");
+                patch(json!([{"op": "add", "path": "/metadata/annotations", "value": {"second": "1"}}]))
+            }),
+        )
+        .await;
+        let validating = hook(
+            "check.hooks.svc",
+            Duration::ZERO,
+            Arc::new(|req| {
+                if req["object"]["metadata"]["annotations"]["second"] == "1" {
+                    allow()
+                } else {
+                    json!({"allowed": false, "status": {"message": "not mutated"}})
+                }
+            }),
+        )
+        .await;
+        for (svc, h) in [("first", &first), ("second", &second), ("check", &validating)] {
+            s.set_service_endpoint(&format!("hooks/{svc}=127.0.0.1:{}", h.port)).unwrap();
+        }
+        let a = pod_hook("first.example.com", &first.ca_pem, "first", json!({"reinvocationPolicy": policy}));
+        let b = pod_hook("second.example.com", &second.ca_pem, "second", json!({}));
+        // Configurations run in name order: "a-..." before "b-...".
+        call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "b-second", json!([b]))).await.unwrap();
+        call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "a-first", json!([a]))).await.unwrap();
+        let v = pod_hook("check.example.com", &validating.ca_pem, "check", json!({}));
+        call(&s, "POST", VWC, config("ValidatingWebhookConfiguration", "check", json!([v]))).await.unwrap();
+        let created = call(&s, "POST", PODS, pod("p", true)).await.unwrap();
+        assert_eq!(created["metadata"]["labels"]["first"], "1");
+        assert_eq!(created["metadata"]["annotations"]["second"], "1");
+        assert_eq!(first.reviews.lock().unwrap().len(), calls, "{policy}");
+        assert_eq!(second.reviews.lock().unwrap().len(), 1);
+        assert_eq!(validating.reviews.lock().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_validating_webhook_may_deny_and_sees_updates_with_the_old_object() {
+    let s = server().await;
+    let h = hook(
+        "check.hooks.svc",
+        Duration::ZERO,
+        Arc::new(|req| {
+            if req["operation"] == "UPDATE" && req["oldObject"]["metadata"]["labels"]["inject"] == "yes" {
+                json!({"allowed": false, "status": {"code": 422, "reason": "Invalid", "message": "labels are fixed"}})
+            } else {
+                allow()
+            }
+        }),
+    )
+    .await;
+    s.set_service_endpoint(&format!("hooks/check=127.0.0.1:{}", h.port)).unwrap();
+    let mut w = pod_hook("check.example.com", &h.ca_pem, "check", json!({}));
+    w["rules"][0]["operations"] = json!(["CREATE", "UPDATE"]);
+    call(&s, "POST", VWC, config("ValidatingWebhookConfiguration", "check", json!([w]))).await.unwrap();
+    let mut p = call(&s, "POST", PODS, pod("p", true)).await.unwrap();
+    p["metadata"]["labels"]["inject"] = json!("no");
+    let err = call(&s, "PUT", &format!("{PODS}/p"), p).await.unwrap_err();
+    assert!(err.starts_with("422") && err.contains("denied the request: labels are fixed"), "{err}");
+    // An invalid object is refused by validation before the webhook sees it.
+    let before = h.reviews.lock().unwrap().len();
+    let mut bad = pod("bad", true);
+    bad["spec"]["containers"][0]["name"] = json!("Not_A_Name");
+    let err = call(&s, "POST", PODS, bad).await.unwrap_err();
+    assert!(err.starts_with("422") && err.contains("Invalid"), "{err}");
+    assert_eq!(h.reviews.lock().unwrap().len(), before);
+}
