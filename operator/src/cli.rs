@@ -62,6 +62,40 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve the sidecar injection webhook (HTTPS) on this address; off
+    /// unless given. Every replica serves it.
+    #[arg(long, env = "ENCSTR_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// The webhook's Service (its certificate names `<service>.<namespace>.svc`).
+    #[arg(long, default_value = "encstr-operator-webhook")]
+    pub webhook_service: String,
+    /// The Secret holding the webhook's certificate (read through the API).
+    #[arg(long, default_value = "encstr-operator-webhook-tls")]
+    pub webhook_secret: String,
+    /// The MutatingWebhookConfiguration whose caBundle the operator keeps.
+    #[arg(long, default_value = "encstr-operator")]
+    pub webhook_configuration: String,
+    /// cert-manager issues the certificate and injects the caBundle: only
+    /// read the Secret.
+    #[arg(long)]
+    pub webhook_cert_manager: bool,
+    /// The injected sidecar's image.
+    #[arg(long, env = "ENCSTR_SIDECAR_IMAGE", default_value = "ghcr.io/encstr/encstr:0.1.0")]
+    pub sidecar_image: String,
+    /// The injected sidecar's imagePullPolicy.
+    #[arg(long, default_value = "IfNotPresent")]
+    pub sidecar_image_pull_policy: String,
+    /// The injected sidecar's default resources (a ResourceRequirements as
+    /// JSON); a pod's `encstr.io/resources` is merged over them.
+    #[arg(long, value_parser = parse_resources,
+          default_value = r#"{"requests":{"cpu":"5m","memory":"16Mi"},"limits":{"memory":"32Mi"}}"#)]
+    pub sidecar_resources: serde_json::Value,
+}
+
+fn parse_resources(s: &str) -> Result<serde_json::Value, String> {
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
+    crate::inject::check_resources(&v)?;
+    Ok(v)
 }
 
 fn parse_resync(s: &str) -> Result<std::time::Duration, String> {

@@ -23,6 +23,8 @@ pub struct Health {
     pub leader: AtomicBool,
     /// Cleared when a controller task panicked: `/healthz` fails.
     pub broken: AtomicBool,
+    /// The webhook's certificate, when it serves one: not ready until loaded.
+    pub webhook: std::sync::OnceLock<Arc<crate::webhook_tls::Resolver>>,
 }
 
 async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
@@ -43,10 +45,12 @@ async fn healthz(State(h): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    if h.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !h.ready.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    } else if h.webhook.get().is_some_and(|r| !r.ready()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no webhook certificate yet\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

@@ -7,7 +7,9 @@
 //! Pure modules decide ([`desired`], [`guard`], [`status`], [`usage`]);
 //! [`reconcile`] observes, applies through [`writer`] (the one place that
 //! writes Secrets) and reports; [`controller`] wires the reflectors and
-//! controllers; [`lease`] elects a leader and fences every write.
+//! controllers; [`lease`] elects a leader and fences every write. The
+//! admission webhook injects the sidecar: [`inject`] decides the patch,
+//! [`webhook`] serves it over TLS and [`webhook_tls`] keeps its certificate.
 
 #![forbid(unsafe_code)]
 
@@ -20,12 +22,15 @@ pub mod desired;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod inject;
 pub mod keyring;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
 pub mod usage;
+pub mod webhook;
+pub mod webhook_tls;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use clap::Parser as _;
 use encstr_operator::cli::{Cli, Command, LogFormat, RunArgs};
 use encstr_operator::controller::Scope;
 use encstr_operator::lease::{self, Fence, FenceLayer};
-use encstr_operator::{controller, crd, http, metrics};
+use encstr_operator::{controller, crd, http, inject, metrics, webhook, webhook_tls};
 use tracing::{error, info, warn};
 
 fn init_logging(format: LogFormat) {
@@ -179,6 +179,63 @@ async fn lead(
     }
 }
 
+/// Serve the injection webhook (every replica) and keep its certificate,
+/// with a client of its own: the fence holds back only the leader's
+/// controller writes, and a standby must renew and serve too.
+async fn start_webhook(
+    args: &RunArgs,
+    addr: std::net::SocketAddr,
+    namespace: &str,
+    health: &Arc<http::Health>,
+    metrics: &Arc<metrics::Metrics>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let client =
+        kube::Client::try_default().await.map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
+    // Native sidecars (restartPolicy: Always on init containers) need 1.29.
+    let native_supported = match client.apiserver_version().await {
+        Ok(v) => {
+            let minor: u32 = v.minor.trim_end_matches('+').parse().unwrap_or(u32::MAX);
+            v.major != "1" || minor >= 29
+        }
+        Err(e) => {
+            warn!("cannot read the API server's version ({e}); injecting native sidecars by default");
+            true
+        }
+    };
+    let defaults = inject::Defaults {
+        image: args.sidecar_image.clone(),
+        image_pull_policy: args.sidecar_image_pull_policy.clone(),
+        resources: args.sidecar_resources.clone(),
+        native_supported,
+        ..inject::Defaults::default()
+    };
+    let resolver = Arc::new(webhook_tls::Resolver::default());
+    let _ = health.webhook.set(resolver.clone());
+    let tls = webhook_tls::Settings {
+        namespace: namespace.to_owned(),
+        secret: args.webhook_secret.clone(),
+        service: args.webhook_service.clone(),
+        configuration: (!args.webhook_cert_manager).then(|| args.webhook_configuration.clone()),
+    };
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(webhook_tls::keep(
+        client,
+        tls.clone(),
+        resolver.clone(),
+        Duration::from_secs(60),
+        wait_stop(stop.clone()),
+    ));
+    let hook = Arc::new(webhook::Webhook { defaults, metrics: metrics.clone() });
+    let (bound, task) = webhook::serve(addr, hook, resolver, wait_stop(stop.clone()))
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    info!(addr = %bound, service = %tls.dns(), secret = %format!("{namespace}/{}", tls.secret), native_supported, "serving the injection webhook");
+    Ok(task)
+}
+
 async fn serve(args: RunArgs) -> Result<(), String> {
     let identity = args
         .identity
@@ -204,6 +261,11 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
 
+    let webhook_task = match args.webhook_listen {
+        Some(addr) => Some(start_webhook(&args, addr, &lease_ns, &health, &metrics, &stop_rx).await?),
+        None => None,
+    };
+
     let settings = lease::Settings {
         namespace: lease_ns.clone(),
         name: args.lease_name.clone(),
@@ -227,6 +289,9 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     health.leader.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(task) = webhook_task {
+        let _ = task.await;
+    }
     info!("stopped");
     outcome
 }

@@ -80,6 +80,9 @@ pub struct GuardLabels {
 /// The guard reasons, for their gauge.
 pub const GUARD_REASONS: [&str; 3] = ["MasterMissing", "KeysMissing", "SecretNameChanged"];
 
+/// The results of webhook requests.
+pub const WEBHOOK_RESULTS: [&str; 4] = ["injected", "skipped", "denied", "error"];
+
 /// All operator metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -108,6 +111,10 @@ pub struct Metrics {
     pub backup_success: Family<KeyringLabels, Gauge<f64, AtomicU64>>,
     /// `encstr_keyring_backup_failures_total{kind,namespace,keyring}`.
     pub backup_failures: Family<KeyringLabels, Counter>,
+    /// `encstr_webhook_requests_total{result="injected|skipped|denied|error"}`.
+    pub webhook_requests: Family<ResultLabel, Counter>,
+    /// `encstr_webhook_request_duration_seconds`.
+    pub webhook_duration: Histogram,
     /// When each keyring's primary was promoted (Unix seconds): the age is
     /// computed when scraped.
     primary_since: Mutex<BTreeMap<KeyringLabels, f64>>,
@@ -129,10 +136,15 @@ impl Default for Metrics {
             guard: Family::default(),
             backup_success: Family::default(),
             backup_failures: Family::default(),
+            webhook_requests: Family::default(),
+            webhook_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             primary_since: Mutex::default(),
         };
         for result in ["success", "error"] {
             let _ = m.reconciliations.get_or_create(&ResultLabel { result });
+        }
+        for result in WEBHOOK_RESULTS {
+            let _ = m.webhook_requests.get_or_create(&ResultLabel { result });
         }
         registry.register(
             "encstr_operator_reconciliations",
@@ -177,6 +189,16 @@ impl Default for Metrics {
             "Backups that could not be written",
             m.backup_failures.clone(),
         );
+        registry.register(
+            "encstr_webhook_requests",
+            "Admission requests to the sidecar injection webhook by result",
+            m.webhook_requests.clone(),
+        );
+        registry.register(
+            "encstr_webhook_request_duration_seconds",
+            "Time taken to answer an admission request",
+            m.webhook_duration.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -192,6 +214,12 @@ impl Metrics {
             self.primary_age.get_or_create(labels).set((now - since).max(0.0));
         }
         encstr_exposition::encode(&self.registry)
+    }
+
+    /// Count a webhook request and its latency.
+    pub fn webhook_request(&self, result: &'static str, seconds: f64) {
+        self.webhook_requests.get_or_create(&ResultLabel { result }).inc();
+        self.webhook_duration.observe(seconds);
     }
 
     /// Record when a keyring's primary was promoted (Unix seconds).
