@@ -4,82 +4,22 @@
 //! validating webhooks. The webhook here is a small HTTPS server of the
 //! test's, answering as each test tells it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use encstr_tests::TestApiServer;
-use encstr_tests::apiserver::auth::TlsListener;
 use encstr_tests::harness::Client;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use encstr_tests::webhook::{Answer, TestWebhook, allow, patch};
 use serde_json::{Value, json};
 
 mod common;
 use common::call;
 
-type Answer = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
-
-/// A webhook server: its CA, its address and the reviews it was sent.
-struct Hook {
-    ca_pem: String,
-    port: u16,
-    reviews: Arc<Mutex<Vec<Value>>>,
-}
-
-#[derive(Clone)]
-struct HookState {
-    answer: Answer,
-    delay: Duration,
-    reviews: Arc<Mutex<Vec<Value>>>,
-}
-
-async fn review(State(s): State<HookState>, body: Bytes) -> String {
-    let review: Value = serde_json::from_slice(&body).unwrap();
-    s.reviews.lock().unwrap().push(review.clone());
-    tokio::time::sleep(s.delay).await;
-    let mut response = (s.answer)(&review["request"]);
-    response["uid"] = review["request"]["uid"].clone();
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}).to_string()
-}
-
-/// Serve a webhook with a certificate for `dns` from a CA of its own.
-async fn hook(dns: &str, delay: Duration, answer: Answer) -> Hook {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![dns.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let reviews = Arc::new(Mutex::new(Vec::new()));
-    let state = HookState { answer, delay, reviews: reviews.clone() };
-    let app = axum::Router::new().route("/mutate", axum::routing::post(review)).with_state(state);
-    let tls = TlsListener::new(listener, Arc::new(config)).unwrap();
-    tokio::spawn(async move { axum::serve(tls, app).await });
-    Hook { ca_pem: ca_cert.pem(), port, reviews }
-}
-
-fn allow() -> Value {
-    json!({"allowed": true})
-}
-
-fn patch(ops: Value) -> Value {
-    json!({"allowed": true, "patchType": "JSONPatch", "patch": STANDARD.encode(ops.to_string())})
+/// A webhook server with a certificate for `dns` (tests/src/webhook.rs).
+async fn hook(dns: &str, delay: Duration, answer: Answer) -> TestWebhook {
+    TestWebhook::start(dns, delay, answer)
 }
 
 fn config(kind: &str, name: &str, webhooks: Value) -> Value {
@@ -132,7 +72,7 @@ async fn a_mutating_webhook_is_sent_a_review_and_its_patch_is_stored() {
         }),
     )
     .await;
-    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.port)).unwrap();
+    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.addr.port())).unwrap();
     let created = call(
         &s,
         "POST",
@@ -162,7 +102,7 @@ async fn a_mutating_webhook_is_sent_a_review_and_its_patch_is_stored() {
     let stored = call(&s, "GET", &format!("{PODS}/p"), Value::Null).await.unwrap();
     assert_eq!(stored["metadata"]["annotations"]["injected"], "1");
 
-    let reviews = h.reviews.lock().unwrap().clone();
+    let reviews = h.reviews();
     assert_eq!(reviews.len(), 1);
     let (review, req) = (&reviews[0], &reviews[0]["request"]);
     assert_eq!(
@@ -184,7 +124,7 @@ async fn a_mutating_webhook_is_sent_a_review_and_its_patch_is_stored() {
 
     // The objectSelector keeps unlabelled pods away from the webhook.
     call(&s, "POST", PODS, pod("plain", false)).await.unwrap();
-    assert_eq!(h.reviews.lock().unwrap().len(), 1);
+    assert_eq!(h.reviews().len(), 1);
 }
 
 #[tokio::test]
@@ -198,7 +138,7 @@ async fn denials_are_returned_as_kube_apiserver_returns_them() {
         }),
     )
     .await;
-    s.set_service_endpoint(&format!("hooks/deny=127.0.0.1:{}", h.port)).unwrap();
+    s.set_service_endpoint(&format!("hooks/deny=127.0.0.1:{}", h.addr.port())).unwrap();
     call(
         &s,
         "POST",
@@ -248,7 +188,7 @@ async fn failure_policy_decides_when_the_webhook_cannot_be_called() {
     current["webhooks"][0]["failurePolicy"] = json!("Ignore");
     call(&s, "PUT", &format!("{MWC}/fail"), current).await.unwrap();
     call(&s, "POST", PODS, pod("p", true)).await.unwrap();
-    assert!(h.reviews.lock().unwrap().is_empty());
+    assert!(h.reviews().is_empty());
 }
 
 #[tokio::test]
@@ -256,35 +196,35 @@ async fn the_server_certificate_is_verified_against_the_ca_bundle() {
     let s = server().await;
     let h = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
     let other = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
-    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.port)).unwrap();
+    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.addr.port())).unwrap();
     // Another CA's bundle: the call is refused before any request is sent.
     let w = pod_hook("inject.example.com", &other.ca_pem, "inject", json!({}));
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "inject", json!([w]))).await.unwrap();
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
     assert!(err.starts_with("500") && err.contains("tls: failed to verify certificate"), "{err}");
-    assert!(h.reviews.lock().unwrap().is_empty());
+    assert!(h.reviews().is_empty());
     // The right CA, but a certificate for another Service's name.
-    s.set_service_endpoint(&format!("hooks/elsewhere=127.0.0.1:{}", h.port)).unwrap();
+    s.set_service_endpoint(&format!("hooks/elsewhere=127.0.0.1:{}", h.addr.port())).unwrap();
     let w = pod_hook("inject.example.com", &h.ca_pem, "elsewhere", json!({}));
     let mut current = call(&s, "GET", &format!("{MWC}/inject"), Value::Null).await.unwrap();
     current["webhooks"] = json!([w]);
     call(&s, "PUT", &format!("{MWC}/inject"), current.clone()).await.unwrap();
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
     assert!(err.contains("tls: failed to verify certificate"), "{err}");
-    assert!(h.reviews.lock().unwrap().is_empty());
+    assert!(h.reviews().is_empty());
     // The right CA and name.
     current = call(&s, "GET", &format!("{MWC}/inject"), Value::Null).await.unwrap();
     current["webhooks"][0]["clientConfig"]["service"]["name"] = json!("inject");
     call(&s, "PUT", &format!("{MWC}/inject"), current).await.unwrap();
     call(&s, "POST", PODS, pod("p", true)).await.unwrap();
-    assert_eq!(h.reviews.lock().unwrap().len(), 1);
+    assert_eq!(h.reviews().len(), 1);
 }
 
 #[tokio::test]
 async fn a_webhook_slower_than_its_timeout_fails_the_request() {
     let s = server().await;
     let h = hook("slow.hooks.svc", Duration::from_secs(3), Arc::new(|_| allow())).await;
-    s.set_service_endpoint(&format!("hooks/slow=127.0.0.1:{}", h.port)).unwrap();
+    s.set_service_endpoint(&format!("hooks/slow=127.0.0.1:{}", h.addr.port())).unwrap();
     let w = pod_hook("slow.example.com", &h.ca_pem, "slow", json!({"timeoutSeconds": 1}));
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "slow", json!([w]))).await.unwrap();
     let started = std::time::Instant::now();
@@ -336,7 +276,7 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
         )
         .await;
         for (svc, h) in [("first", &first), ("second", &second), ("check", &validating)] {
-            s.set_service_endpoint(&format!("hooks/{svc}=127.0.0.1:{}", h.port)).unwrap();
+            s.set_service_endpoint(&format!("hooks/{svc}=127.0.0.1:{}", h.addr.port())).unwrap();
         }
         let a = pod_hook("first.example.com", &first.ca_pem, "first", json!({"reinvocationPolicy": policy}));
         let b = pod_hook("second.example.com", &second.ca_pem, "second", json!({}));
@@ -348,9 +288,9 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
         let created = call(&s, "POST", PODS, pod("p", true)).await.unwrap();
         assert_eq!(created["metadata"]["labels"]["first"], "1");
         assert_eq!(created["metadata"]["annotations"]["second"], "1");
-        assert_eq!(first.reviews.lock().unwrap().len(), calls, "{policy}");
-        assert_eq!(second.reviews.lock().unwrap().len(), 1);
-        assert_eq!(validating.reviews.lock().unwrap().len(), 1);
+        assert_eq!(first.reviews().len(), calls, "{policy}");
+        assert_eq!(second.reviews().len(), 1);
+        assert_eq!(validating.reviews().len(), 1);
     }
 }
 
@@ -369,7 +309,7 @@ async fn a_validating_webhook_may_deny_and_sees_updates_with_the_old_object() {
         }),
     )
     .await;
-    s.set_service_endpoint(&format!("hooks/check=127.0.0.1:{}", h.port)).unwrap();
+    s.set_service_endpoint(&format!("hooks/check=127.0.0.1:{}", h.addr.port())).unwrap();
     let mut w = pod_hook("check.example.com", &h.ca_pem, "check", json!({}));
     w["rules"][0]["operations"] = json!(["CREATE", "UPDATE"]);
     call(&s, "POST", VWC, config("ValidatingWebhookConfiguration", "check", json!([w]))).await.unwrap();
@@ -378,10 +318,10 @@ async fn a_validating_webhook_may_deny_and_sees_updates_with_the_old_object() {
     let err = call(&s, "PUT", &format!("{PODS}/p"), p).await.unwrap_err();
     assert!(err.starts_with("422") && err.contains("denied the request: labels are fixed"), "{err}");
     // An invalid object is refused by validation before the webhook sees it.
-    let before = h.reviews.lock().unwrap().len();
+    let before = h.reviews().len();
     let mut bad = pod("bad", true);
     bad["spec"]["containers"][0]["name"] = json!("Not_A_Name");
     let err = call(&s, "POST", PODS, bad).await.unwrap_err();
     assert!(err.starts_with("422") && err.contains("Invalid"), "{err}");
-    assert_eq!(h.reviews.lock().unwrap().len(), before);
+    assert_eq!(h.reviews().len(), before);
 }
