@@ -248,7 +248,8 @@ pub fn settings(pod: &Value, d: &Defaults) -> Result<Settings, String> {
         (true, false) => return Err(format!("annotation {P}notify-process needs {P}notify-signal")),
         _ => {}
     }
-    if !notify_url.is_empty() && !(notify_url.starts_with("http://") || notify_url.starts_with("https://")) {
+    let web = notify_url.starts_with("http://") || notify_url.starts_with("https://");
+    if !notify_url.is_empty() && !web {
         return Err(format!("annotation {P}notify-url: {notify_url:?} is not an http:// or https:// URL"));
     }
     let resources = match a("resources") {
