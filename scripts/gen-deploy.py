@@ -34,3 +34,42 @@ with open("deploy/kustomization.yaml", "w") as f:
     f.write(header + "# kubectl create namespace encstr && kubectl apply --server-side -k deploy/\n")
     yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                     "resources": [f"base/{n}" for n in files]}, f, sort_keys=False)
+
+# The webhook as a kustomize Component: the objects `webhook.enabled=true`
+# adds, and the operator container's args and ports it changes.
+#   components: [<path to>/deploy/webhook]   (beside resources: [<path to>/deploy])
+out = subprocess.run([helm, "template", "encstr", "charts/encstr", "-n", "encstr", "--set", "webhook.enabled=true"],
+                     check=True, capture_output=True, text=True).stdout
+base_keys = {(d["kind"], d["metadata"]["name"]) for docs in files.values() for d in docs}
+added, container = [], None
+for d in yaml.safe_load_all(out):
+    if not d:
+        continue
+    for where in (d.get("metadata", {}), d.get("spec", {}).get("template", {}).get("metadata", {})):
+        labels = where.get("labels") or {}
+        labels.pop("helm.sh/chart", None)
+        labels.pop("app.kubernetes.io/managed-by", None)
+    if (d["kind"], d["metadata"]["name"]) not in base_keys:
+        added.append(d)
+    elif d["kind"] == "Deployment":
+        container = d["spec"]["template"]["spec"]["containers"][0]
+import os
+os.makedirs("deploy/webhook", exist_ok=True)
+with open("deploy/webhook/webhook.yaml", "w") as f:
+    f.write(header.replace("(default values)", "(webhook.enabled=true)"))
+    for d in added:
+        f.write("---\n")
+        yaml.safe_dump(d, f, sort_keys=False, width=120)
+patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/args", "value": container["args"]},
+         {"op": "replace", "path": "/spec/template/spec/containers/0/ports", "value": container["ports"]}]
+with open("deploy/webhook/deployment-patch.yaml", "w") as f:
+    f.write(header.replace("(default values)", "(webhook.enabled=true)"))
+    yaml.safe_dump(patch, f, sort_keys=False, width=200)
+with open("deploy/webhook/kustomization.yaml", "w") as f:
+    f.write(header.replace("(default values)", "(webhook.enabled=true)")
+            + "# The sidecar injection webhook, as a Component beside the base:\n"
+            + "#   resources: [<path>/deploy]\n#   components: [<path>/deploy/webhook]\n")
+    yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component",
+                    "resources": ["webhook.yaml"],
+                    "patches": [{"target": {"kind": "Deployment", "name": "encstr"}, "path": "deployment-patch.yaml"}]},
+                   f, sort_keys=False)

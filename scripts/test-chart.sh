@@ -29,6 +29,46 @@ $helm template encstr charts/encstr -n encstr "${all_on[@]}" > "$work/all.yaml"
 validate "$work/all.yaml" && ok "every toggle on passes kubernetes-validate --strict"
 grep -q '^kind: PodDisruptionBudget' "$work/all.yaml" && grep -q '^kind: ServiceMonitor' "$work/cr.yaml" \
   && grep -q '^kind: PrometheusRule' "$work/cr.yaml" && grep -q '^kind: NetworkPolicy' "$work/all.yaml"
+for cm in false true; do
+  $helm template encstr charts/encstr -n encstr --set webhook.enabled=true --set networkPolicy.enabled=true \
+    --set webhook.certManager.enabled=$cm > "$work/webhook-$cm.yaml"
+  validate "$work/webhook-$cm.yaml"
+  python3 - "$work/webhook-$cm.yaml" "$work/cr.yaml" "$cm" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+custom = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
+cm = sys.argv[3] == "true"
+by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+mwc = by[("MutatingWebhookConfiguration", "encstr")]
+w = mwc["webhooks"][0]
+assert w["objectSelector"] == {"matchLabels": {"encstr.io/inject": "true"}}, w
+assert w["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "encstr"], w
+assert (w["failurePolicy"], w["reinvocationPolicy"], w["sideEffects"]) == ("Fail", "IfNeeded", "None"), w
+assert w["clientConfig"]["service"] == {"name": "encstr-webhook", "namespace": "encstr", "path": "/inject", "port": 443}
+svc = by[("Service", "encstr-webhook")]
+assert svc["spec"]["ports"][0]["targetPort"] == "webhook"
+args = by[("Deployment", "encstr")]["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--webhook-listen=0.0.0.0:9443" in args and ("--webhook-cert-manager" in args) == cm, args
+role = by[("Role", "encstr-webhook")]
+netpol = by[("NetworkPolicy", "encstr")]
+assert any(p["port"] == "webhook" for r in netpol["spec"]["ingress"] for p in r["ports"]), netpol
+if cm:
+    assert mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "encstr/encstr-webhook"
+    assert role["rules"][0]["verbs"] == ["get", "list", "watch"]
+    assert ("ClusterRole", "encstr-webhook") not in by
+    kinds = sorted(d["kind"] for d in custom)
+    assert kinds == ["Certificate", "Issuer"], kinds
+    cert = [d for d in custom if d["kind"] == "Certificate"][0]
+    assert cert["spec"]["secretName"] == "encstr-webhook-tls"
+    assert cert["spec"]["dnsNames"][0] == "encstr-webhook.encstr.svc"
+else:
+    assert "annotations" not in mwc["metadata"]
+    rules = by[("ClusterRole", "encstr-webhook")]["rules"]
+    assert rules == [{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+                      "resourceNames": ["encstr"], "verbs": ["get", "update"]}], rules
+PY
+done
+ok "webhook: Service, MutatingWebhookConfiguration (objectSelector, namespaces left out), RBAC, NetworkPolicy, cert-manager Certificate"
 $helm template encstr charts/encstr -n encstr --set 'rbac.namespaces={team-a,team-b}' > "$work/confined.yaml"
 validate "$work/confined.yaml"
 python3 - "$work/confined.yaml" <<'PY'
@@ -102,6 +142,13 @@ ok "example SecretKeyrings and ClusterSecretKeyrings validate against the CRD sc
 $kubectl kustomize deploy/ > "$work/kustomize.yaml"
 validate "$work/kustomize.yaml"
 python3 scripts/compare-manifests.py "$work/kustomize.yaml" "$work/default.yaml" && ok "kubectl kustomize deploy/ = the chart's default install"
+mkdir -p "$work/kz"
+rel=$(realpath --relative-to="$work/kz" deploy)
+printf 'resources: [%s]\ncomponents: [%s/webhook]\n' "$rel" "$rel" > "$work/kz/kustomization.yaml"
+$kubectl kustomize "$work/kz" > "$work/kustomize-webhook.yaml"
+$helm template encstr charts/encstr -n encstr --include-crds --set webhook.enabled=true > "$work/webhook-default.yaml"
+python3 scripts/compare-manifests.py "$work/kustomize-webhook.yaml" "$work/webhook-default.yaml" \
+  && ok "kustomize deploy/ with the deploy/webhook component = the chart with webhook.enabled=true"
 
 $helm dependency build deploy/examples/app-chart >/dev/null
 $helm lint --strict deploy/examples/app-chart >/dev/null
