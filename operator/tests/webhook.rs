@@ -254,6 +254,8 @@ fn run_sidecar(env: &Env, pod: &Value, config: &str, keyring: &str) -> String {
     std::fs::read_to_string(host(&mount_of("encstr-secrets")).join("app.properties")).unwrap()
 }
 
+type Case = (&'static str, Vec<(&'static str, &'static str)>, Value, &'static [&'static str]);
+
 #[test]
 fn injected_pods_are_the_library_charts_pods_and_their_sidecar_renders_the_config() {
     let (env, _install, _port) = setup("inject");
@@ -267,7 +269,8 @@ fn injected_pods_are_the_library_charts_pods_and_their_sidecar_renders_the_confi
     let token = encrypt_with(&env, keyring.lines().last().unwrap(), "agent.db.password", "s3cret-pw");
     let config = format!("db.user = agent\ndb.password = {token}\n");
 
-    let cases: [(&str, Vec<(&str, &str)>, Value, &[&str]); 3] = [
+    // (case, the pod's annotations, the library chart's values, containers it mounts in)
+    let cases: [Case; 3] = [
         (
             "native",
             vec![
@@ -392,8 +395,7 @@ fn misconfigured_pods_are_denied_and_reinvocation_does_not_inject_twice() {
     ];
     for (i, (annotations, message)) in cases.iter().enumerate() {
         let err = create_pod(&env, &labelled_pod(&format!("bad-{i}"), annotations, &["app"])).unwrap_err();
-        let want = format!("Error from server (Forbidden): error when creating");
-        assert!(err.contains(&want), "{err}");
+        assert!(err.contains("Error from server (Forbidden): error when creating"), "{err}");
         assert!(
             err.contains(&format!(
                 "admission webhook \"inject.encstr.io\" denied the request: encstr: {message}"
