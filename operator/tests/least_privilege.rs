@@ -6,53 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 
 use common::*;
 use encstr_tests::apiserver::{Fault, Matcher};
 use encstr_tests::harness::Env;
 
-type Grant = (String, String, String);
-
-/// What the chart grants the operator's ServiceAccount (not the aggregated
-/// user roles), as (verb, group, resource) triples.
-fn granted(env: &Env, set: &[&str]) -> BTreeSet<Grant> {
-    let mut out = BTreeSet::new();
-    for role in chart_objects(env, set, &["ClusterRole", "Role"]) {
-        let name = role["metadata"]["name"].as_str().unwrap_or_default();
-        if name.ends_with("-edit") || name.ends_with("-view") {
-            continue;
-        }
-        for rule in role["rules"].as_array().unwrap() {
-            let list = |k: &str| {
-                rule[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>()
-            };
-            for verb in list("verbs") {
-                for group in list("apiGroups") {
-                    for resource in list("resources") {
-                        assert!(verb != "*" && group != "*" && resource != "*", "no wildcards: {rule}");
-                        out.insert((verb.clone(), group.clone(), resource.clone()));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// What the operator used (requests that were not denied).
-fn used(env: &Env) -> BTreeSet<Grant> {
-    env.server
-        .usage()
-        .into_iter()
-        .filter(|(u, c)| u.user == OPERATOR_USER && c.requests > c.forbidden)
-        .map(|(u, _)| (u.verb, u.group, u.resource))
-        .collect()
-}
-
 fn assert_least_privilege(env: &Env, set: &[&str]) {
     assert_no_forbidden(env);
-    let (granted, used) = (granted(env, set), used(env));
+    let (granted, used) = (granted(env, set, None), used(env));
     let unused: Vec<&Grant> = granted.difference(&used).collect();
     assert!(unused.is_empty(), "the chart grants what the operator never used: {unused:?}\nused: {used:?}");
     let ungranted: Vec<&Grant> = used.difference(&granted).collect();

@@ -381,3 +381,42 @@ pub fn settled(env: &Env, name: &str, targets: &[&str], n: usize) -> String {
         (text.lines().count() == n && !text.lines().last()?.is_empty()).then_some(text)
     })
 }
+
+pub type Grant = (String, String, String);
+
+/// What the chart grants the operator's ServiceAccount (not the aggregated
+/// user roles), as (verb, group, resource) triples; `only`: from the roles
+/// of that name alone.
+pub fn granted(env: &Env, set: &[&str], only: Option<&str>) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for role in chart_objects(env, set, &["ClusterRole", "Role"]) {
+        let name = role["metadata"]["name"].as_str().unwrap_or_default();
+        if name.ends_with("-edit") || name.ends_with("-view") || only.is_some_and(|o| o != name) {
+            continue;
+        }
+        for rule in role["rules"].as_array().unwrap() {
+            let list = |k: &str| {
+                rule[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>()
+            };
+            for verb in list("verbs") {
+                for group in list("apiGroups") {
+                    for resource in list("resources") {
+                        assert!(verb != "*" && group != "*" && resource != "*", "no wildcards: {rule}");
+                        out.insert((verb.clone(), group.clone(), resource.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the operator used (requests that were not denied).
+pub fn used(env: &Env) -> BTreeSet<Grant> {
+    env.server
+        .usage()
+        .into_iter()
+        .filter(|(u, c)| u.user == OPERATOR_USER && c.requests > c.forbidden)
+        .map(|(u, _)| (u.verb, u.group, u.resource))
+        .collect()
+}
