@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use common::*;
 use encstr_tests::apiserver::{Fault, Matcher};
 use encstr_tests::harness::Env;
