@@ -358,6 +358,25 @@ fn injected_pods_are_the_library_charts_pods_and_their_sidecar_renders_the_confi
             assert_eq!(rendered, "db.user = agent\ndb.password = s3cret-pw\n");
         }
     }
+    // The documented example (deploy/examples/app-injected.yaml), as its
+    // Deployment's ReplicaSet would create the pod.
+    let text = std::fs::read_to_string(root().join("deploy/examples/app-injected.yaml")).unwrap();
+    let example: Value = serde_saphyr::from_str(&text).unwrap();
+    let t = &example["spec"]["template"];
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "example", "labels": t["metadata"]["labels"], "annotations": t["metadata"]["annotations"]},
+        "spec": t["spec"]});
+    let created = create_pod(&env, &pod.to_string()).unwrap();
+    let sidecar = &created["spec"]["initContainers"][0];
+    assert_eq!(sidecar["name"], "encstr");
+    assert!(
+        sidecar["args"].as_array().unwrap().contains(&json!("--notify-url=http://127.0.0.1:8080/-/reload"))
+    );
+    assert_eq!(
+        created["spec"]["containers"][0]["volumeMounts"],
+        json!([{"name": "encstr-secrets", "mountPath": "/run/secrets/app", "readOnly": true}])
+    );
+    kubernetes_validate(&env, &created);
     // Unlabelled pods are never changed.
     let plain = create_pod(&env, &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "annotations": {"encstr.io/keyring-secret": "payments", "encstr.io/config-map": "agent-config"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}).to_string()).unwrap();
     assert!(plain["spec"].get("initContainers").is_none() && plain["spec"].get("volumes").is_none());
