@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 pub const INJECT_LABEL: &str = "encstr.io/inject";
 /// Annotation prefix.
 const P: &str = "encstr.io/";
-/// The annotations read, for the docs and for "unknown annotation" checks.
+/// The annotations read; any other `encstr.io/` annotation on a labelled pod
+/// is a typo and refused (a misspelt `deny-plaintext` must not pass silently).
 pub const ANNOTATIONS: [&str; 12] = [
     "keyring-secret",
     "config-map",
@@ -198,6 +199,15 @@ pub fn settings(pod: &Value, d: &Defaults) -> Result<Settings, String> {
     let required = |name: &str, what: &str| {
         a(name).map(str::to_owned).ok_or_else(|| format!("annotation {P}{name} is required ({what})"))
     };
+    if let Some(unknown) = pod["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(|k| k.strip_prefix(P))
+        .find(|k| !ANNOTATIONS.contains(k))
+    {
+        return Err(format!("unknown annotation {P}{unknown} (known: {})", ANNOTATIONS.join(", ")));
+    }
     let keyring_secret = required("keyring-secret", "the Secret holding the keyring")?;
     let config_map = required("config-map", "the ConfigMap of config files holding ENCSTR tokens")?;
     let mode = match a("mode") {
@@ -541,7 +551,11 @@ mod tests {
 
     #[test]
     fn misconfigured_pods_are_denied_naming_the_annotation_or_container() {
-        let cases: [(&[(&str, &str)], &str); 11] = [
+        let cases: [(&[(&str, &str)], &str); 12] = [
+            (
+                &[("deny-plain-text", "true")],
+                "unknown annotation encstr.io/deny-plain-text (known: keyring-secret,",
+            ),
             (&[("keyring-secret", "")], "annotation encstr.io/keyring-secret is required"),
             (&[("config-map", " ")], "annotation encstr.io/config-map is required"),
             (&[("mode", "sidecar")], "annotation encstr.io/mode: \"sidecar\" is not native or classic"),

@@ -13,7 +13,6 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -404,11 +403,6 @@ pub async fn keep(
             }
         }
     }
-}
-
-/// Base64 of the CA, as a `caBundle` shows it (for logs and tests).
-pub fn bundle_text(ca_pem: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(ca_pem)
 }
 
 #[cfg(test)]
