@@ -80,7 +80,10 @@ if encstr check --keyring keyring moved.properties; then
 fi
 
 step "on Kubernetes: the operator distributes the keyring (the tests' API server stands in for a cluster)"
-"$apiserver_bin" --port 0 --kubeconfig kubeconfig > apiserver.port 2> apiserver.log &
+webhook_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# No Service networking here: the API server is told where the webhook's Service is.
+"$apiserver_bin" --port 0 --kubeconfig kubeconfig \
+  --service-endpoint "encstr/encstr-webhook=127.0.0.1:$webhook_port" > apiserver.port 2> apiserver.log &
 pids+=($!)
 for _ in $(seq 50); do [ -s kubeconfig ] && break; sleep 0.1; done
 export KUBECONFIG="$PWD/kubeconfig" KUBECACHEDIR="$PWD/kube-cache"
@@ -88,7 +91,9 @@ show kubectl apply --server-side -f "$crd"
 for ns in encstr print-a print-b; do kubectl create namespace "$ns" >/dev/null; done
 kubectl label namespace print-b team=print >/dev/null
 "$operator_bin" run --listen 127.0.0.1:0 --lease-duration 5 --identity demo \
-  --lease-namespace encstr --cluster-resource-namespace encstr > operator.log 2>&1 &
+  --lease-namespace encstr --cluster-resource-namespace encstr \
+  --webhook-listen "127.0.0.1:$webhook_port" --webhook-service encstr-webhook \
+  --webhook-secret encstr-webhook-tls --webhook-configuration encstr > operator.log 2>&1 &
 pids+=($!)
 cat > keyring.yaml <<'CSKR'
 apiVersion: encstr.io/v1alpha1
@@ -113,6 +118,45 @@ printf 'db.password = %s\n' "$(printf %s 'from-the-cluster' | encstr encrypt --n
 mkdir -p cluster-config && cp cluster.properties cluster-config/
 show encstr render --source cluster-config --target cluster-run --keyring copy-keyring
 show cat cluster-run/cluster.properties
+
+step "or let the operator inject the sidecar: a pod label and annotations (the chart's webhook.enabled)"
+cat > webhook.yaml <<'MWC'
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: encstr}
+webhooks:
+  - name: inject.encstr.io
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    reinvocationPolicy: IfNeeded
+    clientConfig: {service: {name: encstr-webhook, namespace: encstr, path: /inject}}
+    rules: [{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods], scope: Namespaced}]
+    objectSelector: {matchLabels: {encstr.io/inject: "true"}}
+MWC
+kubectl apply --server-side -f webhook.yaml >/dev/null
+for _ in $(seq 100); do
+  [ -n "$(kubectl get mutatingwebhookconfiguration encstr -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ] && break
+  sleep 0.1
+done
+kubectl create configmap agent-config -n print-a --from-file=cluster.properties >/dev/null
+cat > pod.yaml <<'POD'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: agent
+  namespace: print-a
+  labels: {encstr.io/inject: "true"}
+  annotations: {encstr.io/keyring-secret: print, encstr.io/config-map: agent-config}
+spec:
+  containers: [{name: agent, image: registry.example.com/print-agent:4.2}]
+POD
+show kubectl create -f pod.yaml
+show kubectl get pod agent -n print-a -o jsonpath='{.spec.initContainers[0].name}: {.spec.initContainers[0].args}{"\n"}{.spec.volumes[*].name}{"\n"}{.spec.containers[0].volumeMounts}{"\n"}'
+sed -e 's/name: agent$/name: agent-2/' -e 's/config-map: agent-config/config-map: agent-config, encstr.io\/mode: sidecar/' pod.yaml > bad-pod.yaml
+if show kubectl create -f bad-pod.yaml; then
+  echo "expected the misconfigured pod to be denied" >&2
+  exit 1
+fi
 
 step "rotate: staged everywhere first, then promoted; the old value still decrypts"
 show kubectl annotate cskr print encstr.io/rotate="$(date +%s)" --overwrite

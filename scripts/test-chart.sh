@@ -65,7 +65,7 @@ else:
     assert "annotations" not in mwc["metadata"]
     rules = by[("ClusterRole", "encstr-webhook")]["rules"]
     assert rules == [{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
-                      "resourceNames": ["encstr"], "verbs": ["get", "update"]}], rules
+                      "resourceNames": ["encstr"], "verbs": ["get", "list", "watch", "update"]}], rules
 PY
 done
 ok "webhook: Service, MutatingWebhookConfiguration (objectSelector, namespaces left out), RBAC, NetworkPolicy, cert-manager Certificate"

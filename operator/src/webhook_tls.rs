@@ -13,7 +13,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
@@ -358,9 +358,10 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
     Ok(())
 }
 
-/// Keep the certificate until `stop`: a pass at start, on every change of
-/// the Secret, every `interval` (expiry, a reverted `caBundle`), and after
-/// a failed pass, with backoff.
+/// Keep the certificate until `stop`: a pass at start, whenever the Secret
+/// or the configuration changes (a configuration created after the
+/// operator, a `caBundle` reverted), every `interval` (expiry), and after a
+/// failed pass, with backoff.
 pub async fn keep(
     client: kube::Client,
     s: Settings,
@@ -369,8 +370,19 @@ pub async fn keep(
     stop: impl Future<Output = ()>,
 ) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &s.namespace);
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", s.secret));
-    let mut changes = watcher(secrets, cfg).boxed();
+    let secret_changes =
+        watcher(secrets, watcher::Config::default().fields(&format!("metadata.name={}", s.secret)))
+            .map(|e| e.map(|_| ()));
+    let mut changes = match &s.configuration {
+        Some(name) => {
+            let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+            let config_changes =
+                watcher(configs, watcher::Config::default().fields(&format!("metadata.name={name}")))
+                    .map(|e| e.map(|_| ()));
+            futures::stream::select(secret_changes.boxed(), config_changes.boxed()).boxed()
+        }
+        None => secret_changes.boxed(),
+    };
     tokio::pin!(stop);
     let mut failures = 0u32;
     loop {
@@ -387,20 +399,21 @@ pub async fn keep(
         };
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = &mut deadline => break,
-                ev = changes.next() => match ev {
-                    Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) => break,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        warn!("webhook certificate: watching the Secret: {e}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    None => return,
-                },
-            }
+        // Wait for a change (events in a burst are taken as one) or the deadline.
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = &mut deadline => {}
+            ev = changes.next() => match ev {
+                None => return,
+                Some(Err(e)) => {
+                    warn!("webhook certificate: watching the Secret and configuration: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Some(Ok(())) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while let Some(Some(_)) = changes.next().now_or_never() {}
+                }
+            },
         }
     }
 }

@@ -545,6 +545,17 @@ fn every_replica_serves_renewals_are_picked_up_live_and_a_wrong_ca_bundle_is_ref
     create_pod(&env, &pod("after-new-ca")).expect("injects with the new CA");
 
     // A caBundle of another CA: the API server refuses to call the webhook.
+    // (A replica that keeps the bundle puts it back at once, so only one
+    // that leaves it to cert-manager serves meanwhile.)
+    env.kill("operator");
+    env.kill("standby");
+    let read_only = free_port();
+    let mut args =
+        vec![format!("--webhook-listen=127.0.0.1:{read_only}"), "--webhook-cert-manager".to_owned()];
+    args.extend(chart_webhook_args(&env));
+    start_operator(&mut env, &install, "read-only", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait(20, "the read-only replica to serve", || served_certificate(read_only, &new_ca).ok());
+    route_to(&env, read_only);
     let mut mwc = kubectl_json(&env, &["get", "mutatingwebhookconfiguration", MWC]).unwrap();
     mwc["webhooks"][0]["clientConfig"]["caBundle"] =
         json!(base64::engine::general_purpose::STANDARD.encode(&ca));
@@ -556,5 +567,22 @@ fn every_replica_serves_renewals_are_picked_up_live_and_a_wrong_ca_bundle_is_ref
             && err.contains("tls: failed to verify certificate"),
         "{err}"
     );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ca_bundle(&env).unwrap(), ca, "with cert-manager the operator leaves the caBundle alone");
+    // A replica that manages the certificate repairs the bundle as it starts,
+    // and at once when it is changed again.
+    start_replica(&mut env, &install, "repair", free_port());
+    wait(20, "the caBundle repaired", || ca_bundle(&env).filter(|b| *b == new_ca));
+    create_pod(&env, &pod("repaired")).expect("injects once the caBundle is right");
+    let wrong = json!([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle",
+                        "value": base64::engine::general_purpose::STANDARD.encode(&ca)}]);
+    kubectl(&env, &["patch", "mutatingwebhookconfiguration", MWC, "--type=json", "-p", &wrong.to_string()]);
+    wait(5, "the caBundle repaired again", || ca_bundle(&env).filter(|b| *b == new_ca));
+    // The webhook's RBAC is all used (and enough).
     assert_no_forbidden(&env);
+    let grants = granted(&env, &["webhook.enabled=true"], Some("encstr-webhook"));
+    assert_eq!(grants.len(), 9, "{grants:?}");
+    let used = used(&env);
+    let unused: Vec<_> = grants.difference(&used).collect();
+    assert!(unused.is_empty(), "the webhook's roles grant what it never used: {unused:?}");
 }

@@ -510,7 +510,7 @@ async fn handle(
                 resource: r.resource.clone(),
                 subresource: r.subresource.clone(),
                 namespace: r.namespace.clone(),
-                name: r.name.clone(),
+                name: authorized_name(r, &q),
             }),
             path: String::new(),
         },
@@ -724,6 +724,25 @@ where
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) })
 }
 
+/// The name RBAC sees: the path's, or for a list or watch the exact
+/// `metadata.name` of its field selector (so `resourceNames` rules allow
+/// watching one object, as in kube-apiserver's RequestInfo).
+fn authorized_name(r: &ResourceRequest, q: &HashMap<String, String>) -> String {
+    if !matches!(r.verb, "list" | "watch") {
+        return r.name.clone();
+    }
+    q.get("fieldSelector")
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .find_map(|term| {
+            let term = term.trim();
+            term.strip_prefix("metadata.name==").or_else(|| term.strip_prefix("metadata.name="))
+        })
+        .filter(|n| !n.is_empty() && !n.contains('/') && !n.contains('%') && *n != "." && *n != "..")
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
 fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Response {
     let parsed = || serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(e.to_string()));
     let ok = || json_response(200, &json!({"ok": true}));
@@ -853,6 +872,11 @@ mod tests {
         let r =
             resource_request(&Method::GET, &segs("/api/v1/namespaces/a/secrets"), &q("watch=true")).unwrap();
         assert_eq!(r.verb, "watch");
+        let named = q("watch=true&fieldSelector=metadata.name%3Dtls");
+        let r = resource_request(&Method::GET, &segs("/api/v1/namespaces/a/secrets"), &named).unwrap();
+        assert_eq!((r.name.as_str(), authorized_name(&r, &named).as_str()), ("", "tls"));
+        let other = q("fieldSelector=metadata.namespace%3Da");
+        assert_eq!(authorized_name(&r, &other), "");
         let r = resource_request(&Method::PUT, &segs("/api/v1/namespaces/a/finalize"), &q("")).unwrap();
         assert_eq!(
             (r.resource.as_str(), r.name.as_str(), r.subresource.as_str(), r.namespace.as_str()),
