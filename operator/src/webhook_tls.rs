@@ -293,42 +293,54 @@ pub fn with_ca_bundle(
 async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Result<(), String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &s.namespace);
     let name = &s.secret;
-    let current =
-        secrets.get_opt(name).await.map_err(|e| format!("cannot read Secret {}/{name}: {e}", s.namespace))?;
-    let material = current.as_ref().and_then(Material::from_secret);
-    if s.configuration.is_some() {
+    let mut may_issue = s.configuration.is_some();
+    let material = loop {
+        let current = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("cannot read Secret {}/{name}: {e}", s.namespace))?;
+        let material = current.as_ref().and_then(Material::from_secret);
         let renew_asked = current
             .as_ref()
             .and_then(|c| c.metadata.annotations.as_ref())
             .is_some_and(|a| a.contains_key(RENEW_ANNOTATION));
         let dns = s.dns();
         let p = plan(material.as_ref(), renew_asked, &dns, SystemTime::now());
-        if p != Plan::Keep {
-            let new = issue(material.as_ref(), p, &dns, SystemTime::now())?;
-            let secret = Secret {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(s.namespace.clone()),
-                    resource_version: current.as_ref().and_then(|c| c.metadata.resource_version.clone()),
-                    labels: Some(
-                        [("app.kubernetes.io/managed-by".to_owned(), "encstr-operator".to_owned())].into(),
-                    ),
-                    ..ObjectMeta::default()
-                },
-                type_: Some("kubernetes.io/tls".into()),
-                data: Some(new.to_data()),
-                ..Secret::default()
-            };
-            let written = match &current {
-                None => secrets.create(&PostParams::default(), &secret).await,
-                Some(_) => secrets.replace(name, &PostParams::default(), &secret).await,
-            };
-            // A conflict means another replica wrote first: read again.
-            written.map_err(|e| format!("cannot write Secret {}/{name}: {e}", s.namespace))?;
-            info!(secret = %format!("{}/{name}", s.namespace), plan = ?p, "webhook certificate issued");
-            return Box::pin(pass(client, s, resolver)).await;
+        if !may_issue || p == Plan::Keep {
+            break material;
         }
-    }
+        // Issue at most once a pass; then serve what the Secret holds.
+        may_issue = false;
+        let new = issue(material.as_ref(), p, &dns, SystemTime::now())?;
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(s.namespace.clone()),
+                resource_version: current.as_ref().and_then(|c| c.metadata.resource_version.clone()),
+                labels: Some(
+                    [("app.kubernetes.io/managed-by".to_owned(), "encstr-operator".to_owned())].into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(new.to_data()),
+            ..Secret::default()
+        };
+        let written = match &current {
+            None => secrets.create(&PostParams::default(), &secret).await,
+            Some(_) => secrets.replace(name, &PostParams::default(), &secret).await,
+        };
+        match written {
+            Ok(_) => {
+                info!(secret = %format!("{}/{name}", s.namespace), plan = ?p, "webhook certificate issued")
+            }
+            // Another replica wrote first (AlreadyExists, Conflict): read theirs.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                info!(secret = %format!("{}/{name}", s.namespace), "another replica issued the webhook certificate");
+            }
+            Err(e) => return Err(format!("cannot write Secret {}/{name}: {e}", s.namespace)),
+        }
+    };
     let Some(m) = material else {
         return Err(format!("Secret {}/{name} holds no tls.crt and tls.key yet", s.namespace));
     };
