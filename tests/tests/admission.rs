@@ -325,3 +325,22 @@ async fn a_validating_webhook_may_deny_and_sees_updates_with_the_old_object() {
     assert!(err.starts_with("422") && err.contains("Invalid"), "{err}");
     assert_eq!(h.reviews().len(), before);
 }
+
+#[tokio::test]
+async fn a_url_webhook_is_called_as_is_and_dry_runs_say_so() {
+    let s = server().await;
+    let h = hook(
+        "localhost",
+        Duration::ZERO,
+        Arc::new(|_| patch(json!([{"op": "add", "path": "/metadata/labels/seen", "value": "1"}]))),
+    )
+    .await;
+    let mut w = pod_hook("url.example.com", &h.ca_pem, "unused", json!({}));
+    w["clientConfig"] = json!({"url": format!("https://localhost:{}/hook", h.addr.port()), "caBundle": STANDARD.encode(&h.ca_pem)});
+    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "url", json!([w]))).await.unwrap();
+    let created = call(&s, "POST", &format!("{PODS}?dryRun=All"), pod("p", true)).await.unwrap();
+    assert_eq!(created["metadata"]["labels"]["seen"], "1", "the dry run shows the mutation");
+    assert!(call(&s, "GET", &format!("{PODS}/p"), Value::Null).await.is_err(), "a dry run stores nothing");
+    let reviews = h.reviews();
+    assert_eq!((reviews.len(), &reviews[0]["request"]["dryRun"]), (1, &json!(true)));
+}
