@@ -245,12 +245,13 @@ fn http_reloads_coalesce_retry_and_never_hold_back_renders() {
     vol.update(&[("app.properties", config(&ring, "v4").as_bytes())]);
     let v5 = config(&ring, "v5");
     wait_for(10, "the first failing attempt", || (endpoint.posts.lock().unwrap().len() >= 2).then_some(()));
-    let during = Instant::now();
     vol.update(&[("app.properties", v5.as_bytes())]);
     wait_for(10, "a render during the retries", || {
         std::fs::read_to_string(target.join("app.properties")).ok()?.contains("v5").then_some(())
     });
-    assert!(during.elapsed() < Duration::from_millis(1000), "rendered in {:?}", during.elapsed());
+    // Rendered while the retries (250 ms, 500 ms, 1 s apart) still ran: the
+    // failure is counted only when they are used up.
+    assert_eq!(counter(&addr, http_failed), 0.0, "the render waited for the retries");
     wait_for(15, "the failure", || (counter(&addr, http_failed) >= 1.0).then_some(()));
     let attempts = endpoint.posts.lock().unwrap().len() - 1;
     assert!(attempts >= 4, "retried: {attempts} attempts");

@@ -223,13 +223,16 @@ async fn the_server_certificate_is_verified_against_the_ca_bundle() {
 #[tokio::test]
 async fn a_webhook_slower_than_its_timeout_fails_the_request() {
     let s = server().await;
-    let h = hook("slow.hooks.svc", Duration::from_secs(3), Arc::new(|_| allow())).await;
+    let h = hook("slow.hooks.svc", Duration::from_secs(30), Arc::new(|_| allow())).await;
     s.set_service_endpoint(&format!("hooks/slow=127.0.0.1:{}", h.addr.port())).unwrap();
     let w = pod_hook("slow.example.com", &h.ca_pem, "slow", json!({"timeoutSeconds": 1}));
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "slow", json!([w]))).await.unwrap();
     let started = std::time::Instant::now();
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "the call was cut off at its timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the call was cut off at its timeout, not the answer"
+    );
     assert!(
         err.starts_with("500") && err.contains("?timeout=1s") && err.contains("context deadline exceeded"),
         "{err}"
