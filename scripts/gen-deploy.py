@@ -4,22 +4,30 @@ Helm's bookkeeping labels. scripts/test-chart.sh fails if deploy/ drifts.
 
     python3 scripts/gen-deploy.py "$(scripts/fetch-k8s-tools.sh)/helm"
 """
+import os
 import subprocess
 import sys
 
 import yaml
 
 helm = sys.argv[1] if len(sys.argv) > 1 else "helm"
-out = subprocess.run([helm, "template", "encstr", "charts/encstr", "-n", "encstr", "--include-crds"],
-                     check=True, capture_output=True, text=True).stdout
+
+
+def render(*args):
+    """The chart's objects (`helm template ... args`), without Helm's bookkeeping labels."""
+    out = subprocess.run([helm, "template", "encstr", "charts/encstr", "-n", "encstr", *args],
+                         check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for d in docs:
+        for where in (d.get("metadata", {}), d.get("spec", {}).get("template", {}).get("metadata", {})):
+            labels = where.get("labels") or {}
+            labels.pop("helm.sh/chart", None)
+            labels.pop("app.kubernetes.io/managed-by", None)
+    return docs
+
+
 files = {"crd.yaml": [], "rbac.yaml": [], "deployment.yaml": [], "service.yaml": []}
-for d in yaml.safe_load_all(out):
-    if not d:
-        continue
-    for where in (d.get("metadata", {}), d.get("spec", {}).get("template", {}).get("metadata", {})):
-        labels = where.get("labels") or {}
-        labels.pop("helm.sh/chart", None)
-        labels.pop("app.kubernetes.io/managed-by", None)
+for d in render("--include-crds"):
     kind = d["kind"]
     name = {"CustomResourceDefinition": "crd.yaml", "Deployment": "deployment.yaml", "Service": "service.yaml"}.get(kind, "rbac.yaml")
     files[name].append(d)
@@ -38,22 +46,13 @@ with open("deploy/kustomization.yaml", "w") as f:
 # The webhook as a kustomize Component: the objects `webhook.enabled=true`
 # adds, and the operator container's args and ports it changes.
 #   components: [<path to>/deploy/webhook]   (beside resources: [<path to>/deploy])
-out = subprocess.run([helm, "template", "encstr", "charts/encstr", "-n", "encstr", "--set", "webhook.enabled=true"],
-                     check=True, capture_output=True, text=True).stdout
 base_keys = {(d["kind"], d["metadata"]["name"]) for docs in files.values() for d in docs}
 added, container = [], None
-for d in yaml.safe_load_all(out):
-    if not d:
-        continue
-    for where in (d.get("metadata", {}), d.get("spec", {}).get("template", {}).get("metadata", {})):
-        labels = where.get("labels") or {}
-        labels.pop("helm.sh/chart", None)
-        labels.pop("app.kubernetes.io/managed-by", None)
+for d in render("--set", "webhook.enabled=true"):
     if (d["kind"], d["metadata"]["name"]) not in base_keys:
         added.append(d)
     elif d["kind"] == "Deployment":
         container = d["spec"]["template"]["spec"]["containers"][0]
-import os
 os.makedirs("deploy/webhook", exist_ok=True)
 with open("deploy/webhook/webhook.yaml", "w") as f:
     f.write(header.replace("(default values)", "(webhook.enabled=true)"))

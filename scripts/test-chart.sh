@@ -11,24 +11,33 @@ kubectl="$k8s_tools/kubectl"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ok() { echo "ok: $*"; }
+# A command in an `a && b` list does not stop the script under `set -e`:
+# checks are plain commands, or `{ a && b; } || fail "..."`.
+fail() { echo "FAIL: $*" >&2; exit 1; }
 validate() { # kubernetes-validate everything except the prometheus-operator kinds (CRDs it does not know)
   python3 scripts/split-kinds.py "$1" "$work/valid.yaml" "$work/cr.yaml"
   kubernetes-validate --strict --quiet -k 1.32.0 "$work/valid.yaml"
 }
 
-$helm lint --strict charts/encstr >/dev/null && ok "helm lint --strict charts/encstr"
-$helm lint --strict charts/encstr-sidecar >/dev/null && ok "helm lint --strict charts/encstr-sidecar"
-cmp crds/encstr.yaml charts/encstr/crds/encstr.yaml && ok "chart CRDs = crds/encstr.yaml"
+$helm lint --strict charts/encstr >/dev/null
+ok "helm lint --strict charts/encstr"
+$helm lint --strict charts/encstr-sidecar >/dev/null
+ok "helm lint --strict charts/encstr-sidecar"
+cmp crds/encstr.yaml charts/encstr/crds/encstr.yaml
+ok "chart CRDs = crds/encstr.yaml"
 
 $helm template encstr charts/encstr -n encstr --include-crds > "$work/default.yaml"
-validate "$work/default.yaml" && ok "default render passes kubernetes-validate --strict"
+validate "$work/default.yaml"
+ok "default render passes kubernetes-validate --strict"
 all_on=(--set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true
         --set dashboard.enabled=true --set replicaCount=2 --set 'backup.configMapNamespaces={encstr}'
         --set-json 'networkPolicy.extraEgress=[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24"}}],"ports":[{"port":443,"protocol":"TCP"}]}]')
 $helm template encstr charts/encstr -n encstr "${all_on[@]}" > "$work/all.yaml"
-validate "$work/all.yaml" && ok "every toggle on passes kubernetes-validate --strict"
-grep -q '^kind: PodDisruptionBudget' "$work/all.yaml" && grep -q '^kind: ServiceMonitor' "$work/cr.yaml" \
-  && grep -q '^kind: PrometheusRule' "$work/cr.yaml" && grep -q '^kind: NetworkPolicy' "$work/all.yaml"
+validate "$work/all.yaml"
+ok "every toggle on passes kubernetes-validate --strict"
+{ grep -q '^kind: PodDisruptionBudget' "$work/all.yaml" && grep -q '^kind: ServiceMonitor' "$work/cr.yaml" \
+  && grep -q '^kind: PrometheusRule' "$work/cr.yaml" && grep -q '^kind: NetworkPolicy' "$work/all.yaml"; } \
+  || fail "every toggle on renders the PodDisruptionBudget, ServiceMonitor, PrometheusRule and NetworkPolicy"
 for cm in false true; do
   $helm template encstr charts/encstr -n encstr --set webhook.enabled=true --set networkPolicy.enabled=true \
     --set webhook.certManager.enabled=$cm > "$work/webhook-$cm.yaml"
@@ -90,7 +99,8 @@ for bad in "replicaCount=two" "bogus=1" "image.pullPolicy=Sometimes" "rbac.names
 done
 ok "values.schema.json rejects wrong types and unknown keys"
 yamllint -d '{extends: relaxed, rules: {line-length: {max: 200}, indentation: {spaces: consistent, indent-sequences: whatever}}}' \
-  -s "$work/default.yaml" "$work/all.yaml" && ok "yamllint of the rendered chart"
+  -s "$work/default.yaml" "$work/all.yaml"
+ok "yamllint of the rendered chart"
 
 python3 scripts/split-kinds.py "$work/all.yaml" "$work/all-builtin.yaml" "$work/all-cr.yaml"
 python3 - "$work/all-cr.yaml" "$work/alerts.rules.yaml" <<'PY'
@@ -98,8 +108,11 @@ import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "PrometheusRule"]
 yaml.safe_dump({"groups": docs[0]["spec"]["groups"]}, open(sys.argv[2], "w"))
 PY
-promtool check rules "$work/alerts.rules.yaml" >/dev/null && ok "promtool check rules"
-cp charts/encstr/tests/alerts_test.yaml "$work/" && (cd "$work" && promtool test rules alerts_test.yaml >/dev/null) && ok "promtool test rules (every alert)"
+promtool check rules "$work/alerts.rules.yaml" >/dev/null
+ok "promtool check rules"
+cp charts/encstr/tests/alerts_test.yaml "$work/"
+(cd "$work" && promtool test rules alerts_test.yaml >/dev/null)
+ok "promtool test rules (every alert)"
 python3 - <<'PY'
 import json, re
 d = json.load(open("charts/encstr/dashboards/encstr.json"))
@@ -113,7 +126,8 @@ used = set(re.findall(r"encstr_[a-z_]+", exprs))
 assert used <= known, used - known
 assert d["uid"] and d["panels"], "dashboard"
 PY
-grep -q 'grafana_dashboard: "1"' "$work/all.yaml" && ok "dashboard JSON and its ConfigMap"
+grep -q 'grafana_dashboard: "1"' "$work/all.yaml"
+ok "dashboard JSON and its ConfigMap"
 
 python3 - crds/encstr.yaml deploy/examples/*secretkeyring-*.yaml <<'PY'
 import sys, yaml, jsonschema
@@ -141,14 +155,15 @@ ok "example SecretKeyrings and ClusterSecretKeyrings validate against the CRD sc
 
 $kubectl kustomize deploy/ > "$work/kustomize.yaml"
 validate "$work/kustomize.yaml"
-python3 scripts/compare-manifests.py "$work/kustomize.yaml" "$work/default.yaml" && ok "kubectl kustomize deploy/ = the chart's default install"
+python3 scripts/compare-manifests.py "$work/kustomize.yaml" "$work/default.yaml"
+ok "kubectl kustomize deploy/ = the chart's default install"
 mkdir -p "$work/kz"
 rel=$(realpath --relative-to="$work/kz" deploy)
 printf 'resources: [%s]\ncomponents: [%s/webhook]\n' "$rel" "$rel" > "$work/kz/kustomization.yaml"
 $kubectl kustomize "$work/kz" > "$work/kustomize-webhook.yaml"
 $helm template encstr charts/encstr -n encstr --include-crds --set webhook.enabled=true > "$work/webhook-default.yaml"
-python3 scripts/compare-manifests.py "$work/kustomize-webhook.yaml" "$work/webhook-default.yaml" \
-  && ok "kustomize deploy/ with the deploy/webhook component = the chart with webhook.enabled=true"
+python3 scripts/compare-manifests.py "$work/kustomize-webhook.yaml" "$work/webhook-default.yaml"
+ok "kustomize deploy/ with the deploy/webhook component = the chart with webhook.enabled=true"
 
 $helm dependency build deploy/examples/app-chart >/dev/null
 $helm lint --strict deploy/examples/app-chart >/dev/null
@@ -159,11 +174,15 @@ $helm template demo deploy/examples/app-chart "${no_notify[@]}" --set encstr.not
 for f in app-native app-classic app-url; do
   kubernetes-validate --strict --quiet -k 1.32.0 "$work/$f.yaml"
 done
-grep -q 'restartPolicy: Always' "$work/app-native.yaml" && ! grep -q 'restartPolicy: Always' "$work/app-classic.yaml"
-grep -q 'shareProcessNamespace: true' "$work/app-native.yaml" && grep -q -- '- --notify-signal=HUP' "$work/app-native.yaml" \
-  && grep -q -- '- --notify-process=print-agent' "$work/app-native.yaml" && grep -q -- '- --notify-debounce=2s' "$work/app-native.yaml"
-! grep -q 'shareProcessNamespace' "$work/app-url.yaml" && grep -q -- '- --notify-url=http://127.0.0.1:8080/-/reload' "$work/app-url.yaml"
-! grep -q -- '--notify' "$work/app-classic.yaml" && ! grep -q 'shareProcessNamespace' "$work/app-classic.yaml"
+{ grep -q 'restartPolicy: Always' "$work/app-native.yaml" && ! grep -q 'restartPolicy: Always' "$work/app-classic.yaml"; } \
+  || fail "restartPolicy: Always in native mode only"
+{ grep -q 'shareProcessNamespace: true' "$work/app-native.yaml" && grep -q -- '- --notify-signal=HUP' "$work/app-native.yaml" \
+  && grep -q -- '- --notify-process=print-agent' "$work/app-native.yaml" && grep -q -- '- --notify-debounce=2s' "$work/app-native.yaml"; } \
+  || fail "native mode with notify.signal: shareProcessNamespace and the --notify-* arguments"
+{ ! grep -q 'shareProcessNamespace' "$work/app-url.yaml" && grep -q -- '- --notify-url=http://127.0.0.1:8080/-/reload' "$work/app-url.yaml"; } \
+  || fail "notify.url: --notify-url without shareProcessNamespace"
+{ ! grep -q -- '--notify' "$work/app-classic.yaml" && ! grep -q 'shareProcessNamespace' "$work/app-classic.yaml"; } \
+  || fail "classic mode: no notify arguments, no shareProcessNamespace"
 for bad in "encstr.mode=classic" "encstr.notify.process=" "encstr.notify.signal="; do
   if $helm template demo deploy/examples/app-chart --set "$bad" >/dev/null 2>&1; then echo "library accepted notify with $bad" >&2; exit 1; fi
 done
