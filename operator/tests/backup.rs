@@ -58,10 +58,7 @@ fn key_ids(st: &Value) -> Vec<String> {
 
 #[test]
 fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_from_a_backup() {
-    let mut env = Env::start("backup-configmap");
-    let install = install(&env, &["backup.configMapNamespaces={encstr}"]);
-    kubectl(&env, &["create", "namespace", "team-a"]);
-    start_operator(&mut env, &install, "operator", &[]);
+    let (env, _) = setup_with("backup-configmap", &["backup.configMapNamespaces={encstr}"], &["team-a"], &[]);
     let (alice, r_alice) = age_identity(&env, "alice.txt");
     let (bob, r_bob) = age_identity(&env, "bob.txt");
     let copies = record_watch(&env, "/api/v1/namespaces/team-a/secrets?watch=true");
@@ -199,9 +196,7 @@ fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_fr
 
 #[test]
 fn bad_recipients_generate_nothing_and_foreign_configmaps_are_left_alone() {
-    let mut env = Env::start("backup-invalid");
-    let install = install(&env, &["backup.configMapNamespaces={encstr}"]);
-    start_operator(&mut env, &install, "operator", &[]);
+    let (env, _) = setup_with("backup-invalid", &["backup.configMapNamespaces={encstr}"], &[], &[]);
     let (_, r) = age_identity(&env, "alice.txt");
     apply(
         &env,
@@ -293,12 +288,9 @@ impl Drop for Moto {
 
 #[test]
 fn an_s3_store_gets_new_objects_and_while_it_is_unreachable_only_new_keys_wait() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let moto = Moto::start(port);
-    let mut env = Env::start("backup-s3");
-    let install = install(&env, &[]);
-    kubectl(&env, &["create", "namespace", "team-a"]);
-    start_operator(&mut env, &install, "operator", &[]);
+    let (env, _) = setup("backup-s3", &["team-a"]);
     let (alice, r) = age_identity(&env, "alice.txt");
     kubectl(
         &env,
@@ -405,10 +397,8 @@ fn an_s3_store_gets_new_objects_and_while_it_is_unreachable_only_new_keys_wait()
 
 #[test]
 fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds_it() {
-    let mut env = Env::start("backup-crash");
-    let install = install(&env, &["backup.configMapNamespaces={encstr}"]);
-    kubectl(&env, &["create", "namespace", "team-a"]);
-    start_operator(&mut env, &install, "operator", &[]);
+    let (mut env, install) =
+        setup_with("backup-crash", &["backup.configMapNamespaces={encstr}"], &["team-a"], &[]);
     let (alice, r) = age_identity(&env, "alice.txt");
     let secrets = record_watch(&env, "/api/v1/secrets?watch=true");
     let backups = record_watch(&env, &format!("/api/v1/namespaces/{OPERATOR_NS}/configmaps?watch=true"));
@@ -476,9 +466,7 @@ fn a_store_that_never_answers_fails_the_backup_within_the_timeout() {
             keep.lock().unwrap().push(conn);
         }
     });
-    let mut env = Env::start("backup-hang");
-    let install = install(&env, &[]);
-    start_operator(&mut env, &install, "operator", &["--backup-timeout", "2s"]);
+    let (env, _) = setup_with("backup-hang", &[], &[], &["--backup-timeout", "2s"]);
     let (_, r) = age_identity(&env, "alice.txt");
     kubectl(
         &env,
@@ -513,10 +501,8 @@ fn a_store_that_never_answers_fails_the_backup_within_the_timeout() {
 
 #[test]
 fn a_secret_keyring_is_backed_up_in_its_namespace_before_its_master_exists() {
-    let mut env = Env::start("backup-skr");
     // install() creates the namespaces the chart's Roles are in.
-    let install = install(&env, &["backup.configMapNamespaces={print}"]);
-    start_operator(&mut env, &install, "operator", &[]);
+    let (env, _) = setup_with("backup-skr", &["backup.configMapNamespaces={print}"], &[], &[]);
     let (alice, r) = age_identity(&env, "alice.txt");
     let secrets = record_watch(&env, "/api/v1/namespaces/print/secrets?watch=true");
     let backups = record_watch(&env, "/api/v1/namespaces/print/configmaps?watch=true");

@@ -361,10 +361,12 @@ fn only_the_leader_reconciles_and_a_standby_takes_over() {
 
 #[test]
 fn confined_to_listed_namespaces_it_reconciles_only_there() {
-    let mut env = Env::start("confined");
-    let install = install(&env, &["rbac.namespaces={team-a,team-b}"]);
-    kubectl(&env, &["create", "namespace", "team-x"]);
-    start_operator(&mut env, &install, "operator", &["--namespaces", "team-a,team-b"]);
+    let (env, _) = setup_with(
+        "confined",
+        &["rbac.namespaces={team-a,team-b}"],
+        &["team-x"],
+        &["--namespaces", "team-a,team-b"],
+    );
     apply(
         &env,
         "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k, namespace: team-a}\nspec: {}\n---\napiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: k, namespace: team-x}\nspec: {}\n---\napiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: c}\nspec: {targets: {namespaces: [team-a]}}\n",

@@ -21,10 +21,6 @@ const TLS_SECRET: &str = "encstr-webhook-tls";
 const MWC: &str = "encstr";
 const APPS: &str = "apps";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The webhook flags the chart gives the operator (all but the listen address).
 fn chart_webhook_args(env: &Env) -> Vec<String> {
     let deployment = chart_objects(env, &["webhook.enabled=true"], &["Deployment"]).remove(0);

@@ -174,13 +174,24 @@ pub fn start_operator(env: &mut Env, install: &Install, label: &str, extra: &[&s
 
 /// A cluster-wide install with these namespaces and the operator running.
 pub fn setup(test: &str, namespaces: &[&str]) -> (Env, Install) {
+    setup_with(test, &[], namespaces, &[])
+}
+
+/// An install with the chart's RBAC rendered with `set`, these namespaces,
+/// and the operator running with `extra` flags.
+pub fn setup_with(test: &str, set: &[&str], namespaces: &[&str], extra: &[&str]) -> (Env, Install) {
     let mut env = Env::start(test);
-    let install = install(&env, &[]);
+    let install = install(&env, set);
     for ns in namespaces {
         kubectl(&env, &["create", "namespace", ns]);
     }
-    start_operator(&mut env, &install, "operator", &[]);
+    start_operator(&mut env, &install, "operator", extra);
     (env, install)
+}
+
+/// A free port on 127.0.0.1 (nothing listens on it when this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The operator never got a 403 (its RBAC is enough for what it does).
