@@ -62,6 +62,14 @@ impl Default for Defaults {
     }
 }
 
+/// Whether an API server of this version (`/version`'s `major`, `minor`;
+/// providers write minors like `29+`) runs native sidecars: 1.29 or later.
+/// A version it cannot read is taken as new.
+pub fn native_sidecars_supported(major: &str, minor: &str) -> bool {
+    let minor: u32 = minor.trim_end_matches('+').parse().unwrap_or(u32::MAX);
+    major != "1" || minor >= 29
+}
+
 /// Native sidecar (init container with `restartPolicy: Always`) or a
 /// classic init container that renders once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -584,6 +592,21 @@ mod tests {
         let mut p = pod(base());
         p["spec"]["volumes"] = json!([{"name": "encstr-config", "emptyDir": {}}]);
         assert!(matches!(decide(&p, &Defaults::default()), Decision::Deny(m) if m.contains("encstr-config")));
+    }
+
+    #[test]
+    fn native_sidecars_from_1_29() {
+        for (major, minor, native) in [
+            ("1", "28", false),
+            ("1", "28+", false),
+            ("1", "29", true),
+            ("1", "35", true),
+            ("1", "30+", true),
+            ("2", "0", true),
+            ("1", "", true),
+        ] {
+            assert_eq!(native_sidecars_supported(major, minor), native, "{major}.{minor}");
+        }
     }
 
     #[test]

@@ -194,10 +194,7 @@ async fn start_webhook(
         kube::Client::try_default().await.map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
     // Native sidecars (restartPolicy: Always on init containers) need 1.29.
     let native_supported = match client.apiserver_version().await {
-        Ok(v) => {
-            let minor: u32 = v.minor.trim_end_matches('+').parse().unwrap_or(u32::MAX);
-            v.major != "1" || minor >= 29
-        }
+        Ok(v) => inject::native_sidecars_supported(&v.major, &v.minor),
         Err(e) => {
             warn!("cannot read the API server's version ({e}); injecting native sidecars by default");
             true

@@ -18,8 +18,13 @@ mod common;
 use common::call;
 
 /// A webhook server with a certificate for `dns` (tests/src/webhook.rs).
-async fn hook(dns: &str, delay: Duration, answer: Answer) -> TestWebhook {
+fn hook(dns: &str, delay: Duration, answer: Answer) -> TestWebhook {
     TestWebhook::start(dns, delay, answer)
+}
+
+/// Reach Service `hooks/<svc>` at the webhook.
+fn route(s: &TestApiServer, svc: &str, h: &TestWebhook) {
+    s.set_service_endpoint(&format!("hooks/{svc}=127.0.0.1:{}", h.addr.port())).unwrap();
 }
 
 fn config(kind: &str, name: &str, webhooks: Value) -> Value {
@@ -70,9 +75,8 @@ async fn a_mutating_webhook_is_sent_a_review_and_its_patch_is_stored() {
             p["warnings"] = json!(["pod was injected"]);
             p
         }),
-    )
-    .await;
-    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.addr.port())).unwrap();
+    );
+    route(&s, "inject", &h);
     let created = call(
         &s,
         "POST",
@@ -133,12 +137,11 @@ async fn denials_are_returned_as_kube_apiserver_returns_them() {
     let h = hook(
         "deny.hooks.svc",
         Duration::ZERO,
-        Arc::new(|_| {
-            json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "annotation x is missing"}})
-        }),
-    )
-    .await;
-    s.set_service_endpoint(&format!("hooks/deny=127.0.0.1:{}", h.addr.port())).unwrap();
+        Arc::new(
+            |_| json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "annotation x is missing"}}),
+        ),
+    );
+    route(&s, "deny", &h);
     call(
         &s,
         "POST",
@@ -172,7 +175,7 @@ async fn denials_are_returned_as_kube_apiserver_returns_them() {
 #[tokio::test]
 async fn failure_policy_decides_when_the_webhook_cannot_be_called() {
     let s = server().await;
-    let h = hook("down.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
+    let h = hook("down.hooks.svc", Duration::ZERO, Arc::new(|_| allow()));
     // No endpoint for the Service: nobody answers.
     let fail = pod_hook("fail.example.com", &h.ca_pem, "down", json!({}));
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "fail", json!([fail]))).await.unwrap();
@@ -194,9 +197,9 @@ async fn failure_policy_decides_when_the_webhook_cannot_be_called() {
 #[tokio::test]
 async fn the_server_certificate_is_verified_against_the_ca_bundle() {
     let s = server().await;
-    let h = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
-    let other = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow())).await;
-    s.set_service_endpoint(&format!("hooks/inject=127.0.0.1:{}", h.addr.port())).unwrap();
+    let h = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow()));
+    let other = hook("inject.hooks.svc", Duration::ZERO, Arc::new(|_| allow()));
+    route(&s, "inject", &h);
     // Another CA's bundle: the call is refused before any request is sent.
     let w = pod_hook("inject.example.com", &other.ca_pem, "inject", json!({}));
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "inject", json!([w]))).await.unwrap();
@@ -204,7 +207,7 @@ async fn the_server_certificate_is_verified_against_the_ca_bundle() {
     assert!(err.starts_with("500") && err.contains("tls: failed to verify certificate"), "{err}");
     assert!(h.reviews().is_empty());
     // The right CA, but a certificate for another Service's name.
-    s.set_service_endpoint(&format!("hooks/elsewhere=127.0.0.1:{}", h.addr.port())).unwrap();
+    route(&s, "elsewhere", &h);
     let w = pod_hook("inject.example.com", &h.ca_pem, "elsewhere", json!({}));
     let mut current = call(&s, "GET", &format!("{MWC}/inject"), Value::Null).await.unwrap();
     current["webhooks"] = json!([w]);
@@ -223,8 +226,8 @@ async fn the_server_certificate_is_verified_against_the_ca_bundle() {
 #[tokio::test]
 async fn a_webhook_slower_than_its_timeout_fails_the_request() {
     let s = server().await;
-    let h = hook("slow.hooks.svc", Duration::from_secs(30), Arc::new(|_| allow())).await;
-    s.set_service_endpoint(&format!("hooks/slow=127.0.0.1:{}", h.addr.port())).unwrap();
+    let h = hook("slow.hooks.svc", Duration::from_secs(30), Arc::new(|_| allow()));
+    route(&s, "slow", &h);
     let w = pod_hook("slow.example.com", &h.ca_pem, "slow", json!({"timeoutSeconds": 1}));
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "slow", json!([w]))).await.unwrap();
     let started = std::time::Instant::now();
@@ -255,8 +258,7 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
                     patch(json!([{"op": "add", "path": "/metadata/labels/first", "value": "1"}]))
                 }
             }),
-        )
-        .await;
+        );
         let second = hook(
             "second.hooks.svc",
             Duration::ZERO,
@@ -264,8 +266,7 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
                 assert_eq!(req["object"]["metadata"]["labels"]["first"], "1", "second sees first's change");
                 patch(json!([{"op": "add", "path": "/metadata/annotations", "value": {"second": "1"}}]))
             }),
-        )
-        .await;
+        );
         let validating = hook(
             "check.hooks.svc",
             Duration::ZERO,
@@ -276,10 +277,9 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
                     json!({"allowed": false, "status": {"message": "not mutated"}})
                 }
             }),
-        )
-        .await;
+        );
         for (svc, h) in [("first", &first), ("second", &second), ("check", &validating)] {
-            s.set_service_endpoint(&format!("hooks/{svc}=127.0.0.1:{}", h.addr.port())).unwrap();
+            route(&s, svc, h);
         }
         let a = pod_hook("first.example.com", &first.ca_pem, "first", json!({"reinvocationPolicy": policy}));
         let b = pod_hook("second.example.com", &second.ca_pem, "second", json!({}));
@@ -310,9 +310,8 @@ async fn a_validating_webhook_may_deny_and_sees_updates_with_the_old_object() {
                 allow()
             }
         }),
-    )
-    .await;
-    s.set_service_endpoint(&format!("hooks/check=127.0.0.1:{}", h.addr.port())).unwrap();
+    );
+    route(&s, "check", &h);
     let mut w = pod_hook("check.example.com", &h.ca_pem, "check", json!({}));
     w["rules"][0]["operations"] = json!(["CREATE", "UPDATE"]);
     call(&s, "POST", VWC, config("ValidatingWebhookConfiguration", "check", json!([w]))).await.unwrap();
@@ -336,8 +335,7 @@ async fn a_url_webhook_is_called_as_is_and_dry_runs_say_so() {
         "localhost",
         Duration::ZERO,
         Arc::new(|_| patch(json!([{"op": "add", "path": "/metadata/labels/seen", "value": "1"}]))),
-    )
-    .await;
+    );
     let mut w = pod_hook("url.example.com", &h.ca_pem, "unused", json!({}));
     w["clientConfig"] = json!({"url": format!("https://localhost:{}/hook", h.addr.port()), "caBundle": STANDARD.encode(&h.ca_pem)});
     call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "url", json!([w]))).await.unwrap();
@@ -346,4 +344,28 @@ async fn a_url_webhook_is_called_as_is_and_dry_runs_say_so() {
     assert!(call(&s, "GET", &format!("{PODS}/p"), Value::Null).await.is_err(), "a dry run stores nothing");
     let reviews = h.reviews();
     assert_eq!((reviews.len(), &reviews[0]["request"]["dryRun"]), (1, &json!(true)));
+}
+
+#[tokio::test]
+async fn webhook_configurations_never_pass_through_webhooks() {
+    let s = server().await;
+    // A fail-closed webhook for every write of everything, that nobody answers.
+    let h = hook("down.hooks.svc", Duration::ZERO, Arc::new(|_| allow()));
+    let mut w = pod_hook("all.example.com", &h.ca_pem, "down", json!({"objectSelector": {}}));
+    w["rules"] =
+        json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}]);
+    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "all", json!([w]))).await.unwrap();
+    let cm = json!({"metadata": {"name": "c"}, "data": {"k": "v"}});
+    let err = call(&s, "POST", "/api/v1/namespaces/apps/configmaps", cm.clone()).await.unwrap_err();
+    assert!(
+        err.starts_with("500") && err.contains("failed calling webhook \\\"all.example.com\\\""),
+        "{err}"
+    );
+    // The configuration itself can still be mended: it is not locked in.
+    let mut current = call(&s, "GET", &format!("{MWC}/all"), Value::Null).await.unwrap();
+    current["webhooks"][0]["failurePolicy"] = json!("Ignore");
+    call(&s, "PUT", &format!("{MWC}/all"), current).await.unwrap();
+    call(&s, "POST", "/api/v1/namespaces/apps/configmaps", cm).await.unwrap();
+    call(&s, "DELETE", &format!("{MWC}/all"), Value::Null).await.unwrap();
+    assert!(h.reviews().is_empty());
 }

@@ -53,11 +53,6 @@ impl Endpoints {
         Ok(())
     }
 
-    /// Forget a Service's endpoint (its webhooks then fail to be called).
-    pub fn remove(&self, ns: &str, name: &str) {
-        self.0.lock().expect("lock").remove(&format!("{ns}/{name}"));
-    }
-
     fn get(&self, ns: &str, name: &str) -> Option<String> {
         self.0.lock().expect("lock").get(&format!("{ns}/{name}")).cloned()
     }

@@ -174,11 +174,6 @@ impl TestApiServer {
         self.app.endpoints.set(spec)
     }
 
-    /// Forget where a Service is reached.
-    pub fn remove_service_endpoint(&self, ns: &str, name: &str) {
-        self.app.endpoints.remove(ns, name);
-    }
-
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
