@@ -159,11 +159,11 @@ fn hooks(store: &Store, plural: &str, mutating: bool) -> Vec<Hook> {
     let Some(t) = store.type_of("admissionregistration.k8s.io", "v1", plural) else {
         return Vec::new();
     };
-    let mut configs: Vec<Value> = store.all_of(&t);
-    configs.sort_by(|a, b| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()));
+    // Cluster-scoped: key order is name order, kube-apiserver's order.
+    let configs = store.list_at(&t, None, None).unwrap_or_default();
     configs
         .into_iter()
-        .flat_map(|c| {
+        .flat_map(|(_, c)| {
             let config = c["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             c["webhooks"].as_array().cloned().unwrap_or_default().into_iter().map(move |spec| Hook {
                 config: config.clone(),
@@ -403,19 +403,17 @@ pub(super) async fn admit(
     }
     let (mutating, validating, namespace_labels) = {
         let s = store.lock().expect("lock");
-        let ns_labels = if p.t.namespaced {
-            s.type_of("", "v1", "namespaces")
-                .and_then(|nt| s.get(&nt, "", &p.key.namespace).ok())
-                .map(|n| n["metadata"]["labels"].clone())
-                .unwrap_or(Value::Null)
-        } else {
-            Value::Null
-        };
-        (
-            hooks(&s, "mutatingwebhookconfigurations", true),
-            hooks(&s, "validatingwebhookconfigurations", false),
-            ns_labels,
-        )
+        let mutating = hooks(&s, "mutatingwebhookconfigurations", true);
+        let validating = hooks(&s, "validatingwebhookconfigurations", false);
+        // Namespace labels only when some webhook may need them.
+        let labels = (!mutating.is_empty() || !validating.is_empty())
+            .then(|| s.type_of("", "v1", "namespaces"))
+            .flatten()
+            .filter(|_| p.t.namespaced)
+            .and_then(|nt| s.get(&nt, "", &p.key.namespace).ok())
+            .map(|n| n["metadata"]["labels"].clone())
+            .unwrap_or(Value::Null);
+        (mutating, validating, labels)
     };
     if mutating.is_empty() && validating.is_empty() {
         return Ok(Vec::new());

@@ -1292,15 +1292,6 @@ impl Store {
             .collect()
     }
 
-    /// Every stored object of a type (stored form), in key order.
-    pub fn all_of(&self, t: &ResourceType) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|(k, _)| k.group == t.storage.0 && k.plural == t.storage.1)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
     /// Every stored key, for the controllers.
     pub fn keys(&self) -> Vec<ObjKey> {
         self.objects.keys().cloned().collect()
