@@ -179,6 +179,11 @@ async fn lead(
     }
 }
 
+/// Completes when the stop flag is set (or its sender is gone).
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
 /// Serve the injection webhook (every replica) and keep its certificate,
 /// with a client of its own: the fence holds back only the leader's
 /// controller writes, and a standby must renew and serve too.
@@ -215,9 +220,6 @@ async fn start_webhook(
         service: args.webhook_service.clone(),
         configuration: (!args.webhook_cert_manager).then(|| args.webhook_configuration.clone()),
     };
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     tokio::spawn(webhook_tls::keep(
         client,
         tls.clone(),
@@ -250,9 +252,6 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let metrics = Arc::new(metrics::Metrics::default());
     let health = Arc::new(http::Health { metrics: metrics.clone(), ..http::Health::default() });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let (addr, server) = http::serve(args.listen, health.clone(), wait_stop(stop_rx.clone()))
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -58,11 +58,7 @@ fn ca_bundle(env: &Env) -> Option<String> {
 
 fn tls_secret(env: &Env) -> Option<(String, String)> {
     let s = kubectl_json(env, &["get", "secret", TLS_SECRET, "-n", OPERATOR_NS])?;
-    let get = |k: &str| {
-        let b = base64::engine::general_purpose::STANDARD.decode(s["data"][k].as_str()?).ok()?;
-        String::from_utf8(b).ok()
-    };
-    Some((get("tls.crt")?, get("ca.crt")?))
+    Some((secret_text(&s, "tls.crt")?, secret_text(&s, "ca.crt")?))
 }
 
 /// An install with the webhook: the chart's RBAC, Service and

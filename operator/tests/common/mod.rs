@@ -218,7 +218,12 @@ pub fn keyring_secret(env: &Env, ns: &str, name: &str) -> Option<(String, String
 
 /// The keyring text a Secret object holds, if any.
 pub fn keyring_text(secret: &Value) -> Option<String> {
-    let data = secret["data"]["keyring"].as_str()?;
+    secret_text(secret, "keyring")
+}
+
+/// A Secret's `data` entry, decoded, if it exists.
+pub fn secret_text(secret: &Value, key: &str) -> Option<String> {
+    let data = secret["data"][key].as_str()?;
     Some(String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap())
 }
 
