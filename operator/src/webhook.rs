@@ -178,6 +178,22 @@ mod tests {
             "namespace": "apps", "object": pod}})
     }
 
+    #[tokio::test]
+    async fn what_is_not_an_admission_review_is_refused_and_counted_as_an_error() {
+        let w = Arc::new(webhook());
+        for body in ["not json", r#"{"kind": "Pod"}"#] {
+            let r = inject_handler(State(w.clone()), Bytes::from(body)).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        }
+        let review = req(json!({"metadata": {"name": "p"}}), "CREATE");
+        let r = inject_handler(State(w.clone()), Bytes::from(review.to_string())).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let text = w.metrics.encode();
+        assert!(text.contains("encstr_webhook_requests_total{result=\"error\"} 2"), "{text}");
+        assert!(text.contains("encstr_webhook_requests_total{result=\"skipped\"} 1"), "{text}");
+        assert!(text.contains("encstr_webhook_request_duration_seconds_count 3"), "{text}");
+    }
+
     #[test]
     fn answers_carry_the_uid_a_patch_or_a_denial() {
         let w = webhook();
