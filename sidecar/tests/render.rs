@@ -369,7 +369,11 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
         (std::fs::read_to_string(target.join("app.properties")).ok()? == "db.password = three\n")
             .then_some(())
     });
-    let m = metrics(&addr);
+    // The files are in place before the render is counted: wait for the count.
+    let m = wait_for(10, "the render counted", || {
+        let m = metrics(&addr);
+        (sample(&m, "encstr_renders_total{result=\"success\"}")? >= 3.0).then_some(m)
+    });
     assert!(sample(&m, "encstr_decryptions_total").unwrap() >= 3.0);
     assert_eq!(sample(&m, "encstr_plaintext_values"), Some(1.0));
     assert!(sample(&m, "encstr_last_render_success_timestamp_seconds").unwrap() > 1.7e9);

@@ -142,13 +142,16 @@ impl Renderer {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(s) => {
-                m.renders.get_or_create(&ResultLabel { result: "success" }).inc();
+                // Details first, then readiness, then the render count: whoever
+                // sees a render counted (or the pod ready) sees all it did.
                 m.decryptions.inc_by(s.decrypted as u64);
                 m.plaintext_values.set(i64::try_from(s.plaintext).unwrap_or(i64::MAX));
                 let now =
                     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
                 m.last_success.set(now);
+                self.termination_message("");
                 self.health.ready.store(true, Ordering::Release);
+                m.renders.get_or_create(&ResultLabel { result: "success" }).inc();
                 info!(
                     files = s.files,
                     decrypted = s.decrypted,
@@ -159,21 +162,20 @@ impl Renderer {
                     duration_ms = format_args!("{ms:.2}"),
                     "render succeeded"
                 );
-                self.termination_message("");
             }
             Err(e) => {
-                m.renders.get_or_create(&ResultLabel { result: "failure" }).inc();
                 if let RenderError::Failures(failures) = e {
                     for f in failures.iter().filter(|f| DECRYPT_REASONS.contains(&f.reason)) {
                         m.decrypt_failures.get_or_create(&ReasonLabel { reason: f.reason }).inc();
                     }
                 }
                 let report = e.report();
+                self.termination_message(&report);
+                m.renders.get_or_create(&ResultLabel { result: "failure" }).inc();
                 let mut lines = report.lines();
                 let headline = lines.next().unwrap_or_default();
                 let problems: Vec<&str> = lines.collect();
                 error!(problems = problems.join("; "), duration_ms = format_args!("{ms:.2}"), "{headline}");
-                self.termination_message(&report);
             }
         }
         result
