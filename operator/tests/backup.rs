@@ -423,7 +423,12 @@ fn sigkill_at_random_points_never_leaves_a_key_in_a_secret_before_a_backup_holds
         let text = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
         (done && st["keyCount"].as_u64() == Some(text.lines().count() as u64)).then_some(text)
     });
-    std::thread::sleep(Duration::from_millis(500));
+    caught_up(&env, &backups, &[&["configmap", "payments-backup", "-n", OPERATOR_NS]]);
+    caught_up(
+        &env,
+        &secrets,
+        &[&["secret", "payments", "-n", OPERATOR_NS], &["secret", "payments", "-n", "team-a"]],
+    );
     // When each key line first appeared in a backup (decrypted with the offline identity) ...
     let mut backed: std::collections::BTreeMap<String, u64> = Default::default();
     for (rv, cm) in backups.lock().unwrap().iter() {
@@ -523,7 +528,8 @@ fn a_secret_keyring_is_backed_up_in_its_namespace_before_its_master_exists() {
     assert_eq!(entries.len(), 1);
     assert_eq!(age_decrypt(&env, &alice, &entries[0].2), master);
     assert_eq!(st["lastBackup"]["keyIds"], serde_json::json!([st["primaryKeyId"]]));
-    std::thread::sleep(Duration::from_millis(300));
+    caught_up(&env, &backups, &[&["configmap", "agents-backup", "-n", "print"]]);
+    caught_up(&env, &secrets, &[&["secret", "agents", "-n", "print"]]);
     let first_backup = backups.lock().unwrap().iter().map(|(rv, _)| *rv).min().expect("a backup");
     let first_master = secrets
         .lock()

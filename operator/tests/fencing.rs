@@ -149,7 +149,7 @@ fn sigkill_at_random_points_during_rotations_loses_no_key_and_makes_none_twice()
         let text = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
         (done && st["keyCount"].as_u64() == Some(text.lines().count() as u64)).then_some(text)
     });
-    std::thread::sleep(Duration::from_millis(500));
+    caught_up(&env, &versions, &[&["secret", "payments", "-n", OPERATOR_NS]]);
     let versions = keyrings_and_staged(&versions);
     assert!(versions.len() > 20, "every master version recorded: {}", versions.len());
     // Each version holds every key of the previous one (nothing is pruned here).

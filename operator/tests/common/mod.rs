@@ -251,6 +251,21 @@ pub fn record_watch(env: &Env, path: &str) -> Recorded {
     seen
 }
 
+/// Wait until a recorder has seen each object (`kubectl get` arguments) at
+/// its current resourceVersion: watches lag, and a sleep is only a guess.
+pub fn caught_up(env: &Env, recorded: &Recorded, objects: &[&[&str]]) {
+    for args in objects {
+        let mut get = vec!["get"];
+        get.extend_from_slice(args);
+        let rv: u64 = kubectl_json(env, &get)
+            .and_then(|o| o["metadata"]["resourceVersion"].as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?} has a resourceVersion"));
+        wait(30, "the recorded watch to catch up", || {
+            recorded.lock().unwrap().iter().any(|(r, _)| *r >= rv).then_some(())
+        });
+    }
+}
+
 /// The status of a ClusterSecretKeyring.
 pub fn cstatus(env: &Env, name: &str) -> Value {
     kubectl_json(env, &["get", "cskr", name]).map(|v| v["status"].clone()).unwrap_or(Value::Null)
