@@ -12,10 +12,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
-use crate::apiserver::auth::TlsListener;
+use crate::apiserver::auth::{Tls, TlsListener};
 
 /// What a webhook answers to a review's `request`: the `response` (without
 /// `uid`).
@@ -57,27 +56,8 @@ impl TestWebhook {
     /// Serve on 127.0.0.1 with a certificate for `dns`, answering after
     /// `delay` with `answer`, on any path.
     pub fn start(dns: &str, delay: Duration, answer: Answer) -> TestWebhook {
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).expect("CA");
-        let issuer = Issuer::new(ca, ca_key);
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec![dns.to_owned()])
-            .expect("params")
-            .signed_by(&key, &issuer)
-            .expect("certificate");
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("protocols")
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![cert.der().clone()],
-                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-                )
-                .expect("server config");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = Tls::issue(dns, &[dns]);
+        let config = tls.server_config();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -94,7 +74,7 @@ impl TestWebhook {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let tls = TlsListener::new(listener, Arc::new(config)).expect("tls");
+                    let tls = TlsListener::new(listener, config).expect("tls");
                     let app = axum::Router::new().fallback(axum::routing::post(review)).with_state(state);
                     let _ = axum::serve(tls, app)
                         .with_graceful_shutdown(async {
@@ -104,7 +84,7 @@ impl TestWebhook {
                 });
             })
             .expect("thread");
-        TestWebhook { ca_pem: ca_cert.pem(), addr, reviews, _stop: stop }
+        TestWebhook { ca_pem: tls.ca_pem, addr, reviews, _stop: stop }
     }
 
     /// The reviews sent so far.

@@ -31,6 +31,16 @@ fn config(kind: &str, name: &str, webhooks: Value) -> Value {
     json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name}, "webhooks": webhooks})
 }
 
+/// Create MutatingWebhookConfiguration `name`; the stored object.
+async fn mutating(s: &TestApiServer, name: &str, webhooks: Value) -> Value {
+    call(s, "POST", MWC, config("MutatingWebhookConfiguration", name, webhooks)).await.unwrap()
+}
+
+/// Create ValidatingWebhookConfiguration `name`; the stored object.
+async fn validating(s: &TestApiServer, name: &str, webhooks: Value) -> Value {
+    call(s, "POST", VWC, config("ValidatingWebhookConfiguration", name, webhooks)).await.unwrap()
+}
+
 /// A webhook entry for Pod creates, reached through Service `ns/svc`.
 fn pod_hook(name: &str, ca_pem: &str, svc: &str, extra: Value) -> Value {
     let mut w = json!({
@@ -77,18 +87,8 @@ async fn a_mutating_webhook_is_sent_a_review_and_its_patch_is_stored() {
         }),
     );
     route(&s, "inject", &h);
-    let created = call(
-        &s,
-        "POST",
-        MWC,
-        config(
-            "MutatingWebhookConfiguration",
-            "inject",
-            json!([pod_hook("inject.example.com", &h.ca_pem, "inject", json!({}))]),
-        ),
-    )
-    .await
-    .unwrap();
+    let created =
+        mutating(&s, "inject", json!([pod_hook("inject.example.com", &h.ca_pem, "inject", json!({}))])).await;
     // kube-apiserver's defaults.
     let w = &created["webhooks"][0];
     assert_eq!(
@@ -142,18 +142,7 @@ async fn denials_are_returned_as_kube_apiserver_returns_them() {
         ),
     );
     route(&s, "deny", &h);
-    call(
-        &s,
-        "POST",
-        MWC,
-        config(
-            "MutatingWebhookConfiguration",
-            "deny",
-            json!([pod_hook("deny.example.com", &h.ca_pem, "deny", json!({}))]),
-        ),
-    )
-    .await
-    .unwrap();
+    mutating(&s, "deny", json!([pod_hook("deny.example.com", &h.ca_pem, "deny", json!({}))])).await;
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
     assert!(err.starts_with("403"), "{err}");
     let status: Value = serde_json::from_str(err.split_once(": ").unwrap().1).unwrap();
@@ -178,7 +167,7 @@ async fn failure_policy_decides_when_the_webhook_cannot_be_called() {
     let h = hook("down.hooks.svc", Duration::ZERO, Arc::new(|_| allow()));
     // No endpoint for the Service: nobody answers.
     let fail = pod_hook("fail.example.com", &h.ca_pem, "down", json!({}));
-    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "fail", json!([fail]))).await.unwrap();
+    mutating(&s, "fail", json!([fail])).await;
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
     assert!(err.starts_with("500"), "{err}");
     assert!(
@@ -202,7 +191,7 @@ async fn the_server_certificate_is_verified_against_the_ca_bundle() {
     route(&s, "inject", &h);
     // Another CA's bundle: the call is refused before any request is sent.
     let w = pod_hook("inject.example.com", &other.ca_pem, "inject", json!({}));
-    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "inject", json!([w]))).await.unwrap();
+    mutating(&s, "inject", json!([w])).await;
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
     assert!(err.starts_with("500") && err.contains("tls: failed to verify certificate"), "{err}");
     assert!(h.reviews().is_empty());
@@ -229,7 +218,7 @@ async fn a_webhook_slower_than_its_timeout_fails_the_request() {
     let h = hook("slow.hooks.svc", Duration::from_secs(30), Arc::new(|_| allow()));
     route(&s, "slow", &h);
     let w = pod_hook("slow.example.com", &h.ca_pem, "slow", json!({"timeoutSeconds": 1}));
-    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "slow", json!([w]))).await.unwrap();
+    mutating(&s, "slow", json!([w])).await;
     let started = std::time::Instant::now();
     let err = call(&s, "POST", PODS, pod("p", true)).await.unwrap_err();
     assert!(
@@ -267,7 +256,7 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
                 patch(json!([{"op": "add", "path": "/metadata/annotations", "value": {"second": "1"}}]))
             }),
         );
-        let validating = hook(
+        let check = hook(
             "check.hooks.svc",
             Duration::ZERO,
             Arc::new(|req| {
@@ -278,22 +267,22 @@ async fn webhooks_run_in_order_and_if_needed_ones_are_reinvoked_once() {
                 }
             }),
         );
-        for (svc, h) in [("first", &first), ("second", &second), ("check", &validating)] {
+        for (svc, h) in [("first", &first), ("second", &second), ("check", &check)] {
             route(&s, svc, h);
         }
         let a = pod_hook("first.example.com", &first.ca_pem, "first", json!({"reinvocationPolicy": policy}));
         let b = pod_hook("second.example.com", &second.ca_pem, "second", json!({}));
         // Configurations run in name order: "a-..." before "b-...".
-        call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "b-second", json!([b]))).await.unwrap();
-        call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "a-first", json!([a]))).await.unwrap();
-        let v = pod_hook("check.example.com", &validating.ca_pem, "check", json!({}));
-        call(&s, "POST", VWC, config("ValidatingWebhookConfiguration", "check", json!([v]))).await.unwrap();
+        mutating(&s, "b-second", json!([b])).await;
+        mutating(&s, "a-first", json!([a])).await;
+        let v = pod_hook("check.example.com", &check.ca_pem, "check", json!({}));
+        validating(&s, "check", json!([v])).await;
         let created = call(&s, "POST", PODS, pod("p", true)).await.unwrap();
         assert_eq!(created["metadata"]["labels"]["first"], "1");
         assert_eq!(created["metadata"]["annotations"]["second"], "1");
         assert_eq!(first.reviews().len(), calls, "{policy}");
         assert_eq!(second.reviews().len(), 1);
-        assert_eq!(validating.reviews().len(), 1);
+        assert_eq!(check.reviews().len(), 1);
     }
 }
 
@@ -314,7 +303,7 @@ async fn a_validating_webhook_may_deny_and_sees_updates_with_the_old_object() {
     route(&s, "check", &h);
     let mut w = pod_hook("check.example.com", &h.ca_pem, "check", json!({}));
     w["rules"][0]["operations"] = json!(["CREATE", "UPDATE"]);
-    call(&s, "POST", VWC, config("ValidatingWebhookConfiguration", "check", json!([w]))).await.unwrap();
+    validating(&s, "check", json!([w])).await;
     let mut p = call(&s, "POST", PODS, pod("p", true)).await.unwrap();
     p["metadata"]["labels"]["inject"] = json!("no");
     let err = call(&s, "PUT", &format!("{PODS}/p"), p).await.unwrap_err();
@@ -338,7 +327,7 @@ async fn a_url_webhook_is_called_as_is_and_dry_runs_say_so() {
     );
     let mut w = pod_hook("url.example.com", &h.ca_pem, "unused", json!({}));
     w["clientConfig"] = json!({"url": format!("https://localhost:{}/hook", h.addr.port()), "caBundle": STANDARD.encode(&h.ca_pem)});
-    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "url", json!([w]))).await.unwrap();
+    mutating(&s, "url", json!([w])).await;
     let created = call(&s, "POST", &format!("{PODS}?dryRun=All"), pod("p", true)).await.unwrap();
     assert_eq!(created["metadata"]["labels"]["seen"], "1", "the dry run shows the mutation");
     assert!(call(&s, "GET", &format!("{PODS}/p"), Value::Null).await.is_err(), "a dry run stores nothing");
@@ -354,7 +343,7 @@ async fn webhook_configurations_never_pass_through_webhooks() {
     let mut w = pod_hook("all.example.com", &h.ca_pem, "down", json!({"objectSelector": {}}));
     w["rules"] =
         json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}]);
-    call(&s, "POST", MWC, config("MutatingWebhookConfiguration", "all", json!([w]))).await.unwrap();
+    mutating(&s, "all", json!([w])).await;
     let cm = json!({"metadata": {"name": "c"}, "data": {"k": "v"}});
     let err = call(&s, "POST", "/api/v1/namespaces/apps/configmaps", cm.clone()).await.unwrap_err();
     assert!(

@@ -227,18 +227,16 @@ fn target(app: &Endpoints, hook: &Hook, timeout: u64) -> Result<Target, String> 
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     if let Some(url) = cc["url"].as_str() {
-        let rest = url.strip_prefix("https://").ok_or("url: only https is supported")?;
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).trim_matches(['[', ']']);
-        let connect = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            authority.to_owned()
-        } else {
-            format!("{authority}:443")
-        };
-        let path = if path.is_empty() { "/" } else { path };
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("url: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err("url: only https is supported".into());
+        }
+        // An IPv6 host keeps its brackets here, as `host:port` needs them.
+        let host = uri.host().ok_or("url: no host")?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         return Ok(Target {
-            connect,
-            server_name: host.to_owned(),
+            connect: format!("{host}:{}", uri.port_u16().unwrap_or(443)),
+            server_name: host.trim_matches(['[', ']']).to_owned(),
             url: format!("{url}?timeout={timeout}s"),
             path: format!("{path}?timeout={timeout}s"),
             ca,

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -192,19 +192,25 @@ pub struct Tls {
 impl Tls {
     /// A fresh CA, and a serving certificate for 127.0.0.1, ::1 and localhost.
     pub fn generate() -> Tls {
+        Tls::issue("kube-test-apiserver", &["localhost", "127.0.0.1", "::1"])
+    }
+
+    /// A fresh CA named after `name`, and a serving certificate from it for
+    /// `sans` (DNS names or IP addresses).
+    pub fn issue(name: &str, sans: &[&str]) -> Tls {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.distinguished_name.push(DnType::CommonName, "kube-test-apiserver CA");
+        ca.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().expect("server key");
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
-        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
-        params.subject_alt_names.push(SanType::IpAddress("::1".parse().expect("ip")));
-        params.distinguished_name.push(DnType::CommonName, "kube-test-apiserver");
+        let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+        // rcgen makes IP address SANs of names that parse as one.
+        let mut params = CertificateParams::new(sans).expect("server params");
+        params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.signed_by(&key, &issuer).expect("server certificate");
         Tls {
             ca_pem: ca_cert.pem(),
