@@ -212,19 +212,20 @@ cases!(check_error:
     error_last_tag_byte_flipped = 0,
     error_ciphertext_bit_flipped = 1,
     error_wrong_secret_name = 2,
-    error_version_2 = 3,
-    error_unknown_key_id = 4,
-    error_truncated = 5,
-    error_not_base64 = 6,
-    error_empty_payload = 7,
-    error_wrong_prefix = 8,
-    error_valid_tag_padding_byte_0 = 9,
-    error_valid_tag_inconsistent_padding = 10,
-    error_valid_tag_padding_length_17 = 11,
-    error_base64_nonzero_unused_bits = 12,
-    error_base64_padding_missing = 13,
-    error_base64_url_safe_alphabet = 14,
-    error_base64_white_space_inside = 15,
+    error_version_3 = 3,
+    error_version_0 = 4,
+    error_unknown_key_id = 5,
+    error_truncated = 6,
+    error_not_base64 = 7,
+    error_empty_payload = 8,
+    error_wrong_prefix = 9,
+    error_valid_tag_padding_byte_0 = 10,
+    error_valid_tag_inconsistent_padding = 11,
+    error_valid_tag_padding_length_17 = 12,
+    error_base64_nonzero_unused_bits = 13,
+    error_base64_padding_missing = 14,
+    error_base64_url_safe_alphabet = 15,
+    error_base64_white_space_inside = 16,
 );
 cases!(check_passphrase:
     passphrase_ascii = 0,
@@ -247,7 +248,7 @@ cases!(check_names:
 #[test]
 fn every_vector_has_a_test() {
     let v = vectors();
-    assert_eq!((v.keys.len(), v.encrypt.len(), v.decrypt_errors.len(), v.passphrase.len()), (3, 7, 16, 4));
+    assert_eq!((v.keys.len(), v.encrypt.len(), v.decrypt_errors.len(), v.passphrase.len()), (3, 7, 17, 4));
     assert_eq!((v.collision.tokens.len(), v.names.len()), (2, 7));
 }
 
@@ -256,10 +257,17 @@ fn every_vector_has_a_test() {
 #[test]
 fn vector_order_is_as_expected() {
     let v = vectors();
-    let whys: Vec<&str> = v.decrypt_errors[9..].iter().map(|e| e.why.as_str()).collect();
+    let whys: Vec<&str> = v.decrypt_errors[3..].iter().map(|e| e.why.as_str()).collect();
     assert_eq!(
         whys,
         [
+            "version byte 3",
+            "version byte 0",
+            "key id not in keyring",
+            "truncated by one byte",
+            "not base64",
+            "empty payload",
+            "wrong prefix",
             "valid tag, padding byte 0",
             "valid tag, inconsistent padding bytes",
             "valid tag, padding length 17",
