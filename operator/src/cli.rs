@@ -59,6 +59,17 @@ pub struct RunArgs {
     /// counts as failed (and is retried with backoff).
     #[arg(long, default_value = "25s", value_parser = parse_resync)]
     pub backup_timeout: std::time::Duration,
+    /// An object-store endpoint SecretKeyrings may name in
+    /// `spec.backup.objectStore.endpoint` (repeat, or comma-separated);
+    /// ClusterSecretKeyrings may name any. None by default.
+    #[arg(long, env = "ENCSTR_BACKUP_ALLOWED_ENDPOINTS", value_delimiter = ',', value_parser = parse_endpoint)]
+    pub backup_allowed_endpoint: Vec<crate::backup::store::Endpoint>,
+    /// Let SecretKeyrings without a credentials Secret back up with the
+    /// operator's own object-store credentials (its environment or its
+    /// cloud identity). Off by default: a namespace's editor could then
+    /// write to any bucket the operator can.
+    #[arg(long, env = "ENCSTR_BACKUP_NAMESPACED_USES_OPERATOR_CREDENTIALS")]
+    pub backup_namespaced_uses_operator_credentials: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -96,6 +107,10 @@ fn parse_resources(s: &str) -> Result<serde_json::Value, String> {
     let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
     crate::inject::check_resources(&v)?;
     Ok(v)
+}
+
+fn parse_endpoint(s: &str) -> Result<crate::backup::store::Endpoint, String> {
+    crate::backup::store::Endpoint::parse(s.trim())
 }
 
 fn parse_resync(s: &str) -> Result<std::time::Duration, String> {

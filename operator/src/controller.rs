@@ -51,6 +51,8 @@ pub struct Shared {
     pub scan_interval: Duration,
     /// The longest one backup write may take.
     pub backup_timeout: Duration,
+    /// What namespaced keyrings' backups may use.
+    pub backup_policy: crate::backup::store::Policy,
     failures: Mutex<BTreeMap<Id, u32>>,
     backup_failures: Mutex<BTreeMap<Id, (u32, Instant, String)>>,
     last_backups: Mutex<BTreeMap<Id, LastBackup>>,
@@ -391,6 +393,8 @@ pub struct Settings {
     pub scan_interval: Duration,
     /// The longest one backup write may take.
     pub backup_timeout: Duration,
+    /// What namespaced keyrings' backups may use.
+    pub backup_policy: crate::backup::store::Policy,
 }
 
 /// Run the controllers until `shutdown` completes.
@@ -412,6 +416,7 @@ pub async fn run(
         resync: s.resync,
         scan_interval: s.scan_interval,
         backup_timeout: s.backup_timeout,
+        backup_policy: s.backup_policy,
         failures: Mutex::default(),
         backup_failures: Mutex::default(),
         last_backups: Mutex::default(),

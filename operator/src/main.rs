@@ -11,7 +11,7 @@ use clap::Parser as _;
 use encstr_operator::cli::{Cli, Command, LogFormat, RunArgs};
 use encstr_operator::controller::Scope;
 use encstr_operator::lease::{self, Fence, FenceLayer};
-use encstr_operator::{controller, crd, http, inject, metrics, webhook, webhook_tls};
+use encstr_operator::{backup, controller, crd, http, inject, metrics, webhook, webhook_tls};
 use tracing::{error, info, warn};
 
 fn init_logging(format: LogFormat) {
@@ -143,6 +143,10 @@ async fn lead(
         resync: args.resync,
         scan_interval: args.usage_scan_interval,
         backup_timeout: args.backup_timeout,
+        backup_policy: backup::store::Policy {
+            allowed_endpoints: args.backup_allowed_endpoint.clone(),
+            namespaced_uses_operator_credentials: args.backup_namespaced_uses_operator_credentials,
+        },
     };
     let mut ctl = tokio::spawn(controller::run(l.client.clone(), l.metrics.clone(), settings, async {
         let _ = ctl_stop_rx.await;

@@ -574,17 +574,16 @@ async fn back_up<K: KeyringResource>(
     };
     let kl = KeyringLabels::of(&k.id());
     let ids = backup::ids(ring).join(",");
-    match backup::write(
-        &ctx.shared.client,
-        plan,
+    let to = backup::Destination {
         master_ns,
-        &owner,
-        ring,
-        Timestamp::now(),
-        ctx.shared.backup_timeout,
-    )
-    .await
-    {
+        writer: match K::KIND {
+            Kind::Namespaced => backup::store::Writer::Tenant,
+            Kind::Cluster => backup::store::Writer::Admin,
+        },
+        policy: &ctx.shared.backup_policy,
+        timeout: ctx.shared.backup_timeout,
+    };
+    match backup::write(&ctx.shared.client, plan, to, &owner, ring, Timestamp::now()).await {
         Ok(last) => {
             ctx.shared.backed_up(&k.id(), None);
             ctx.shared.wrote_backup(&k.id(), &last);
@@ -605,7 +604,7 @@ async fn back_up<K: KeyringResource>(
             ctx.shared.metrics.backup_failures.get_or_create(&kl).inc();
             b.retry = ctx.shared.backed_up(&k.id(), Some(&f.to_string()));
             warn!(keys = %ids, error = %f, "backup failed");
-            let reason = if f.conflict { "BackupConflict" } else { "BackupFailed" };
+            let reason = f.kind.reason();
             events.push((
                 EventType::Warning,
                 reason,

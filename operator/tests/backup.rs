@@ -542,3 +542,130 @@ fn a_secret_keyring_is_backed_up_in_its_namespace_before_its_master_exists() {
     assert!(first_backup < first_master, "backup at {first_backup}, master at {first_master}");
     assert_no_forbidden(&env);
 }
+
+/// An HTTP server on loopback that records every request it is sent (its
+/// head and body) and answers 500 with a body that must never be quoted.
+fn http_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            conn.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            out.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let body = "<Error><Message>SERVER-WORDS-NOT-TO-QUOTE</Message></Error>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// A namespace editor writes a SecretKeyring and the Secret it names: the
+/// operator's own token file, a credentials URI, a custom endpoint. The
+/// operator sends nothing anywhere, says why, and writes no key; an
+/// allow-listed endpoint with plain credentials is reached, and what it
+/// answers is not quoted back into the status.
+#[test]
+fn a_tenant_cannot_send_the_operators_token_or_reach_an_endpoint_the_admin_did_not_allow() {
+    let (store_port, store_seen) = http_sink();
+    let (creds_port, creds_seen) = http_sink();
+    let (other_port, other_seen) = http_sink();
+    let allowed = format!("backup.objectStore.allowedEndpoints={{http://127.0.0.1:{store_port}}}");
+    // The operator runs with the flags the chart renders for that value.
+    let mut env = Env::start("backup-tenant");
+    let install = install(&env, &[&allowed]);
+    kubectl(&env, &["create", "namespace", "team-b"]);
+    let deployment = chart_objects(&env, &[&allowed], &["Deployment"]);
+    let chart_args: Vec<&str> = deployment[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|a| a.starts_with("--backup-"))
+        .collect();
+    assert_eq!(chart_args, [format!("--backup-allowed-endpoint=http://127.0.0.1:{store_port}")]);
+    let mut extra = vec!["--backup-timeout", "5s"];
+    extra.extend(chart_args);
+    start_operator(&mut env, &install, "operator", &extra);
+    let (_, r) = age_identity(&env, "alice.txt");
+    let token_file = env.dir.join("operator-token");
+    std::fs::write(&token_file, "OPERATOR-SA-TOKEN").unwrap();
+    let full_uri =
+        format!("--from-literal=AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{creds_port}/creds");
+    let token_path =
+        format!("--from-literal=AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}", token_file.display());
+    kubectl(&env, &["create", "secret", "generic", "s3", "-n", "team-b", &full_uri, &token_path]);
+    let keyring = |name: &str, port: u16| {
+        format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: {name}, namespace: team-b}}\nspec:\n  backup:\n    recipients: [\"{r}\"]\n    objectStore: {{url: \"s3://escrow/{name}\", endpoint: \"http://127.0.0.1:{port}\", region: us-east-1, credentialsSecretRef: {{name: s3}}}}\n"
+        )
+    };
+    apply(&env, &keyring("agents", store_port));
+    apply(&env, &keyring("elsewhere", other_port));
+    let refused = |name: &str| {
+        wait(30, "BackupCurrent=False", || {
+            condition(&status(&env, "team-b", name), "BackupCurrent").filter(|c| c.0 == "False")
+        })
+        .2
+    };
+    let message = refused("agents");
+    assert!(
+        message.contains("refused: the credentials Secret team-b/s3: key \"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE\" is not allowed"),
+        "{message}"
+    );
+    let message = refused("elsewhere");
+    assert!(message.contains("backup.objectStore.allowedEndpoints"), "{message}");
+    let reasons: Vec<String> = events(&env, "team-b").into_iter().map(|e| e.1).collect();
+    assert!(reasons.iter().any(|r| r == "BackupRefused"), "{reasons:?}");
+    // Well past the operator's 1 s retry: still nothing sent.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        creds_seen.lock().unwrap().is_empty(),
+        "the credentials URI was called: {:?}",
+        creds_seen.lock().unwrap()
+    );
+    assert!(
+        store_seen.lock().unwrap().is_empty(),
+        "the endpoint was called: {:?}",
+        store_seen.lock().unwrap()
+    );
+    assert!(other_seen.lock().unwrap().is_empty(), "a disallowed endpoint was called");
+    assert!(keyring_secret(&env, "team-b", "agents").is_none(), "no key without a backup");
+
+    // Plain credentials and the allowed endpoint: the store is reached,
+    // and its answer is described, not quoted.
+    kubectl(&env, &["delete", "secret", "s3", "-n", "team-b"]);
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s3",
+            "-n",
+            "team-b",
+            "--from-literal=AWS_ACCESS_KEY_ID=a",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=b",
+        ],
+    );
+    wait(30, "a request to the allowed endpoint", || (!store_seen.lock().unwrap().is_empty()).then_some(()));
+    let message = wait(30, "the store's failure", || {
+        let c = condition(&status(&env, "team-b", "agents"), "BackupCurrent")?;
+        (!c.2.contains("refused")).then_some(c.2)
+    });
+    assert!(!message.contains("SERVER-WORDS"), "the server's answer is quoted: {message}");
+    let notes: Vec<String> = events(&env, "team-b").into_iter().map(|e| e.2).collect();
+    assert!(!notes.iter().any(|n| n.contains("SERVER-WORDS")), "{notes:?}");
+    assert!(creds_seen.lock().unwrap().is_empty() && other_seen.lock().unwrap().is_empty());
+    let sent = store_seen.lock().unwrap().join("\n");
+    assert!(!sent.contains("OPERATOR-SA-TOKEN"), "the token file was read and sent");
+    assert_no_forbidden(&env);
+}

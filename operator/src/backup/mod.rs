@@ -5,6 +5,9 @@
 //! The pure parts decide (entry names, which entries a ConfigMap keeps,
 //! whether a keyring is backed up); the rest writes. A destination that
 //! cannot be reached fails within the operator's `--backup-timeout`.
+//! What an object store client may be given is decided in `store`.
+
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use crate::crd::{self, LastBackup};
 use crate::desired::fmt_time;
+use store::{Policy, Writer};
 
 /// Default `spec.backup.keep`.
 pub const DEFAULT_KEEP: usize = 10;
@@ -58,15 +62,7 @@ pub fn validate(b: &crd::Backup) -> Result<Plan, (&'static str, String)> {
         ));
     }
     if let Some(os) = &b.object_store {
-        let parsed = url::Url::parse(&os.url).map_err(|e| {
-            ("InvalidBackupDestination", format!("spec.backup.objectStore.url {:?}: {e}", os.url))
-        })?;
-        if !matches!(parsed.scheme(), "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss") {
-            return Err((
-                "InvalidBackupDestination",
-                format!("spec.backup.objectStore.url {:?}: expected s3://, gs:// or az://", os.url),
-            ));
-        }
+        store::check_spec(os).map_err(|why| ("InvalidBackupDestination", why))?;
     }
     Ok(Plan {
         recipients: b.recipients.clone(),
@@ -106,26 +102,51 @@ pub fn trimmed(existing: &BTreeMap<String, String>, keep: usize) -> Vec<String> 
     entries.into_iter().take(drop).cloned().collect()
 }
 
-/// Why a backup failed: the destination and the reason (never key material).
+/// What kind of failure a backup met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The destination failed or could not be reached: a retry may fix it.
+    Failed,
+    /// A ConfigMap that is not ours.
+    Conflict,
+    /// The destination or its credentials are not allowed (see `store`).
+    Refused,
+}
+
+impl FailureKind {
+    /// The event reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FailureKind::Failed => "BackupFailed",
+            FailureKind::Conflict => "BackupConflict",
+            FailureKind::Refused => "BackupRefused",
+        }
+    }
+}
+
+/// Why a backup failed: the destination and the reason (never key material,
+/// never a credential, never what a server answered).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// `configmap <ns>/<name>` or the object store URL.
     pub destination: String,
     /// What went wrong.
     pub reason: String,
-    /// A ConfigMap that is not ours (`BackupConflict`) rather than a failure
-    /// that a retry may fix.
-    pub conflict: bool,
+    /// What kind of failure.
+    pub kind: FailureKind,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.destination, self.reason)
+        match self.kind {
+            FailureKind::Refused => write!(f, "{}: refused: {}", self.destination, self.reason),
+            _ => write!(f, "{}: {}", self.destination, self.reason),
+        }
     }
 }
 
 fn fail(destination: &str, reason: impl std::fmt::Display) -> Failure {
-    Failure { destination: destination.to_owned(), reason: reason.to_string(), conflict: false }
+    Failure { destination: destination.to_owned(), reason: reason.to_string(), kind: FailureKind::Failed }
 }
 
 /// Who writes the backup: the keyring's labels for the ConfigMap.
@@ -137,16 +158,29 @@ pub struct Owner {
     pub label: (String, String),
 }
 
+/// Where and how a backup is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// The master's namespace (ConfigMap and credentials Secret).
+    pub master_ns: &'a str,
+    /// Who wrote the keyring.
+    pub writer: Writer,
+    /// What the admin allows.
+    pub policy: &'a Policy,
+    /// The longest one destination may take.
+    pub timeout: Duration,
+}
+
 /// Encrypt `ring` and write it to every destination of `plan`.
 pub async fn write(
     client: &Client,
     plan: &Plan,
-    master_ns: &str,
+    to: Destination<'_>,
     owner: &Owner,
     ring: &Keyring,
     now: Timestamp,
-    timeout: Duration,
 ) -> Result<LastBackup, Failure> {
+    let (master_ns, timeout) = (to.master_ns, to.timeout);
     let recipients: Vec<age_backup::Recipient> = plan
         .recipients
         .iter()
@@ -169,7 +203,7 @@ pub async fn write(
         at = entry.1;
     }
     if let Some(os) = &plan.object_store {
-        let url = tokio::time::timeout(timeout, to_object_store(client, master_ns, os, &armored, ring, at))
+        let url = tokio::time::timeout(timeout, to_object_store(client, to, os, &armored, ring, at))
             .await
             .map_err(|_| fail(&os.url, format!("no answer within {} s", timeout.as_secs())))??;
         locations.push(url);
@@ -200,7 +234,7 @@ async fn to_config_map(
                 return Err(Failure {
                     destination: dest,
                     reason: "exists and is not managed by this keyring; it is left alone (choose another spec.backup.configMap.name)".into(),
-                    conflict: true,
+                    kind: FailureKind::Conflict,
                 });
             }
             cm
@@ -249,57 +283,56 @@ async fn to_config_map(
     Ok((entry, at))
 }
 
-/// Options for `object_store` from the operator's environment, then the
-/// credentials Secret, then the spec.
+/// Options for `object_store`, as `store::options` allows them, from the
+/// operator's environment and the credentials Secret.
 async fn store_options(
     client: &Client,
-    ns: &str,
+    to: Destination<'_>,
     os: &crd::ObjectStore,
 ) -> Result<Vec<(String, String)>, Failure> {
-    let mut opts: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    if let Some(r) = &os.credentials_secret_ref {
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let s = api
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| fail(&os.url, format!("reading credentials Secret {ns}/{}: {e}", r.name)))?
-            .ok_or_else(|| fail(&os.url, format!("credentials Secret {ns}/{} not found", r.name)))?;
-        for (k, v) in s.data.unwrap_or_default() {
-            let v = String::from_utf8(v.0).map_err(|_| {
-                fail(&os.url, format!("credentials Secret {ns}/{}: key {k} is not text", r.name))
-            })?;
-            opts.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+    let ns = to.master_ns;
+    let secret = match &os.credentials_secret_ref {
+        None => None,
+        Some(r) => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            let s = api
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| fail(&os.url, format!("reading credentials Secret {ns}/{}: {e}", r.name)))?
+                .ok_or_else(|| fail(&os.url, format!("credentials Secret {ns}/{} not found", r.name)))?;
+            let mut data = BTreeMap::new();
+            for (k, v) in s.data.unwrap_or_default() {
+                let v = String::from_utf8(v.0).map_err(|_| {
+                    fail(&os.url, format!("credentials Secret {ns}/{}: key {k} is not text", r.name))
+                })?;
+                data.insert(k, v);
+            }
+            Some(data)
         }
-    }
-    if let Some(e) = &os.endpoint {
-        opts.push(("aws_endpoint".into(), e.clone()));
-        if e.starts_with("http://") {
-            opts.push(("aws_allow_http".into(), "true".into()));
-        }
-    }
-    if let Some(r) = &os.region {
-        opts.push(("aws_region".into(), r.clone()));
-    }
-    opts.push(("timeout".into(), "20s".into()));
-    opts.push(("connect_timeout".into(), "5s".into()));
-    Ok(opts)
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let named = os.credentials_secret_ref.as_ref().map(|r| format!("{ns}/{}", r.name));
+    let secret = named.as_deref().zip(secret.as_ref());
+    store::options(to.writer, to.policy, os, &env, secret).map_err(|r| Failure {
+        destination: os.url.clone(),
+        reason: r.0,
+        kind: FailureKind::Refused,
+    })
 }
 
 /// Write a new object (never overwriting); returns its URL.
 async fn to_object_store(
     client: &Client,
-    ns: &str,
+    to: Destination<'_>,
     os: &crd::ObjectStore,
     armored: &str,
     ring: &Keyring,
     now: Timestamp,
 ) -> Result<String, Failure> {
     let url = url::Url::parse(&os.url).map_err(|e| fail(&os.url, e))?;
-    let opts = store_options(client, ns, os).await?;
-    let (store, prefix) = object_store::parse_url_opts(&url, opts).map_err(|e| fail(&os.url, e))?;
+    let opts = store_options(client, to, os).await?;
+    let (store, prefix) =
+        object_store::parse_url_opts(&url, opts).map_err(|e| fail(&os.url, store::describe(&e)))?;
     let mut at = now;
     for _ in 0..5 {
         let entry = entry_name(at, ring.primary().id());
@@ -308,14 +341,10 @@ async fn to_object_store(
         match store.put_opts(&path, PutPayload::from(armored.as_bytes().to_vec()), put).await {
             Ok(_) => return Ok(format!("{}/{}", os.url.trim_end_matches('/'), entry)),
             Err(object_store::Error::AlreadyExists { .. }) => at += Duration::from_millis(1),
-            Err(e) => return Err(fail(&os.url, one_line(&e))),
+            Err(e) => return Err(fail(&os.url, store::describe(&e))),
         }
     }
     Err(fail(&os.url, "five object names in a row already exist"))
-}
-
-fn one_line(e: &object_store::Error) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
