@@ -24,7 +24,6 @@ use kube::runtime::watcher::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::controller::selector_matches;
 use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX};
 
 /// Sorted `(key, value)` pairs: a label set in a tenth of a `BTreeMap`'s
@@ -237,15 +236,55 @@ impl Secrets {
     }
 }
 
+/// Whether a label set matches a LabelSelector.
+pub fn selector_matches<'a>(sel: &LabelSelector, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let labels_ok = sel.match_labels.iter().flatten().all(|(k, v)| label(k) == Some(v.as_str()));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let has = |v: &str| values.iter().any(|x| x == v);
+        match e.operator.as_str() {
+            "In" => label(&e.key).is_some_and(has),
+            "NotIn" => label(&e.key).is_none_or(|v| !has(v)),
+            "Exists" => label(&e.key).is_some(),
+            "DoesNotExist" => label(&e.key).is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use k8s_openapi::ByteString;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
     use kube::core::TypeMeta;
 
     use super::*;
+
+    #[test]
+    fn label_selectors_match_like_kubernetes() {
+        let labels =
+            BTreeMap::from([("team".to_owned(), "payments".to_owned()), ("tier".to_owned(), "a".to_owned())]);
+        let mut sel = LabelSelector {
+            match_labels: Some(BTreeMap::from([("team".into(), "payments".into())])),
+            match_expressions: None,
+        };
+        assert!(selector_matches(&sel, |k| labels.get(k).map(String::as_str)));
+        sel.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "tier".into(),
+            operator: "NotIn".into(),
+            values: Some(vec!["a".into()]),
+        }]);
+        assert!(!selector_matches(&sel, |k| labels.get(k).map(String::as_str)));
+        sel.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "zone".into(),
+            operator: "DoesNotExist".into(),
+            values: None,
+        }]);
+        assert!(selector_matches(&sel, |k| labels.get(k).map(String::as_str)));
+    }
 
     fn ns(name: &str, labels: &[(&str, &str)], terminating: bool) -> PartialObjectMeta<Namespace> {
         PartialObjectMeta {

@@ -481,3 +481,9 @@ pub fn crd_yaml() -> String {
     }
     out
 }
+
+/// Format a time as Kubernetes does (RFC 3339, seconds, UTC), as the status
+/// and annotations record times.
+pub fn fmt_time(t: k8s_openapi::jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

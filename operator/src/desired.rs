@@ -218,11 +218,6 @@ pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
     })
 }
 
-/// Format a time as Kubernetes does (RFC 3339, seconds, UTC).
-pub fn fmt_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 /// The key lifecycle stored in the master Secret's annotations, so that a
 /// restart resumes exactly where the last write left off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -202,32 +202,8 @@ pub fn accept(guard: Option<&Guard>, value: &str) -> Result<Vec<KeyId>, String> 
 
 #[cfg(test)]
 mod tests {
-    use encstr_core::{Key, Seed};
-
     use super::*;
-    use crate::crd::{KeyState, KeyStatus};
-
-    fn key(b: u8) -> Key {
-        Key::from_seed(Seed::from_bytes([b; 32]))
-    }
-
-    fn status(keys: &[u8], secret_name: &str) -> KeyringStatus {
-        KeyringStatus {
-            secret_name: Some(secret_name.into()),
-            keys: keys
-                .iter()
-                .map(|b| KeyStatus {
-                    id: key(*b).id().to_string(),
-                    state: KeyState::DecryptOnly,
-                    created_at: None,
-                    promoted_at: None,
-                    retired_at: None,
-                    in_use: None,
-                })
-                .collect(),
-            ..KeyringStatus::default()
-        }
-    }
+    use crate::fixtures::{key, recorded as status};
 
     fn input<'a>(
         st: Option<&'a KeyringStatus>,

@@ -201,99 +201,179 @@ fn is_signal(s: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
-/// Read a pod's settings from its annotations. Errors name the annotation.
-pub fn settings(pod: &Value, d: &Defaults) -> Result<Settings, String> {
-    let a = |name: &str| annotation(pod, name).map(str::trim).filter(|v| !v.is_empty());
-    let required = |name: &str, what: &str| {
-        a(name).map(str::to_owned).ok_or_else(|| format!("annotation {P}{name} is required ({what})"))
-    };
-    if let Some(unknown) = pod["metadata"]["annotations"]
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.keys())
-        .filter_map(|k| k.strip_prefix(P))
-        .find(|k| !ANNOTATIONS.contains(k))
-    {
-        return Err(format!("unknown annotation {P}{unknown} (known: {})", ANNOTATIONS.join(", ")));
+/// Why a pod's annotations cannot be injected. Each names the annotation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    /// An `encstr.io/` annotation that is not known (a typo must not pass).
+    #[error("unknown annotation {P}{0} (known: {known})", known = ANNOTATIONS.join(", "))]
+    Unknown(String),
+    /// A required annotation is absent.
+    #[error("annotation {P}{name} is required ({what})")]
+    Required {
+        /// The annotation (without the prefix).
+        name: &'static str,
+        /// What it says.
+        what: &'static str,
+    },
+    /// An annotation's value is not usable.
+    #[error("annotation {P}{name}: {why}")]
+    Invalid {
+        /// The annotation (without the prefix).
+        name: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Annotations that do not go together.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+fn invalid(name: &'static str, why: impl Into<String>) -> AnnotationError {
+    AnnotationError::Invalid { name, why: why.into() }
+}
+
+/// A pod's `encstr.io/` annotations, trimmed, empty ones absent.
+struct Annotations<'a>(&'a Value);
+
+impl<'a> Annotations<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        annotation(self.0, name).map(str::trim).filter(|v| !v.is_empty())
     }
-    let keyring_secret = required("keyring-secret", "the Secret holding the keyring")?;
-    let config_map = required("config-map", "the ConfigMap of config files holding ENCSTR tokens")?;
-    let mode = match a("mode") {
-        None if d.native_supported => Mode::Native,
-        None => Mode::Classic,
-        Some("native") if !d.native_supported => {
-            return Err(format!(
-                "annotation {P}mode: native sidecars need Kubernetes 1.29 or later; use classic"
-            ));
+
+    fn owned(&self, name: &str) -> String {
+        self.get(name).unwrap_or_default().to_owned()
+    }
+
+    fn required(&self, name: &'static str, what: &'static str) -> Result<String, AnnotationError> {
+        self.get(name).map(str::to_owned).ok_or(AnnotationError::Required { name, what })
+    }
+
+    /// The first `encstr.io/` annotation that is not known.
+    fn unknown(&self) -> Option<String> {
+        self.0["metadata"]["annotations"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|k| k.strip_prefix(P))
+            .find(|k| !ANNOTATIONS.contains(k))
+            .map(str::to_owned)
+    }
+}
+
+fn read_mode(a: &Annotations<'_>, native_supported: bool) -> Result<Mode, AnnotationError> {
+    match a.get("mode") {
+        None if native_supported => Ok(Mode::Native),
+        None => Ok(Mode::Classic),
+        Some("native") if !native_supported => {
+            Err(invalid("mode", "native sidecars need Kubernetes 1.29 or later; use classic"))
         }
-        Some("native") => Mode::Native,
-        Some("classic") => Mode::Classic,
-        Some(other) => return Err(format!("annotation {P}mode: {other:?} is not native or classic")),
-    };
-    let target_path = a("target-path").unwrap_or("/run/secrets/encstr").to_owned();
-    if !target_path.starts_with('/') || target_path.split('/').any(|s| s == "..") || target_path.contains(':')
-    {
-        return Err(format!(
-            "annotation {P}target-path: {target_path:?} must be an absolute path without '..' or ':'"
-        ));
+        Some("native") => Ok(Mode::Native),
+        Some("classic") => Ok(Mode::Classic),
+        Some(other) => Err(invalid("mode", format!("{other:?} is not native or classic"))),
     }
-    let deny_plaintext = match a("deny-plaintext") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(format!("annotation {P}deny-plaintext: {other:?} is not true or false")),
+}
+
+fn read_target_path(a: &Annotations<'_>) -> Result<String, AnnotationError> {
+    let path = a.get("target-path").unwrap_or("/run/secrets/encstr").to_owned();
+    if !path.starts_with('/') || path.split('/').any(|s| s == "..") || path.contains(':') {
+        return Err(invalid("target-path", format!("{path:?} must be an absolute path without '..' or ':'")));
+    }
+    Ok(path)
+}
+
+fn read_bool(a: &Annotations<'_>, name: &'static str) -> Result<bool, AnnotationError> {
+    match a.get(name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(invalid(name, format!("{other:?} is not true or false"))),
+    }
+}
+
+/// `notify-signal`, `notify-process`, `notify-url`, `notify-debounce`.
+struct Notify {
+    signal: String,
+    process: String,
+    url: String,
+    debounce: String,
+}
+
+fn read_notify(a: &Annotations<'_>, mode: Mode) -> Result<Notify, AnnotationError> {
+    let n = Notify {
+        signal: a.owned("notify-signal"),
+        process: a.owned("notify-process"),
+        url: a.owned("notify-url"),
+        debounce: a.owned("notify-debounce"),
     };
-    let notify_signal = a("notify-signal").unwrap_or_default().to_owned();
-    let notify_process = a("notify-process").unwrap_or_default().to_owned();
-    let notify_url = a("notify-url").unwrap_or_default().to_owned();
-    let notify_debounce = a("notify-debounce").unwrap_or_default().to_owned();
-    let notifies = !notify_signal.is_empty() || !notify_url.is_empty() || !notify_debounce.is_empty();
+    let notifies = !n.signal.is_empty() || !n.url.is_empty() || !n.debounce.is_empty();
     if notifies && mode == Mode::Classic {
-        return Err(format!(
+        return Err(AnnotationError::Conflict(format!(
             "annotations {P}notify-*: notify needs mode native (a classic init container renders once, before the app starts)"
+        )));
+    }
+    if !n.signal.is_empty() && !is_signal(&n.signal) {
+        return Err(invalid(
+            "notify-signal",
+            format!("{:?} is not a signal name like HUP or USR1", n.signal),
         ));
     }
-    if !notify_signal.is_empty() && !is_signal(&notify_signal) {
-        return Err(format!(
-            "annotation {P}notify-signal: {notify_signal:?} is not a signal name like HUP or USR1"
-        ));
-    }
-    match (notify_signal.is_empty(), notify_process.is_empty()) {
+    match (n.signal.is_empty(), n.process.is_empty()) {
         (false, true) => {
-            return Err(format!(
+            return Err(AnnotationError::Conflict(format!(
                 "annotation {P}notify-signal needs {P}notify-process (the app's process name)"
-            ));
+            )));
         }
-        (true, false) => return Err(format!("annotation {P}notify-process needs {P}notify-signal")),
+        (true, false) => {
+            return Err(AnnotationError::Conflict(format!(
+                "annotation {P}notify-process needs {P}notify-signal"
+            )));
+        }
         _ => {}
     }
-    let web = notify_url.starts_with("http://") || notify_url.starts_with("https://");
-    if !notify_url.is_empty() && !web {
-        return Err(format!("annotation {P}notify-url: {notify_url:?} is not an http:// or https:// URL"));
+    let web = n.url.starts_with("http://") || n.url.starts_with("https://");
+    if !n.url.is_empty() && !web {
+        return Err(invalid("notify-url", format!("{:?} is not an http:// or https:// URL", n.url)));
     }
-    let resources = match a("resources") {
-        None => d.resources.clone(),
-        Some(text) => {
-            let v: Value =
-                serde_json::from_str(text).map_err(|e| format!("annotation {P}resources: not JSON ({e})"))?;
-            check_resources(&v).map_err(|e| format!("annotation {P}resources: {e}"))?;
-            merge(&d.resources, &v)
-        }
-    };
-    let containers = a("containers").map(|list| {
-        list.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect::<Vec<_>>()
-    });
-    if let Some(list) = &containers {
-        let present = names(&pod["spec"]["containers"]);
-        if list.is_empty() {
-            return Err(format!("annotation {P}containers: names no container"));
-        }
-        if let Some(missing) = list.iter().find(|c| !present.contains(&c.as_str())) {
-            return Err(format!(
-                "annotation {P}containers: the pod has no container {missing:?} (it has: {})",
-                present.join(", ")
-            ));
-        }
+    Ok(n)
+}
+
+fn read_resources(a: &Annotations<'_>, defaults: &Value) -> Result<Value, AnnotationError> {
+    let Some(text) = a.get("resources") else { return Ok(defaults.clone()) };
+    let v: Value = serde_json::from_str(text).map_err(|e| invalid("resources", format!("not JSON ({e})")))?;
+    check_resources(&v).map_err(|e| invalid("resources", e))?;
+    Ok(merge(defaults, &v))
+}
+
+fn read_containers(a: &Annotations<'_>, pod: &Value) -> Result<Option<Vec<String>>, AnnotationError> {
+    let Some(list) = a.get("containers") else { return Ok(None) };
+    let list: Vec<String> =
+        list.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+    let present = names(&pod["spec"]["containers"]);
+    if list.is_empty() {
+        return Err(invalid("containers", "names no container"));
     }
+    if let Some(missing) = list.iter().find(|c| !present.contains(&c.as_str())) {
+        return Err(invalid(
+            "containers",
+            format!("the pod has no container {missing:?} (it has: {})", present.join(", ")),
+        ));
+    }
+    Ok(Some(list))
+}
+
+/// Read a pod's settings from its annotations. Errors name the annotation.
+pub fn settings(pod: &Value, d: &Defaults) -> Result<Settings, AnnotationError> {
+    let a = Annotations(pod);
+    if let Some(unknown) = a.unknown() {
+        return Err(AnnotationError::Unknown(unknown));
+    }
+    let keyring_secret = a.required("keyring-secret", "the Secret holding the keyring")?;
+    let config_map = a.required("config-map", "the ConfigMap of config files holding ENCSTR tokens")?;
+    let mode = read_mode(&a, d.native_supported)?;
+    let target_path = read_target_path(&a)?;
+    let deny_plaintext = read_bool(&a, "deny-plaintext")?;
+    let notify = read_notify(&a, mode)?;
+    let resources = read_resources(&a, &d.resources)?;
+    let containers = read_containers(&a, pod)?;
     Ok(Settings {
         image: d.image.clone(),
         image_pull_policy: d.image_pull_policy.clone(),
@@ -302,13 +382,13 @@ pub fn settings(pod: &Value, d: &Defaults) -> Result<Settings, String> {
         config_map,
         target_path,
         size_limit: d.size_limit.clone(),
-        name_prefix: a("name-prefix").unwrap_or_default().to_owned(),
+        name_prefix: a.owned("name-prefix"),
         deny_plaintext,
         metrics_port: d.metrics_port,
-        notify_signal,
-        notify_process,
-        notify_url,
-        notify_debounce,
+        notify_signal: notify.signal,
+        notify_process: notify.process,
+        notify_url: notify.url,
+        notify_debounce: notify.debounce,
         resources,
         containers,
     })
@@ -404,7 +484,7 @@ pub fn decide(pod: &Value, d: &Defaults) -> Decision {
     }
     let s = match settings(pod, d) {
         Ok(s) => s,
-        Err(e) => return Decision::Deny(e),
+        Err(e) => return Decision::Deny(e.to_string()),
     };
     let taken: Vec<&str> = names(&spec["volumes"]).into_iter().filter(|v| VOLUMES.contains(v)).collect();
     if !taken.is_empty() {
@@ -514,7 +594,7 @@ mod tests {
         assert_eq!(settings(&pod(base()), &old).unwrap().mode, Mode::Classic);
         let mut a = base();
         a["encstr.io/mode"] = json!("native");
-        assert!(settings(&pod(a), &old).unwrap_err().contains("1.29"));
+        assert!(settings(&pod(a), &old).unwrap_err().to_string().contains("1.29"));
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use encstr_core::{KeyId, Keyring};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Condition, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition};
-use crate::desired::{Invalid, KeyMeta, fmt_time, key_states};
+use crate::crd::{
+    Condition, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition, fmt_time,
+};
+use crate::desired::{Invalid, KeyMeta, key_states};
 use crate::usage::Usage;
 
 /// A condition, keeping the previous `lastTransitionTime` when the status
@@ -79,15 +81,9 @@ pub struct Input<'a> {
     pub now: Timestamp,
 }
 
-/// The status to write.
-pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringStatus {
-    let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
-    let now = input.now;
-    let gen_ = input.generation;
-    let mut status = KeyringStatus { observed_generation: gen_, ..KeyringStatus::default() };
-    status.secret_name =
-        input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
-    // Without a usable master, keep the record of what was handed out.
+/// The keys, primary, count and last rotation: from a usable master, else
+/// the record of what was handed out, kept as it was.
+fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &Input<'_>) {
     match input.master {
         Some((ring, meta)) => {
             let previous_use =
@@ -118,6 +114,17 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
             }
         }
     }
+}
+
+/// The status to write.
+pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringStatus {
+    let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let now = input.now;
+    let gen_ = input.generation;
+    let mut status = KeyringStatus { observed_generation: gen_, ..KeyringStatus::default() };
+    status.secret_name =
+        input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
+    keys(&mut status, previous, input);
     if input.cluster {
         status.targets = input.targets.clone();
         let synced = status.targets.iter().filter(|t| t.synced).count();

@@ -1,16 +1,19 @@
-//! The one place that writes Secrets. Missing Secrets are created with a
-//! create call (a 409 means somebody else's Secret appeared: a conflict, not
-//! a takeover); existing ones are replaced with their resourceVersion as a
-//! precondition (a 409 means the state they were computed from is stale).
-//! No apply, no force: a co-owner of a field cannot pin or loop a write.
-//! Every call goes through the fenced client (see `lease`).
+//! The one place that writes: Secrets, and a keyring's own metadata and
+//! status. Missing Secrets are created with a create call (a 409 means
+//! somebody else's Secret appeared: a conflict, not a takeover); existing
+//! ones are replaced with their resourceVersion as a precondition (a 409
+//! means the state they were computed from is stale). No apply, no force on
+//! Secrets: a co-owner of a field cannot pin or loop a write. Every call
+//! goes through the fenced client (see `lease`) with the operator's field
+//! manager.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
-use crate::crd::{FIELD_MANAGER, LABEL_PREFIX};
+use crate::crd::{FIELD_MANAGER, KeyringStatus, LABEL_PREFIX};
 use crate::error::Result;
+use crate::keyring::KeyringResource;
 
 /// What a create did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,4 +87,53 @@ pub async fn release(client: &Client, secret: &Secret) -> Result<()> {
         Err(crate::Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+fn keyring_api<K: KeyringResource>(client: &Client, k: &K) -> Api<K> {
+    K::api(client.clone(), &k.namespace().unwrap_or_default())
+}
+
+fn merge_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
+}
+
+/// Set a keyring's finalizers (merge patch with its resourceVersion as a
+/// precondition).
+pub async fn set_finalizers<K: KeyringResource>(client: &Client, k: &K, finalizers: &[String]) -> Result<()> {
+    let body = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": k.resource_version()}
+    });
+    keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::Merge(body)).await?;
+    Ok(())
+}
+
+/// Remove a one-shot annotation (`restore-from`, `accept-missing-keys`).
+pub async fn remove_annotation<K: KeyringResource>(client: &Client, k: &K, key: &str) -> Result<()> {
+    let body = serde_json::json!({"metadata": {"annotations": {key: null}}});
+    keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::Merge(body)).await?;
+    Ok(())
+}
+
+/// Write a keyring's status (server-side apply of the status subresource)
+/// if it changed.
+pub async fn status<K: KeyringResource>(client: &Client, k: &K, st: &KeyringStatus) -> Result<()> {
+    if k.keyring_status() == Some(st) {
+        return Ok(());
+    }
+    // Serialized straight from the struct: with 10,000 targets a JSON
+    // value tree of the status would be megabytes of small allocations.
+    let body = StatusApply { api_version: "encstr.io/v1alpha1", kind: K::KIND.as_str(), status: st };
+    keyring_api(client, k)
+        .patch_status(&k.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await?;
+    Ok(())
+}
+
+/// The body of a status apply.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a KeyringStatus,
 }

@@ -1,0 +1,302 @@
+//! What reconciles share: the client, the event recorder, metrics, settings,
+//! and one memory per keyring (reconcile failures, backup outcomes, usage
+//! scans), forgotten in one call when the keyring goes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder};
+use tracing::warn;
+
+use crate::backup::store::Policy;
+use crate::cache::{Namespaces, Secrets};
+use crate::crd::LastBackup;
+use crate::error::{Error, Result};
+use crate::keyring::{Id, KeyringResource};
+use crate::metrics::Metrics;
+use crate::usage::Usage;
+
+/// Default resync interval when nothing is pending.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Event notes are cut to this many bytes (events.k8s.io allows 1 KiB).
+pub const MAX_NOTE: usize = 1024;
+/// The longest wait between two backup attempts.
+pub const BACKUP_RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// What this process remembers of one keyring between reconciles.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Consecutive failed reconciles.
+    failures: u32,
+    /// Consecutive failed backups, when the next may be tried, and why the
+    /// last failed.
+    backup_failure: Option<(u32, Instant, String)>,
+    /// The newest backup this process wrote (the cached status lags).
+    last_backup: Option<LastBackup>,
+    /// When the last usage scan started, and the last complete count.
+    scan: Option<(Instant, Option<Usage>)>,
+}
+
+/// What every reconcile shares.
+pub struct Shared {
+    /// API client (fenced: see `lease`).
+    pub client: Client,
+    /// Event recorder (one for the process).
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where ClusterSecretKeyrings keep their masters.
+    pub cluster_namespace: String,
+    /// Reconcile every keyring this often even without changes.
+    pub resync: Duration,
+    /// Scan a keyring's token usage at most this often.
+    pub scan_interval: Duration,
+    /// The longest one backup write may take.
+    pub backup_timeout: Duration,
+    /// What namespaced keyrings' backups may use.
+    pub backup_policy: Policy,
+    memory: Mutex<BTreeMap<Id, Memory>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("cluster_namespace", &self.cluster_namespace).finish_non_exhaustive()
+    }
+}
+
+/// How reconciles run (besides the client, recorder and metrics).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where ClusterSecretKeyrings keep their masters.
+    pub cluster_namespace: String,
+    /// Reconcile every keyring this often even without changes.
+    pub resync: Duration,
+    /// Scan a keyring's token usage at most this often.
+    pub scan_interval: Duration,
+    /// The longest one backup write may take.
+    pub backup_timeout: Duration,
+    /// What namespaced keyrings' backups may use.
+    pub backup_policy: Policy,
+}
+
+impl Shared {
+    /// Shared state with nothing remembered yet.
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, s: Settings) -> Self {
+        Shared {
+            client,
+            recorder,
+            metrics,
+            cluster_namespace: s.cluster_namespace,
+            resync: s.resync,
+            scan_interval: s.scan_interval,
+            backup_timeout: s.backup_timeout,
+            backup_policy: s.backup_policy,
+            memory: Mutex::default(),
+        }
+    }
+
+    fn with<T>(&self, id: &Id, f: impl FnOnce(&mut Memory) -> T) -> T {
+        let mut memory = self.memory.lock().expect("lock");
+        f(memory.entry(id.clone()).or_default())
+    }
+
+    /// Forget everything about a keyring that is gone.
+    pub fn forget(&self, id: &Id) {
+        self.memory.lock().expect("lock").remove(id);
+    }
+
+    /// Count a failed reconcile; how many failed in a row.
+    pub fn failed(&self, id: &Id) -> u32 {
+        self.with(id, |m| {
+            m.failures += 1;
+            m.failures
+        })
+    }
+
+    /// A reconcile succeeded.
+    pub fn succeeded(&self, id: &Id) {
+        self.with(id, |m| m.failures = 0);
+    }
+
+    /// Whether a usage scan of `id` may run now (and record that it does);
+    /// `Err` holds the last complete scan's result when it may not.
+    pub fn may_scan(&self, id: &Id) -> Result<(), Option<Usage>> {
+        let now = Instant::now();
+        let interval = self.scan_interval;
+        self.with(id, |m| {
+            if let Some((t, last)) = &m.scan
+                && now.duration_since(*t) < interval
+            {
+                return Err(last.clone());
+            }
+            let last = m.scan.take().and_then(|(_, u)| u);
+            m.scan = Some((now, last));
+            Ok(())
+        })
+    }
+
+    /// Record a complete scan's result (for reporting between scans).
+    pub fn scanned(&self, id: &Id, usage: &Usage) {
+        self.with(id, |m| {
+            if let Some(entry) = m.scan.as_mut() {
+                entry.1 = Some(usage.clone());
+            }
+        });
+    }
+
+    /// Record a backup's outcome; after a failure, when to try again: 1 s
+    /// doubling, capped at a minute.
+    pub fn backed_up(&self, id: &Id, failure: Option<&str>) -> Option<Duration> {
+        self.with(id, |m| {
+            let Some(failure) = failure else {
+                m.backup_failure = None;
+                return None;
+            };
+            let n = m.backup_failure.as_ref().map_or(0, |e| e.0);
+            let wait = backup_backoff(n);
+            m.backup_failure = Some((n + 1, Instant::now() + wait, failure.to_owned()));
+            Some(wait)
+        })
+    }
+
+    /// Whether a backup of `id` may be attempted now; if not, the last
+    /// failure and how long until the next attempt.
+    pub fn may_back_up(&self, id: &Id) -> Result<(), (String, Duration)> {
+        self.with(id, |m| match &m.backup_failure {
+            Some((_, at, why)) if *at > Instant::now() => {
+                Err((why.clone(), at.duration_since(Instant::now())))
+            }
+            _ => Ok(()),
+        })
+    }
+
+    /// The newest backup this process wrote for `id` (the status in the
+    /// cache may not show it yet), or else `from_status`.
+    pub fn last_backup(&self, id: &Id, from_status: Option<&LastBackup>) -> Option<LastBackup> {
+        self.with(id, |m| m.last_backup.clone()).or_else(|| from_status.cloned())
+    }
+
+    /// Remember the newest backup written for `id`.
+    pub fn wrote_backup(&self, id: &Id, last: &LastBackup) {
+        self.with(id, |m| m.last_backup = Some(last.clone()));
+    }
+
+    /// Publish an event about a keyring (notes cut to 1 KiB).
+    pub async fn publish<K: KeyringResource>(&self, k: &K, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(cut_note(note)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &k.object_ref(&())).await {
+            warn!(error = %e, "cannot publish event");
+        }
+    }
+}
+
+/// A note cut to [`MAX_NOTE`] bytes on a character boundary.
+fn cut_note(mut note: String) -> String {
+    if note.len() > MAX_NOTE {
+        let mut cut = MAX_NOTE - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    note
+}
+
+/// The context of one kind's controller.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Secrets carrying the kind's label (labels, key ids, digest).
+    pub secrets: Secrets,
+    /// Namespaces: labels and phase (cluster kind).
+    pub namespaces: Option<Namespaces>,
+}
+
+impl Ctx {
+    /// Wait until the caches hold the initial lists.
+    pub async fn synced(&self) -> Result<()> {
+        let wait = async {
+            self.secrets.wait_until_ready().await.map_err(|_| Error::NotSynced)?;
+            if let Some(n) = &self.namespaces {
+                n.wait_until_ready().await.map_err(|_| Error::NotSynced)?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or(Err(Error::NotSynced))
+    }
+}
+
+/// Backoff after `n` consecutive failures: 250 ms doubling up to 5 minutes.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1u64 << n.min(11))).min(RESYNC)
+}
+
+/// Wait after `n` consecutive backup failures: [`backoff`] from 1 s,
+/// capped at a minute.
+pub fn backup_backoff(n: u32) -> Duration {
+    backoff(n.saturating_add(2)).min(BACKUP_RETRY_CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::Kind;
+
+    #[test]
+    fn backup_retries_back_off_from_a_second_to_at_most_a_minute() {
+        let waits: Vec<u64> = (0..10).map(|n| backup_backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(backup_backoff(u32::MAX), BACKUP_RETRY_CAP);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(30), RESYNC);
+    }
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(cut_note("short".into()), "short");
+        let cut = cut_note("é".repeat(1000));
+        assert!(cut.len() <= MAX_NOTE && cut.ends_with("...") && cut.is_char_boundary(cut.len() - 3));
+    }
+
+    #[tokio::test]
+    async fn a_keyring_that_goes_is_forgotten_whole() {
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        let recorder = Recorder::new(client.clone(), "test".into());
+        let settings = Settings {
+            cluster_namespace: "encstr".into(),
+            resync: RESYNC,
+            scan_interval: Duration::from_secs(60),
+            backup_timeout: Duration::from_secs(1),
+            backup_policy: Policy::default(),
+        };
+        let shared = Shared::new(client, recorder, Arc::new(Metrics::default()), settings);
+        let id = Id { kind: Kind::Namespaced, namespace: "a".into(), name: "k".into() };
+        assert_eq!(shared.failed(&id), 1);
+        assert!(shared.may_scan(&id).is_ok());
+        shared.scanned(&id, &Usage::default());
+        assert_eq!(shared.may_scan(&id), Err(Some(Usage::default())), "rate-limited: the last count");
+        assert!(shared.backed_up(&id, Some("down")).is_some());
+        assert!(shared.may_back_up(&id).is_err());
+        shared.wrote_backup(&id, &LastBackup::default());
+        shared.forget(&id);
+        assert_eq!(shared.failed(&id), 1, "the failure count starts again");
+        assert!(shared.may_scan(&id).is_ok(), "no scan is remembered");
+        assert!(shared.may_back_up(&id).is_ok());
+        assert_eq!(shared.last_backup(&id, None), None);
+    }
+}

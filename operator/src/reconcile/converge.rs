@@ -1,0 +1,198 @@
+//! Converge an existing master and its copies: observe what the next
+//! lifecycle step depends on, decide it, act (at most one step on the
+//! master, backed up first; a backup of any other change; the copies), then
+//! report.
+
+use encstr_core::{KeyId, Keyring};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::info;
+use zeroize::Zeroizing;
+
+use super::decide::{self, Master, Timing};
+use super::distribute;
+use super::escrow::{self, BackupState};
+use super::events::{Note, TargetState};
+use super::observe::{self, Scan, Target};
+use super::report::{self, Report};
+use crate::backup;
+use crate::context::Ctx;
+use crate::crd::*;
+use crate::desired::{self, KeyMeta, Observed, Step, ValidSpec};
+use crate::error::Result;
+use crate::keyring::{KeyringResource, Kind};
+use crate::metrics::KeyringLabels;
+use crate::writer;
+
+/// What a reconcile of an existing master decided.
+struct Plan {
+    /// The lifecycle step to take, if any.
+    step: Option<Step>,
+    /// Keys retention wants gone.
+    candidates: Vec<KeyId>,
+    /// The usage scan.
+    scan: Scan,
+}
+
+/// Converge the master `m` and its copies.
+pub async fn keyring<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    m: Master,
+) -> Result<Action> {
+    let now = Timestamp::now();
+    let mut r = Report { backup: BackupState::of(k, ctx), ..Report::default() };
+    if spec.import.is_some()
+        && k.keyring_status().is_some_and(|s| s.observed_generation != k.meta().generation)
+    {
+        report::publish(k, ctx, vec![Note::ImportIgnored]).await;
+    }
+    // Observe and decide.
+    let targets = observe::targets(ctx, spec, master_ns);
+    let plan = plan(k, ctx, spec, master_ns, &m, &targets, now).await?;
+    r.usage = plan.scan.last;
+    // Act: the master (a keyring with a key no backup holds is backed up
+    // first), a backup of any other change, then the copies.
+    let stepped = plan.step.is_some();
+    let (ring, meta) = write_master(k, ctx, spec, master_ns, m, plan.step, now, &mut r).await?;
+    if spec.backup.is_some()
+        && r.backup.failure.is_none()
+        && !backup::is_current(r.backup.last.as_ref(), &ring)
+    {
+        escrow::back_up(k, ctx, spec, master_ns, &ring, &mut r.backup, &mut r.notes).await;
+    }
+    let mut failure = None;
+    if K::KIND == Kind::Cluster {
+        // Only keys a backup holds are distributed.
+        match decide::distributable(spec, &ring, r.backup.last.as_ref()) {
+            Some(shared) => {
+                (r.targets, failure) =
+                    distribute::distribute(k, ctx, spec, &targets, &shared, &mut r.notes).await?;
+            }
+            None => r.targets = targets.iter().map(|t| TargetState::BackupPending.status(t.name())).collect(),
+        }
+    }
+    // Report. A step held back for a backup is not a step taken.
+    let stepped = stepped && r.backup.failure.is_none();
+    let (blocked, note) =
+        decide::prune_blocked(k.keyring_status(), &plan.candidates, &ring, r.usage.as_ref());
+    r.blocked = blocked;
+    r.notes.extend(note);
+    r.promotion_at = decide::promotion_at(spec, &meta);
+    let timing = Timing {
+        resync: ctx.shared.resync,
+        stepped,
+        promotion_at: r.promotion_at,
+        backup_retry: r.backup.retry,
+        rescan: (!plan.candidates.is_empty()).then_some(ctx.shared.scan_interval),
+        now,
+    };
+    report::converged(k, ctx, spec, &ring, &meta, r).await?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(Action::requeue(decide::next_look(spec, &ring, &meta, timing)))
+}
+
+/// Observe what the next step depends on (copies from the API server while
+/// a key is staged, usage when retention wants keys gone) and decide it.
+async fn plan<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    m: &Master,
+    targets: &[Target],
+    now: Timestamp,
+) -> Result<Plan> {
+    let bytes = Zeroizing::new(m.ring.to_text().as_bytes().to_vec());
+    let all_current = if m.meta.staged.is_some() {
+        observe::copies_current_on_server(k, ctx, targets, &bytes, &desired::key_ids(&m.ring)).await?
+    } else {
+        true
+    };
+    let candidates = desired::prune_candidates(spec, &m.ring, &m.meta, now);
+    let scan = if candidates.is_empty() {
+        Scan::default()
+    } else {
+        observe::usage(k, ctx, master_ns, targets).await
+    };
+    let step = desired::next_step(&Observed {
+        spec,
+        ring: &m.ring,
+        meta: &m.meta,
+        rotate_request: k.annotations().get(ANN_ROTATE).map(String::as_str),
+        all_copies_current: all_current,
+        usage: scan.fresh.as_ref().map(|u| &u.counts),
+        now,
+    });
+    Ok(Plan { step, candidates, scan })
+}
+
+/// Write the master: the step (with the resourceVersion it was computed
+/// from, so a concurrent change fails it), or its annotations when they no
+/// longer follow its keys (a hand edit that was accepted, a restore).
+#[allow(clippy::too_many_arguments)]
+async fn write_master<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    m: Master,
+    step: Option<Step>,
+    now: Timestamp,
+    r: &mut Report,
+) -> Result<(Keyring, KeyMeta)> {
+    let Master { secret, ring, meta } = m;
+    let (mut new_ring, mut new_meta) = (ring.clone(), meta.clone());
+    if let Some(step) = &step {
+        desired::apply_step(
+            step,
+            &mut new_ring,
+            &mut new_meta,
+            k.annotations().get(ANN_ROTATE).map(String::as_str),
+            now,
+        )?;
+    }
+    // No key reaches the master (which the namespace's pods mount, for a
+    // SecretKeyring) before a backup holds it.
+    if spec.backup.is_some()
+        && !backup::holds_all(r.backup.last.as_ref(), &new_ring)
+        && !escrow::back_up(k, ctx, spec, master_ns, &new_ring, &mut r.backup, &mut r.notes).await
+        && step.is_some()
+    {
+        return Ok((ring, meta));
+    }
+    let bytes = Zeroizing::new(new_ring.to_text().as_bytes().to_vec());
+    let (labels, annotations) = (k.managed_labels("master"), new_meta.to_annotations(&new_ring));
+    if step.is_none() && desired::master_is_current(&secret, &bytes, &labels, &annotations) {
+        return Ok((new_ring, new_meta));
+    }
+    let master = desired::secret(Some(&secret), master_ns, &spec.secret_name, labels, annotations, &bytes);
+    writer::replace(&ctx.shared.client, &master).await?;
+    match &step {
+        Some(step) => {
+            info!(step = ?step, keys = new_ring.len(), "master updated");
+            count_step(ctx, &k.id(), step);
+            // Said at once, not after distribution: a crash in between
+            // would lose the record of the step.
+            let note = decide::step_note(step, &ring, &new_ring, &new_meta);
+            report::publish(k, ctx, note.into_iter().collect()).await;
+        }
+        None => info!("master annotations brought up to date"),
+    }
+    Ok((new_ring, new_meta))
+}
+
+/// The rotation and pruning counters.
+fn count_step(ctx: &Ctx, id: &crate::keyring::Id, step: &Step) {
+    let kl = KeyringLabels::of(id);
+    match step {
+        Step::Stage(_) => ctx.shared.metrics.rotations.get_or_create(&kl).inc(),
+        Step::Prune(removed) => ctx.shared.metrics.pruned.get_or_create(&kl).inc_by(removed.len() as u64),
+        Step::Promote | Step::MarkDistributed | Step::AcknowledgeRequest => return,
+    };
+}

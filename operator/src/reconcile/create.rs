@@ -1,0 +1,147 @@
+//! The paths that make a master: a new keyring (generated or imported,
+//! backed up before it exists) and `encstr.io/restore-from` (rebuilt from a
+//! complete copy). Each observes, decides with `decide`/`guard`, then acts.
+
+use std::time::Duration;
+
+use encstr_core::Keyring;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::info;
+use zeroize::Zeroizing;
+
+use super::decide::{self, Hold};
+use super::escrow;
+use super::events::{Note, Origin};
+use super::observe;
+use super::report::{self, Report};
+use crate::context::Ctx;
+use crate::crd::*;
+use crate::desired::{self, Invalid, KeyMeta, ValidSpec};
+use crate::error::Result;
+use crate::guard::{self, Guard, Restore};
+use crate::keyring::{KeyringResource, Kind};
+use crate::writer::{self, Created};
+
+/// A new master holding `ring`, its lifecycle in the annotations.
+fn new_master<K: KeyringResource>(
+    k: &K,
+    spec: &ValidSpec,
+    master_ns: &str,
+    ring: &Keyring,
+    meta: &KeyMeta,
+) -> Secret {
+    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+    desired::secret(
+        None,
+        master_ns,
+        &spec.secret_name,
+        k.managed_labels("master"),
+        meta.to_annotations(ring),
+        &bytes,
+    )
+}
+
+/// Create the master of a new keyring (generated or imported), after
+/// checking with the API server that no Secret carries its label (keys
+/// handed out by a master that is gone).
+pub async fn master<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+) -> Result<Action> {
+    let place = format!("{master_ns}/{}", spec.secret_name);
+    // Observe, decide: nothing handed out by a master that is gone.
+    let labelled = observe::places(&observe::list_labelled(k, &ctx.shared.client).await?);
+    if let Err(hold) = decide::create(&place, labelled) {
+        ctx.shared.metrics.set_guard(&k.id(), hold.guard().map(Guard::reason));
+        return report::held(k, ctx, None, &hold).await;
+    }
+    // Observe, decide: the keys it starts with.
+    let source = match &spec.import {
+        Some((name, _)) => observe::secret(&ctx.shared.client, master_ns, name).await?,
+        None => None,
+    };
+    let imported = match decide::import(spec, master_ns, source.as_ref()) {
+        Ok(imported) => imported,
+        Err(hold) => return report::held(k, ctx, None, &hold).await,
+    };
+    let (ring, origin) = match imported {
+        Some(ring) => (ring, Origin::Imported),
+        None => (Keyring::generate()?, Origin::Generated),
+    };
+    // Act: backed up before the master exists (no key without an escrow
+    // copy), then the master.
+    let now = Timestamp::now();
+    let mut r = Report::default();
+    if !escrow::back_up(k, ctx, spec, master_ns, &ring, &mut r.backup, &mut r.notes).await {
+        report::not_backed_up(k, ctx, &r.backup, r.notes).await?;
+        return Ok(Action::requeue(r.backup.retry.unwrap_or(Duration::from_secs(60))));
+    }
+    let meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
+    match writer::create(&ctx.shared.client, &new_master(k, spec, master_ns, &ring, &meta)).await? {
+        Created::Yes(_) => {}
+        // Created meanwhile (a retry, another replica): read it next time.
+        Created::AlreadyExists => return Ok(Action::requeue(Duration::from_millis(100))),
+        Created::NoNamespace(why) => {
+            let hold = Hold::Namespace(Invalid::new(
+                "MasterNamespaceMissing",
+                format!("cannot create the master in namespace {master_ns}: {why}"),
+            ));
+            return report::held(k, ctx, None, &hold).await;
+        }
+    }
+    let note = Note::MasterCreated { origin, primary: ring.primary().id(), master: place };
+    info!(keys = ring.len(), "{}", note.note());
+    report::publish(k, ctx, vec![note]).await;
+    // Report.
+    report::converged(k, ctx, spec, &ring, &meta, r).await?;
+    Ok(Action::requeue(Duration::from_millis(50)))
+}
+
+/// `encstr.io/restore-from=<namespace>`: rebuild a missing master from the
+/// copy there (only a complete one), or say why not; the annotation goes
+/// either way.
+pub async fn restore<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    guard: Option<&Guard>,
+    ns: &str,
+) -> Result<Action> {
+    // Observe: the copy there, if it is this keyring's.
+    let copy = if K::KIND == Kind::Cluster && desired::is_dns_label(ns) {
+        observe::secret(&ctx.shared.client, ns, &spec.secret_name)
+            .await?
+            .filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
+    } else {
+        None
+    };
+    let ring = copy.as_ref().and_then(|s| decide::parse_ring(s).ok());
+    // Decide, then act.
+    let note = match guard::restore(guard, ns, K::KIND == Kind::Namespaced, ring.as_ref(), k.keyring_status())
+    {
+        Restore::From(from) => {
+            let ring = ring.expect("a complete copy");
+            let rotate = k.annotations().get(ANN_ROTATE).map(String::as_str);
+            let meta = decide::meta_from_status(&ring, k.keyring_status(), rotate, Timestamp::now());
+            let secret = new_master(k, spec, master_ns, &ring, &meta);
+            match writer::create(&ctx.shared.client, &secret).await? {
+                Created::Yes(_) => Some(Note::MasterRestored {
+                    master: format!("{master_ns}/{}", spec.secret_name),
+                    from,
+                    keys: desired::key_ids(&ring),
+                }),
+                Created::AlreadyExists | Created::NoNamespace(_) => None,
+            }
+        }
+        Restore::Refused(why) => Some(Note::RestoreRefused(why)),
+    };
+    report::publish(k, ctx, note.into_iter().collect()).await;
+    writer::remove_annotation(&ctx.shared.client, k, ANN_RESTORE_FROM).await?;
+    Ok(Action::requeue(Duration::from_millis(50)))
+}

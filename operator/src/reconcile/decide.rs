@@ -1,0 +1,396 @@
+//! Decide: pure functions from what a reconcile saw (and the keyring's
+//! memory) to what it does. No API calls, no clock: `now` is an input.
+//! The decision table is unit-tested below, case by case.
+
+use std::time::Duration;
+
+use encstr_core::{KeyId, Keyring};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use zeroize::Zeroizing;
+
+use super::events::Note;
+use crate::crd::*;
+use crate::desired::{self, Invalid, KeyMeta, Step, ValidSpec};
+use crate::guard::{self, Guard};
+use crate::keyring::{KeyringResource, is_managed};
+use crate::usage::Usage;
+
+/// The master as found and parsed.
+#[derive(Debug, Clone)]
+pub struct Master {
+    /// The Secret as read (its resourceVersion is the write precondition).
+    pub secret: Secret,
+    /// Its keyring.
+    pub ring: Keyring,
+    /// Its keys' lifecycle.
+    pub meta: KeyMeta,
+}
+
+/// The keyring in a Secret's `keyring` key.
+pub fn parse_ring(secret: &Secret) -> Result<Keyring, encstr_core::Error> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(DATA_KEY))
+        .map(|b| Zeroizing::new(b.0.clone()))
+        .unwrap_or_default();
+    std::str::from_utf8(&bytes).map_err(|_| encstr_core::Error::NotUtf8).and_then(Keyring::parse)
+}
+
+/// Why a keyring is held: nothing is generated, overwritten or deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// The spec is invalid.
+    Spec(Invalid),
+    /// The master Secret is somebody else's, or its keyring does not parse.
+    Master(Invalid),
+    /// `spec.importFrom` cannot be used.
+    Import(Invalid),
+    /// The master's namespace cannot hold it.
+    Namespace(Invalid),
+    /// A key-loss guard holds writes back; `master` is `namespace/name`.
+    Guard {
+        /// The guard.
+        guard: Guard,
+        /// The master's place, for the message.
+        master: String,
+    },
+}
+
+impl Hold {
+    /// The condition reason and message.
+    pub fn invalid(&self) -> Invalid {
+        match self {
+            Hold::Spec(i) | Hold::Master(i) | Hold::Import(i) | Hold::Namespace(i) => i.clone(),
+            Hold::Guard { guard, master } => Invalid::new(guard.reason(), guard.message(master)),
+        }
+    }
+
+    /// The guard, if a guard holds.
+    pub fn guard(&self) -> Option<&Guard> {
+        match self {
+            Hold::Guard { guard, .. } => Some(guard),
+            _ => None,
+        }
+    }
+}
+
+/// Read the master Secret: this keyring's and parsable, or why it is held.
+/// A master put back by hand (no encstr.io annotations: from a backup or an
+/// offline file) takes its lifecycle from the status's record, so nothing
+/// (like an old rotation request) is done twice.
+pub fn master<K: KeyringResource>(
+    k: &K,
+    place: &str,
+    secret: Option<Secret>,
+    now: Timestamp,
+) -> Result<Option<Master>, Hold> {
+    let Some(secret) = secret else { return Ok(None) };
+    if secret.labels().get(K::KIND.label()) != Some(&k.name_any()) {
+        return Err(Hold::Master(Invalid::new(
+            "SecretConflict",
+            format!(
+                "Secret {place} exists and is not this keyring's master; it is left alone (choose another spec.secretName, or import it with spec.importFrom)"
+            ),
+        )));
+    }
+    let ring = parse_ring(&secret).map_err(|e| {
+        Hold::Master(Invalid::new(
+            "MasterInvalid",
+            format!("the keyring in Secret {place} is not valid ({e}); restore it from a backup"),
+        ))
+    })?;
+    let restored = !secret.annotations().keys().any(|a| a.starts_with(LABEL_PREFIX));
+    let meta = if restored {
+        meta_from_status(&ring, k.keyring_status(), k.annotations().get(ANN_ROTATE).map(String::as_str), now)
+    } else {
+        KeyMeta::from_annotations(secret.annotations())
+    };
+    Ok(Some(Master { secret, ring, meta }))
+}
+
+/// The lifecycle of a restored master, from the status's record.
+pub fn meta_from_status(
+    ring: &Keyring,
+    st: Option<&KeyringStatus>,
+    rotate: Option<&str>,
+    now: Timestamp,
+) -> KeyMeta {
+    let mut meta = KeyMeta::initial(ring, rotate, now);
+    let time = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    for k in st.into_iter().flat_map(|s| &s.keys) {
+        let Ok(id) = k.id.parse::<KeyId>() else { continue };
+        if !ring.contains(id) {
+            continue;
+        }
+        if let Some(t) = time(&k.created_at) {
+            meta.created.insert(id, t);
+        }
+        if let Some(t) = time(&k.promoted_at) {
+            meta.promoted.insert(id, t);
+        }
+        if let Some(t) = time(&k.retired_at) {
+            meta.retired.insert(id, t);
+        }
+        if k.state == KeyState::Staged && id != ring.primary().id() {
+            meta.staged = Some(id);
+            meta.retired.remove(&id);
+        }
+    }
+    meta
+}
+
+/// What a reconcile saw of a keyring whose spec is valid.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// `spec.secretName`.
+    pub secret_name: &'a str,
+    /// The master's place, `namespace/name`.
+    pub place: &'a str,
+    /// The master, if it exists.
+    pub master: Option<&'a Master>,
+    /// The status (the record of handed-out keys).
+    pub status: Option<&'a KeyringStatus>,
+    /// Secrets carrying the keyring's label other than the master.
+    pub labelled: &'a [String],
+    /// `encstr.io/restore-from`.
+    pub restore_from: Option<&'a str>,
+    /// `encstr.io/accept-missing-keys`.
+    pub accept_missing: Option<&'a str>,
+}
+
+/// What `encstr.io/accept-missing-keys` does in this reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accept {
+    /// The annotation is absent (or not looked at).
+    Absent,
+    /// The loss of these keys is acknowledged; the annotation goes once the
+    /// keyring proceeds.
+    Accepted(Vec<KeyId>),
+    /// Refused (and why); the annotation goes.
+    Refused(String),
+}
+
+/// What to do with a keyring.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Nothing is written but the status.
+    Hold(Hold),
+    /// `encstr.io/restore-from`: rebuild the master from the copy in this
+    /// namespace, if `guard::restore` allows it once the copy is read.
+    Restore {
+        /// The namespace named.
+        from: String,
+        /// The guard that holds (a restore applies only to MasterMissing).
+        guard: Option<Guard>,
+    },
+    /// No master and nothing handed out: create one.
+    Create,
+    /// Converge the existing master and its copies.
+    Converge,
+}
+
+/// The decision for a keyring whose spec is valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The accept annotation's effect.
+    pub accept: Accept,
+    /// The path.
+    pub next: Next,
+}
+
+impl Decision {
+    /// The guard gauge's value when the guards were looked at
+    /// (`Some(None)`: none holds), `None` when they were not.
+    pub fn guard_gauge(&self) -> Option<Option<&'static str>> {
+        match &self.next {
+            Next::Hold(Hold::Guard { guard, .. }) => Some(Some(guard.reason())),
+            Next::Create | Next::Converge => Some(None),
+            Next::Hold(_) | Next::Restore { .. } => None,
+        }
+    }
+}
+
+/// Decide what to do with a keyring (the spec is valid, the master is this
+/// keyring's and parses).
+pub fn keyring(seen: &Seen<'_>) -> Decision {
+    let check = |accepted: &[KeyId]| {
+        guard::check(&guard::Input {
+            secret_name: seen.secret_name,
+            status: seen.status,
+            master: seen.master.map(|m| (&m.ring, &m.meta)),
+            labelled: seen.labelled,
+            accepted,
+        })
+    };
+    let mut guard = check(&[]);
+    if let Some(from) = seen.restore_from {
+        return Decision { accept: Accept::Absent, next: Next::Restore { from: from.to_owned(), guard } };
+    }
+    let accept = match seen.accept_missing.map(|value| guard::accept(guard.as_ref(), value)) {
+        None => Accept::Absent,
+        Some(Ok(ids)) => {
+            guard = check(&ids);
+            Accept::Accepted(ids)
+        }
+        Some(Err(why)) => Accept::Refused(why),
+    };
+    let next = match (guard, seen.master) {
+        (Some(guard), _) => Next::Hold(Hold::Guard { guard, master: seen.place.to_owned() }),
+        (None, None) => Next::Create,
+        (None, Some(_)) => Next::Converge,
+    };
+    Decision { accept, next }
+}
+
+/// Before a master is created: Secrets still carrying the keyring's label,
+/// as the API server lists them (not the cache), mean keys were handed out
+/// by a master that is gone.
+pub fn create(place: &str, labelled_on_server: Vec<String>) -> Result<(), Hold> {
+    if labelled_on_server.is_empty() {
+        return Ok(());
+    }
+    Err(Hold::Guard { guard: Guard::MasterMissing { copies: labelled_on_server }, master: place.to_owned() })
+}
+
+/// The keyring a new master starts with: `None` to generate one, or the
+/// one `spec.importFrom` names (`source` is that Secret, if it exists).
+pub fn import(spec: &ValidSpec, master_ns: &str, source: Option<&Secret>) -> Result<Option<Keyring>, Hold> {
+    let Some((name, key)) = &spec.import else { return Ok(None) };
+    let bad = |reason, message| Err(Hold::Import(Invalid::new(reason, message)));
+    let Some(source) = source else {
+        return bad(
+            "ImportNotFound",
+            format!("spec.importFrom: Secret {name:?} not found in namespace {master_ns}"),
+        );
+    };
+    if is_managed(source.labels()) {
+        return bad(
+            "ImportOfManagedSecret",
+            format!(
+                "spec.importFrom: Secret {master_ns}/{name} carries encstr.io labels (another keyring's master or copy) and is never imported"
+            ),
+        );
+    }
+    let Some(bytes) = source.data.as_ref().and_then(|d| d.get(key)) else {
+        return bad("ImportInvalid", format!("spec.importFrom: Secret {name:?} has no key {key:?}"));
+    };
+    let text = Zeroizing::new(String::from_utf8_lossy(&bytes.0).into_owned());
+    match Keyring::parse(&text) {
+        Ok(ring) => Ok(Some(ring)),
+        Err(e) => bad(
+            "ImportInvalid",
+            format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {e}"),
+        ),
+    }
+}
+
+/// The part of `ring` that may be distributed: all of it without backups;
+/// with backups, the keys the newest backup holds (`None`: none yet).
+pub fn distributable(spec: &ValidSpec, ring: &Keyring, last: Option<&LastBackup>) -> Option<Keyring> {
+    if spec.backup.is_none() || crate::backup::holds_all(last, ring) {
+        return Some(ring.clone());
+    }
+    let last = last?;
+    let keys: Vec<_> =
+        ring.keys().filter(|key| last.key_ids.contains(&key.id().to_string())).cloned().collect();
+    Keyring::new(keys).ok()
+}
+
+/// Keys retention wants gone that are still used, and a Warning when that
+/// is news (the PruneBlocked condition does not already name the places).
+pub fn prune_blocked(
+    status: Option<&KeyringStatus>,
+    candidates: &[KeyId],
+    ring: &Keyring,
+    usage: Option<&Usage>,
+) -> (Vec<KeyId>, Option<Note>) {
+    let Some(u) = usage else { return (Vec::new(), None) };
+    let blocked: Vec<KeyId> =
+        candidates.iter().filter(|c| ring.contains(**c) && u.count(**c) > 0).copied().collect();
+    let was = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED));
+    let places: Vec<String> =
+        blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
+    let news =
+        was.is_none_or(|c| c.status != "True" || !places.iter().all(|p| c.message.contains(p.as_str())));
+    let note = (!blocked.is_empty() && news).then(|| Note::PruneBlocked { keys: blocked.clone(), places });
+    (blocked, note)
+}
+
+/// The event announcing a step written to the master.
+pub fn step_note(step: &Step, before: &Keyring, after: &Keyring, meta: &KeyMeta) -> Option<Note> {
+    match step {
+        Step::Stage(why) => {
+            Some(Note::KeyStaged { why: why.clone(), staged: meta.staged?, primary: after.primary().id() })
+        }
+        Step::Promote => {
+            Some(Note::KeyPromoted { primary: after.primary().id(), former: before.primary().id() })
+        }
+        Step::Prune(removed) => Some(Note::KeysPruned(removed.clone())),
+        Step::MarkDistributed | Step::AcknowledgeRequest => None,
+    }
+}
+
+/// What `next_look` needs besides the keyring.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// The resync interval.
+    pub resync: Duration,
+    /// A step was written this time.
+    pub stepped: bool,
+    /// When the staged key is promoted, if its delay is running.
+    pub promotion_at: Option<Timestamp>,
+    /// When a failed backup is retried.
+    pub backup_retry: Option<Duration>,
+    /// The usage scan interval, when retention wants keys gone.
+    pub rescan: Option<Duration>,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// When to look at a converged keyring again.
+pub fn next_look(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, t: Timing) -> Duration {
+    let (resync, now) = (t.resync, t.now);
+    let mut wait = if t.stepped {
+        Duration::from_millis(50)
+    } else if let Some(at) = t.promotion_at {
+        let wait = Duration::try_from(now.duration_until(at)).unwrap_or_default();
+        wait.clamp(Duration::from_millis(100), resync.max(Duration::from_millis(100)))
+    } else if meta.staged.is_some() {
+        Duration::from_secs(2)
+    } else {
+        let rotation_due = spec.every.map(|every| {
+            let since = meta.promoted.values().max().copied().unwrap_or(now);
+            since + SignedDuration::try_from(every).unwrap_or_default()
+        });
+        let prune_due = desired::next_prune_at(spec, ring, meta);
+        match [rotation_due, prune_due].into_iter().flatten().min() {
+            Some(due) => {
+                let wait = Duration::try_from(now.duration_until(due)).unwrap_or_default();
+                wait.clamp(Duration::from_millis(200), resync.max(Duration::from_millis(200)))
+            }
+            None => resync,
+        }
+    };
+    if let Some(retry) = t.backup_retry {
+        wait = wait.min(retry);
+    }
+    // Keys retention wants gone are looked at again after the scan interval
+    // (ConfigMaps and Secrets are not watched).
+    if let Some(rescan) = t.rescan {
+        wait = wait.min(rescan.max(Duration::from_millis(200)));
+    }
+    wait
+}
+
+/// When the staged key is promoted, if its delay is running.
+pub fn promotion_at(spec: &ValidSpec, meta: &KeyMeta) -> Option<Timestamp> {
+    meta.staged
+        .and(meta.distributed_at)
+        .map(|at| at + SignedDuration::try_from(spec.promotion_delay).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+//! The decision table, case by case, without an API server.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+
+use super::*;
+use crate::backup::Plan;
+use crate::desired::RotationReason;
+
+use crate::fixtures::key;
+
+fn ring(bytes: &[u8]) -> Keyring {
+    Keyring::new(bytes.iter().map(|b| key(*b)).collect()).unwrap()
+}
+
+fn id(b: u8) -> KeyId {
+    key(b).id()
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn skr() -> SecretKeyring {
+    let mut k = SecretKeyring::new("agents", SecretKeyringSpec::default());
+    k.metadata.namespace = Some("print".into());
+    k
+}
+
+/// A status recording these keys as handed out, created as `secret_name`.
+fn recorded(seeds: &[u8], secret_name: &str) -> KeyringStatus {
+    crate::fixtures::recorded(seeds, secret_name)
+}
+
+fn master_of(r: &Keyring) -> Master {
+    Master {
+        secret: Secret::default(),
+        ring: r.clone(),
+        meta: KeyMeta::initial(r, None, at("2026-01-01T00:00:00Z")),
+    }
+}
+
+fn seen<'a>(
+    master: Option<&'a Master>,
+    status: Option<&'a KeyringStatus>,
+    labelled: &'a [String],
+) -> Seen<'a> {
+    Seen {
+        secret_name: "agents",
+        place: "print/agents",
+        master,
+        status,
+        labelled,
+        restore_from: None,
+        accept_missing: None,
+    }
+}
+
+fn hold_reason(d: &Decision) -> Option<&'static str> {
+    match &d.next {
+        Next::Hold(h) => Some(h.invalid().reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_new_keyring_with_nothing_handed_out_is_created() {
+    let d = keyring(&seen(None, None, &[]));
+    assert_eq!(d, Decision { accept: Accept::Absent, next: Next::Create });
+    assert_eq!(d.guard_gauge(), Some(None));
+}
+
+#[test]
+fn an_existing_master_holding_every_recorded_key_converges() {
+    let m = master_of(&ring(&[1, 2]));
+    let st = recorded(&[1, 2], "agents");
+    let d = keyring(&seen(Some(&m), Some(&st), &[]));
+    assert_eq!(d.next, Next::Converge);
+    assert_eq!(d.guard_gauge(), Some(None));
+}
+
+#[test]
+fn a_missing_master_whose_keys_were_handed_out_is_held() {
+    // The status records keys.
+    let st = recorded(&[1], "agents");
+    let d = keyring(&seen(None, Some(&st), &[]));
+    assert_eq!(hold_reason(&d), Some("MasterMissing"));
+    assert_eq!(d.guard_gauge(), Some(Some("MasterMissing")));
+    // Copies exist, with no status at all.
+    let copies = vec!["team-a/agents".to_owned()];
+    let d = keyring(&seen(None, None, &copies));
+    let Next::Hold(h) = &d.next else { panic!("held") };
+    assert_eq!(h.guard(), Some(&Guard::MasterMissing { copies: copies.clone() }));
+    assert!(h.invalid().message.contains("print/agents"), "{:?}", h.invalid());
+}
+
+#[test]
+fn a_changed_secret_name_is_held_before_anything_else() {
+    let m = master_of(&ring(&[1]));
+    let st = recorded(&[1, 2], "old-name");
+    let d = keyring(&seen(Some(&m), Some(&st), &[]));
+    assert_eq!(hold_reason(&d), Some("SecretNameChanged"));
+}
+
+#[test]
+fn a_master_lacking_a_handed_out_key_is_held() {
+    let m = master_of(&ring(&[2]));
+    let st = recorded(&[1, 2], "agents");
+    let d = keyring(&seen(Some(&m), Some(&st), &[]));
+    assert_eq!(hold_reason(&d), Some("KeysMissing"));
+}
+
+#[test]
+fn accepting_every_missing_key_releases_the_guard() {
+    let m = master_of(&ring(&[2]));
+    let st = recorded(&[1, 2], "agents");
+    let value = id(1).to_string();
+    let d = keyring(&Seen { accept_missing: Some(&value), ..seen(Some(&m), Some(&st), &[]) });
+    assert_eq!(d, Decision { accept: Accept::Accepted(vec![id(1)]), next: Next::Converge });
+}
+
+#[test]
+fn accepting_only_some_missing_keys_is_refused_and_the_guard_holds() {
+    let m = master_of(&ring(&[3]));
+    let st = recorded(&[1, 2, 3], "agents");
+    let value = id(1).to_string();
+    let d = keyring(&Seen { accept_missing: Some(&value), ..seen(Some(&m), Some(&st), &[]) });
+    assert!(matches!(&d.accept, Accept::Refused(why) if why.contains(&id(2).to_string())), "{d:?}");
+    assert_eq!(hold_reason(&d), Some("KeysMissing"));
+}
+
+#[test]
+fn accepting_when_nothing_is_missing_is_refused_and_the_keyring_proceeds() {
+    let m = master_of(&ring(&[1]));
+    let value = id(1).to_string();
+    let d = keyring(&Seen { accept_missing: Some(&value), ..seen(Some(&m), None, &[]) });
+    assert!(matches!(&d.accept, Accept::Refused(why) if why.contains("only while keys are missing")));
+    assert_eq!(d.next, Next::Converge);
+    let d = keyring(&Seen { accept_missing: Some("zz"), ..seen(Some(&m), None, &[]) });
+    assert!(matches!(&d.accept, Accept::Refused(why) if why.contains("not a key id")));
+}
+
+#[test]
+fn restore_from_is_decided_before_accept_and_carries_the_guard() {
+    let st = recorded(&[1], "agents");
+    let s = Seen { restore_from: Some("team-a"), accept_missing: Some("junk"), ..seen(None, Some(&st), &[]) };
+    let d = keyring(&s);
+    assert_eq!(d.accept, Accept::Absent, "accept is not looked at");
+    assert_eq!(
+        d.next,
+        Next::Restore { from: "team-a".into(), guard: Some(Guard::MasterMissing { copies: vec![] }) }
+    );
+    assert_eq!(d.guard_gauge(), None);
+    // Without a guard the restore is still decided here; guard::restore refuses it.
+    let d = keyring(&Seen { restore_from: Some("team-a"), ..seen(None, None, &[]) });
+    assert_eq!(d.next, Next::Restore { from: "team-a".into(), guard: None });
+}
+
+fn secret(labels: &[(&str, &str)], annotations: &[(&str, &str)], keyring: Option<&str>) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.labels = Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
+    s.metadata.annotations = Some(annotations.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
+    s.data = keyring.map(|t| BTreeMap::from([(DATA_KEY.to_owned(), ByteString(t.as_bytes().to_vec()))]));
+    s
+}
+
+#[test]
+fn the_master_is_this_keyrings_and_parses_or_it_is_held() {
+    let k = skr();
+    let now = at("2026-06-01T00:00:00Z");
+    assert!(master(&k, "print/agents", None, now).unwrap().is_none());
+    let foreign = secret(&[(LABEL_KEYRING, "other")], &[], Some(&ring(&[1]).to_text()));
+    let Err(Hold::Master(inv)) = master(&k, "print/agents", Some(foreign), now) else { panic!("held") };
+    assert_eq!(inv.reason, "SecretConflict");
+    let broken = secret(&[(LABEL_KEYRING, "agents")], &[], Some("not a keyring"));
+    let Err(Hold::Master(inv)) = master(&k, "print/agents", Some(broken), now) else { panic!("held") };
+    assert_eq!(inv.reason, "MasterInvalid");
+    assert!(!inv.message.contains("not a keyring"), "no content quoted: {}", inv.message);
+    let r = ring(&[1, 2]);
+    let annotated = secret(&[(LABEL_KEYRING, "agents")], &[(ANN_KEY_IDS, "x")], Some(&r.to_text()));
+    let m = master(&k, "print/agents", Some(annotated), now).unwrap().unwrap();
+    assert_eq!(m.ring.ids(), r.ids());
+}
+
+#[test]
+fn a_master_put_back_by_hand_takes_its_lifecycle_from_the_status() {
+    let mut k = skr();
+    let (k1, k2) = (key(1), key(2));
+    let r = Keyring::new(vec![k1.clone(), k2.clone()]).unwrap();
+    let mut st = recorded(&[1, 2], "agents");
+    st.keys[0].retired_at = Some("2026-06-01T00:00:00Z".into());
+    st.keys[1].state = KeyState::Primary;
+    st.keys[1].promoted_at = Some("2026-06-01T00:00:00Z".into());
+    k.status = Some(st);
+    k.metadata.annotations = Some(BTreeMap::from([(ANN_ROTATE.to_owned(), "7".to_owned())]));
+    let plain = secret(&[(LABEL_KEYRING, "agents")], &[], Some(&r.to_text()));
+    let m = master(&k, "print/agents", Some(plain), at("2026-07-01T00:00:00Z")).unwrap().unwrap();
+    assert_eq!(m.meta.retired[&k1.id()], at("2026-06-01T00:00:00Z"));
+    assert_eq!(m.meta.promoted[&k2.id()], at("2026-06-01T00:00:00Z"));
+    assert_eq!(m.meta.rotate_handled.as_deref(), Some("7"), "a restore does not start a rotation");
+    assert_eq!(m.meta.staged, None);
+}
+
+#[test]
+fn a_labelled_secret_on_the_server_blocks_creation() {
+    assert_eq!(create("encstr/payments", vec![]), Ok(()));
+    let held = create("encstr/payments", vec!["team-a/payments".into()]).unwrap_err();
+    assert_eq!(held.guard(), Some(&Guard::MasterMissing { copies: vec!["team-a/payments".into()] }));
+}
+
+fn import_spec() -> ValidSpec {
+    let mut k = skr();
+    k.spec.import_from =
+        Some(ImportFrom { secret_ref: SecretKeyRef { name: "legacy".into(), key: Some("keys".into()) } });
+    desired::validate(&k).unwrap()
+}
+
+#[test]
+fn import_reads_only_an_unmanaged_secret_with_a_valid_keyring() {
+    let plain = desired::validate(&skr()).unwrap();
+    assert!(matches!(import(&plain, "print", None), Ok(None)), "nothing to import: generate");
+    let spec = import_spec();
+    let reason = |r: Result<Option<Keyring>, Hold>| r.unwrap_err().invalid().reason;
+    assert_eq!(reason(import(&spec, "print", None)), "ImportNotFound");
+    let r = ring(&[1]);
+    let managed = secret(&[(LABEL_CLUSTER_KEYRING, "x")], &[], None);
+    assert_eq!(reason(import(&spec, "print", Some(&managed))), "ImportOfManagedSecret");
+    let no_key = secret(&[], &[], Some(&r.to_text()));
+    assert_eq!(reason(import(&spec, "print", Some(&no_key))), "ImportInvalid");
+    let with_keys = |text: &[u8]| Secret {
+        data: Some(BTreeMap::from([("keys".to_owned(), ByteString(text.to_vec()))])),
+        ..Secret::default()
+    };
+    let bad = with_keys(b"nope");
+    assert_eq!(reason(import(&spec, "print", Some(&bad))), "ImportInvalid");
+    let good = with_keys(r.to_text().as_bytes());
+    assert_eq!(import(&spec, "print", Some(&good)).unwrap().unwrap().ids(), r.ids());
+}
+
+fn backed_up(ids: &[KeyId]) -> LastBackup {
+    LastBackup { key_ids: ids.iter().map(ToString::to_string).collect(), ..LastBackup::default() }
+}
+
+#[test]
+fn only_backed_up_keys_are_distributed() {
+    let r = ring(&[1, 2, 3]);
+    let mut spec = desired::validate(&skr()).unwrap();
+    assert_eq!(distributable(&spec, &r, None).unwrap().ids(), r.ids(), "no backups configured");
+    spec.backup = Some(Plan { recipients: vec![], config_map: None, keep: 1, object_store: None });
+    assert!(distributable(&spec, &r, None).is_none(), "nothing backed up yet");
+    let all = backed_up(&[id(1), id(2), id(3)]);
+    assert_eq!(distributable(&spec, &r, Some(&all)).unwrap().ids(), r.ids());
+    let part = backed_up(&[id(1), id(2)]);
+    assert_eq!(distributable(&spec, &r, Some(&part)).unwrap().ids(), vec![id(1), id(2)]);
+    assert!(distributable(&spec, &r, Some(&backed_up(&[id(9)]))).is_none());
+}
+
+#[test]
+fn prune_blocks_are_announced_once() {
+    let r = ring(&[1, 2]);
+    let mut usage = Usage::default();
+    usage.add("team-a", "ConfigMap", "app", "db", b"x");
+    usage.counts.insert(id(1), 1);
+    usage.places.insert(id(1), vec!["team-a/ConfigMap/app:db".into()]);
+    assert_eq!(prune_blocked(None, &[id(1)], &r, None), (vec![], None), "no count, nothing known");
+    let (blocked, note) = prune_blocked(None, &[id(1), id(2)], &r, Some(&usage));
+    assert_eq!(blocked, vec![id(1)]);
+    let Some(Note::PruneBlocked { places, .. }) = note else { panic!("a note") };
+    assert_eq!(places, vec!["team-a/ConfigMap/app:db"]);
+    let mut st = KeyringStatus::default();
+    st.conditions.push(Condition {
+        type_: condition::PRUNE_BLOCKED.into(),
+        status: "True".into(),
+        reason: "PruneBlocked".into(),
+        message: "used at team-a/ConfigMap/app:db".into(),
+        last_transition_time: String::new(),
+        observed_generation: None,
+    });
+    let (blocked, note) = prune_blocked(Some(&st), &[id(1)], &r, Some(&usage));
+    assert_eq!((blocked, note), (vec![id(1)], None), "already said");
+}
+
+#[test]
+fn every_step_that_changes_keys_is_announced() {
+    let (before, after) = (ring(&[1]), ring(&[1, 2]));
+    let mut meta = KeyMeta::initial(&after, None, at("2026-01-01T00:00:00Z"));
+    meta.staged = Some(id(2));
+    let staged = step_note(&Step::Stage(RotationReason::Scheduled), &before, &after, &meta).unwrap();
+    assert_eq!(staged.reason(), "KeyStaged");
+    assert!(staged.note().contains(&id(2).to_string()));
+    let promoted = step_note(&Step::Promote, &ring(&[2, 1]), &after, &meta).unwrap();
+    assert_eq!(promoted, Note::KeyPromoted { primary: after.primary().id(), former: id(1) });
+    assert_eq!(
+        step_note(&Step::Prune(vec![id(1)]), &after, &before, &meta),
+        Some(Note::KeysPruned(vec![id(1)]))
+    );
+    assert_eq!(step_note(&Step::MarkDistributed, &after, &after, &meta), None);
+    assert_eq!(step_note(&Step::AcknowledgeRequest, &after, &after, &meta), None);
+}
+
+#[test]
+fn the_next_look_follows_what_is_pending() {
+    let now = at("2026-06-01T00:00:00Z");
+    let r = ring(&[1]);
+    let mut spec = desired::validate(&skr()).unwrap();
+    let meta = KeyMeta::initial(&r, None, now);
+    let quiet = Timing {
+        resync: Duration::from_secs(300),
+        stepped: false,
+        promotion_at: None,
+        backup_retry: None,
+        rescan: None,
+        now,
+    };
+    assert_eq!(next_look(&spec, &r, &meta, quiet), Duration::from_secs(300), "nothing pending: resync");
+    assert_eq!(next_look(&spec, &r, &meta, Timing { stepped: true, ..quiet }), Duration::from_millis(50));
+    let soon = now + SignedDuration::from_secs(30);
+    assert_eq!(
+        next_look(&spec, &r, &meta, Timing { promotion_at: Some(soon), ..quiet }),
+        Duration::from_secs(30)
+    );
+    let mut staged = meta.clone();
+    staged.staged = Some(id(1));
+    assert_eq!(next_look(&spec, &r, &staged, quiet), Duration::from_secs(2), "waiting for copies");
+    spec.every = Some(Duration::from_secs(3600));
+    assert_eq!(next_look(&spec, &r, &meta, quiet), Duration::from_secs(300), "rotation due after resync");
+    spec.every = Some(Duration::from_secs(60));
+    assert_eq!(next_look(&spec, &r, &meta, quiet), Duration::from_secs(60), "rotation due");
+    let retry = Timing { backup_retry: Some(Duration::from_secs(4)), ..quiet };
+    assert_eq!(next_look(&spec, &r, &meta, retry), Duration::from_secs(4));
+    let rescan = Timing { rescan: Some(Duration::from_millis(10)), ..quiet };
+    assert_eq!(next_look(&spec, &r, &meta, rescan), Duration::from_millis(200), "at least 200 ms");
+}
+
+#[test]
+fn a_promotion_is_due_only_once_copies_hold_the_staged_key() {
+    let spec = desired::validate(&skr()).unwrap();
+    let r = ring(&[1, 2]);
+    let mut meta = KeyMeta::initial(&r, None, at("2026-06-01T00:00:00Z"));
+    assert_eq!(promotion_at(&spec, &meta), None);
+    meta.staged = Some(id(1));
+    assert_eq!(promotion_at(&spec, &meta), None, "not distributed yet");
+    meta.distributed_at = Some(at("2026-06-01T00:00:00Z"));
+    assert_eq!(promotion_at(&spec, &meta), Some(at("2026-06-01T00:02:00Z")), "the default 2m delay");
+}

@@ -1,0 +1,206 @@
+//! Observe: read what exists, from the API server where a decision must
+//! not rest on a cache (the master, labelled Secrets before a master is
+//! created, copies before a promotion) and from the caches otherwise.
+//! Nothing here decides or writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use tracing::warn;
+
+use crate::cache::Phase;
+use crate::context::Ctx;
+use crate::desired::{self, ValidSpec};
+use crate::error::Result;
+use crate::keyring::{KeyringResource, Kind, is_managed};
+use crate::usage::Usage;
+
+/// Page size of the lists the operator makes.
+const PAGE: u32 = 500;
+
+/// Page size of usage scans: ConfigMaps and Secrets may be up to 1 MiB
+/// each, and a scan holds one page at a time (see BENCHMARKS.md).
+const USAGE_PAGE: u32 = 100;
+
+/// A Secret by namespace and name, from the API server.
+pub async fn secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secret>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(name).await?)
+}
+
+/// Secrets carrying this keyring's label, other than the master itself
+/// (`namespace/name`), from the cache.
+pub fn labelled_elsewhere<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    master_ns: &str,
+    secret_name: &str,
+) -> Vec<String> {
+    let name = k.name_any();
+    let own_ns = k.namespace();
+    let mut out: Vec<String> = ctx
+        .secrets
+        .labelled(K::KIND.label(), &name)
+        .into_iter()
+        .filter(|(ns, _)| K::KIND == Kind::Cluster || own_ns.as_deref() == Some(ns.as_str()))
+        .filter(|(ns, n)| !(ns == master_ns && n == secret_name))
+        .map(|(ns, n)| format!("{ns}/{n}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Secrets carrying this keyring's label, from the API server (paginated).
+pub async fn list_labelled<K: KeyringResource>(k: &K, client: &Client) -> Result<Vec<Secret>> {
+    let api: Api<Secret> = match K::KIND {
+        Kind::Namespaced => Api::namespaced(client.clone(), &k.namespace().unwrap_or_default()),
+        Kind::Cluster => Api::all(client.clone()),
+    };
+    let selector = format!("{}={}", K::KIND.label(), k.name_any());
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().labels(&selector).limit(PAGE);
+    loop {
+        let page = api.list(&lp).await?;
+        out.extend(page.items);
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// `namespace/name` of each Secret.
+pub fn places(secrets: &[Secret]) -> Vec<String> {
+    secrets.iter().map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())).collect()
+}
+
+/// A target namespace and whether a copy can go there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// It exists.
+    Active(String),
+    /// It does not exist.
+    Missing(String),
+    /// It is being deleted.
+    Terminating(String),
+}
+
+impl Target {
+    /// The namespace.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Active(n) | Target::Missing(n) | Target::Terminating(n) => n,
+        }
+    }
+}
+
+/// The target namespaces (list ∪ selector matches), without the master's,
+/// from the namespace cache.
+pub fn targets(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Vec<Target> {
+    let Some(index) = &ctx.namespaces else { return Vec::new() };
+    let mut names: BTreeSet<String> = spec.namespaces.clone();
+    if let Some(sel) = &spec.selector {
+        names.extend(index.matching(sel));
+    }
+    names.remove(master_ns);
+    names
+        .into_iter()
+        .map(|n| match index.phase(&n) {
+            None => Target::Missing(n),
+            Some(Phase::Terminating) => Target::Terminating(n),
+            Some(Phase::Active) => Target::Active(n),
+        })
+        .collect()
+}
+
+/// Whether every active target's copy is identical to the master, as the
+/// API server (not the cache) says.
+pub async fn copies_current_on_server<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    targets: &[Target],
+    bytes: &[u8],
+    ids: &str,
+) -> Result<bool> {
+    let labels = k.managed_labels("copy");
+    let copies: BTreeMap<String, Secret> = list_labelled(k, &ctx.shared.client)
+        .await?
+        .into_iter()
+        .map(|s| (s.namespace().unwrap_or_default(), s))
+        .collect();
+    Ok(targets.iter().all(|t| match t {
+        Target::Active(ns) => {
+            copies.get(ns).is_some_and(|s| desired::copy_is_current(s, bytes, ids, &labels))
+        }
+        Target::Missing(_) | Target::Terminating(_) => true,
+    }))
+}
+
+/// A usage scan's outcome.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// A complete count made now (the only one pruning may use).
+    pub fresh: Option<Usage>,
+    /// The last complete count (for reporting between rate-limited scans).
+    pub last: Option<Usage>,
+}
+
+/// Count ENCSTR tokens per key in ConfigMaps and Secrets (other than
+/// keyring Secrets) of the master's namespace, every target and every
+/// namespace still holding a copy. No fresh count when a list fails or the
+/// last scan was too recent: then nothing is pruned.
+pub async fn usage<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, targets: &[Target]) -> Scan {
+    if let Err(last) = ctx.shared.may_scan(&k.id()) {
+        return Scan { fresh: None, last };
+    }
+    let mut namespaces: BTreeSet<String> = BTreeSet::from([master_ns.to_owned()]);
+    namespaces.extend(targets.iter().filter(|t| matches!(t, Target::Active(_))).map(|t| t.name().to_owned()));
+    namespaces.extend(ctx.secrets.labelled(K::KIND.label(), &k.name_any()).into_iter().map(|(ns, _)| ns));
+    let mut usage = Usage::default();
+    for ns in &namespaces {
+        if let Err(e) = scan_namespace(&ctx.shared.client, ns, &mut usage).await {
+            warn!(namespace = %ns, error = %e, "usage scan failed; nothing is pruned");
+            return Scan::default();
+        }
+    }
+    ctx.shared.scanned(&k.id(), &usage);
+    Scan { last: Some(usage.clone()), fresh: Some(usage) }
+}
+
+async fn scan_namespace(client: &Client, ns: &str, usage: &mut Usage) -> Result<()> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut lp = ListParams::default().limit(USAGE_PAGE);
+    loop {
+        let page = cms.list(&lp).await?;
+        for cm in &page.items {
+            let name = cm.name_any();
+            for (key, v) in cm.data.iter().flatten() {
+                usage.add(ns, "ConfigMap", &name, key, v.as_bytes());
+            }
+            for (key, v) in cm.binary_data.iter().flatten() {
+                usage.add(ns, "ConfigMap", &name, key, &v.0);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut lp = ListParams::default().limit(USAGE_PAGE);
+    loop {
+        let page = secrets.list(&lp).await?;
+        for s in page.items.iter().filter(|s| !is_managed(s.labels())) {
+            let name = s.name_any();
+            for (key, v) in s.data.iter().flatten() {
+                usage.add(ns, "Secret", &name, key, &v.0);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => return Ok(()),
+        }
+    }
+}

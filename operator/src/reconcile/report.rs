@@ -1,0 +1,170 @@
+//! Report: the status (computed by `status`), events and metrics of a
+//! reconcile, written last.
+
+use encstr_core::{KeyId, Keyring};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use tracing::warn;
+
+use super::decide::{Hold, Master};
+use super::escrow::BackupState;
+use super::events::Note;
+use crate::context::Ctx;
+use crate::crd::*;
+use crate::desired::{self, KeyMeta, ValidSpec};
+use crate::error::Result;
+use crate::keyring::{Id, KeyringResource, Kind};
+use crate::metrics::{KeyStateLabels, KeyringLabels, TargetLabels};
+use crate::status;
+use crate::usage::Usage;
+use crate::writer;
+
+/// The status input of a keyring with nothing known but its kind,
+/// generation and backups.
+fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> status::Input<'a> {
+    status::Input {
+        master: None,
+        secret_name: None,
+        cluster: K::KIND == Kind::Cluster,
+        usage: None,
+        blocked: &[],
+        targets: Vec::new(),
+        invalid: None,
+        generation: k.meta().generation,
+        backup,
+        promotion_at: None,
+        now: Timestamp::now(),
+    }
+}
+
+/// Publish a reconcile's events, in order.
+pub async fn publish<K: KeyringResource>(k: &K, ctx: &Ctx, notes: Vec<Note>) {
+    for n in notes {
+        ctx.shared.publish(k, n.type_(), n.reason(), n.note()).await;
+    }
+}
+
+/// Nothing can be written (invalid spec, a guard, a foreign or broken
+/// master): status and a Warning event when the reason or message changes.
+pub async fn held<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    master: Option<&Master>,
+    hold: &Hold,
+) -> Result<Action> {
+    let inv = hold.invalid();
+    warn!(reason = inv.reason, message = %inv.message, "holding back");
+    let previous = k.keyring_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY));
+    if previous.is_none_or(|c| c.reason != inv.reason || c.message != inv.message) {
+        publish(k, ctx, vec![Note::Held(inv.clone())]).await;
+    }
+    // A guard keeps the record of handed-out keys as it was.
+    let guard = hold.guard().is_some();
+    let shown = if guard { None } else { master.map(|m| (&m.ring, &m.meta)) };
+    let input = status::Input {
+        master: shown,
+        targets: k.keyring_status().map(|s| s.targets.clone()).unwrap_or_default(),
+        invalid: Some(&inv),
+        ..base(k, status::BackupInput::Carry)
+    };
+    let st = status::compute(k.keyring_status(), &input);
+    writer::status(&ctx.shared.client, k, &st).await?;
+    Ok(if guard { Action::requeue(ctx.shared.resync) } else { Action::await_change() })
+}
+
+/// A new keyring whose first backup failed: no master yet, the failure in
+/// the status.
+pub async fn not_backed_up<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    b: &BackupState,
+    notes: Vec<Note>,
+) -> Result<()> {
+    publish(k, ctx, notes).await;
+    let backup = status::BackupInput::On { last: None, failure: b.failure.as_deref() };
+    let st = status::compute(k.keyring_status(), &base(k, backup));
+    writer::status(&ctx.shared.client, k, &st).await
+}
+
+/// Everything [`converged`] needs besides the keyring.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Backups.
+    pub backup: BackupState,
+    /// Each target's state (cluster kind).
+    pub targets: Vec<TargetStatus>,
+    /// The last complete usage count.
+    pub usage: Option<Usage>,
+    /// Keys retention wants gone that are still used.
+    pub blocked: Vec<KeyId>,
+    /// Events, in order.
+    pub notes: Vec<Note>,
+    /// When the staged key is promoted.
+    pub promotion_at: Option<Timestamp>,
+}
+
+/// Status, events and metrics of a usable master.
+pub async fn converged<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    ring: &Keyring,
+    meta: &KeyMeta,
+    r: Report,
+) -> Result<()> {
+    let backup = match &spec.backup {
+        Some(_) => {
+            status::BackupInput::On { last: r.backup.last.as_ref(), failure: r.backup.failure.as_deref() }
+        }
+        None => status::BackupInput::Off,
+    };
+    let input = status::Input {
+        master: Some((ring, meta)),
+        secret_name: Some(&spec.secret_name),
+        usage: r.usage.as_ref(),
+        blocked: &r.blocked,
+        targets: r.targets,
+        promotion_at: r.promotion_at,
+        ..base(k, backup)
+    };
+    let st = status::compute(k.keyring_status(), &input);
+    record_metrics(ctx, &k.id(), ring, meta, &st, r.blocked.len());
+    publish(k, ctx, r.notes).await;
+    writer::status(&ctx.shared.client, k, &st).await
+}
+
+fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &KeyringStatus, blocked: usize) {
+    let m = &ctx.shared.metrics;
+    let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
+    let states = desired::key_states(ring, meta);
+    for state in [KeyState::Primary, KeyState::Staged, KeyState::DecryptOnly] {
+        let n = states.iter().filter(|(_, s)| *s == state).count();
+        m.keys
+            .get_or_create(&KeyStateLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                state: state.as_str(),
+            })
+            .set(n as i64);
+    }
+    if let Some(p) = meta.primary_since(ring) {
+        m.set_primary_since(id, p.as_second() as f64);
+    }
+    if id.kind == Kind::Cluster {
+        let synced = st.targets.iter().filter(|t| t.synced).count() as i64;
+        let total = st.targets.len() as i64;
+        m.targets
+            .get_or_create(&TargetLabels {
+                kind,
+                namespace: namespace.clone(),
+                keyring: keyring.clone(),
+                synced: "true",
+            })
+            .set(synced);
+        m.targets
+            .get_or_create(&TargetLabels { kind, namespace, keyring, synced: "false" })
+            .set(total - synced);
+    }
+    m.prune_blocked.get_or_create(&KeyringLabels::of(id)).set(blocked as i64);
+}
