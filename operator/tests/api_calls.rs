@@ -1,0 +1,220 @@
+//! API-call scenarios (the tier of kube-rs controller-rs's `fixtures.rs`,
+//! against the real tests/ API server instead of a mock): for one
+//! reconcile of each scenario, the exact sequence of requests the operator
+//! sends, read from the server's request log. A change that adds, drops or
+//! reorders a request — a write before the backup, a cache read turned into
+//! a LIST, a write without its precondition's GET — shows here first.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use encstr_core::{Key, Keyring};
+use encstr_operator::backup::store::Policy;
+use encstr_operator::context::{self, Ctx, Shared};
+use encstr_operator::crd::{ClusterSecretKeyring, SecretKeyring};
+use encstr_operator::keyring::KeyringResource;
+use encstr_operator::metrics::Metrics;
+use encstr_operator::{cache, reconcile};
+use encstr_tests::harness::Env;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher::Event;
+use kube::{Client, Config};
+
+async fn client(env: &Env) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&env.server.kubeconfig()).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// A context whose caches hold what the server holds now, as the
+/// controller's reflectors would once synced.
+async fn ctx<K: KeyringResource>(client: &Client) -> Ctx {
+    let settings = context::Settings {
+        cluster_namespace: OPERATOR_NS.into(),
+        resync: Duration::from_secs(300),
+        scan_interval: Duration::from_secs(60),
+        backup_timeout: Duration::from_secs(5),
+        backup_policy: Policy::default(),
+    };
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "encstr-operator".into(), instance: None });
+    let shared = Arc::new(Shared::new(client.clone(), recorder, Arc::new(Metrics::default()), settings));
+    let (secrets, mut s_writer) = cache::index(cache::secret_entry);
+    s_writer.apply(&Event::Init);
+    let labelled = ListParams::default().labels(K::KIND.label());
+    for s in Api::<Secret>::all(client.clone()).list(&labelled).await.unwrap() {
+        s_writer.apply(&Event::InitApply(s));
+    }
+    s_writer.apply(&Event::InitDone);
+    let (namespaces, mut n_writer) = cache::index(cache::namespace_entry);
+    n_writer.apply(&Event::Init);
+    for n in Api::<Namespace>::all(client.clone()).list_metadata(&ListParams::default()).await.unwrap() {
+        n_writer.apply(&Event::InitApply(n));
+    }
+    n_writer.apply(&Event::InitDone);
+    Ctx { shared, secrets, namespaces: Some(namespaces) }
+}
+
+/// Reconcile `name` once; the requests it sent, as `VERB resource[/sub]
+/// namespace/name CODE`.
+async fn reconcile_once<K: KeyringResource>(
+    env: &Env,
+    client: &Client,
+    ns: Option<&str>,
+    name: &str,
+) -> Vec<String> {
+    let ctx = ctx::<K>(client).await;
+    let k = K::api(client.clone(), ns.unwrap_or_default()).get(name).await.unwrap();
+    env.server.reset_counts();
+    reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+    env.server
+        .recent_requests()
+        .into_iter()
+        .map(|r| {
+            let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
+            format!("{} {}{sub} {}/{} {}", r.verb, r.resource, r.namespace, r.name, r.code)
+        })
+        .collect()
+}
+
+fn assert_calls(seen: &[String], expected: &[&str]) {
+    assert_eq!(seen, expected, "\nthe requests were:\n{}", seen.join("\n"));
+}
+
+const PAYMENTS: &str = "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_distribute_then_a_rotation_step() {
+    let env = Env::start("calls-create");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    for ns in [OPERATOR_NS, "team-a"] {
+        kubectl(&env, &["create", "namespace", ns]);
+    }
+    apply(&env, PAYMENTS);
+    let client = client(&env).await;
+    // No master, nothing handed out: the API server (not the cache) is
+    // asked for labelled Secrets first, then the master is created and the
+    // status written. No copy yet: the next reconcile distributes.
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(
+        &calls,
+        &[
+            "get secrets encstr/payments 404",
+            "list secrets / 200",
+            "create secrets encstr/ 201",
+            "create events default/ 201",
+            "patch clustersecretkeyrings/status /payments 200",
+        ],
+    );
+    // The copy: the cache has none, so it is created (no read first).
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(
+        &calls,
+        &[
+            "get secrets encstr/payments 200",
+            "create secrets team-a/ 201",
+            "patch clustersecretkeyrings/status /payments 200",
+        ],
+    );
+    // Converged: one read of the master, nothing written.
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(&calls, &["get secrets encstr/payments 200"]);
+    // A rotation request: the staged key is written to the master (with
+    // the resourceVersion read), announced at once, then the copy is read
+    // from the server (the cache keeps only a digest) and replaced.
+    kubectl(&env, &["annotate", "clustersecretkeyring", "payments", "encstr.io/rotate=1"]);
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(
+        &calls,
+        &[
+            "get secrets encstr/payments 200",
+            "update secrets encstr/payments 200",
+            "create events default/ 201",
+            "get secrets team-a/payments 200",
+            "update secrets team-a/payments 200",
+            "patch clustersecretkeyrings/status /payments 200",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_holds_and_a_restore_rebuilds_the_master_from_a_copy() {
+    let env = Env::start("calls-guard");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    for ns in [OPERATOR_NS, "team-a"] {
+        kubectl(&env, &["create", "namespace", ns]);
+    }
+    apply(&env, PAYMENTS);
+    let client = client(&env).await;
+    reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
+    // MasterMissing: one read, a Warning and the status; nothing else.
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(
+        &calls,
+        &[
+            "get secrets encstr/payments 404",
+            "create events default/ 201",
+            "patch clustersecretkeyrings/status /payments 200",
+        ],
+    );
+    // Held again: the same Warning is not repeated.
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(&calls, &["get secrets encstr/payments 404"]);
+    kubectl(&env, &["annotate", "clustersecretkeyring", "payments", "encstr.io/restore-from=team-a"]);
+    let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
+    assert_calls(
+        &calls,
+        &[
+            "get secrets encstr/payments 404",
+            "get secrets team-a/payments 200",
+            "create secrets encstr/ 201",
+            "create events default/ 201",
+            "patch clustersecretkeyrings /payments 200",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
+    let env = Env::start("calls-prune");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    kubectl(&env, &["create", "namespace", "print"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec:\n  retention: {maxKeys: 1, minDecryptOnlyAge: 0s}\n",
+    );
+    // A master put back by hand: two keys, the older decrypt-only.
+    let ring = Keyring::new(vec![Key::generate().unwrap(), Key::generate().unwrap()]).unwrap();
+    let text = ring.to_text();
+    let keyring = format!("--from-literal=keyring={}", text.as_str());
+    kubectl(&env, &["create", "secret", "generic", "agents", "-n", "print", &keyring]);
+    kubectl(
+        &env,
+        &["label", "secret", "agents", "-n", "print", "encstr.io/keyring=agents", "encstr.io/role=master"],
+    );
+    let client = client(&env).await;
+    // Retention wants the older key gone: ConfigMaps and Secrets of the
+    // namespace are listed (in pages), no token uses it, it is pruned and
+    // announced, then the status.
+    let calls = reconcile_once::<SecretKeyring>(&env, &client, Some("print"), "agents").await;
+    assert_calls(
+        &calls,
+        &[
+            "get secrets print/agents 200",
+            "list configmaps print/ 200",
+            "list secrets print/ 200",
+            "update secrets print/agents 200",
+            "create events print/ 201",
+            "patch secretkeyrings/status print/agents 200",
+        ],
+    );
+    let master = kubectl_json(&env, &["get", "secret", "agents", "-n", "print"]).unwrap();
+    assert_eq!(keyring_text(&master).unwrap().lines().count(), 1, "one key left");
+}
