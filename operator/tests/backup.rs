@@ -669,3 +669,42 @@ fn a_tenant_cannot_send_the_operators_token_or_reach_an_endpoint_the_admin_did_n
     assert!(!sent.contains("OPERATOR-SA-TOKEN"), "the token file was read and sent");
     assert_no_forbidden(&env);
 }
+
+/// The backup ConfigMap already holds `keep` entries dated in the future
+/// (written while the clock was ahead, or before it stepped back): the new
+/// backup is still the one kept, and what the status records exists.
+#[test]
+fn a_clock_step_back_does_not_trim_the_backup_just_written() {
+    let (env, _) =
+        setup_with("backup-clock", &[&format!("backup.configMapNamespaces={{{OPERATOR_NS}}}")], &[], &[]);
+    let (alice, r) = age_identity(&env, "alice.txt");
+    let future = |day: u8| format!("--from-literal=2099010{day}T000000.000Z-00000000.age=old");
+    kubectl(&env, &["create", "configmap", "payments-backup", "-n", OPERATOR_NS, &future(1), &future(2)]);
+    kubectl(
+        &env,
+        &["label", "configmap", "payments-backup", "-n", OPERATOR_NS, "encstr.io/cluster-keyring=payments"],
+    );
+    apply(
+        &env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  backup: {{recipients: [\"{r}\"], configMap: {{name: payments-backup}}, keep: 2}}\n"
+        ),
+    );
+    let st = wait(20, "Ready and BackupCurrent", || {
+        let st = cstatus(&env, "payments");
+        (condition(&st, "Ready")?.0 == "True" && condition(&st, "BackupCurrent")?.0 == "True").then_some(st)
+    });
+    let cm = kubectl_json(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS]).unwrap();
+    let entries = backup_entries(&cm);
+    assert_eq!(entries.len(), 2, "keep: 2");
+    let location = st["lastBackup"]["location"].as_str().unwrap();
+    let (newest, ids, armored) = entries.last().unwrap();
+    assert!(location.ends_with(&format!("#{newest}")), "the status names the newest entry: {location}");
+    assert_eq!(ids, &st["primaryKeyId"].as_str().unwrap().to_owned());
+    let (master, _, _) = keyring_secret(&env, OPERATOR_NS, "payments").unwrap();
+    assert_eq!(age_decrypt(&env, &alice, armored), master, "the kept entry is this keyring's backup");
+    assert!(
+        entries.iter().all(|(name, _, _)| name != "20990101T000000.000Z-00000000.age"),
+        "the oldest went"
+    );
+}

@@ -90,12 +90,42 @@ pub fn entry_name(at: Timestamp, primary: KeyId) -> String {
     format!("{t}-{primary}.age")
 }
 
-/// The entries a ConfigMap keeps after `entry` is added: the newest `keep`
-/// (names start with their time, so they sort by age).
-pub fn trimmed(existing: &BTreeMap<String, String>, keep: usize) -> Vec<String> {
+/// The time an entry name starts with, if it is one of ours.
+fn entry_time(name: &str) -> Option<Timestamp> {
+    let stamp = name.get(..20)?;
+    let civil = k8s_openapi::jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.fZ", stamp).ok()?;
+    civil.to_zoned(TimeZone::UTC).ok().map(|z| z.timestamp())
+}
+
+/// The name and time of a new entry in a ConfigMap holding `existing`,
+/// written at `now`: later than every entry there, so that neither a clock
+/// stepped back nor entries dated in the future make the newest backup
+/// sort first (and be trimmed); entry names are a sequence that only grows.
+pub fn next_entry(
+    existing: &BTreeMap<String, String>,
+    now: Timestamp,
+    primary: KeyId,
+) -> (String, Timestamp) {
+    let newest = existing.keys().filter_map(|k| entry_time(k)).max();
+    let mut at = match newest {
+        Some(t) if t >= now => t + std::time::Duration::from_millis(1),
+        _ => now,
+    };
+    let mut entry = entry_name(at, primary);
+    while existing.contains_key(&entry) {
+        at += std::time::Duration::from_millis(1);
+        entry = entry_name(at, primary);
+    }
+    (entry, at)
+}
+
+/// The entries a ConfigMap drops once `written` is added: all but the
+/// newest `keep` (names start with their time, so they sort by age), and
+/// never `written` itself.
+pub fn trimmed(existing: &BTreeMap<String, String>, keep: usize, written: &str) -> Vec<String> {
     let entries: Vec<&String> = existing.keys().filter(|k| k.ends_with(".age")).collect();
-    let drop = entries.len().saturating_sub(keep);
-    entries.into_iter().take(drop).cloned().collect()
+    let drop = entries.len().saturating_sub(keep.max(1));
+    entries.into_iter().filter(|e| *e != written).take(drop).cloned().collect()
 }
 
 /// What kind of failure a backup met.
@@ -190,10 +220,34 @@ mod tests {
         let data: BTreeMap<String, String> =
             (0..5).map(|i| (format!("2026110{i}T000000.000Z-2d353d4a.age"), String::new())).collect();
         assert_eq!(
-            trimmed(&data, 3),
+            trimmed(&data, 3, "none"),
             vec!["20261100T000000.000Z-2d353d4a.age", "20261101T000000.000Z-2d353d4a.age"]
         );
-        assert!(trimmed(&data, 10).is_empty());
+        assert!(trimmed(&data, 10, "none").is_empty());
+    }
+
+    #[test]
+    fn a_new_entry_comes_after_every_entry_and_is_never_trimmed() {
+        let id: KeyId = "2d353d4a".parse().expect("id");
+        let now: Timestamp = "2026-11-23T18:45:01.123Z".parse().expect("time");
+        // Entries from the future (a clock that was ahead, or stepped back).
+        let mut data: BTreeMap<String, String> =
+            (0..3).map(|i| (format!("2099010{}T000000.000Z-2d353d4a.age", i + 1), String::new())).collect();
+        let (entry, at) = next_entry(&data, now, id);
+        assert_eq!(entry, "20990103T000000.001Z-2d353d4a.age");
+        assert!(at > now);
+        data.insert(entry.clone(), String::new());
+        let gone = trimmed(&data, 3, &entry);
+        assert_eq!(gone, vec!["20990101T000000.000Z-2d353d4a.age"], "the oldest goes, not the new one");
+        // A name that sorts after everything is kept apart from the new entry.
+        let mut odd = BTreeMap::from([("zz-not-a-time.age".to_owned(), String::new())]);
+        let (entry, at) = next_entry(&odd, now, id);
+        assert_eq!(at, now, "no entry dated later: now");
+        odd.insert(entry.clone(), String::new());
+        assert_eq!(trimmed(&odd, 1, &entry), vec!["zz-not-a-time.age"]);
+        // In order: a second backup in the same millisecond comes after.
+        let one = BTreeMap::from([(entry_name(now, id), String::new())]);
+        assert_eq!(next_entry(&one, now, id).1, now + Duration::from_millis(1));
     }
 
     #[test]

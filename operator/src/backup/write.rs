@@ -13,7 +13,7 @@ use kube::{Client, ResourceExt};
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::store::{self, Policy, Writer};
-use super::{Failure, FailureKind, Plan, entry_name, fail, ids, trimmed};
+use super::{Failure, FailureKind, Plan, entry_name, fail, ids, next_entry, trimmed};
 use crate::crd::{self, LastBackup, fmt_time};
 
 /// Who writes the backup: the keyring's labels for the ConfigMap.
@@ -117,15 +117,9 @@ async fn to_config_map(
         },
     };
     let data = cm.data.get_or_insert_with(BTreeMap::new);
-    // Unique even for two backups in one millisecond.
-    let mut at = now;
-    let mut entry = entry_name(at, ring.primary().id());
-    while data.contains_key(&entry) {
-        at += Duration::from_millis(1);
-        entry = entry_name(at, ring.primary().id());
-    }
+    let (entry, at) = next_entry(data, now, ring.primary().id());
     data.insert(entry.clone(), armored.to_owned());
-    let gone = trimmed(data, keep);
+    let gone = trimmed(data, keep, &entry);
     for g in &gone {
         data.remove(g);
     }
@@ -146,7 +140,11 @@ async fn to_config_map(
         api.create(&PostParams { field_manager: Some(crd::FIELD_MANAGER.into()), ..Default::default() }, &cm)
             .await
     };
-    result.map_err(|e| fail(&dest, e))?;
+    let stored = result.map_err(|e| fail(&dest, e))?;
+    // Success only if what the API server stored holds the entry.
+    if stored.data.as_ref().and_then(|d| d.get(&entry)).map(String::as_str) != Some(armored) {
+        return Err(fail(&dest, format!("the stored ConfigMap does not hold the new entry {entry}")));
+    }
     Ok((entry, at))
 }
 
