@@ -708,3 +708,56 @@ fn a_clock_step_back_does_not_trim_the_backup_just_written() {
         "the oldest went"
     );
 }
+
+/// Backups on, off, a rotation, then on again with a destination that
+/// fails: the copies keep every key the master has (the last backup this
+/// process remembered held only the first key).
+#[test]
+fn turning_backups_back_on_with_a_failing_destination_takes_no_key_from_a_copy() {
+    let set = format!("backup.configMapNamespaces={{{OPERATOR_NS}}}");
+    let (env, _) = setup_with("backup-reenable", &[&set], &["team-a"], &[]);
+    let (_, r) = age_identity(&env, "alice.txt");
+    let keyring = |backup: &str| {
+        format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n{backup}"
+        )
+    };
+    let with_backup =
+        keyring(&format!("  backup: {{recipients: [\"{r}\"], configMap: {{name: payments-backup}}}}\n"));
+    apply(&env, &with_backup);
+    wait(20, "Ready and BackupCurrent", || {
+        let st = cstatus(&env, "payments");
+        (condition(&st, "Ready")?.0 == "True" && condition(&st, "BackupCurrent")?.0 == "True").then_some(())
+    });
+    settled(&env, "payments", &["team-a"], 1);
+    kubectl(
+        &env,
+        &["patch", "cskr", "payments", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/backup"}]"#],
+    );
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    let rotated = settled(&env, "payments", &["team-a"], 2);
+    // The destination now fails: somebody else's ConfigMap of that name.
+    kubectl(&env, &["delete", "configmap", "payments-backup", "-n", OPERATOR_NS]);
+    kubectl(&env, &["create", "configmap", "payments-backup", "-n", OPERATOR_NS, "--from-literal=theirs=1"]);
+    apply(&env, &with_backup);
+    let (_, reason, _) = wait(20, "BackupCurrent=False", || {
+        condition(&cstatus(&env, "payments"), "BackupCurrent").filter(|c| c.0 == "False")
+    });
+    assert_eq!(reason, "BackupFailed");
+    // Several reconciles later (backup retries start at 1 s), the copy
+    // still holds both keys.
+    for _ in 0..3 {
+        wait(10, "a backup retry", || {
+            let before = events(&env, "default").iter().filter(|e| e.1 == "BackupConflict").count();
+            std::thread::sleep(Duration::from_millis(500));
+            (events(&env, "default").iter().filter(|e| e.1 == "BackupConflict").count() >= before)
+                .then_some(())
+        });
+        let (copy, _, _) = keyring_secret(&env, "team-a", "payments").unwrap();
+        assert!(copy == rotated, "the copy lost a key");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (master, _, _) = keyring_secret(&env, OPERATOR_NS, "payments").unwrap();
+    let (copy, _, _) = keyring_secret(&env, "team-a", "payments").unwrap();
+    assert!(master == rotated && copy == rotated, "the master or the copy lost a key");
+}

@@ -73,6 +73,22 @@ pub fn ids(ring: &Keyring) -> Vec<String> {
     ring.ids().iter().map(KeyId::to_string).collect()
 }
 
+/// Whether a backup was written to every destination `plan` names (a
+/// backup recorded for other destinations, before `spec.backup` changed,
+/// does not count).
+pub fn written_to(plan: &Plan, master_ns: &str, last: &LastBackup) -> bool {
+    let places: Vec<&str> = last.location.split(' ').collect();
+    let config_map_ok = plan.config_map.as_ref().is_none_or(|name| {
+        let prefix = format!("configmap:{master_ns}/{name}#");
+        places.iter().any(|p| p.starts_with(&prefix))
+    });
+    let store_ok = plan.object_store.as_ref().is_none_or(|os| {
+        let prefix = format!("{}/", os.url.trim_end_matches('/'));
+        places.iter().any(|p| p.starts_with(&prefix))
+    });
+    config_map_ok && store_ok
+}
+
 /// Whether every key of `ring` is in the last backup.
 pub fn holds_all(last: Option<&LastBackup>, ring: &Keyring) -> bool {
     last.is_some_and(|b| ids(ring).iter().all(|id| b.key_ids.contains(id)))
@@ -248,6 +264,19 @@ mod tests {
         // In order: a second backup in the same millisecond comes after.
         let one = BTreeMap::from([(entry_name(now, id), String::new())]);
         assert_eq!(next_entry(&one, now, id).1, now + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_backup_counts_only_for_the_destinations_it_was_written_to() {
+        let mut plan = validate(&spec()).expect("valid");
+        let last = |location: &str| LastBackup { location: location.into(), ..LastBackup::default() };
+        assert!(written_to(&plan, "encstr", &last("configmap:encstr/b#20261123T184501.123Z-2d353d4a.age")));
+        assert!(!written_to(&plan, "encstr", &last("configmap:encstr/old#x.age")), "another ConfigMap");
+        assert!(!written_to(&plan, "other", &last("configmap:encstr/b#x.age")), "another namespace");
+        plan.object_store = Some(crd::ObjectStore { url: "s3://bucket/p/".into(), ..Default::default() });
+        assert!(!written_to(&plan, "encstr", &last("configmap:encstr/b#x.age")), "the store is new");
+        assert!(written_to(&plan, "encstr", &last("configmap:encstr/b#x.age s3://bucket/p/x.age")));
+        assert!(!written_to(&plan, "encstr", &last("configmap:encstr/b#x.age s3://bucket/pp/x.age")));
     }
 
     #[test]

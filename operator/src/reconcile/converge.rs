@@ -44,7 +44,7 @@ pub async fn keyring<K: KeyringResource>(
     m: Master,
 ) -> Result<Action> {
     let now = Timestamp::now();
-    let mut r = Report { backup: BackupState::of(k, ctx), ..Report::default() };
+    let mut r = Report { backup: BackupState::of(k, ctx, spec, master_ns), ..Report::default() };
     if spec.import.is_some()
         && k.keyring_status().is_some_and(|s| s.observed_generation != k.meta().generation)
     {
@@ -70,7 +70,7 @@ pub async fn keyring<K: KeyringResource>(
         match decide::distributable(spec, &ring, r.backup.last.as_ref()) {
             Some(shared) => {
                 (r.targets, failure) =
-                    distribute::distribute(k, ctx, spec, &targets, &shared, &mut r.notes).await?;
+                    distribute::distribute(k, ctx, spec, &targets, &shared, &ring, &mut r.notes).await?;
             }
             None => r.targets = targets.iter().map(|t| TargetState::BackupPending.status(t.name())).collect(),
         }

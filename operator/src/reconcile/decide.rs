@@ -299,6 +299,19 @@ pub fn distributable(spec: &ValidSpec, ring: &Keyring, last: Option<&LastBackup>
     Keyring::new(keys).ok()
 }
 
+/// What a copy that holds `held` gets: the distributable keys, and every
+/// key of the master it already holds — a copy never loses a key the
+/// master still has (backups turned off and on again, a failing backup),
+/// in the master's order. `None`: the distributable ring as it is.
+pub fn copy_ring(master: &Keyring, distributable: &Keyring, held: &Keyring) -> Option<Keyring> {
+    let extra = held.ids().into_iter().any(|id| master.contains(id) && !distributable.contains(id));
+    if !extra {
+        return None;
+    }
+    let keys = master.keys().filter(|k| distributable.contains(k.id()) || held.contains(k.id())).cloned();
+    Keyring::new(keys.collect()).ok()
+}
+
 /// Keys retention wants gone that are still used, and a Warning when that
 /// is news (the PruneBlocked condition does not already name the places).
 pub fn prune_blocked(

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use tracing::info;
 use zeroize::Zeroizing;
 
+use super::decide;
 use super::events::{Note, TargetState};
 use super::observe::{self, Target};
 use crate::cache;
@@ -24,7 +25,7 @@ use crate::writer::{self, Created};
 /// Copies written at the same time.
 const DISTRIBUTE_CONCURRENCY: usize = 8;
 
-/// What every copy holds.
+/// What a copy holds.
 struct Copy {
     bytes: Zeroizing<Vec<u8>>,
     digest: [u8; 32],
@@ -33,6 +34,11 @@ struct Copy {
 }
 
 impl Copy {
+    fn of(ring: &Keyring, labels: BTreeMap<String, String>) -> Copy {
+        let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
+        Copy { digest: cache::digest(&bytes), bytes, ids: desired::key_ids(ring), labels }
+    }
+
     /// The copy to write in `ns`: `existing` (if any) with this keyring.
     fn secret(&self, existing: Option<&Secret>, ns: &str, name: &str) -> Secret {
         let annotations = BTreeMap::from([(ANN_KEY_IDS.to_owned(), self.ids.clone())]);
@@ -40,24 +46,28 @@ impl Copy {
     }
 }
 
-/// Distribute `ring` to every target. A failed write is reported per
-/// target and returned, so the keyring is retried with backoff after its
-/// status is written; a refused fence ends the reconcile at once.
+/// What every copy gets, and the master (a copy keeps the master's keys
+/// it already holds).
+struct Copies<'a> {
+    copy: Copy,
+    ring: &'a Keyring,
+    master: &'a Keyring,
+}
+
+/// Distribute `ring` (the part of `master` that may be distributed) to
+/// every target. A failed write is reported per target and returned, so
+/// the keyring is retried with backoff after its status is written; a
+/// refused fence ends the reconcile at once.
 pub async fn distribute<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
     spec: &ValidSpec,
     targets: &[Target],
     ring: &Keyring,
+    master: &Keyring,
     notes: &mut Vec<Note>,
 ) -> Result<(Vec<TargetStatus>, Option<Error>)> {
-    let bytes = Zeroizing::new(ring.to_text().as_bytes().to_vec());
-    let copy = Copy {
-        digest: cache::digest(&bytes),
-        bytes,
-        ids: desired::key_ids(ring),
-        labels: k.managed_labels("copy"),
-    };
+    let copy = Copies { copy: Copy::of(ring, k.managed_labels("copy")), ring, master };
     let previous: BTreeMap<String, Option<String>> = k
         .keyring_status()
         .map(|s| s.targets.iter().map(|t| (t.namespace.clone(), t.reason.clone())).collect())
@@ -109,7 +119,7 @@ async fn sync_one<'a, K: KeyringResource>(
     ctx: &Ctx,
     spec: &ValidSpec,
     t: &'a Target,
-    copy: &Copy,
+    copy: &Copies<'_>,
 ) -> (&'a Target, Result<(TargetState, bool)>) {
     (t, sync_target(k, ctx, spec, t, copy).await)
 }
@@ -120,7 +130,7 @@ async fn sync_target<K: KeyringResource>(
     ctx: &Ctx,
     spec: &ValidSpec,
     t: &Target,
-    copy: &Copy,
+    copy: &Copies<'_>,
 ) -> Result<(TargetState, bool)> {
     let ns = match t {
         Target::Missing(_) => return Ok((TargetState::NamespaceNotFound, false)),
@@ -131,7 +141,7 @@ async fn sync_target<K: KeyringResource>(
     let cached =
         ctx.secrets.get(ns, &spec.secret_name).filter(|c| c.label(K::KIND.label()) == Some(name.as_str()));
     match cached {
-        Some(c) if c.is_current(&copy.digest, &copy.ids, copy.labels.iter()) => {
+        Some(c) if c.is_current(&copy.copy.digest, &copy.copy.ids, copy.copy.labels.iter()) => {
             Ok((TargetState::Synced, false))
         }
         Some(_) => refresh_copy(k, ctx, spec, ns, copy).await,
@@ -146,9 +156,9 @@ async fn create_copy<K: KeyringResource>(
     ctx: &Ctx,
     spec: &ValidSpec,
     ns: &str,
-    copy: &Copy,
+    copy: &Copies<'_>,
 ) -> Result<(TargetState, bool)> {
-    match writer::create(&ctx.shared.client, &copy.secret(None, ns, &spec.secret_name)).await? {
+    match writer::create(&ctx.shared.client, &copy.copy.secret(None, ns, &spec.secret_name)).await? {
         Created::Yes(_) => Ok((TargetState::Synced, true)),
         Created::NoNamespace(_) => Ok((TargetState::NamespaceNotFound, false)),
         Created::AlreadyExists => refresh_copy(k, ctx, spec, ns, copy).await,
@@ -164,15 +174,25 @@ async fn refresh_copy<K: KeyringResource>(
     ctx: &Ctx,
     spec: &ValidSpec,
     ns: &str,
-    copy: &Copy,
+    copy: &Copies<'_>,
 ) -> Result<(TargetState, bool)> {
     match observe::secret(&ctx.shared.client, ns, &spec.secret_name).await? {
         Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
-            if desired::copy_is_current(&s, &copy.bytes, &copy.ids, &copy.labels) {
+            // Never fewer keys than the copy holds (while the master has them).
+            let held = decide::parse_ring(&s).ok();
+            let widened = held.and_then(|h| decide::copy_ring(copy.master, copy.ring, &h));
+            let wide;
+            let this = match &widened {
+                Some(ring) => {
+                    wide = Copy::of(ring, copy.copy.labels.clone());
+                    &wide
+                }
+                None => &copy.copy,
+            };
+            if desired::copy_is_current(&s, &this.bytes, &this.ids, &this.labels) {
                 return Ok((TargetState::Synced, false));
             }
-            let new = copy.secret(Some(&s), ns, &spec.secret_name);
-            writer::replace(&ctx.shared.client, &new).await?;
+            writer::replace(&ctx.shared.client, &this.secret(Some(&s), ns, &spec.secret_name)).await?;
             Ok((TargetState::Synced, true))
         }
         Some(_) => Ok((TargetState::SecretConflict { secret_name: spec.secret_name.clone() }, false)),

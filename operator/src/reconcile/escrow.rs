@@ -30,10 +30,16 @@ pub struct BackupState {
 }
 
 impl BackupState {
-    /// What is known before this reconcile writes anything.
-    pub fn of<K: KeyringResource>(k: &K, ctx: &Ctx) -> Self {
+    /// What is known before this reconcile writes anything: the newest
+    /// backup, if it went to the destinations the spec names now.
+    pub fn of<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Self {
         let from_status = k.keyring_status().and_then(|s| s.last_backup.as_ref());
-        BackupState { last: ctx.shared.last_backup(&k.id(), from_status), ..Default::default() }
+        let last = ctx.shared.last_backup(&k.id(), from_status);
+        let last = match &spec.backup {
+            Some(plan) => last.filter(|l| backup::written_to(plan, master_ns, l)),
+            None => None,
+        };
+        BackupState { last, ..Default::default() }
     }
 }
 

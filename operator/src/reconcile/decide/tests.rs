@@ -345,3 +345,20 @@ fn a_promotion_is_due_only_once_copies_hold_the_staged_key() {
     meta.distributed_at = Some(at("2026-06-01T00:00:00Z"));
     assert_eq!(promotion_at(&spec, &meta), Some(at("2026-06-01T00:02:00Z")), "the default 2m delay");
 }
+
+#[test]
+fn a_copy_keeps_every_master_key_it_holds() {
+    let master = ring(&[1, 2, 3]);
+    let backed_up = ring(&[1]);
+    // Held 1 and 2: keeps 2 though only 1 is backed up; 3 (never handed
+    // out) waits for its backup.
+    let widened = copy_ring(&master, &backed_up, &ring(&[1, 2])).expect("wider");
+    assert_eq!(widened.ids(), vec![id(1), id(2)]);
+    // Nothing held beyond what may be distributed: the distributable ring.
+    assert!(copy_ring(&master, &backed_up, &ring(&[1])).is_none());
+    // A key the master no longer has (pruned) is not kept.
+    assert!(copy_ring(&master, &backed_up, &ring(&[1, 9])).is_none());
+    // The master's order, primary last.
+    let widened = copy_ring(&master, &ring(&[3]), &ring(&[2, 1])).expect("wider");
+    assert_eq!(widened.ids(), master.ids());
+}
