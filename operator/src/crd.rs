@@ -48,6 +48,9 @@ pub const ANN_RETIRED: &str = "encstr.io/key-retired";
 pub const ANN_PRUNED: &str = "encstr.io/pruned-keys";
 /// Master annotation: when the last rotation started.
 pub const ANN_LAST_ROTATION: &str = "encstr.io/last-rotation";
+/// Master annotation: when each key retention wants gone was last seen in
+/// use (`id=time,...`); such a key is pruned only after a quiet period.
+pub const ANN_LAST_USED: &str = "encstr.io/key-last-used";
 /// Data key of the keyring text in every Secret.
 pub const DATA_KEY: &str = "keyring";
 /// Names are label values: at most 63 characters.

@@ -238,6 +238,8 @@ pub struct KeyMeta {
     pub rotate_handled: Option<String>,
     /// When the last rotation started.
     pub last_rotation: Option<Timestamp>,
+    /// When keys retention wants gone were last seen in use.
+    pub last_used: BTreeMap<KeyId, Timestamp>,
 }
 
 fn parse_times(v: Option<&String>) -> BTreeMap<KeyId, Timestamp> {
@@ -279,6 +281,7 @@ impl KeyMeta {
                 .unwrap_or_default(),
             rotate_handled: a.get(ANN_ROTATE_HANDLED).cloned(),
             last_rotation: time(ANN_LAST_ROTATION),
+            last_used: parse_times(a.get(ANN_LAST_USED)),
         }
     }
 
@@ -296,6 +299,7 @@ impl KeyMeta {
         write_times(&mut a, ANN_CREATED, &self.created, &ids);
         write_times(&mut a, ANN_PROMOTED, &self.promoted, &ids);
         write_times(&mut a, ANN_RETIRED, &self.retired, &ids);
+        write_times(&mut a, ANN_LAST_USED, &self.last_used, &ids);
         if !self.pruned.is_empty() {
             a.insert(
                 ANN_PRUNED.to_owned(),
@@ -393,6 +397,9 @@ pub struct Observed<'a> {
     /// Whether every target copy is identical to the master, as the API
     /// server (not a cache) says.
     pub all_copies_current: bool,
+    /// Whether every target namespace exists and is active (a missing or
+    /// terminating one was not scanned: its tokens are unknown).
+    pub targets_complete: bool,
     /// Token counts per key id, from a complete scan (`None`: not counted,
     /// or a list failed).
     pub usage: Option<&'a BTreeMap<KeyId, u32>>,
@@ -460,12 +467,51 @@ pub fn next_step(o: &Observed<'_>) -> Option<Step> {
             }
         }
     }
-    let usage = o.usage?;
+    // Pruning needs a complete count of every target, and a quiet period
+    // since the key was last seen in use (a namespace deleted and made
+    // again with its config must not lose the key meanwhile).
+    let usage = o.usage.filter(|_| o.targets_complete)?;
     let removable: Vec<KeyId> = prune_candidates(o.spec, o.ring, o.meta, o.now)
         .into_iter()
         .filter(|id| usage.get(id).copied().unwrap_or(0) == 0)
+        .filter(|id| quiet(o.spec, o.meta, *id, o.now))
         .collect();
     (!removable.is_empty()).then_some(Step::Prune(removable))
+}
+
+/// How stale a recorded last use may be before it is written again (so a
+/// blocked key costs at most one master write per this interval): a
+/// quarter of `minDecryptOnlyAge`, at most an hour.
+pub fn last_used_granularity(spec: &ValidSpec) -> Duration {
+    (spec.min_decrypt_only_age / 4).min(Duration::from_secs(3600))
+}
+
+/// Whether `id` has not been seen in use for `minDecryptOnlyAge` (plus the
+/// recording's granularity, so the quiet period is never shorter).
+fn quiet(spec: &ValidSpec, meta: &KeyMeta, id: KeyId, now: Timestamp) -> bool {
+    meta.last_used
+        .get(&id)
+        .is_none_or(|t| elapsed(*t, now) >= spec.min_decrypt_only_age + last_used_granularity(spec))
+}
+
+/// Record that keys retention wants gone were seen in use now (only when
+/// the record is older than the granularity); whether `meta` changed.
+pub fn record_use(
+    spec: &ValidSpec,
+    meta: &mut KeyMeta,
+    candidates: &[KeyId],
+    usage: &BTreeMap<KeyId, u32>,
+    now: Timestamp,
+) -> bool {
+    let mut changed = false;
+    for id in candidates.iter().filter(|id| usage.get(id).copied().unwrap_or(0) > 0) {
+        let stale = meta.last_used.get(id).is_none_or(|t| elapsed(*t, now) >= last_used_granularity(spec));
+        if stale {
+            meta.last_used.insert(*id, now);
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Apply a step to the keyring and its lifecycle (generating a key for
@@ -652,6 +698,7 @@ mod tests {
             ]),
             promoted: BTreeMap::from([(key(3).id(), t("2026-06-01T00:00:00Z"))]),
             retired: BTreeMap::from([(key(1).id(), t("2026-06-01T00:00:00Z"))]),
+            last_used: BTreeMap::from([(key(1).id(), t("2026-11-20T00:00:00Z"))]),
             pruned: vec![key(9).id()],
             rotate_handled: Some("17".into()),
             last_rotation: Some(t("2026-11-23T08:00:00Z")),
@@ -679,6 +726,7 @@ mod tests {
                 meta,
                 rotate_request: req,
                 all_copies_current: current,
+                targets_complete: true,
                 usage: None,
                 now,
             })
@@ -731,6 +779,7 @@ mod tests {
             meta: &meta,
             rotate_request: None,
             all_copies_current: true,
+            targets_complete: true,
             usage,
             now,
         };
@@ -756,6 +805,53 @@ mod tests {
         apply_step(&Step::Prune(vec![key(2).id()]), &mut r, &mut m, None, later).unwrap();
         assert_eq!(m.pruned, vec![key(2).id()], "the master remembers what the operator pruned");
         assert!(!m.retired.contains_key(&key(2).id()));
+    }
+
+    #[test]
+    fn a_key_seen_in_use_is_pruned_only_after_a_quiet_period_and_a_complete_count() {
+        let spec = validate(&cskr(ClusterSecretKeyringSpec {
+            retention: Some(Retention { max_keys: Some(1), min_decrypt_only_age: Some("4h".into()) }),
+            ..Default::default()
+        }))
+        .unwrap();
+        let ring = Keyring::new(vec![key(1), key(2)]).unwrap();
+        let start = t("2026-11-23T00:00:00Z");
+        let mut meta = KeyMeta {
+            promoted: BTreeMap::from([(key(2).id(), start)]),
+            retired: BTreeMap::from([(key(1).id(), start)]),
+            ..KeyMeta::default()
+        };
+        let old = key(1).id();
+        let used = BTreeMap::from([(old, 1)]);
+        let unused = BTreeMap::new();
+        let step = |meta: &KeyMeta, usage, complete, now| {
+            next_step(&Observed {
+                spec: &spec,
+                ring: &ring,
+                meta,
+                rotate_request: None,
+                all_copies_current: true,
+                targets_complete: complete,
+                usage: Some(usage),
+                now,
+            })
+        };
+        let seen = t("2026-11-23T05:00:00Z");
+        assert!(record_use(&spec, &mut meta, &[old], &used, seen));
+        assert!(
+            !record_use(&spec, &mut meta, &[old], &used, t("2026-11-23T05:59:59Z")),
+            "within the granularity"
+        );
+        assert!(record_use(&spec, &mut meta, &[old], &used, t("2026-11-23T06:00:00Z")), "an hour later");
+        meta.last_used.insert(old, seen);
+        // Unused now, but seen 4 h + 1 h ago at most: kept.
+        assert_eq!(step(&meta, &unused, true, t("2026-11-23T09:59:59Z")), None, "quiet period");
+        let later = t("2026-11-23T10:00:00Z");
+        assert_eq!(step(&meta, &unused, true, later), Some(Step::Prune(vec![old])));
+        assert_eq!(step(&meta, &unused, false, later), None, "a target was not scanned");
+        assert_eq!(step(&meta, &used, true, later), None, "in use");
+        let ann = meta.to_annotations(&ring);
+        assert_eq!(KeyMeta::from_annotations(&ann).last_used, meta.last_used, "kept in the master");
     }
 
     #[test]

@@ -201,13 +201,16 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
     );
     let client = client(&env).await;
     // Retention wants the older key gone: ConfigMaps and Secrets of the
-    // namespace are listed (in pages), no token uses it, it is pruned and
-    // announced, then the status.
+    // namespace are listed (in pages), no token uses it, they are counted
+    // again right before the write, it is pruned and announced, then the
+    // status.
     let calls = reconcile_once::<SecretKeyring>(&env, &client, Some("print"), "agents").await;
     assert_calls(
         &calls,
         &[
             "get secrets print/agents 200",
+            "list configmaps print/ 200",
+            "list secrets print/ 200",
             "list configmaps print/ 200",
             "list secrets print/ 200",
             "update secrets print/agents 200",

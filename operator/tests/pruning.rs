@@ -143,3 +143,58 @@ fn keys_in_use_anywhere_a_copy_went_are_kept_and_the_rest_pruned() {
     assert_eq!(render_ok(&env, &copy_b, &format!("db.password = {token}\n")), "db.password = s3cr3t\n");
     assert_no_forbidden(&env);
 }
+
+/// The only tokens of a key live in team-b. team-b is deleted (past a scan
+/// interval) and made again with the same ConfigMap: the key is still
+/// there — for a listed target (never pruned while a target is missing)
+/// and for a selected one (not before a quiet period since last seen in
+/// use).
+#[test]
+fn a_namespace_deleted_and_made_again_keeps_its_keys() {
+    let (mut env, install) = setup("prune-recreate", &["team-a", "team-b"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--usage-scan-interval", "1s"]);
+    kubectl(&env, &["label", "namespace", "team-b", "team=pay"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: listed}\nspec:\n  targets: {namespaces: [team-a, team-b]}\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 1, minDecryptOnlyAge: 1s}\n---\napiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: selected}\nspec:\n  targets: {namespaceSelector: {matchLabels: {team: pay}}}\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 1, minDecryptOnlyAge: 12s}\n",
+    );
+    let mut config = String::new();
+    for (name, targets) in [("listed", &["team-a", "team-b"][..]), ("selected", &["team-b"][..])] {
+        let first = converged(&env, OPERATOR_NS, name, targets);
+        let token = encrypt_with(&env, first.lines().next().unwrap(), &format!("{name}.password"), "s3cr3t");
+        config.push_str(&format!("{name}.password = {token}\n"));
+    }
+    let cm = env.dir.join("app.properties");
+    std::fs::write(&cm, &config).unwrap();
+    let from_file = format!("--from-file=app.properties={}", cm.display());
+    kubectl(&env, &["create", "configmap", "app", "-n", "team-b", &from_file]);
+    for name in ["listed", "selected"] {
+        kubectl(&env, &["annotate", "cskr", name, "encstr.io/rotate=1"]);
+    }
+    for name in ["listed", "selected"] {
+        wait(40, "blocked by team-b's ConfigMap", || {
+            let (s, _, m) = condition(&cstatus(&env, name), "PruneBlocked")?;
+            (s == "True" && m.contains("team-b/ConfigMap/app:app.properties")).then_some(())
+        });
+    }
+    kubectl(&env, &["delete", "namespace", "team-b", "--wait=true"]);
+    wait(30, "team-b gone", || kubectl_json(&env, &["get", "namespace", "team-b"]).is_none().then_some(()));
+    // Past the scan interval, several times.
+    std::thread::sleep(Duration::from_secs(4));
+    kubectl(&env, &["create", "namespace", "team-b"]);
+    kubectl(&env, &["label", "namespace", "team-b", "team=pay"]);
+    kubectl(&env, &["create", "configmap", "app", "-n", "team-b", &from_file]);
+    for name in ["listed", "selected"] {
+        wait(30, "blocked by team-b's ConfigMap again", || {
+            let (s, _, m) = condition(&cstatus(&env, name), "PruneBlocked")?;
+            (s == "True" && m.contains("team-b/ConfigMap/app:app.properties")).then_some(())
+        });
+        let (text, _, _) = keyring_secret(&env, OPERATOR_NS, name).unwrap();
+        assert_eq!(text.lines().count(), 2, "{name}: the key team-b's config uses was pruned");
+        assert!(!events(&env, "default").iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(name)));
+    }
+    let listed_line = config.lines().next().unwrap();
+    let rendered = render_ok(&env, &keyring_secret(&env, "team-b", "listed").unwrap().0, listed_line);
+    assert!(rendered.contains("listed.password = s3cr3t"), "the app in team-b renders again");
+}

@@ -52,7 +52,8 @@ pub async fn keyring<K: KeyringResource>(
     }
     // Observe and decide.
     let targets = observe::targets(ctx, spec, master_ns);
-    let plan = plan(k, ctx, spec, master_ns, &m, &targets, now).await?;
+    let mut m = m;
+    let plan = plan(k, ctx, spec, master_ns, &mut m, &targets, now).await?;
     r.usage = plan.scan.last;
     // Act: the master (a keyring with a key no backup holds is backed up
     // first), a backup of any other change, then the copies.
@@ -99,12 +100,15 @@ pub async fn keyring<K: KeyringResource>(
 
 /// Observe what the next step depends on (copies from the API server while
 /// a key is staged, usage when retention wants keys gone) and decide it.
+/// Keys retention wants gone that are seen in use are recorded in `m`'s
+/// lifecycle (written with the master); a prune is counted again right
+/// before it is written.
 async fn plan<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
     spec: &ValidSpec,
     master_ns: &str,
-    m: &Master,
+    m: &mut Master,
     targets: &[Target],
     now: Timestamp,
 ) -> Result<Plan> {
@@ -120,15 +124,28 @@ async fn plan<K: KeyringResource>(
     } else {
         observe::usage(k, ctx, master_ns, targets).await
     };
-    let step = desired::next_step(&Observed {
+    if let Some(fresh) = &scan.fresh {
+        desired::record_use(spec, &mut m.meta, &candidates, &fresh.counts, now);
+    }
+    let mut step = desired::next_step(&Observed {
         spec,
         ring: &m.ring,
         meta: &m.meta,
         rotate_request: k.annotations().get(ANN_ROTATE).map(String::as_str),
         all_copies_current: all_current,
+        targets_complete: targets.iter().all(|t| matches!(t, Target::Active(_))),
         usage: scan.fresh.as_ref().map(|u| &u.counts),
         now,
     });
+    if let Some(Step::Prune(ids)) = &step {
+        // The same decision on a count made just now: a token written since
+        // the scan keeps its key.
+        let again = observe::count(k, ctx, master_ns, targets).await;
+        if again.as_ref().is_none_or(|u| ids.iter().any(|id| u.count(*id) > 0)) {
+            info!("a key to prune is in use again (or the count failed); kept");
+            step = None;
+        }
+    }
     Ok(Plan { step, candidates, scan })
 }
 

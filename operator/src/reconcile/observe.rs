@@ -155,6 +155,18 @@ pub async fn usage<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, target
     if let Err(last) = ctx.shared.may_scan(&k.id()) {
         return Scan { fresh: None, last };
     }
+    let Some(usage) = count(k, ctx, master_ns, targets).await else { return Scan::default() };
+    ctx.shared.scanned(&k.id(), &usage);
+    Scan { last: Some(usage.clone()), fresh: Some(usage) }
+}
+
+/// Count now, whatever the scan interval (`None`: a list failed).
+pub async fn count<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    master_ns: &str,
+    targets: &[Target],
+) -> Option<Usage> {
     let mut namespaces: BTreeSet<String> = BTreeSet::from([master_ns.to_owned()]);
     namespaces.extend(targets.iter().filter(|t| matches!(t, Target::Active(_))).map(|t| t.name().to_owned()));
     namespaces.extend(ctx.secrets.labelled(K::KIND.label(), &k.name_any()).into_iter().map(|(ns, _)| ns));
@@ -162,11 +174,10 @@ pub async fn usage<K: KeyringResource>(k: &K, ctx: &Ctx, master_ns: &str, target
     for ns in &namespaces {
         if let Err(e) = scan_namespace(&ctx.shared.client, ns, &mut usage).await {
             warn!(namespace = %ns, error = %e, "usage scan failed; nothing is pruned");
-            return Scan::default();
+            return None;
         }
     }
-    ctx.shared.scanned(&k.id(), &usage);
-    Scan { last: Some(usage.clone()), fresh: Some(usage) }
+    Some(usage)
 }
 
 async fn scan_namespace(client: &Client, ns: &str, usage: &mut Usage) -> Result<()> {
