@@ -24,7 +24,7 @@ use kube::runtime::watcher::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX};
+use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX, LABEL_ROLE};
 
 /// Sorted `(key, value)` pairs: a label set in a tenth of a `BTreeMap`'s
 /// memory.
@@ -224,6 +224,22 @@ impl Secrets {
     pub fn get(&self, namespace: &str, name: &str) -> Option<SecretEntry> {
         let map = self.map.read().expect("cache lock");
         map.get(&(namespace.into(), name.into())).cloned()
+    }
+
+    /// The copies of a keyring as the operator writes them: named
+    /// `secret_name`, its label `key` = `value` and role `copy`; each
+    /// namespace with the digest of the keyring it holds.
+    pub fn copies(&self, key: &str, value: &str, secret_name: &str) -> Vec<(String, Option<[u8; 32]>)> {
+        let map = self.map.read().expect("cache lock");
+        let mut out: Vec<(String, Option<[u8; 32]>)> = map
+            .iter()
+            .filter(|((_, n), e)| {
+                &**n == secret_name && e.label(key) == Some(value) && e.label(LABEL_ROLE) == Some("copy")
+            })
+            .map(|((ns, _), e)| (ns.to_string(), e.keyring))
+            .collect();
+        out.sort();
+        out
     }
 
     /// `(namespace, name)` of every cached Secret whose label `key` is `value`.

@@ -262,3 +262,94 @@ fn a_secret_keyring_stays_in_its_namespace_and_is_for_namespace_editors() {
     assert_eq!(keyring_secret(&env, "print", "agents").unwrap().0, master);
     assert_no_forbidden(&env);
 }
+
+/// A Secret labelled as a copy of `keyring` (role `copy`), named `name`.
+fn plant(env: &Env, ns: &str, name: &str, keyring: &str, text: &str) {
+    kubectl(env, &["create", "secret", "generic", name, "-n", ns, &format!("--from-literal=keyring={text}")]);
+    let label = format!("encstr.io/cluster-keyring={keyring}");
+    kubectl(env, &["label", "secret", name, "-n", ns, &label, "encstr.io/role=copy"]);
+}
+
+/// A label is a claim, not proof: a labelled clone in a target does not
+/// stall promotion and survives `Delete`, and a label planted in a
+/// namespace that is no target does not hold a new keyring back.
+#[test]
+fn copies_are_matched_by_name_role_and_place_not_by_label() {
+    let (env, _) = setup("guard-clones", &["team-a", "elsewhere"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n  rotation: {promotionDelay: 1s}\n  deletionPolicy: Delete\n",
+    );
+    let first = settled(&env, "payments", &["team-a"], 1);
+    plant(&env, "team-a", "payments-clone", "payments", "not a keyring");
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    settled(&env, "payments", &["team-a"], 2);
+    assert_ne!(keyring_secret(&env, "team-a", "payments").unwrap().0, first);
+    kubectl(&env, &["delete", "cskr", "payments"]);
+    wait(20, "the copy deleted", || keyring_secret(&env, "team-a", "payments").is_none().then_some(()));
+    let clone = kubectl_json(&env, &["get", "secret", "payments-clone", "-n", "team-a"]);
+    assert!(clone.is_some(), "Delete removed a Secret the operator did not write");
+    // A label planted outside the targets, before the keyring exists.
+    plant(&env, "elsewhere", "fresh", "fresh", "not a keyring");
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: fresh}\nspec:\n  targets: {namespaces: [team-a]}\n",
+    );
+    wait(20, "fresh Ready", || (condition(&cstatus(&env, "fresh"), "Ready")?.0 == "True").then_some(()));
+    converged(&env, OPERATOR_NS, "fresh", &["team-a"]);
+    assert_no_forbidden(&env);
+}
+
+/// `deletionPolicy: Delete` while a guard holds: the Secrets may be the
+/// last holders of the keys, so they are retained, with a Warning.
+#[test]
+fn delete_while_a_guard_holds_retains_the_last_copies() {
+    let (env, _) = setup("guard-delete", &["team-a"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n  deletionPolicy: Delete\n",
+    );
+    let text = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
+    guarded(&env, "payments", "MasterMissing");
+    kubectl(&env, &["delete", "cskr", "payments"]);
+    wait(20, "the keyring gone", || kubectl_json(&env, &["get", "cskr", "payments"]).is_none().then_some(()));
+    let (copy, _, s) = keyring_secret(&env, "team-a", "payments").expect("the last copy is retained");
+    assert!(copy == text, "the retained copy holds the keys");
+    assert!(s["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none(), "no longer managed");
+    let warned = events(&env, "default")
+        .into_iter()
+        .any(|(t, r, n)| t == "Warning" && r == "DeletionRetained" && n.contains("MasterMissing"));
+    assert!(warned, "a DeletionRetained Warning names the guard");
+}
+
+/// `restore-from` takes only a copy that every other copy agrees with: a
+/// copy changed in one target (here: more keys than the record, so the id
+/// check alone passes) does not become the master.
+#[test]
+fn restore_from_refuses_a_copy_the_others_disagree_with() {
+    let (env, _) = setup("guard-restore-source", &["team-a", "team-b"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a, team-b]}\n",
+    );
+    let text = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b"]);
+    kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
+    guarded(&env, "payments", "MasterMissing");
+    // team-b's copy now holds an extra key in front (ids still cover the record).
+    let extra = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let tampered = format!("{extra}\n{text}");
+    let patch = serde_json::json!({"stringData": {"keyring": tampered}}).to_string();
+    kubectl(&env, &["patch", "secret", "payments", "-n", "team-b", "--type=merge", "-p", &patch]);
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/restore-from=team-b"]);
+    wait(20, "RestoreRefused", || {
+        events(&env, "default").into_iter().find(|(_, r, n)| r == "RestoreRefused" && n.contains("differs"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none(), "the changed copy became the master");
+    // Without the changed copy, the agreeing one rebuilds it.
+    kubectl(&env, &["delete", "secret", "payments", "-n", "team-b"]);
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/restore-from=team-a", "--overwrite"]);
+    let (master, _, _) = wait(20, "the master rebuilt", || keyring_secret(&env, OPERATOR_NS, "payments"));
+    assert!(master == text, "rebuilt from team-a's copy");
+}

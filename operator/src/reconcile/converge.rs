@@ -42,6 +42,7 @@ pub async fn keyring<K: KeyringResource>(
     spec: &ValidSpec,
     master_ns: &str,
     m: Master,
+    targets: Vec<Target>,
 ) -> Result<Action> {
     let now = Timestamp::now();
     let mut r = Report { backup: BackupState::of(k, ctx, spec, master_ns), ..Report::default() };
@@ -51,7 +52,6 @@ pub async fn keyring<K: KeyringResource>(
         report::publish(k, ctx, vec![Note::ImportIgnored]).await;
     }
     // Observe and decide.
-    let targets = observe::targets(ctx, spec, master_ns);
     let mut m = m;
     let plan = plan(k, ctx, spec, master_ns, &mut m, &targets, now).await?;
     r.usage = plan.scan.last;

@@ -15,8 +15,9 @@ use zeroize::Zeroizing;
 use super::decide::{self, Hold};
 use super::escrow;
 use super::events::{Note, Origin};
-use super::observe;
+use super::observe::{self, Target};
 use super::report::{self, Report};
+use crate::cache;
 use crate::context::Ctx;
 use crate::crd::*;
 use crate::desired::{self, Invalid, KeyMeta, ValidSpec};
@@ -45,17 +46,23 @@ fn new_master<K: KeyringResource>(
 }
 
 /// Create the master of a new keyring (generated or imported), after
-/// checking with the API server that no Secret carries its label (keys
-/// handed out by a master that is gone).
+/// checking with the API server that no copy of it exists in its targets
+/// (keys handed out by a master that is gone).
 pub async fn master<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
     spec: &ValidSpec,
     master_ns: &str,
+    targets: &[Target],
 ) -> Result<Action> {
     let place = format!("{master_ns}/{}", spec.secret_name);
     // Observe, decide: nothing handed out by a master that is gone.
-    let labelled = observe::places(&observe::list_labelled(k, &ctx.shared.client).await?);
+    let labelled = observe::list_labelled(k, &ctx.shared.client).await?;
+    let copies: Vec<Secret> = observe::ours::<K>(labelled, &spec.secret_name, master_ns)
+        .into_iter()
+        .filter(|s| targets.iter().any(|t| Some(t.name()) == s.namespace().as_deref()))
+        .collect();
+    let labelled = observe::places(&copies);
     if let Err(hold) = decide::create(&place, labelled) {
         ctx.shared.metrics.set_guard(&k.id(), hold.guard().map(Guard::reason));
         return report::held(k, ctx, None, &hold).await;
@@ -110,21 +117,30 @@ pub async fn restore<K: KeyringResource>(
     ctx: &Ctx,
     spec: &ValidSpec,
     master_ns: &str,
+    targets: &[Target],
     guard: Option<&Guard>,
     ns: &str,
 ) -> Result<Action> {
-    // Observe: the copy there, if it is this keyring's.
+    // Observe: the copy there, if it is this keyring's (label, name, role).
     let copy = if K::KIND == Kind::Cluster && desired::is_dns_label(ns) {
-        observe::secret(&ctx.shared.client, ns, &spec.secret_name)
-            .await?
-            .filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()))
+        let found = observe::secret(&ctx.shared.client, ns, &spec.secret_name).await?;
+        let labelled = found.into_iter().filter(|s| s.labels().get(K::KIND.label()) == Some(&k.name_any()));
+        observe::ours::<K>(labelled.collect(), &spec.secret_name, master_ns).pop()
     } else {
         None
     };
     let ring = copy.as_ref().and_then(|s| decide::parse_ring(s).ok());
     // Decide, then act.
-    let note = match guard::restore(guard, ns, K::KIND == Kind::Namespaced, ring.as_ref(), k.keyring_status())
-    {
+    let mut decision =
+        guard::restore(guard, ns, K::KIND == Kind::Namespaced, ring.as_ref(), k.keyring_status());
+    if let (Restore::From(_), Some(ring)) = (&decision, &ring) {
+        let digest = cache::digest(ring.to_text().as_bytes());
+        let cached = ctx.secrets.copies(K::KIND.label(), &k.name_any(), &spec.secret_name);
+        if let Err(why) = decide::restore_source(ns, targets, digest, &cached) {
+            decision = Restore::Refused(why);
+        }
+    }
+    let note = match decision {
         Restore::From(from) => {
             let ring = ring.expect("a complete copy");
             let rotate = k.annotations().get(ANN_ROTATE).map(String::as_str);

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use zeroize::Zeroizing;
 
 use super::events::Note;
+use super::observe::Target;
 use crate::crd::*;
 use crate::desired::{self, Invalid, KeyMeta, Step, ValidSpec};
 use crate::guard::{self, Guard};
@@ -245,6 +246,17 @@ pub fn keyring(seen: &Seen<'_>) -> Decision {
     Decision { accept, next }
 }
 
+/// What deletion does: the policy asked for, except `Delete` while
+/// anything holds the keyring's writes — then `Retain`, with a Warning.
+pub fn deletion(requested: DeletionPolicy, hold: Option<&Hold>) -> (DeletionPolicy, Option<Note>) {
+    match (requested, hold) {
+        (DeletionPolicy::Delete, Some(hold)) => {
+            (DeletionPolicy::Retain, Some(Note::DeletionRetained(hold.invalid())))
+        }
+        (policy, _) => (policy, None),
+    }
+}
+
 /// Before a master is created: Secrets still carrying the keyring's label,
 /// as the API server lists them (not the cache), mean keys were handed out
 /// by a master that is gone.
@@ -253,6 +265,33 @@ pub fn create(place: &str, labelled_on_server: Vec<String>) -> Result<(), Hold> 
         return Ok(());
     }
     Err(Hold::Guard { guard: Guard::MasterMissing { copies: labelled_on_server }, master: place.to_owned() })
+}
+
+/// Whether the copy in `ns` (its keyring's digest `digest`) may rebuild the
+/// master: `ns` is an active target, and every copy the cache holds in the
+/// targets holds that same keyring. A Secret planted with the keyring's
+/// label and colliding key ids cannot become the master.
+pub fn restore_source(
+    ns: &str,
+    targets: &[Target],
+    digest: [u8; 32],
+    cached: &[(String, Option<[u8; 32]>)],
+) -> Result<(), String> {
+    if !targets.iter().any(|t| matches!(t, Target::Active(n) if n == ns)) {
+        return Err(format!(
+            "namespace {ns} is not an active target of this keyring; restore from a copy in one"
+        ));
+    }
+    let in_targets = cached.iter().filter(|(n, _)| targets.iter().any(|t| t.name() == n));
+    let differs: Vec<&str> =
+        in_targets.filter(|(_, d)| *d != Some(digest)).map(|(n, _)| n.as_str()).collect();
+    if !differs.is_empty() {
+        return Err(format!(
+            "the copy in namespace {ns} differs from the copies in {} (one of them was changed); restore the master from a backup instead",
+            differs.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The keyring a new master starts with: `None` to generate one, or the

@@ -138,8 +138,10 @@ async fn sync_target<K: KeyringResource>(
         Target::Active(ns) => ns,
     };
     let name = k.name_any();
-    let cached =
-        ctx.secrets.get(ns, &spec.secret_name).filter(|c| c.label(K::KIND.label()) == Some(name.as_str()));
+    let cached = ctx
+        .secrets
+        .get(ns, &spec.secret_name)
+        .filter(|c| c.label(K::KIND.label()) == Some(name.as_str()) && c.label(LABEL_ROLE) == Some("copy"));
     match cached {
         Some(c) if c.is_current(&copy.copy.digest, &copy.copy.ids, copy.copy.labels.iter()) => {
             Ok((TargetState::Synced, false))
@@ -177,7 +179,10 @@ async fn refresh_copy<K: KeyringResource>(
     copy: &Copies<'_>,
 ) -> Result<(TargetState, bool)> {
     match observe::secret(&ctx.shared.client, ns, &spec.secret_name).await? {
-        Some(s) if s.labels().get(K::KIND.label()) == Some(&k.name_any()) => {
+        Some(s)
+            if s.labels().get(K::KIND.label()) == Some(&k.name_any())
+                && s.labels().get(LABEL_ROLE).map(String::as_str) == Some("copy") =>
+        {
             // Never fewer keys than the copy holds (while the master has them).
             let held = decide::parse_ring(&s).ok();
             let widened = held.and_then(|h| decide::copy_ring(copy.master, copy.ring, &h));

@@ -50,6 +50,9 @@ pub enum Note {
     PruneBlocked { keys: Vec<KeyId>, places: Vec<String> },
     /// A target holds somebody else's Secret of the keyring's name.
     SecretConflict { namespace: String, message: String },
+    /// `deletionPolicy: Delete` was not applied: something holds (the
+    /// condition it held with).
+    DeletionRetained(Invalid),
     /// The keyring was deleted.
     Cleanup { policy: DeletionPolicy, secrets: usize },
 }
@@ -64,7 +67,8 @@ impl Note {
             | Note::RestoreRefused(_)
             | Note::BackupFailed { .. }
             | Note::PruneBlocked { .. }
-            | Note::SecretConflict { .. } => EventType::Warning,
+            | Note::SecretConflict { .. }
+            | Note::DeletionRetained(_) => EventType::Warning,
             _ => EventType::Normal,
         }
     }
@@ -87,6 +91,7 @@ impl Note {
             Note::KeysPruned(_) => "KeysPruned",
             Note::PruneBlocked { .. } => "PruneBlocked",
             Note::SecretConflict { .. } => "SecretConflict",
+            Note::DeletionRetained(_) => "DeletionRetained",
             Note::Cleanup { .. } => "Cleanup",
         }
     }
@@ -137,6 +142,10 @@ impl Note {
                 places.join(", ")
             ),
             Note::SecretConflict { namespace, message } => format!("namespace {namespace}: {message}"),
+            Note::DeletionRetained(held) => format!(
+                "deletionPolicy Delete was not applied because {} holds ({}); the master and copies are retained without the keyring's labels, as the last holders of its keys: delete them by hand once they are not needed",
+                held.reason, held.message
+            ),
             Note::Cleanup { policy, secrets } => {
                 format!("deletionPolicy {policy:?}: {secrets} Secret(s) {}", cleanup_verb(*policy))
             }

@@ -17,6 +17,7 @@ pub mod events;
 pub mod observe;
 pub mod report;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::info;
@@ -30,32 +31,60 @@ use crate::writer;
 use decide::{Accept, Hold, Next, Seen};
 use events::{Note, cleanup_verb};
 
-/// Reconcile a keyring that is not being deleted.
-pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
+/// What a reconcile observed of a keyring whose spec is valid and whose
+/// master (if any) is its own and parses.
+struct Observed {
+    spec: desired::ValidSpec,
+    master_ns: String,
+    place: String,
+    master: Option<decide::Master>,
+    targets: Vec<observe::Target>,
+    copies: Vec<String>,
+}
+
+impl Observed {
+    fn seen<'a, K: KeyringResource>(&'a self, k: &'a K, with_annotations: bool) -> Seen<'a> {
+        let annotation = |key| k.annotations().get(key).map(String::as_str).filter(|_| with_annotations);
+        Seen {
+            secret_name: &self.spec.secret_name,
+            place: &self.place,
+            master: self.master.as_ref(),
+            status: k.keyring_status(),
+            labelled: &self.copies,
+            restore_from: annotation(ANN_RESTORE_FROM),
+            accept_missing: annotation(ANN_ACCEPT_MISSING),
+        }
+    }
+}
+
+/// Observe a keyring: its spec, its master from the API server, its
+/// targets and copies from the caches; or why it is held before anything
+/// else is looked at.
+async fn observe<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<std::result::Result<Observed, Hold>> {
     let spec = match desired::validate(k) {
         Ok(s) => s,
-        Err(inv) => return report::held(k, ctx, None, &Hold::Spec(inv)).await,
+        Err(inv) => return Ok(Err(Hold::Spec(inv))),
     };
     ctx.synced().await?;
-    // Observe.
     let master_ns = k.master_namespace(&ctx.shared.cluster_namespace);
     let place = format!("{master_ns}/{}", spec.secret_name);
     let secret = observe::secret(&ctx.shared.client, &master_ns, &spec.secret_name).await?;
-    let master = match decide::master(k, &place, secret, k8s_openapi::jiff::Timestamp::now()) {
+    let master = match decide::master(k, &place, secret, Timestamp::now()) {
         Ok(m) => m,
+        Err(hold) => return Ok(Err(hold)),
+    };
+    let targets = observe::targets(ctx, &spec, &master_ns);
+    let copies = observe::copies(k, ctx, &spec, &targets);
+    Ok(Ok(Observed { spec, master_ns, place, master, targets, copies }))
+}
+
+/// Reconcile a keyring that is not being deleted.
+pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
+    let seen = match observe(k, ctx).await? {
+        Ok(seen) => seen,
         Err(hold) => return report::held(k, ctx, None, &hold).await,
     };
-    let labelled = observe::labelled_elsewhere(k, ctx, &master_ns, &spec.secret_name);
-    // Decide.
-    let decision = decide::keyring(&Seen {
-        secret_name: &spec.secret_name,
-        place: &place,
-        master: master.as_ref(),
-        status: k.keyring_status(),
-        labelled: &labelled,
-        restore_from: k.annotations().get(ANN_RESTORE_FROM).map(String::as_str),
-        accept_missing: k.annotations().get(ANN_ACCEPT_MISSING).map(String::as_str),
-    });
+    let decision = decide::keyring(&seen.seen(k, true));
     // Act and report.
     match &decision.accept {
         Accept::Absent => {}
@@ -68,15 +97,16 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
     if let Some(gauge) = decision.guard_gauge() {
         ctx.shared.metrics.set_guard(&k.id(), gauge);
     }
+    let Observed { spec, master_ns, master, targets, .. } = seen;
     let action = match decision.next {
         Next::Hold(hold) => return report::held(k, ctx, master.as_ref(), &hold).await,
         Next::Restore { from, guard } => {
-            return create::restore(k, ctx, &spec, &master_ns, guard.as_ref(), &from).await;
+            return create::restore(k, ctx, &spec, &master_ns, &targets, guard.as_ref(), &from).await;
         }
-        Next::Create => create::master(k, ctx, &spec, &master_ns).await?,
+        Next::Create => create::master(k, ctx, &spec, &master_ns, &targets).await?,
         Next::Converge => {
             let m = master.expect("converge decides on an existing master");
-            converge::keyring(k, ctx, &spec, &master_ns, m).await?
+            converge::keyring(k, ctx, &spec, &master_ns, m, targets).await?
         }
     };
     if let Accept::Accepted(_) = decision.accept {
@@ -86,12 +116,27 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
 }
 
 /// Deletion: `Delete` removes the copies and the master; `Retain` leaves
-/// them without the keyring's labels. Idempotent. Everything the process
-/// remembers of the keyring is forgotten.
+/// them without the keyring's labels — and so does `Delete` while anything
+/// holds the keyring's writes (a guard, an invalid spec or master): those
+/// Secrets may be the last holders of its keys. Only Secrets the operator
+/// wrote (name, role, label) are touched. Idempotent. Everything the
+/// process remembers of the keyring is forgotten.
 pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
     ctx.shared.forget(&k.id());
-    let managed = observe::list_labelled(k, &ctx.shared.client).await?;
-    let policy = k.common().deletion_policy;
+    let hold = match k.common().deletion_policy {
+        DeletionPolicy::Retain => None,
+        DeletionPolicy::Delete => match observe(k, ctx).await? {
+            Err(hold) => Some(hold),
+            Ok(seen) => match decide::keyring(&seen.seen(k, false)).next {
+                Next::Hold(hold) => Some(hold),
+                _ => None,
+            },
+        },
+    };
+    let (policy, note) = decide::deletion(k.common().deletion_policy, hold.as_ref());
+    let master_ns = k.master_namespace(&ctx.shared.cluster_namespace);
+    let labelled = observe::list_labelled(k, &ctx.shared.client).await?;
+    let managed = observe::ours::<K>(labelled, &k.secret_name(), &master_ns);
     for s in &managed {
         match policy {
             DeletionPolicy::Delete => writer::delete(&ctx.shared.client, s).await?,
@@ -99,7 +144,8 @@ pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
         }
     }
     info!(secrets = ?observe::places(&managed), "{}", cleanup_verb(policy));
-    report::publish(k, ctx, vec![Note::Cleanup { policy, secrets: managed.len() }]).await;
+    let notes = note.into_iter().chain([Note::Cleanup { policy, secrets: managed.len() }]).collect();
+    report::publish(k, ctx, notes).await;
     ctx.shared.metrics.forget(&k.id());
     Ok(())
 }

@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::cache::Phase;
 use crate::context::Ctx;
+use crate::crd::LABEL_ROLE;
 use crate::desired::{self, ValidSpec};
 use crate::error::Result;
 use crate::keyring::{KeyringResource, Kind, is_managed};
@@ -30,26 +31,31 @@ pub async fn secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secr
     Ok(api.get_opt(name).await?)
 }
 
-/// Secrets carrying this keyring's label, other than the master itself
-/// (`namespace/name`), from the cache.
-pub fn labelled_elsewhere<K: KeyringResource>(
-    k: &K,
-    ctx: &Ctx,
-    master_ns: &str,
-    secret_name: &str,
-) -> Vec<String> {
-    let name = k.name_any();
-    let own_ns = k.namespace();
-    let mut out: Vec<String> = ctx
-        .secrets
-        .labelled(K::KIND.label(), &name)
+/// The keyring's copies in its target namespaces (`namespace/name`), from
+/// the cache: Secrets named `spec.secretName` with the keyring's label and
+/// role `copy`. A label alone is not a copy: a clone under another name, or
+/// a Secret labelled in a namespace that is no target, is not evidence of
+/// keys handed out.
+pub fn copies<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, targets: &[Target]) -> Vec<String> {
+    ctx.secrets
+        .copies(K::KIND.label(), &k.name_any(), &spec.secret_name)
         .into_iter()
-        .filter(|(ns, _)| K::KIND == Kind::Cluster || own_ns.as_deref() == Some(ns.as_str()))
-        .filter(|(ns, n)| !(ns == master_ns && n == secret_name))
-        .map(|(ns, n)| format!("{ns}/{n}"))
-        .collect();
-    out.sort();
-    out
+        .filter(|(ns, _)| targets.iter().any(|t| t.name() == ns))
+        .map(|(ns, _)| format!("{ns}/{}", spec.secret_name))
+        .collect()
+}
+
+/// Of the Secrets carrying the keyring's label, those the operator wrote:
+/// named `secret_name`, the master (role `master`) in the master's
+/// namespace, a copy (role `copy`) elsewhere.
+pub fn ours<K: KeyringResource>(secrets: Vec<Secret>, secret_name: &str, master_ns: &str) -> Vec<Secret> {
+    secrets
+        .into_iter()
+        .filter(|s| {
+            let role = if s.namespace().as_deref() == Some(master_ns) { "master" } else { "copy" };
+            s.name_any() == secret_name && s.labels().get(LABEL_ROLE).map(String::as_str) == Some(role)
+        })
+        .collect()
 }
 
 /// Secrets carrying this keyring's label, from the API server (paginated).
@@ -125,8 +131,9 @@ pub async fn copies_current_on_server<K: KeyringResource>(
     ids: &str,
 ) -> Result<bool> {
     let labels = k.managed_labels("copy");
-    let copies: BTreeMap<String, Secret> = list_labelled(k, &ctx.shared.client)
-        .await?
+    let master_ns = k.master_namespace(&ctx.shared.cluster_namespace);
+    let labelled = list_labelled(k, &ctx.shared.client).await?;
+    let copies: BTreeMap<String, Secret> = ours::<K>(labelled, &k.secret_name(), &master_ns)
         .into_iter()
         .map(|s| (s.namespace().unwrap_or_default(), s))
         .collect();

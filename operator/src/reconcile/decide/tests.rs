@@ -8,6 +8,8 @@ use k8s_openapi::ByteString;
 use super::*;
 use crate::backup::Plan;
 use crate::desired::RotationReason;
+use crate::reconcile::observe::Target;
+use kube::runtime::events::EventType;
 
 use crate::fixtures::key;
 
@@ -361,4 +363,41 @@ fn a_copy_keeps_every_master_key_it_holds() {
     // The master's order, primary last.
     let widened = copy_ring(&master, &ring(&[3]), &ring(&[2, 1])).expect("wider");
     assert_eq!(widened.ids(), master.ids());
+}
+
+#[test]
+fn a_master_is_restored_only_from_a_copy_every_other_copy_agrees_with() {
+    let targets = vec![
+        Target::Active("team-a".into()),
+        Target::Active("team-b".into()),
+        Target::Missing("team-c".into()),
+    ];
+    let (good, bad) = ([1u8; 32], [2u8; 32]);
+    let cached = vec![("team-a".to_owned(), Some(good)), ("team-b".to_owned(), Some(good))];
+    assert_eq!(restore_source("team-a", &targets, good, &cached), Ok(()));
+    let why = restore_source("elsewhere", &targets, good, &cached).unwrap_err();
+    assert!(why.contains("not an active target"), "{why}");
+    assert!(restore_source("team-c", &targets, good, &cached).is_err(), "a missing target");
+    // The copy read differs from what the cache recorded for the copies.
+    let why = restore_source("team-a", &targets, bad, &cached).unwrap_err();
+    assert!(why.contains("team-a, team-b"), "{why}");
+    // Another copy was changed: refused, whichever is the planted one.
+    let split = vec![("team-a".to_owned(), Some(good)), ("team-b".to_owned(), Some(bad))];
+    assert!(restore_source("team-a", &targets, good, &split).unwrap_err().contains("team-b"));
+    // A copy outside the targets does not count.
+    let stray = vec![("team-a".to_owned(), Some(good)), ("old".to_owned(), Some(bad))];
+    assert_eq!(restore_source("team-a", &targets, good, &stray), Ok(()));
+}
+
+#[test]
+fn delete_is_retain_while_anything_holds() {
+    assert_eq!(deletion(DeletionPolicy::Delete, None), (DeletionPolicy::Delete, None));
+    assert_eq!(deletion(DeletionPolicy::Retain, None), (DeletionPolicy::Retain, None));
+    let hold = Hold::Guard { guard: Guard::MasterMissing { copies: vec![] }, master: "encstr/p".into() };
+    let (policy, note) = deletion(DeletionPolicy::Delete, Some(&hold));
+    assert_eq!(policy, DeletionPolicy::Retain);
+    let note = note.expect("a Warning");
+    assert_eq!((note.type_(), note.reason()), (EventType::Warning, "DeletionRetained"));
+    assert!(note.note().contains("MasterMissing"), "{}", note.note());
+    assert_eq!(deletion(DeletionPolicy::Retain, Some(&hold)), (DeletionPolicy::Retain, None));
 }
