@@ -126,9 +126,15 @@ impl Recipient {
                 RecipientError::Prefix
             });
         };
-        // Refuse long text before decoding any of it.
+        // Refuse long text before decoding any of it (by what it would decode to).
         if text.len() > TEXT_LEN + 8 {
-            return Err(RecipientError::Length(body.len() / 4 * 3));
+            let base64 =
+                body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
+            return Err(if base64 {
+                RecipientError::Length(body.len() / 4 * 3)
+            } else {
+                RecipientError::Base64
+            });
         }
         let mut buf = [0u8; LEN + 8];
         let len = STANDARD.decode_slice(body, &mut buf).map_err(|_| RecipientError::Base64)?;
@@ -209,6 +215,7 @@ mod tests {
             Err(RecipientError::Length(3000))
         );
         assert_eq!(Recipient::parse(&format!("{PREFIX} {body}")), Err(RecipientError::Base64));
+        assert_eq!(Recipient::parse(&format!("{PREFIX}{}", "!".repeat(5000))), Err(RecipientError::Base64));
         let err = Error::InvalidRecipient(RecipientError::Check);
         assert_eq!(err.kind(), "invalid_recipient");
         assert!(err.to_string().contains("check bytes"), "{err}");
