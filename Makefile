@@ -21,7 +21,7 @@ bench: ## criterion benchmarks of the core (figures in BENCHMARKS.md)
 	cargo bench -p encstr-core
 
 fuzz: ## fuzz the parsers for 5 minutes each (needs cargo-fuzz)
-	cd fuzz && for t in token keyring config names; do RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=300 || exit 1; done
+	cd fuzz && for t in token keyring config names sealed; do RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=300 || exit 1; done
 
 clean: ## remove build output and the demo directory
 	cargo clean && rm -rf demo

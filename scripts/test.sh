@@ -24,6 +24,8 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; 
 command -v python3 >/dev/null || apt_install python3 python3-pip
 python3 -c 'import yaml, dotenv' 2>/dev/null || python3 -m pip install -q pyyaml python-dotenv
 python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
+# An independent HPKE (RFC 9180) for the ENCSTR v2 interop test (sidecar/tests/interop.rs).
+python3 -c 'import pyhpke' 2>/dev/null || python3 -m pip install -q pyhpke==0.6.5
 command -v moto_server >/dev/null && python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q 'moto[server]' boto3
 command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_install prometheus

@@ -1,5 +1,6 @@
-//! `cargo bench -p encstr-core`: decrypt cost per value, its independence
-//! from keyring size, and checking a 10,000-value YAML file.
+//! `cargo bench -p encstr-core`: decrypt cost per value (v1, and v2 sealed
+//! to a recipient), its independence from keyring size, and checking a
+//! 10,000-value YAML file.
 
 use std::hint::black_box;
 
@@ -29,9 +30,23 @@ fn decrypt(c: &mut Criterion) {
     }
     group.finish();
 
+    let mut group = c.benchmark_group("open_v2_32_bytes");
+    for n in [1usize, 1000] {
+        let ring = keyring(n);
+        let token = token::seal_to(ring.primary().recipient(), "db.password", &secret).unwrap();
+        group.bench_function(format!("{n}_keys"), |b| {
+            b.iter(|| token::decrypt(black_box(&ring), black_box("db.password"), black_box(&token)).unwrap())
+        });
+    }
+    group.finish();
+
     let ring = keyring(1);
     c.bench_function("encrypt_32_bytes", |b| {
         b.iter(|| token::encrypt(&ring, "db.password", black_box(&secret)).unwrap())
+    });
+    let recipient = ring.primary().recipient().clone();
+    c.bench_function("seal_v2_32_bytes", |b| {
+        b.iter(|| token::seal_to(&recipient, "db.password", black_box(&secret)).unwrap())
     });
 }
 

@@ -44,6 +44,12 @@ fn shown(s: &str) -> String {
 /// (an SSH comment after the key is allowed).
 pub fn parse_recipient(s: &str) -> Result<Recipient> {
     let s = s.trim();
+    if s.starts_with(crate::recipient::PREFIX) {
+        return Err(bad(format!(
+            "recipient {:?}: this is an ENCSTR recipient (for sealing values: `encstr seal --recipient`), not a backup recipient (age1… or an SSH public key)",
+            shown(s)
+        )));
+    }
     if s.starts_with("age1") {
         age::x25519::Recipient::from_str(s)
             .map(|r| Box::new(r) as Recipient)
@@ -203,6 +209,10 @@ mod tests {
             ("ssh-ed25519 AAAAnotbase64!", "not a valid SSH public key"),
             ("ecdsa-sha2-nistp256 AAAA", "not an age recipient (age1…) or an SSH public key"),
             ("", "not an age recipient"),
+            (
+                "ENCSTR-RECIPIENT:Ai01PUrdkXai64TkzeGjfLiVwYMqvF6GHz1BFQvuuU30mlJAQgJ/Jj8=",
+                "this is an ENCSTR recipient (for sealing values: `encstr seal --recipient`), not a backup recipient",
+            ),
         ] {
             let e = parse_recipient(r).err().expect(r).to_string();
             assert!(e.contains(want), "{r}: {e}");

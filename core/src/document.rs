@@ -10,6 +10,7 @@ use crate::formats::{self, Entry, Format};
 use crate::glob::{Pattern, any_matches};
 use crate::keyring::Keyring;
 use crate::keys::KeyId;
+use crate::recipient::Recipient;
 use crate::token;
 
 /// A parsed configuration file: its bytes and every value in it.
@@ -42,6 +43,9 @@ pub struct TokenReport<'f> {
     /// The key id in the token's first bytes (`None` if even those are not
     /// a token's).
     pub key_id: Option<KeyId>,
+    /// The token's version from the same bytes: 1 (made with a keyring) or
+    /// 2 (sealed to a recipient); `None` with `key_id`.
+    pub version: Option<u8>,
     /// `None` if not checked (no keyring), else whether it decrypts. A token
     /// in a place without a name is always `unnamed`, keyring or not.
     pub result: Option<Result<()>>,
@@ -180,6 +184,31 @@ impl<'a> ConfigFile<'a> {
         patterns: &[Pattern],
         prefix: &str,
     ) -> Result<Option<Sealed>, Vec<ValueError>> {
+        self.seal_with(keyring.primary().id(), patterns, prefix, |name, plain| {
+            token::encrypt(keyring, name, plain)
+        })
+    }
+
+    /// Like [`ConfigFile::seal`], but sealing each value to a recipient
+    /// (ENCSTR v2 tokens): no keyring needed.
+    pub fn seal_to(
+        &self,
+        recipient: &Recipient,
+        patterns: &[Pattern],
+        prefix: &str,
+    ) -> Result<Option<Sealed>, Vec<ValueError>> {
+        self.seal_with(recipient.key_id(), patterns, prefix, |name, plain| {
+            token::seal_to(recipient, name, plain)
+        })
+    }
+
+    fn seal_with(
+        &self,
+        key_id: KeyId,
+        patterns: &[Pattern],
+        prefix: &str,
+        make: impl Fn(&str, &[u8]) -> Result<String>,
+    ) -> Result<Option<Sealed>, Vec<ValueError>> {
         let mut edits = Vec::new();
         let mut sealed = Vec::new();
         let mut errors = Vec::new();
@@ -192,12 +221,11 @@ impl<'a> ConfigFile<'a> {
             let result = if entry.secret_name().is_none() {
                 Err(Error::Unnamed)
             } else {
-                token::encrypt(keyring, &full, entry.value.as_bytes())
+                make(&full, entry.value.as_bytes())
             };
             match result {
                 Ok(token) => {
                     edits.push((entry, self.token_text(entry, &token)));
-                    let key_id = keyring.primary().id();
                     sealed.push(Changed { line: entry.line, name: full.into_owned(), key_id });
                 }
                 Err(error) => errors.push(ValueError { line: entry.line, name: full.into_owned(), error }),
@@ -211,8 +239,10 @@ impl<'a> ConfigFile<'a> {
 
     /// Re-encrypt under the primary key every token made by another key
     /// (judged by the key that verifies the token, not by its key id: two
-    /// keys may share an id). All or nothing: if any token fails to
-    /// decrypt, every failure is returned and nothing is produced.
+    /// keys may share an id), keeping its version (ENCSTR v2 §5): a v1 token
+    /// becomes v1 under the primary key, a sealed (v2) token is sealed to the
+    /// primary's recipient. All or nothing: if any token fails to decrypt,
+    /// every failure is returned and nothing is produced.
     pub fn reencrypt(&self, keyring: &Keyring, prefix: &str) -> Result<Reencrypted, Vec<ValueError>> {
         let primary = keyring.primary().id();
         let mut edits = Vec::new();
@@ -226,7 +256,11 @@ impl<'a> ConfigFile<'a> {
                     if keyring.is_primary(opened.key) {
                         return Ok(None);
                     }
-                    token::encrypt(keyring, &name, &opened.plaintext).map(Some)
+                    if opened.version == token::SEALED_VERSION {
+                        token::seal_to(keyring.primary().recipient(), &name, &opened.plaintext).map(Some)
+                    } else {
+                        token::encrypt(keyring, &name, &opened.plaintext).map(Some)
+                    }
                 });
             match result {
                 Ok(None) => current += 1,
@@ -244,18 +278,18 @@ impl<'a> ConfigFile<'a> {
         Ok(Reencrypted { bytes, changed, current })
     }
 
-    /// Report every token: its key id and, with a keyring, whether it
-    /// decrypts.
+    /// Report every token: its version and key id and, with a keyring,
+    /// whether it decrypts.
     pub fn check(&self, keyring: Option<&Keyring>, prefix: &str) -> Vec<TokenReport<'_>> {
         self.tokens()
             .map(|entry| {
                 let name = full_name(prefix, entry.secret_name().unwrap_or_default());
-                let key_id = token::peek_key_id(&entry.value);
+                let (version, key_id) = token::peek(&entry.value).unzip();
                 let result = match named(entry) {
                     Err(unnamed) => Some(Err(unnamed)),
                     Ok(()) => keyring.map(|k| token::decrypt(k, &name, &entry.value).map(drop)),
                 };
-                TokenReport { line: entry.line, name, key_id, result }
+                TokenReport { line: entry.line, name, key_id, version, result }
             })
             .collect()
     }
@@ -466,5 +500,53 @@ mod tests {
             reports.iter().all(|r| r.key_id == Some(ring.primary().id()) && matches!(r.result, Some(Ok(()))))
         );
         assert!(std::str::from_utf8(bytes.as_ref().unwrap()).unwrap().contains(&new));
+    }
+
+    #[test]
+    fn seal_to_a_recipient_needs_no_keyring_and_renders_with_it() {
+        let ring = ring();
+        let recipient = ring.primary().recipient().clone();
+        let text = "db:\n  password: \"s3cr3t: #x\"\n  user: app\n";
+        let file = ConfigFile::parse(Format::Yaml, text.as_bytes(), "x").unwrap();
+        let Sealed { bytes, changed } =
+            file.seal_to(&recipient, &Pattern::defaults(), "app/").unwrap().unwrap();
+        assert_eq!(
+            changed,
+            [Changed { line: 2, name: "app/db.password".into(), key_id: ring.primary().id() }]
+        );
+        let file = ConfigFile::parse(Format::Yaml, &bytes, "x").unwrap();
+        let reports = file.check(Some(&ring), "app/");
+        assert_eq!((reports[0].version, reports[0].key_id), (Some(2), Some(ring.primary().id())));
+        assert!(matches!(reports[0].result, Some(Ok(()))));
+        let rendered = file.render(&ring, "app/", &[]).unwrap();
+        let out = std::str::from_utf8(&rendered.bytes).unwrap();
+        assert!(out.starts_with("db:\n  password: ") && out.ends_with("\n  user: app\n"), "{out}");
+        assert!(!out.contains("ENCSTR:"), "{out}");
+        let file = ConfigFile::parse(Format::Yaml, b"s3cr3t\n", "x").unwrap();
+        let errors = file.seal_to(&recipient, &[Pattern::new("*").unwrap()], "").unwrap_err();
+        assert_eq!(errors[0].error.kind(), "unnamed");
+    }
+
+    /// ENCSTR v2 §5: a v1 token stays v1, a v2 token stays v2, each under the
+    /// primary key; tokens of the primary are left alone in both versions.
+    #[test]
+    fn reencrypt_keeps_each_tokens_version() {
+        let mut ring = ring();
+        let old_v1 = token::encrypt(&ring, "a", b"1").unwrap();
+        let old_v2 = token::seal_to(ring.primary().recipient(), "b", b"2").unwrap();
+        ring.append(Key::from_seed(Seed::from_bytes([9; 32]))).unwrap();
+        let new_v2 = token::seal_to(ring.primary().recipient(), "c", b"3").unwrap();
+        let text = format!("a={old_v1}\nb={old_v2}\nc={new_v2}\n");
+        let file = ConfigFile::parse(Format::Properties, text.as_bytes(), "x").unwrap();
+        let Reencrypted { bytes, changed, current } = file.reencrypt(&ring, "").unwrap();
+        assert_eq!((changed.len(), current), (2, 1));
+        let bytes = bytes.unwrap();
+        let file = ConfigFile::parse(Format::Properties, &bytes, "x").unwrap();
+        let got: Vec<_> = file.check(Some(&ring), "").into_iter().map(|r| (r.version, r.key_id)).collect();
+        let primary = Some(ring.primary().id());
+        assert_eq!(got, [(Some(1), primary), (Some(2), primary), (Some(2), primary)]);
+        assert!(std::str::from_utf8(&bytes).unwrap().contains(&new_v2));
+        let rendered = file.render(&ring, "", &[]).unwrap();
+        assert_eq!(rendered.bytes.as_slice(), b"a=1\nb=2\nc=3\n");
     }
 }

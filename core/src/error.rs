@@ -20,7 +20,7 @@ pub enum Error {
     },
 
     /// The token's version byte is not one this implementation reads.
-    #[error("{}unsupported_version: token version {version} (this encstr reads version 1)", name_prefix(.name))]
+    #[error("{}unsupported_version: token version {version} (this encstr reads versions 1 and 2)", name_prefix(.name))]
     UnsupportedVersion {
         /// Secret name the token was read for, when known.
         name: Option<String>,
@@ -102,6 +102,11 @@ pub enum Error {
     #[error("not a key id (expected 8 hex digits)")]
     InvalidKeyId,
 
+    /// A text given as a recipient (ENCSTR v2 §2) is not one; the inner
+    /// error says what is wrong (never echoing the text).
+    #[error("not a recipient: {0}")]
+    InvalidRecipient(#[from] crate::recipient::RecipientError),
+
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Random,
@@ -174,6 +179,7 @@ impl Error {
             Error::KeyNotFound { .. } | Error::AmbiguousKeyId { .. } => "key_not_found",
             Error::PrimaryKey { .. } => "primary_key",
             Error::InvalidKeyId => "invalid_key_id",
+            Error::InvalidRecipient(_) => "invalid_recipient",
             Error::Random => "random",
             Error::Parse { .. } | Error::NotUtf8 => "parse",
             Error::Unrepresentable { .. } => "unrepresentable",
@@ -183,7 +189,7 @@ impl Error {
     }
 
     /// Whether this is one of the four decryption error kinds of the ENCSTR
-    /// v1 specification (§3).
+    /// v1 specification (§3), which v2 (§4) shares.
     pub fn is_decrypt_error(&self) -> bool {
         matches!(
             self,

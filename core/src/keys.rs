@@ -1,9 +1,10 @@
 //! Keys: 32-byte seeds, the values HKDF derives from them, and key ids.
 //!
-//! A [`Key`] holds its seed and the prepared primitives (AES key schedules and
-//! a keyed HMAC state), so that decrypting a value costs no key setup. All of
-//! it is wiped from memory when the key is dropped, and none of it is ever
-//! printed: `Debug` shows only the public key id.
+//! A [`Key`] holds its seed and the prepared primitives (AES key schedules, a
+//! keyed HMAC state, and the X25519 sealing key pair of ENCSTR v2), so that
+//! decrypting a value costs no key setup. All of it is wiped from memory when
+//! the key is dropped, and none of it is ever printed: `Debug` shows only the
+//! public key id.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,11 +15,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use hmac::Hmac;
+use hpke::Kem as _;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
+use crate::recipient::Recipient;
 
 /// Length of a key seed in bytes.
 pub const SEED_LEN: usize = 32;
@@ -28,6 +31,8 @@ const INFO_ENC: &[u8] = b"ENCSTR v1 encryption";
 const INFO_MAC: &[u8] = b"ENCSTR v1 authentication";
 /// HKDF `info` for the public key id.
 const INFO_ID: &[u8] = b"ENCSTR v1 key id";
+/// HKDF `info` for the input of the v2 sealing key pair (ENCSTR v2 §1).
+const INFO_SEALING: &[u8] = b"ENCSTR v2 sealing key";
 /// The PBKDF2 salt of passphrase-derived seeds when a deployment chooses
 /// none (ENCSTR v1 §1). Choose one per deployment instead: with this one, a
 /// single precomputed dictionary attacks every deployment.
@@ -36,6 +41,10 @@ pub const DEFAULT_PASSPHRASE_SALT: &str = "ENCSTR v1 passphrase";
 pub const PASSPHRASE_ITERATIONS: u32 = 600_000;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
+/// The KEM of ENCSTR v2: DHKEM(X25519, HKDF-SHA256).
+pub(crate) type SealingKem = hpke::kem::X25519HkdfSha256;
+/// An X25519 sealing private key (wiped on drop by `x25519-dalek`).
+pub(crate) type SealingSecret = <SealingKem as hpke::Kem>::PrivateKey;
 
 /// The public 4-byte identifier of a key, shown as 8 lowercase hex digits.
 ///
@@ -167,12 +176,19 @@ impl Seed {
 }
 
 /// One key: a seed with the primitives derived from it, prepared for use.
+///
+/// The ENCSTR v2 sealing key pair (X25519, RFC 9180 `DeriveKeyPair`) is
+/// derived here too, once, when the key is made (so when a keyring loads):
+/// opening a v2 token costs no key derivation, and the private half is wiped
+/// with the key.
 pub struct Key {
     seed: Seed,
     id: KeyId,
     enc: Aes256Enc,
     dec: Aes256Dec,
     mac: HmacSha256,
+    sealing: SealingSecret,
+    recipient: Recipient,
 }
 
 impl fmt::Debug for Key {
@@ -194,7 +210,9 @@ impl Key {
         let enc = Aes256Enc::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
         let dec = Aes256Dec::new_from_slice(&enc_key[..]).expect("AES-256 key is 32 bytes");
         let mac = HmacSha256::new_from_slice(&mac_key[..]).expect("HMAC takes keys of any length");
-        Key { seed, id, enc, dec, mac }
+        let (sealing, public) = SealingKem::derive_keypair(&sealing_ikm(&seed)[..]);
+        let recipient = Recipient::from_public_key(id, &public);
+        Key { seed, id, enc, dec, mac, sealing, recipient }
     }
 
     /// A new random key.
@@ -231,6 +249,29 @@ impl Key {
         self.mac.clone()
     }
 
+    /// The key's public recipient (ENCSTR v2 §2): what anyone needs to seal
+    /// a value that only holders of this key can open. Not key material.
+    pub fn recipient(&self) -> &Recipient {
+        &self.recipient
+    }
+
+    /// The X25519 sealing private key, to open v2 tokens.
+    pub(crate) fn sealing_secret(&self) -> &SealingSecret {
+        &self.sealing
+    }
+
+    /// The v2 sealing key pair's input and its private key as RFC 9180
+    /// serializes it (clamped), to check them against published vectors.
+    /// Only with the `test-vectors` feature.
+    #[cfg(feature = "test-vectors")]
+    #[doc(hidden)]
+    pub fn sealing_keys_for_tests(&self) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+        use hpke::Serializable as _;
+        let mut sk = Zeroizing::new([0u8; 32]);
+        sk.copy_from_slice(&self.sealing.to_bytes());
+        (sealing_ikm(&self.seed), sk)
+    }
+
     /// The derived AES-256 and HMAC keys, to check them against published
     /// vectors. Only with the `test-vectors` feature: nothing else needs key
     /// material outside this crate.
@@ -239,6 +280,16 @@ impl Key {
         let (enc_key, mac_key, _) = derive(&self.seed);
         (enc_key, mac_key)
     }
+}
+
+/// `HKDF-SHA256(seed, salt = empty, info = "ENCSTR v2 sealing key")`: the
+/// input of the sealing key pair (ENCSTR v2 §1).
+fn sealing_ikm(seed: &Seed) -> Zeroizing<[u8; 32]> {
+    let mut ikm = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, seed.as_bytes())
+        .expand(INFO_SEALING, &mut ikm[..])
+        .expect("32 bytes is a valid HKDF length");
+    ikm
 }
 
 /// HKDF-SHA256 (empty salt) of a seed: encryption key, MAC key, key id.
@@ -313,5 +364,19 @@ mod tests {
         wiped::<sha2::block_api::Sha256VarCore>();
         wiped::<Aes256Enc>();
         wiped::<Aes256Dec>();
+        // hpke's X25519 private key wraps this type (its `zeroize` feature
+        // is on); the wrapper itself has no marker to check.
+        wiped::<x25519_dalek::StaticSecret>();
+    }
+
+    #[test]
+    fn each_key_has_its_own_recipient() {
+        let a = Key::from_seed(Seed::from_bytes([7; 32]));
+        let b = Key::from_seed(Seed::from_bytes([8; 32]));
+        assert_eq!(a.recipient().key_id(), a.id());
+        assert_ne!(a.recipient(), b.recipient());
+        assert_eq!(a.clone().recipient(), a.recipient(), "derived, not random");
+        let shown = format!("{a:?}");
+        assert!(!shown.contains(&a.recipient().to_string()[17..]), "{shown}");
     }
 }

@@ -8,9 +8,11 @@ use clap::{Args, Parser, Subcommand};
 
 /// encstr: keep configuration secrets encrypted as ENCSTR tokens.
 ///
-/// Values in config files are stored as `ENCSTR:<base64>`: AES-256-CBC with a
-/// random IV, authenticated with HMAC-SHA256 over the ciphertext and the
-/// secret's name. The newest key of a keyring encrypts; every key decrypts.
+/// Values in config files are stored as `ENCSTR:<base64>` tokens bound to the
+/// secret's name: made with a keyring (v1: AES-256-CBC and HMAC-SHA256; the
+/// newest key encrypts, every key decrypts), or sealed to a keyring key's
+/// public recipient by anyone, without the keyring (v2: HPKE, X25519 and
+/// AES-256-GCM). A keyring opens both.
 #[derive(Debug, Parser)]
 #[command(name = "encstr", version, about, long_about, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -27,9 +29,9 @@ pub enum Command {
     Keys(KeysCommand),
 
     /// Encrypt a value read from standard input; prints the token.
-    #[command(
-        after_help = "Example:\n  printf %s 's3cr3t' | encstr encrypt --name db.password --keyring keyring.txt"
-    )]
+    #[command(after_help = "Examples:
+  printf %s 's3cr3t' | encstr encrypt --name db.password --recipient 'ENCSTR-RECIPIENT:Ai01…'
+  printf %s 's3cr3t' | encstr encrypt --name db.password --keyring keyring.txt")]
     Encrypt {
         /// The secret name the value is bound to (for example `db.password`).
         #[arg(long)]
@@ -37,6 +39,8 @@ pub enum Command {
         /// Keep a trailing newline of the input (by default one is removed).
         #[arg(long)]
         keep_newline: bool,
+        #[command(flatten)]
+        recipient: RecipientArgs,
         #[command(flatten)]
         keyring: KeyringArgs,
     },
@@ -55,8 +59,11 @@ pub enum Command {
         keyring: KeyringArgs,
     },
 
-    /// Encrypt in place the plaintext values whose names match the patterns.
-    #[command(after_help = "Example:\n  encstr seal --keyring keyring.txt app.properties config/*.yaml")]
+    /// Encrypt in place the plaintext values whose names match the patterns:
+    /// sealed to a recipient (no keyring needed), or with a keyring.
+    #[command(after_help = "Examples:
+  encstr seal --recipient-file recipient.txt app.properties config/*.yaml
+  encstr seal --keyring keyring.txt app.properties config/*.yaml")]
     Seal {
         /// Files to seal.
         #[arg(required = true)]
@@ -71,10 +78,14 @@ pub enum Command {
         #[command(flatten)]
         files_opts: FileArgs,
         #[command(flatten)]
+        recipient: RecipientArgs,
+        #[command(flatten)]
         keyring: KeyringArgs,
     },
 
-    /// Re-encrypt, in place, every token not made by the primary key.
+    /// Re-encrypt, in place, every token not made by the primary key,
+    /// keeping its version: a keyring token stays one, a sealed token is
+    /// sealed to the primary's recipient.
     Reencrypt {
         /// Files to re-encrypt.
         #[arg(required = true)]
@@ -93,7 +104,8 @@ pub enum Command {
     /// reason`, and leave the target as it was.
     Render(Box<RenderArgs>),
 
-    /// List every token of the files and, with a keyring, whether it decrypts.
+    /// List every token of the files (name, key id, version) and, with a
+    /// keyring, whether it decrypts.
     ///
     /// Exits 1 if any token fails or any file cannot be parsed: meant for CI
     /// pipelines and pre-flight checks.
@@ -219,6 +231,19 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the primary key's recipient: the public text anyone may use to
+    /// seal values (`encstr seal --recipient`) that only this keyring opens.
+    /// Never prints key material.
+    #[command(after_help = "Examples:
+  encstr keys recipient --keyring keyring.txt > recipient.txt
+  encstr keys recipient --keyring keyring.txt --all")]
+    Recipient {
+        #[command(flatten)]
+        file: KeyringFile,
+        /// Every key's recipient, one per line with its key id and role.
+        #[arg(long)]
+        all: bool,
+    },
     /// Remove old keys. The primary key is never removed.
     #[command(group = clap::ArgGroup::new("what").required(true).args(["keep", "remove"]))]
     Prune {
@@ -328,6 +353,22 @@ pub struct KeyringArgs {
     pub passphrase_env: Option<String>,
     #[command(flatten)]
     pub passphrase: PassphraseOpts,
+}
+
+/// Sealing to a recipient instead of encrypting with a keyring.
+#[derive(Debug, Args, Default)]
+pub struct RecipientArgs {
+    /// Seal to this recipient (`ENCSTR-RECIPIENT:…`, as `encstr keys
+    /// recipient` prints it): writes ENCSTR v2 tokens that only holders of
+    /// the keyring can open; no keyring needed (and none is read, even if
+    /// ENCSTR_KEYRING is set).
+    #[arg(long, value_name = "RECIPIENT", conflicts_with_all = ["recipient_file", "keyring_env", "passphrase_env"])]
+    pub recipient: Option<String>,
+    /// Read the recipient from a file (one recipient; blank lines and `#`
+    /// comments ignored), for example the `recipient` key of the keyring's
+    /// published ConfigMap.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keyring_env", "passphrase_env"])]
+    pub recipient_file: Option<PathBuf>,
 }
 
 /// Options for commands that process config files.

@@ -46,6 +46,15 @@ pub enum CliError {
         source: encstr_core::Error,
     },
 
+    /// A recipient (ENCSTR v2) is unusable.
+    #[error("{origin}: {source}")]
+    Recipient {
+        /// The option or file it came from.
+        origin: String,
+        /// What is wrong with it (never echoing it).
+        source: encstr_core::Error,
+    },
+
     /// A keyring file already exists where a new one was to be created.
     #[error("{}: already exists; refusing to overwrite a keyring (use `encstr keys rotate` to add a key)", .0.display())]
     KeyringExists(PathBuf),

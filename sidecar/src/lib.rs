@@ -11,6 +11,7 @@ pub mod fsio;
 pub mod http;
 pub mod keyring_source;
 pub mod metrics;
+pub mod recipient_source;
 pub mod render;
 pub mod telemetry;
 
@@ -22,10 +23,12 @@ pub use error::{CliError, Result};
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keys(cmd) => keys::run(cmd),
-        Command::Encrypt { name, keep_newline, keyring } => values::encrypt(&name, keep_newline, &keyring),
+        Command::Encrypt { name, keep_newline, recipient, keyring } => {
+            values::encrypt(&name, keep_newline, &recipient, &keyring)
+        }
         Command::Decrypt { name, token, keyring } => values::decrypt(&name, token.as_deref(), &keyring),
-        Command::Seal { files, patterns, dry_run, files_opts, keyring } => {
-            files::seal(&files, &patterns, dry_run, &files_opts, &keyring)
+        Command::Seal { files, patterns, dry_run, files_opts, recipient, keyring } => {
+            files::seal(&files, &patterns, dry_run, &files_opts, &recipient, &keyring)
         }
         Command::Reencrypt { files, files_opts, keyring } => files::reencrypt(&files, &files_opts, &keyring),
         Command::Check { files, json, files_opts, keyring } => {

@@ -13,6 +13,12 @@ const ID_A: &str = "2d353d4a";
 const ID_B: &str = "07e5a8df";
 /// Vector token of key `a` for `db.password` = `s3cr3t`.
 const TOKEN_A: &str = "ENCSTR:AS01PUr3wut7dI2iP2n0Z1ao/a5cPNbq9DOrvg8zTd1epafyVao/53zUVI3hujP08EnBeA4=";
+/// The v2 vectors' recipients of keys `a` and `b`.
+const RECIPIENT_A: &str = "ENCSTR-RECIPIENT:Ai01PUrdkXai64TkzeGjfLiVwYMqvF6GHz1BFQvuuU30mlJAQgJ/Jj8=";
+const RECIPIENT_B: &str = "ENCSTR-RECIPIENT:AgflqN/aHCt/esV5K7e2OTM5ArKKU8trgwTDIYCDUvrKlLOjHOkJm7k=";
+/// v2 vector token sealed to key `a` for `db.password` = `s3cr3t`.
+const SEALED_A: &str =
+    "ENCSTR:Ai01PUqAQILX1FycLNdPTQq8V/FpfRtsn9vP1Tnlw/bNnT19V51V/NWnfljtCwLgdmJ/m42fregTqNU=";
 
 struct Out {
     code: i32,
@@ -315,8 +321,8 @@ fn decrypt_failures_are_one_line_with_kind_name_key_and_advice() {
         ),
         (
             "db.password",
-            TOKEN_A.replace("AS01", "Ai01"),
-            "db.password: unsupported_version: token version 2 (this encstr reads version 1); upgrade encstr",
+            TOKEN_A.replace("AS01", "Ay01"),
+            "db.password: unsupported_version: token version 3 (this encstr reads versions 1 and 2); upgrade encstr",
         ),
         (
             "db.password",
@@ -405,7 +411,7 @@ fn seal_check_reencrypt_across_formats() {
 
     let check = d.run(&[&["check", "--keyring", "keyring"][..], &names].concat());
     assert_eq!(check.code, 0, "{}", check.stderr);
-    assert!(check.stdout.contains("app.yaml:5 servers[0].token 2d353d4a ok\n"), "{}", check.stdout);
+    assert!(check.stdout.contains("app.yaml:5 servers[0].token 2d353d4a v1 ok\n"), "{}", check.stdout);
     assert_eq!(check.stderr, "7 token(s) in 6 file(s): 7 ok, 0 failed\n");
 
     // Rotate, re-encrypt: every token moves to the new primary.
@@ -460,7 +466,7 @@ fn seal_options_match_prefix_and_format_override() {
     let check = d.run(&["check", "--keyring", "keyring", "--format", "*.conf=dotenv", "settings.conf"]);
     assert_eq!(check.code, 1, "wrong prefix fails");
     assert!(
-        check.stdout.contains("settings.conf:1 DB_PASS 2d353d4a FAILED authentication_failed\n"),
+        check.stdout.contains("settings.conf:1 DB_PASS 2d353d4a v1 FAILED authentication_failed\n"),
         "{}",
         check.stdout
     );
@@ -492,7 +498,7 @@ fn check_reports_failures_and_broken_files_and_exits_1() {
     d.write("b.json", "{\"a\": \n");
     let out = d.run(&["check", "--keyring", "keyring", "a.yaml", "b.json"]);
     assert_eq!(out.code, 1);
-    assert_eq!(out.stdout, "a.yaml:2 db.password 2d353d4a FAILED unknown_key\n");
+    assert_eq!(out.stdout, "a.yaml:2 db.password 2d353d4a v1 FAILED unknown_key\n");
     assert_eq!(
         out.stderr,
         "encstr: error: b.json:line 2: invalid json: unexpected end of document\n\
@@ -502,7 +508,7 @@ fn check_reports_failures_and_broken_files_and_exits_1() {
     );
     // Without a keyring: listing only, and it succeeds.
     let list = d.run(&["check", "a.yaml"]);
-    assert_eq!((list.code, list.stdout.as_str()), (0, "a.yaml:2 db.password 2d353d4a\n"));
+    assert_eq!((list.code, list.stdout.as_str()), (0, "a.yaml:2 db.password 2d353d4a v1\n"));
 }
 
 #[test]
@@ -664,7 +670,7 @@ fn values_in_places_without_a_name_are_unnamed_everywhere() {
     assert_eq!(check.code, 1);
     assert_eq!(
         check.stdout,
-        "top.yaml:1 (unnamed) 2d353d4a FAILED unnamed\ncomplex.yaml:2 (unnamed) 2d353d4a FAILED unnamed\n"
+        "top.yaml:1 (unnamed) 2d353d4a v1 FAILED unnamed\ncomplex.yaml:2 (unnamed) 2d353d4a v1 FAILED unnamed\n"
     );
     assert!(check.stderr.contains("top.yaml:1 unnamed: this place has no secret name"), "{}", check.stderr);
     let listing = d.run(&["check", "top.yaml"]);
@@ -676,4 +682,278 @@ fn values_in_places_without_a_name_are_unnamed_everywhere() {
     assert!(seal.stderr.starts_with("empty.properties:1 unnamed: "), "{}", seal.stderr);
     assert_eq!(d.read("empty.properties"), "=plain-secret\n", "nothing sealed");
     no_secrets(&seal, &["plain-secret"]);
+}
+
+#[test]
+fn keys_recipient_prints_the_primary_and_never_key_material() {
+    let d = Dir::new("recipient");
+    d.keyring(&[KEY_A, KEY_B]);
+    let out = d.run(&["keys", "recipient", "--keyring", "keyring"]);
+    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, &*format!("{RECIPIENT_B}\n"), ""));
+    let all = d.run(&["keys", "recipient", "--keyring", "keyring", "--all"]);
+    assert_eq!(
+        all.stdout,
+        format!("{ID_A} decrypt-only {RECIPIENT_A}\n{ID_B} primary      {RECIPIENT_B}\n"),
+        "{}",
+        all.stderr
+    );
+    let env = d.run_with(&["keys", "recipient"], None, &[("ENCSTR_KEYRING", "keyring")]);
+    assert_eq!(env.stdout, format!("{RECIPIENT_B}\n"));
+    for o in [&out, &all, &env] {
+        no_secrets(o, &[KEY_A, KEY_B, &KEY_A[..20], &KEY_B[..20]]);
+    }
+    // After a rotation the primary, and so the recipient, is the new key.
+    let new_id = d.run(&["keys", "rotate", "--keyring", "keyring"]).stdout.trim().to_owned();
+    let after = d.run(&["keys", "recipient", "--keyring", "keyring", "--all"]);
+    let last = after.stdout.lines().last().unwrap().to_owned();
+    assert!(last.starts_with(&format!("{new_id} primary      ENCSTR-RECIPIENT:")), "{last}");
+    assert_eq!(d.run(&["keys", "recipient", "--keyring", "keyring"]).stdout.trim(), &last[22..]);
+    assert_eq!(d.run(&["keys", "recipient", "--keyring", "missing"]).code, 1);
+}
+
+#[test]
+fn encrypt_to_a_recipient_needs_no_keyring_and_decrypts_with_it() {
+    let d = Dir::new("encrypt-recipient");
+    // No keyring anywhere: only the recipient, from the option or a file.
+    let sealed =
+        d.run_with(&["encrypt", "--name", "db.password", "--recipient", RECIPIENT_A], Some(b"s3cr3t\n"), &[]);
+    assert_eq!(sealed.code, 0, "{}", sealed.stderr);
+    let token = sealed.stdout.trim().to_owned();
+    assert!(token.starts_with("ENCSTR:Ai01PU"), "a v2 token of key a: {token}");
+    d.write("recipient.txt", &format!("# published by the operator\n\n  {RECIPIENT_A}  \n"));
+    let from_file = d.run_with(
+        &["encrypt", "--name", "db.password", "--recipient-file", "recipient.txt"],
+        Some(b"s3cr3t"),
+        &[],
+    );
+    let token2 = from_file.stdout.trim().to_owned();
+    assert_ne!(token, token2, "a fresh ephemeral key per token");
+    // A keyring named in the environment is not read when a recipient is given.
+    let env = d.run_with(
+        &["encrypt", "--name", "db.password", "--recipient", RECIPIENT_A],
+        Some(b"s3cr3t"),
+        &[("ENCSTR_KEYRING", "no-such-file")],
+    );
+    assert_eq!(env.code, 0, "{}", env.stderr);
+    d.keyring(&[KEY_A]);
+    for t in [&token, &token2, &env.stdout.trim().to_owned(), &SEALED_A.to_owned()] {
+        let plain = d.run(&["decrypt", "--keyring", "keyring", "--name", "db.password", t]);
+        assert_eq!((plain.code, plain.stdout.as_str()), (0, "s3cr3t"), "{}", plain.stderr);
+    }
+    let wrong = d.run(&["decrypt", "--keyring", "keyring", "--name", "ldap.password", &token]);
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.starts_with("encstr: error: ldap.password: authentication_failed: key 2d353d4a"),
+        "{}",
+        wrong.stderr
+    );
+    no_secrets(&sealed, &["s3cr3t"]);
+    // A recipient and a keyring source at once is a usage error.
+    let both = d.run(&["encrypt", "--name", "n", "--recipient", RECIPIENT_A, "--keyring-env", "X"]);
+    assert_eq!(both.code, 2);
+    let two = d.write("two.txt", &format!("{RECIPIENT_A}\n{RECIPIENT_B}\n"));
+    let _ = two;
+    let out = d.run_with(&["encrypt", "--name", "n", "--recipient-file", "two.txt"], Some(b"x"), &[]);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (2, "encstr: error: two.txt: holds 2 lines; a recipient file holds one recipient\n")
+    );
+}
+
+#[test]
+fn malformed_recipients_are_one_line_errors_naming_the_problem() {
+    let d = Dir::new("bad-recipient");
+    d.write("app.properties", "db.password = s3cr3t\n");
+    let body = &RECIPIENT_A["ENCSTR-RECIPIENT:".len()..];
+    let cases = [
+        (
+            "ENCSTR-RECIPIENT:Ai01PUrdkXai64TkzeGjfLiVwYMqvF6GHz1BFQvuuU30mlJAQgJ/Jj4=".to_owned(),
+            "check bytes do not match",
+        ),
+        (
+            "ENCSTR-RECIPIENT:AS01PUrdkXai64TkzeGjfLiVwYMqvF6GHz1BFQvuuU30mlJAQtMAtTA=".to_owned(),
+            "version byte 1",
+        ),
+        (
+            "ENCSTR-RECIPIENT:Ai01PUrdkXai64TkzeGjfLiVwYMqvF6GHz1BFQvuuU30mlJAQgJ/Jg==".to_owned(),
+            "40 bytes after decoding",
+        ),
+        (RECIPIENT_A.trim_end_matches('=').to_owned(), "not canonical standard base64"),
+        (format!("ENCSTR:{body}"), "this is an ENCSTR: token"),
+        (body.to_owned(), "does not start with ENCSTR-RECIPIENT:"),
+        (
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".to_owned(),
+            "this is an age/SSH backup recipient (for `encstr keys backup`), not an ENCSTR recipient",
+        ),
+    ];
+    for (recipient, why) in &cases {
+        for cmd in [
+            &["seal", "--recipient", recipient, "app.properties"][..],
+            &["encrypt", "--name", "n", "--recipient", recipient],
+        ] {
+            let out = d.run_with(cmd, Some(b"x"), &[]);
+            assert_eq!(out.code, 1, "{recipient}: {}", out.stderr);
+            assert!(
+                out.stderr.starts_with("encstr: error: --recipient: not a recipient: "),
+                "{}",
+                out.stderr
+            );
+            assert!(out.stderr.contains(why), "{recipient}: {}", out.stderr);
+            assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+            assert!(out.stdout.is_empty());
+            if recipient.len() > 40 {
+                assert!(!out.stderr.contains(&recipient[17..40]), "never echoed: {}", out.stderr);
+            }
+        }
+    }
+    assert_eq!(d.read("app.properties"), "db.password = s3cr3t\n", "nothing sealed");
+    // And the other way round: a sealing recipient given to a backup.
+    d.keyring(&[KEY_A]);
+    let out = d.run(&["keys", "backup", "--keyring", "keyring", "--recipient", RECIPIENT_A]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("this is an ENCSTR recipient (for sealing values: `encstr seal --recipient`), not a backup recipient (age1… or an SSH public key)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    no_secrets(&out, &[KEY_A]);
+}
+
+#[test]
+fn seal_to_a_recipient_keeps_every_seal_behaviour() {
+    let d = Dir::new("seal-recipient");
+    let files = [
+        ("app.properties", "# app\ndb.password = s3cr3t\ndb.user = app\n"),
+        ("app.env", "export API_TOKEN=\"tok en\" # c\nPORT=8080\n"),
+        ("app.yaml", "db:\n  password: 's3cr3t'  # keep\n  host: db\n"),
+        ("settings.conf", "DB_PASS=x\nDB_HOST=y\n"),
+        ("db.password", "raw-secret\n"),
+    ];
+    for (f, text) in files {
+        d.write(f, text);
+    }
+    std::fs::set_permissions(d.path("app.yaml"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    d.write("recipient.txt", &format!("{RECIPIENT_A}\n"));
+    let names = ["app.properties", "app.env", "app.yaml", "db.password"];
+    let seal = |extra: &[&str]| d.run(&[&["seal", "--recipient-file", "recipient.txt"][..], extra].concat());
+    let dry = seal(&[&["--dry-run"][..], &names].concat());
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("app.yaml:2 db.password: would seal to the recipient of key 2d353d4a\n"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.ends_with("would seal 4 value(s) in 4 file(s)\n"), "{}", dry.stdout);
+    for (f, text) in files {
+        assert_eq!(d.read(f), text, "a dry run changes nothing");
+    }
+    let sealed = seal(&names);
+    assert_eq!(sealed.code, 0, "{}", sealed.stderr);
+    assert!(sealed.stdout.ends_with("sealed 4 value(s) in 4 file(s)\n"), "{}", sealed.stdout);
+    no_secrets(&sealed, &["s3cr3t", "tok en", "raw-secret"]);
+    let yaml = d.read("app.yaml");
+    assert!(
+        yaml.starts_with("db:\n  password: 'ENCSTR:Ai01PU") && yaml.ends_with("'  # keep\n  host: db\n"),
+        "{yaml}"
+    );
+    assert!(
+        d.read("app.env").starts_with("export API_TOKEN=\"ENCSTR:Ai01PU")
+            && d.read("app.env").ends_with("\" # c\nPORT=8080\n")
+    );
+    assert!(d.read("db.password").starts_with("ENCSTR:Ai01PU"));
+    assert_eq!(
+        std::fs::metadata(d.path("app.yaml")).unwrap().permissions().mode() & 0o777,
+        0o640,
+        "the mode is kept (atomic replacement), as with a keyring"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&d.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+    assert_eq!(seal(&["app.yaml"]).stdout, "app.yaml: nothing to seal\nsealed 0 value(s) in 0 file(s)\n");
+    // --match, --format and --name-prefix as with a keyring.
+    let opts =
+        seal(&["--match", "*_pass", "--format", "*.conf=dotenv", "--name-prefix", "app/", "settings.conf"]);
+    assert_eq!(
+        opts.stdout,
+        "settings.conf:1 app/DB_PASS: sealed to the recipient of key 2d353d4a\nsealed 1 value(s) in 1 file(s)\n",
+        "{}",
+        opts.stderr
+    );
+    // Only the keyring opens them: check lists v2, and every value is what it was.
+    d.keyring(&[KEY_A]);
+    let check = d.run(&[&["check", "--keyring", "keyring"][..], &names].concat());
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(check.stdout.contains("app.yaml:2 db.password 2d353d4a v2 ok\n"), "{}", check.stdout);
+    let check = d.run(&[
+        "check",
+        "--keyring",
+        "keyring",
+        "--format",
+        "*.conf=dotenv",
+        "--name-prefix",
+        "app/",
+        "settings.conf",
+    ]);
+    assert_eq!((check.code, check.stdout.as_str()), (0, "settings.conf:1 app/DB_PASS 2d353d4a v2 ok\n"));
+    let token = d.read("app.properties").lines().nth(1).unwrap().split(" = ").nth(1).unwrap().to_owned();
+    assert_eq!(d.run(&["decrypt", "--keyring", "keyring", "--name", "db.password", &token]).stdout, "s3cr3t");
+    let other = Dir::new("seal-recipient-other");
+    other.keyring(&[KEY_B]);
+    let check = other.run(&["check", "--keyring", "keyring", d.path("app.yaml").to_str().unwrap()]);
+    assert_eq!(check.code, 1, "another keyring cannot open it");
+    assert!(check.stdout.ends_with("db.password 2d353d4a v2 FAILED unknown_key\n"), "{}", check.stdout);
+}
+
+/// ENCSTR v2 §5: decrypt, check and reencrypt read both versions;
+/// re-encryption keeps each token's version.
+#[test]
+fn check_and_reencrypt_keep_each_tokens_version() {
+    let d = Dir::new("versions");
+    d.keyring(&[KEY_A, KEY_B]);
+    d.write("app.properties", &format!("db.password = {TOKEN_A}\nother.password = x\n"));
+    d.write("sealed.yaml", &format!("db:\n  password: {SEALED_A}\n"));
+    assert_eq!(d.run(&["seal", "--recipient", RECIPIENT_A, "app.properties"]).code, 0);
+    let check = d.run(&["check", "app.properties", "sealed.yaml"]);
+    assert_eq!(
+        check.stdout,
+        "app.properties:1 db.password 2d353d4a v1\napp.properties:2 other.password 2d353d4a v2\nsealed.yaml:2 db.password 2d353d4a v2\n"
+    );
+    let re = d.run(&["reencrypt", "--keyring", "keyring", "app.properties", "sealed.yaml"]);
+    assert_eq!(re.code, 0, "{}", re.stderr);
+    assert_eq!(
+        re.stdout,
+        format!(
+            "app.properties: 2 re-encrypted under key {ID_B}, 0 already under it\nsealed.yaml: 1 re-encrypted under key {ID_B}, 0 already under it\n"
+        )
+    );
+    let check = d.run(&["check", "--json", "--keyring", "keyring", "app.properties", "sealed.yaml"]);
+    let rows: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    let got: Vec<(String, u64, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["version"].as_u64().unwrap(),
+                r["key_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("db.password".into(), 1, ID_B.into()),
+            ("other.password".into(), 2, ID_B.into()),
+            ("db.password".into(), 2, ID_B.into())
+        ]
+    );
+    assert!(rows.as_array().unwrap().iter().all(|r| r["status"] == "ok"), "{rows}");
+    let token = d.read("sealed.yaml").trim_start_matches("db:\n  password: ").trim().to_owned();
+    assert!(token.starts_with("ENCSTR:AgflqN"), "sealed to b's recipient now: {token}");
+    assert_eq!(d.run(&["decrypt", "--keyring", "keyring", "--name", "db.password", &token]).stdout, "s3cr3t");
 }

@@ -175,6 +175,98 @@ fn renders_every_format_so_real_parsers_read_exact_plaintexts() {
     assert_eq!(std::fs::metadata(t.join("conf")).unwrap().permissions().mode() & 0o777, 0o550);
 }
 
+/// Values sealed to the keyring's recipients (ENCSTR v2, made with no
+/// keyring) and values encrypted with the keyring (v1) render alike, in every
+/// format, and the real parsers read the exact plaintexts.
+#[test]
+fn renders_sealed_and_keyring_tokens_alike() {
+    let d = Dir::new("sealed");
+    let ring = keyring(&d, &[KEY_A, KEY_B]);
+    // Key a's recipient, read with the keyring holding only a (before b came).
+    let ring_a = d.path("ring-a");
+    std::fs::write(&ring_a, format!("{KEY_A}\n")).unwrap();
+    std::fs::set_permissions(&ring_a, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ra, rb) = (recipient(&ring_a), recipient(&ring));
+    let mut expected = BTreeMap::new();
+    let (mut yaml, mut json, mut env) = (String::from("db:\n"), String::from("{"), String::new());
+    for (i, plain) in NASTY.iter().enumerate() {
+        let key = format!("p{i}_password");
+        let r = if i % 2 == 0 { &ra } else { &rb };
+        yaml.push_str(&format!("  {key}: {}\n", seal(r, &format!("db.{key}"), plain.as_bytes())));
+        let v1 = encrypt(&ring, &key, plain.as_bytes());
+        json.push_str(&format!(
+            "{}\"{key}\": \"{}\"",
+            if i == 0 { "" } else { ", " },
+            seal(r, &key, plain.as_bytes())
+        ));
+        env.push_str(&format!("{key}={v1}\n"));
+        expected.insert(key, plain.to_string());
+    }
+    json.push_str("}\n");
+    let raw = seal(&rb, "db-password", b"raw secret");
+    let src = d.path("src");
+    Volume::new(
+        src.clone(),
+        &[
+            ("app.yaml", yaml.as_bytes()),
+            ("app.json", json.as_bytes()),
+            ("app.env", env.as_bytes()),
+            ("db-password", format!("{raw}\n").as_bytes()),
+        ],
+    );
+    let t = d.path("out");
+    let out = run(
+        &[
+            "render",
+            "--source",
+            src.to_str().unwrap(),
+            "--target",
+            t.to_str().unwrap(),
+            "--keyring",
+            ring.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (file, format) in [("app.json", "json"), ("app.env", "dotenv"), ("app.yaml", "yaml")] {
+        let py = Command::new("python3")
+            .arg(parsers_dir().join("read_values.py"))
+            .arg(t.join(file))
+            .arg(format)
+            .output()
+            .expect("python3");
+        assert!(py.status.success(), "{file}: {}", String::from_utf8_lossy(&py.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+        let got = if format == "yaml" { got["db"].clone() } else { got };
+        for (k, v) in &expected {
+            assert_eq!(got[k].as_str(), Some(v.as_str()), "{file} {k}");
+        }
+    }
+    assert_eq!(std::fs::read(t.join("db-password")).unwrap(), b"raw secret");
+    // A keyring without key b cannot open what was sealed to b.
+    let out = run(
+        &[
+            "render",
+            "--source",
+            src.to_str().unwrap(),
+            "--target",
+            d.path("out2").to_str().unwrap(),
+            "--keyring",
+            ring_a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("app.yaml:3 db.p1_password: unknown_key")
+            && err.contains("db-password:1 db-password: unknown_key"),
+        "{err}"
+    );
+    assert!(!err.contains("db.p0_password"), "sealed to key a, it opens: {err}");
+    assert!(!err.contains("raw secret"), "{err}");
+}
+
 #[test]
 fn failures_keep_the_previous_output_and_report_every_value() {
     let d = Dir::new("fail");
@@ -337,18 +429,20 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     // promtool accepts the exposition.
     promtool_accepts(&metrics(&addr));
 
-    // kubelet swaps ..data: the change is rendered; the untouched file is not rewritten.
-    let v2 = format!("db.password = {}\n", encrypt(&ring, "db.password", b"two"));
+    // kubelet swaps ..data: the change (now a value sealed to the keyring's
+    // recipient, ENCSTR v2) is rendered; the untouched file is not rewritten.
+    let v2 = format!("db.password = {}\n", seal(&recipient(&ring), "db.password", b"two"));
     vol.update(&[("app.properties", v2.as_bytes()), ("other.yaml", other.as_bytes())]);
     wait_for(10, "re-render", || {
         (std::fs::read_to_string(target.join("app.properties")).ok()? == "db.password = two\n").then_some(())
     });
     assert_eq!(std::fs::metadata(target.join("other.yaml")).unwrap().ino(), other_inode);
 
-    // A token of an unknown key: the last good output stays, the failure is counted.
+    // A token of an unknown key (sealed to key b's recipient): the last good
+    // output stays, the failure is counted.
     let foreign_ring = d.path("foreign");
     std::fs::write(&foreign_ring, format!("{KEY_B}\n")).unwrap();
-    let bad = format!("db.password = {}\n", encrypt(&foreign_ring, "db.password", b"three"));
+    let bad = format!("db.password = {}\n", seal(&recipient(&foreign_ring), "db.password", b"three"));
     vol.update(&[("app.properties", bad.as_bytes()), ("other.yaml", other.as_bytes())]);
     let m = wait_for(10, "a failed render", || {
         let m = metrics(&addr);

@@ -7,7 +7,7 @@ use encstr_core::{ConfigFile, Format, Keyring};
 use serde::Serialize;
 
 use super::{say, warn};
-use crate::cli::{FileArgs, KeyringArgs};
+use crate::cli::{FileArgs, KeyringArgs, RecipientArgs};
 use crate::error::{CliError, Result};
 use crate::fsio;
 
@@ -73,15 +73,20 @@ impl Input {
     }
 }
 
-/// `encstr seal`.
+/// `encstr seal`: to a recipient when one is given (ENCSTR v2, no keyring
+/// read), else with the keyring (v1).
 pub fn seal(
     files: &[PathBuf],
     patterns: &[String],
     dry_run: bool,
     opts: &FileArgs,
+    recipient: &RecipientArgs,
     keyring: &KeyringArgs,
 ) -> Result<()> {
-    let ring = keyring.load()?;
+    let to = match recipient.load()? {
+        Some(r) => Ok(r),
+        None => Err(keyring.load()?),
+    };
     let rules = FormatRules::parse(&opts.formats)?;
     let patterns = if patterns.is_empty() {
         Pattern::defaults()
@@ -92,7 +97,12 @@ pub fn seal(
     let (mut total, mut touched, mut failed) = (0, 0, 0);
     for path in files {
         let result = Input::read(path, &rules, opts.max_file_size).and_then(|input| {
-            let sealed = match input.parse()?.seal(&ring, &patterns, &opts.name_prefix) {
+            let file = input.parse()?;
+            let sealed = match &to {
+                Ok(recipient) => file.seal_to(recipient, &patterns, &opts.name_prefix),
+                Err(ring) => file.seal(ring, &patterns, &opts.name_prefix),
+            };
+            let sealed = match sealed {
                 Ok(sealed) => sealed,
                 Err(errors) => {
                     for e in &errors {
@@ -107,8 +117,9 @@ pub fn seal(
             if !dry_run {
                 fsio::write_atomic(&input.path, &bytes, 0o600)?;
             }
+            let how = if to.is_ok() { "to the recipient of key" } else { "with key" };
             for c in &changed {
-                say(format_args!("{}:{} {}: {verb} with key {}", input.shown, c.line, c.name, c.key_id))?;
+                say(format_args!("{}:{} {}: {verb} {how} {}", input.shown, c.line, c.name, c.key_id))?;
             }
             Ok(changed.len())
         });
@@ -187,6 +198,8 @@ struct CheckRow {
     line: usize,
     name: Option<String>,
     key_id: Option<String>,
+    /// 1 (made with a keyring) or 2 (sealed to a recipient).
+    version: Option<u8>,
     /// `ok`, `failed`, `unchecked` (no keyring) or `invalid_file`.
     status: &'static str,
     error_kind: Option<&'static str>,
@@ -234,6 +247,7 @@ impl CheckOutput {
                     line: r.line,
                     name: name.map(str::to_owned),
                     key_id: r.key_id.map(|k| k.to_string()),
+                    version: r.version,
                     status,
                     error_kind: error.map(encstr_core::Error::kind),
                     error: error.map(hint),
@@ -247,9 +261,12 @@ impl CheckOutput {
             l.push(' ');
             l.push_str(name.unwrap_or(UNNAMED));
             l.push(' ');
-            match r.key_id {
-                Some(id) => l.push_str(std::str::from_utf8(&id.hex()).expect("hex is ASCII")),
-                None => l.push('-'),
+            match r.key_id.zip(r.version) {
+                Some((id, version)) => {
+                    l.push_str(std::str::from_utf8(&id.hex()).expect("hex is ASCII"));
+                    l.push_str(if version == encstr_core::token::SEALED_VERSION { " v2" } else { " v1" });
+                }
+                None => l.push_str("- -"),
             }
             match error {
                 None if status == "ok" => l.push_str(" ok\n"),
@@ -283,6 +300,7 @@ impl CheckOutput {
             line,
             name: None,
             key_id: None,
+            version: None,
             status: "invalid_file",
             error_kind: Some("parse"),
             error: Some(e.to_string()),

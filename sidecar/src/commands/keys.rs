@@ -1,4 +1,4 @@
-//! `encstr keys init|rotate|list|prune|derive`.
+//! `encstr keys init|rotate|list|recipient|prune|derive`.
 
 use std::path::Path;
 
@@ -90,6 +90,17 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                     k.key_id,
                     if k.primary { "primary" } else { "decrypt-only" }
                 ))?;
+            }
+            Ok(())
+        }
+        KeysCommand::Recipient { file, all } => {
+            let ring = load_file(&file.keyring)?;
+            if !all {
+                return say(ring.primary().recipient());
+            }
+            for key in ring.keys() {
+                let role = if ring.is_primary(key) { "primary" } else { "decrypt-only" };
+                say(format_args!("{} {role:<12} {}", key.id(), key.recipient()))?;
             }
             Ok(())
         }

@@ -6,12 +6,22 @@ use encstr_core::token;
 use zeroize::Zeroizing;
 
 use super::say;
-use crate::cli::KeyringArgs;
+use crate::cli::{KeyringArgs, RecipientArgs};
 use crate::error::{CliError, Result};
 
-/// Encrypt standard input for `name`; print the token.
-pub fn encrypt(name: &str, keep_newline: bool, keyring: &KeyringArgs) -> Result<()> {
-    let ring = keyring.load()?;
+/// Encrypt standard input for `name`; print the token: sealed to the
+/// recipient when one is given (no keyring read), else with the keyring.
+pub fn encrypt(
+    name: &str,
+    keep_newline: bool,
+    recipient: &RecipientArgs,
+    keyring: &KeyringArgs,
+) -> Result<()> {
+    // Check the recipient or keyring before reading the value.
+    let to = match recipient.load()? {
+        Some(r) => Ok(r),
+        None => Err(keyring.load()?),
+    };
     let mut plain = if std::io::stdin().is_terminal() { read_hidden(name)? } else { read_stdin()? };
     if !keep_newline && plain.last() == Some(&b'\n') {
         plain.pop();
@@ -19,7 +29,10 @@ pub fn encrypt(name: &str, keep_newline: bool, keyring: &KeyringArgs) -> Result<
             plain.pop();
         }
     }
-    say(token::encrypt(&ring, name, &plain)?)
+    say(match &to {
+        Ok(recipient) => token::seal_to(recipient, name, &plain)?,
+        Err(ring) => token::encrypt(ring, name, &plain)?,
+    })
 }
 
 /// Decrypt a token (argument or standard input) for `name`; write the exact

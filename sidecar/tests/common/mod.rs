@@ -105,6 +105,31 @@ pub fn encrypt(keyring: &Path, name: &str, plain: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// The primary key's recipient, as `encstr keys recipient` prints it.
+pub fn recipient(keyring: &Path) -> String {
+    let out = Command::new(bin()).args(["keys", "recipient", "--keyring"]).arg(keyring).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A value sealed to a recipient (an ENCSTR v2 token) by `encstr encrypt
+/// --recipient`, with no keyring.
+pub fn seal(recipient: &str, name: &str, plain: &[u8]) -> String {
+    let mut child = Command::new(bin())
+        .args(["encrypt", "--keep-newline", "--name", name, "--recipient", recipient])
+        .env_remove("ENCSTR_KEYRING")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(plain).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("ENCSTR:A"), "{token}");
+    token
+}
+
 /// A GET over plain HTTP/1.1: status and body.
 pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
