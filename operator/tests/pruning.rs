@@ -198,3 +198,33 @@ fn a_namespace_deleted_and_made_again_keeps_its_keys() {
     let rendered = render_ok(&env, &keyring_secret(&env, "team-b", "listed").unwrap().0, listed_line);
     assert!(rendered.contains("listed.password = s3cr3t"), "the app in team-b renders again");
 }
+
+/// A key whose only tokens are v2 (sealed to its recipient, by someone who
+/// holds no key) is in use: it is not pruned.
+#[test]
+fn a_key_only_sealed_tokens_use_is_kept() {
+    let (mut env, install) = setup("prune-sealed", &["print"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--usage-scan-interval", "1s"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec:\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 1, minDecryptOnlyAge: 1s}\n",
+    );
+    let first = wait(20, "the master", || keyring_secret(&env, "print", "agents")).0;
+    let token = seal_with(&env, first.lines().next().unwrap(), "smtp.password", "s3cr3t");
+    let config = format!("smtp.password = {token}\n");
+    kubectl(
+        &env,
+        &["create", "configmap", "app", "-n", "print", &format!("--from-literal=app.properties={config}")],
+    );
+    kubectl(&env, &["annotate", "skr", "agents", "-n", "print", "encstr.io/rotate=1"]);
+    wait(40, "blocked by the sealed token", || {
+        let (s, _, m) = condition(&status(&env, "print", "agents"), "PruneBlocked")?;
+        (s == "True" && m.contains("print/ConfigMap/app:app.properties")).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (text, _, _) = keyring_secret(&env, "print", "agents").unwrap();
+    assert_eq!(text.lines().count(), 2, "the key only a sealed token uses was pruned");
+    let rendered = render_ok(&env, &text, &config);
+    assert!(rendered.contains("smtp.password = s3cr3t"), "the sealed value still opens");
+}

@@ -367,6 +367,28 @@ pub fn encrypt_with(env: &Env, keyring_line: &str, name: &str, plain: &str) -> S
     String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_owned()
 }
 
+/// A v2 token sealed to the recipient of one keyring line, through the
+/// real `encstr keys recipient` and `encstr encrypt --recipient` (the
+/// sealer holds no key).
+pub fn seal_with(env: &Env, keyring_line: &str, name: &str, plain: &str) -> String {
+    let file = env.dir.join(format!("k-{}", rand()));
+    std::fs::write(&file, format!("{keyring_line}\n")).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = Command::new(encstr()).args(["keys", "recipient", "--keyring"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "keys recipient: {}", String::from_utf8_lossy(&out.stderr));
+    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut child = Command::new(encstr())
+        .args(["encrypt", "--name", name, "--recipient", &recipient])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), plain.as_bytes()).unwrap();
+    let token = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_owned();
+    assert_eq!(encstr_core::token::peek(&token).map(|(v, _)| v), Some(2), "a version-2 token");
+    token
+}
+
 /// The key lines of a keyring text, as a set.
 pub fn lines(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_owned).collect()
