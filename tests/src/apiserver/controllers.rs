@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use super::kinds::crd::CRD_FINALIZER;
+use super::kinds::namespace::NAMESPACE_FINALIZER;
 use super::store::{DeleteOpts, ObjKey, Opts, Store, now};
-use super::strategy::{CRD_FINALIZER, NAMESPACE_FINALIZER};
 
 /// The ConfigMap every namespace gets.
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";

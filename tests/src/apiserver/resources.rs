@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::kinds;
 use super::schema::Schema;
+use super::strategy::Strategy;
 use super::validation::NameRule;
 
 /// A printer column (`additionalPrinterColumns` or a built-in's).
@@ -64,6 +66,8 @@ pub struct ResourceType {
     pub verbs: &'static [&'static str],
     /// Categories (`all`).
     pub categories: Vec<String>,
+    /// The kind's behaviour (found once, when the type is made).
+    pub strategy: &'static dyn Strategy,
 }
 
 const ALL_VERBS: &[&str] =
@@ -102,6 +106,7 @@ impl ResourceType {
             columns: vec![Column::new("Age", "date", ".metadata.creationTimestamp")],
             verbs: ALL_VERBS,
             categories: Vec::new(),
+            strategy: kinds::lookup(group, plural),
         }
     }
 
@@ -123,11 +128,6 @@ impl ResourceType {
     /// `plural` or `plural.group`, as in error messages.
     pub fn qualified(&self) -> String {
         super::errors::qualified(&self.plural, &self.group)
-    }
-
-    /// Whether this is the CustomResourceDefinition type.
-    pub fn is_crd(&self) -> bool {
-        self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"
     }
 
     /// Whether this is the core Namespace type.
@@ -549,6 +549,7 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
                     .as_array()
                     .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default(),
+                strategy: kinds::custom(),
             }
         })
         .collect()

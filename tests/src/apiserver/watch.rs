@@ -95,90 +95,96 @@ impl ListOptions {
             )
             .map_err(ApiError::bad_request)?,
         };
-        let rv = o.resource_version.clone().unwrap_or_default();
-        let m = o.rv_match.clone();
-        let mut errs = Vec::new();
-        if o.watch {
-            if let Some(send) = o.send_initial {
-                if m != "NotOlderThan" {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                    ));
-                }
-                if send && !o.bookmarks {
-                    errs.push(FieldError::forbidden(
-                        "allowWatchBookmarks",
-                        "allowWatchBookmarks must be set to true when sendInitialEvents is provided",
-                    ));
-                }
-            }
-            if !m.is_empty() {
-                if o.send_initial.is_none() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-                    ));
-                }
-                if m != "NotOlderThan" {
-                    errs.push(FieldError::not_supported(
-                        "resourceVersionMatch",
-                        &json!(m),
-                        &["NotOlderThan"],
-                    ));
-                }
-                if o.continue_token.is_some() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden when continue is provided",
-                    ));
-                }
-            }
-            // A legacy watch from "now" or "any" streams the initial state
-            // (the WatchList defaulting of kube-apiserver 1.32+).
-            if o.send_initial.is_none() && m.is_empty() && (rv.is_empty() || rv == "0") {
-                o.send_initial = Some(true);
-                o.rv_match = "NotOlderThan".into();
-            }
-        } else {
-            if !m.is_empty() {
-                if rv.is_empty() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                    ));
-                }
-                if o.continue_token.is_some() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden when continue is provided",
-                    ));
-                }
-                if m != "Exact" && m != "NotOlderThan" {
-                    errs.push(FieldError::not_supported(
-                        "resourceVersionMatch",
-                        &json!(m),
-                        &["Exact", "NotOlderThan", ""],
-                    ));
-                }
-                if m == "Exact" && rv == "0" {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-                    ));
-                }
-            }
-            if o.send_initial.is_some() {
-                errs.push(FieldError::forbidden(
-                    "sendInitialEvents",
-                    "sendInitialEvents is forbidden for list",
-                ));
-            }
-        }
+        let errs = if o.watch { o.watch_errors() } else { o.list_errors() };
         if !errs.is_empty() {
             return Err(list_options_invalid(errs));
         }
         Ok(o)
+    }
+
+    /// The rules of a watch's options (and the WatchList defaulting).
+    fn watch_errors(&mut self) -> Vec<FieldError> {
+        let o = self;
+        let rv = o.resource_version.clone().unwrap_or_default();
+        let m = o.rv_match.clone();
+        let mut errs = Vec::new();
+        if let Some(send) = o.send_initial {
+            if m != "NotOlderThan" {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+            if send && !o.bookmarks {
+                errs.push(FieldError::forbidden(
+                    "allowWatchBookmarks",
+                    "allowWatchBookmarks must be set to true when sendInitialEvents is provided",
+                ));
+            }
+        }
+        if !m.is_empty() {
+            if o.send_initial.is_none() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errs.push(FieldError::not_supported("resourceVersionMatch", &json!(m), &["NotOlderThan"]));
+            }
+            if o.continue_token.is_some() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+        // A legacy watch from "now" or "any" streams the initial state
+        // (the WatchList defaulting of kube-apiserver 1.32+).
+        if o.send_initial.is_none() && m.is_empty() && (rv.is_empty() || rv == "0") {
+            o.send_initial = Some(true);
+            o.rv_match = "NotOlderThan".into();
+        }
+        errs
+    }
+
+    /// The rules of a list's options.
+    fn list_errors(&self) -> Vec<FieldError> {
+        let o = self;
+        let rv = o.resource_version.clone().unwrap_or_default();
+        let m = o.rv_match.clone();
+        let mut errs = Vec::new();
+        if !m.is_empty() {
+            if rv.is_empty() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if o.continue_token.is_some() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if m != "Exact" && m != "NotOlderThan" {
+                errs.push(FieldError::not_supported(
+                    "resourceVersionMatch",
+                    &json!(m),
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if m == "Exact" && rv == "0" {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if o.send_initial.is_some() {
+            errs.push(FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+        }
+        errs
     }
 
     /// The resourceVersion as a number (`None`: unset or "0").
@@ -250,7 +256,27 @@ pub fn list_page(
     ns: Option<&str>,
     o: &ListOptions,
 ) -> ApiResult<Result<Page, u64>> {
-    let (at, start) = match &o.continue_token {
+    let (at, start) = match list_from(s, o)? {
+        Ok(from) => from,
+        Err(n) => return Ok(Err(n)),
+    };
+    let snapshot_rv = match at {
+        At::Current => s.rv(),
+        At::Exact(n) => n,
+    };
+    if let At::Exact(n) = at
+        && n > s.rv()
+    {
+        return Ok(Err(n));
+    }
+    let all = snapshot(s, t, ns, snapshot_rv, start)?;
+    Ok(Ok(paginate(t, all, o, snapshot_rv)))
+}
+
+/// Where a list starts: at which resourceVersion, after which key
+/// (continued); `Err(rv)` when the store has not reached `rv` yet.
+fn list_from(s: &Store, o: &ListOptions) -> ApiResult<Result<(At, Option<String>), u64>> {
+    Ok(Ok(match &o.continue_token {
         Some(token) => {
             if o.rv()?.is_some() {
                 return Err(ApiError::bad_request(
@@ -275,19 +301,20 @@ pub fn list_page(
             };
             (at, None)
         }
-    };
-    let snapshot_rv = match at {
-        At::Current => s.rv(),
-        At::Exact(n) => n,
-    };
-    if let At::Exact(n) = at
-        && n > s.rv()
-    {
-        return Ok(Err(n));
-    }
+    }))
+}
+
+/// The stored objects of a list at `snapshot_rv`, after `start`.
+fn snapshot(
+    s: &Store,
+    t: &ResourceType,
+    ns: Option<&str>,
+    snapshot_rv: u64,
+    start: Option<String>,
+) -> ApiResult<Vec<(ObjKey, Value)>> {
     let after_start = |k: &ObjKey| start.as_ref().is_none_or(|s| sort_key(k).as_str() > s.as_str());
-    let all = match s.list_at_from(t, ns, Some(snapshot_rv), after_start) {
-        Ok(all) => all,
+    match s.list_at_from(t, ns, Some(snapshot_rv), after_start) {
+        Ok(all) => Ok(all),
         Err(e) if e.code == 410 && start.is_some() => {
             let start = start.unwrap_or_default();
             let mut err = ApiError::new(
@@ -297,16 +324,18 @@ pub fn list_page(
             );
             err.details = None;
             err.list_continue = Some(encode_continue(-1, &start));
-            return Err(err);
+            Err(err)
         }
-        Err(_) => {
-            return Err(ApiError::new(
-                410,
-                "Expired",
-                format!("too old resource version: {snapshot_rv} ({})", s.oldest()),
-            ));
-        }
-    };
+        Err(_) => Err(ApiError::new(
+            410,
+            "Expired",
+            format!("too old resource version: {snapshot_rv} ({})", s.oldest()),
+        )),
+    }
+}
+
+/// One page of the matching objects, as served, with its metadata.
+fn paginate(t: &ResourceType, all: Vec<(ObjKey, Value)>, o: &ListOptions, snapshot_rv: u64) -> Page {
     let matches = |o2: &Value| o.labels.matches(o2) && o.fields.matches(o2);
     let mut items = Vec::new();
     let mut next_start = None;
@@ -343,7 +372,7 @@ pub fn list_page(
             meta["remainingItemCount"] = json!(remaining);
         }
     }
-    Ok(Ok(Page { items, meta }))
+    Page { items, meta }
 }
 
 /// Serve a list, waiting (up to 3 s, as kube-apiserver does) for a

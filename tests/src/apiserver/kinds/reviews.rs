@@ -1,0 +1,143 @@
+//! The reviews, created and never stored: access (self, subject, local),
+//! rules, self and token reviews. Each answers with its status.
+
+use serde_json::{Value, json};
+
+use super::serviceaccount::DEFAULT_AUDIENCE;
+use crate::apiserver::auth::UserInfo;
+use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
+use crate::apiserver::rbac;
+use crate::apiserver::resources::ResourceType;
+use crate::apiserver::store::Store;
+use crate::apiserver::strategy::Strategy;
+
+/// `authorization.k8s.io/v1` SelfSubjectAccessReview.
+#[derive(Debug)]
+pub struct SelfSubjectAccessReview;
+
+impl Strategy for SelfSubjectAccessReview {
+    fn review(
+        &self,
+        store: &Store,
+        _t: &ResourceType,
+        _ns: &str,
+        spec: &Value,
+        user: UserInfo,
+    ) -> ApiResult<Value> {
+        Ok(rbac::review_status(store, &rbac::review_attributes(spec, user)))
+    }
+}
+
+/// `authorization.k8s.io/v1` SubjectAccessReview and (`local`)
+/// LocalSubjectAccessReview.
+#[derive(Debug)]
+pub struct SubjectAccessReview {
+    /// A LocalSubjectAccessReview: the attributes' namespace is the review's.
+    pub local: bool,
+}
+
+impl Strategy for SubjectAccessReview {
+    fn review(
+        &self,
+        store: &Store,
+        t: &ResourceType,
+        ns: &str,
+        spec: &Value,
+        _user: UserInfo,
+    ) -> ApiResult<Value> {
+        let subject = UserInfo {
+            name: spec["user"].as_str().unwrap_or_default().to_owned(),
+            uid: spec["uid"].as_str().unwrap_or_default().to_owned(),
+            groups: spec["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+        };
+        let invalid = |e: FieldError| ApiError::invalid(&t.group, &t.kind, "", &[e]);
+        if subject.name.is_empty() && subject.groups.is_empty() {
+            return Err(invalid(FieldError::invalid(
+                "spec.user",
+                &json!(""),
+                "at least one of user or group must be specified",
+            )));
+        }
+        let attrs = rbac::review_attributes(spec, subject);
+        if self.local && attrs.resource.as_ref().is_some_and(|r| r.namespace != ns) {
+            return Err(invalid(FieldError::invalid(
+                "spec.resourceAttributes.namespace",
+                &json!(attrs.resource.as_ref().map(|r| r.namespace.clone())),
+                format!("must match metadata.namespace {ns:?}"),
+            )));
+        }
+        Ok(rbac::review_status(store, &attrs))
+    }
+}
+
+/// `authorization.k8s.io/v1` SelfSubjectRulesReview.
+#[derive(Debug)]
+pub struct SelfSubjectRulesReview;
+
+impl Strategy for SelfSubjectRulesReview {
+    fn review(
+        &self,
+        store: &Store,
+        _t: &ResourceType,
+        _ns: &str,
+        spec: &Value,
+        user: UserInfo,
+    ) -> ApiResult<Value> {
+        let review_ns = spec["namespace"].as_str().unwrap_or_default();
+        let rules = rbac::rules_for(store, &user, review_ns);
+        let (resource, non_resource): (Vec<Value>, Vec<Value>) =
+            rules.into_iter().partition(|r| r.get("nonResourceURLs").is_none_or(Value::is_null));
+        let resource: Vec<Value> = resource
+            .into_iter()
+            .map(|r| json!({"verbs": r["verbs"], "apiGroups": r["apiGroups"], "resources": r["resources"], "resourceNames": r["resourceNames"]}))
+            .collect();
+        let non_resource: Vec<Value> = non_resource
+            .into_iter()
+            .map(|r| json!({"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}))
+            .collect();
+        Ok(json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false}))
+    }
+}
+
+/// `authentication.k8s.io/v1` SelfSubjectReview.
+#[derive(Debug)]
+pub struct SelfSubjectReview;
+
+impl Strategy for SelfSubjectReview {
+    fn review(
+        &self,
+        _store: &Store,
+        _t: &ResourceType,
+        _ns: &str,
+        _spec: &Value,
+        user: UserInfo,
+    ) -> ApiResult<Value> {
+        Ok(json!({"userInfo": user.to_json()}))
+    }
+}
+
+/// `authentication.k8s.io/v1` TokenReview.
+#[derive(Debug)]
+pub struct TokenReview;
+
+impl Strategy for TokenReview {
+    fn review(
+        &self,
+        store: &Store,
+        _t: &ResourceType,
+        _ns: &str,
+        spec: &Value,
+        _user: UserInfo,
+    ) -> ApiResult<Value> {
+        let token = spec["token"].as_str().unwrap_or_default();
+        Ok(match store.auth.authenticate(token, |n, s| store.service_account_uid(n, s)) {
+            Some(u) => json!({"authenticated": true, "user": u.to_json(), "audiences": [DEFAULT_AUDIENCE]}),
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        })
+    }
+}
