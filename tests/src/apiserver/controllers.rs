@@ -198,23 +198,7 @@ fn resolve(s: &Store, dependent: &ObjKey, r: &Value) -> Result<Option<Value>, ()
 
 fn garbage_collect(s: &mut Store) {
     let keys = s.keys();
-    // Owners being deleted in the foreground or orphaning, by uid.
-    let mut foreground: BTreeMap<String, ObjKey> = BTreeMap::new();
-    let mut orphaning: BTreeMap<String, ObjKey> = BTreeMap::new();
-    for k in &keys {
-        let Some(o) = s.raw(k) else { continue };
-        if !is_deleting(o) {
-            continue;
-        }
-        let uid = o["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
-        let f = finalizers(o);
-        if f.iter().any(|x| x == "orphan") {
-            orphaning.insert(uid.clone(), k.clone());
-        }
-        if f.iter().any(|x| x == "foregroundDeletion") {
-            foreground.insert(uid, k.clone());
-        }
-    }
+    let (foreground, orphaning) = deleting_owners(s, &keys);
     let mut blocking: BTreeSet<String> = BTreeSet::new();
     for k in &keys {
         // Only objects with owners are looked at (and copied).
@@ -265,6 +249,35 @@ fn garbage_collect(s: &mut Store) {
             let _ = s.delete(&t, &k.namespace, &k.name, &DeleteOpts { propagation, ..DeleteOpts::default() });
         }
     }
+    release_owners(s, orphaning, foreground, &blocking);
+}
+
+/// Owners being deleted in the foreground or orphaning, by uid.
+type Owners = BTreeMap<String, ObjKey>;
+
+fn deleting_owners(s: &Store, keys: &[ObjKey]) -> (Owners, Owners) {
+    let mut foreground = Owners::new();
+    let mut orphaning = Owners::new();
+    for k in keys {
+        let Some(o) = s.raw(k) else { continue };
+        if !is_deleting(o) {
+            continue;
+        }
+        let uid = o["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let f = finalizers(o);
+        if f.iter().any(|x| x == "orphan") {
+            orphaning.insert(uid.clone(), k.clone());
+        }
+        if f.iter().any(|x| x == "foregroundDeletion") {
+            foreground.insert(uid, k.clone());
+        }
+    }
+    (foreground, orphaning)
+}
+
+/// An orphaning owner's finalizer goes once no object names it; a
+/// foreground one's once no dependent blocks it.
+fn release_owners(s: &mut Store, orphaning: Owners, foreground: Owners, blocking: &BTreeSet<String>) {
     for (uid, key) in orphaning {
         let still = s.keys().into_iter().any(|k| {
             s.raw(&k).is_some_and(|o| {

@@ -466,6 +466,35 @@ fn bookmark(t: &ResourceType, rv: u64, initial_end: bool) -> Value {
     json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(), "metadata": meta}})
 }
 
+/// The events a watch starts with (the current state, or the changes
+/// since its resourceVersion), and whether a bookmark ends them.
+type Initial = (ApiResult<Vec<(&'static str, Value)>>, bool);
+
+fn initial_events(
+    s: &Store,
+    t: &ResourceType,
+    ns: Option<&str>,
+    o: &ListOptions,
+    rv: Option<u64>,
+) -> ApiResult<Initial> {
+    if o.send_initial == Some(true) {
+        let items = s.list_at(t, ns, None)?;
+        let events: Vec<(&'static str, Value)> = items
+            .into_iter()
+            .map(|(_, v)| strategy::from_storage(t, v))
+            .filter(|v| o.labels.matches(v) && o.fields.matches(v))
+            .map(|v| ("ADDED", v))
+            .collect();
+        return Ok((Ok(events), o.bookmarks));
+    }
+    Ok(match rv {
+        Some(rv) => {
+            (s.changes_since(rv).map(|cs| cs.iter().filter_map(|c| event_for(t, ns, o, c)).collect()), false)
+        }
+        None => (Ok(Vec::new()), false),
+    })
+}
+
 /// Start a watch: the initial events (or the changes since a
 /// resourceVersion), then live changes. Events are sent as JSON lines on
 /// the returned channel; it closes when the watch ends.
@@ -482,25 +511,7 @@ pub fn start(
     let (initial, mut rx, start_rv, initial_end) = {
         let s = store.lock().expect("lock");
         let rx = s.subscribe();
-        let (initial, initial_end) = if o.send_initial == Some(true) {
-            let items = s.list_at(&t, ns.as_deref(), None)?;
-            let events: Vec<(&'static str, Value)> = items
-                .into_iter()
-                .map(|(_, v)| strategy::from_storage(&t, v))
-                .filter(|v| o.labels.matches(v) && o.fields.matches(v))
-                .map(|v| ("ADDED", v))
-                .collect();
-            (Ok(events), o.bookmarks)
-        } else {
-            match rv {
-                Some(rv) => (
-                    s.changes_since(rv)
-                        .map(|cs| cs.iter().filter_map(|c| event_for(&t, ns.as_deref(), &o, c)).collect()),
-                    false,
-                ),
-                None => (Ok(Vec::new()), false),
-            }
-        };
+        let (initial, initial_end) = initial_events(&s, &t, ns.as_deref(), &o, rv)?;
         (initial, rx, s.rv(), initial_end)
     };
     let (tx, out) = mpsc::channel::<Value>(1024);
