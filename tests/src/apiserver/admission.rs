@@ -95,12 +95,6 @@ struct Request {
     user: Value,
 }
 
-/// Webhook configurations never pass through webhooks (as in kube-apiserver,
-/// so a broken webhook cannot lock itself in).
-fn exempt(t: &ResourceType) -> bool {
-    t.group == "admissionregistration.k8s.io"
-}
-
 fn any_or(list: &Value, want: &str) -> bool {
     list.as_array().is_some_and(|a| a.iter().any(|v| v == "*" || v == want))
 }
@@ -142,7 +136,7 @@ fn hook_matches(hook: &Hook, r: &Request, obj: &Value, old: Option<&Value>) -> b
     let ns_selector = spec.get("namespaceSelector").filter(|s| !s.is_null()).unwrap_or(&everything);
     // The namespace selector applies to namespaced objects (by their
     // namespace's labels) and to Namespaces themselves (by their own).
-    let ns_ok = if r.t.is_namespace() {
+    let ns_ok = if r.t.strategy.namespace_selector_on_self() {
         selector_matches(ns_selector, &obj["metadata"]["labels"])
     } else if r.t.namespaced {
         selector_matches(ns_selector, &r.namespace_labels)
@@ -388,15 +382,14 @@ async fn call(
     Ok(Verdict::Allowed { patch, warnings })
 }
 
-/// The webhooks of one phase that may apply to a write, and the request
-/// they are matched on (`None`: nothing to call).
-fn phase(
-    store: &Mutex<Store>,
-    p: &Prepared,
-    subresource: &str,
-    mutating: bool,
-) -> Option<(Vec<Hook>, Request)> {
-    if exempt(&p.t) {
+/// What one phase of webhooks works on: its hooks, the request they are
+/// matched on, the object and the old object in their served form.
+type Phase = (Vec<Hook>, Request, Value, Option<Value>);
+
+/// The webhooks of one phase that may apply to a write (`None`: nothing
+/// to call).
+fn phase(store: &Mutex<Store>, p: &Prepared, subresource: &str, mutating: bool) -> Option<Phase> {
+    if p.t.strategy.skips_webhooks() {
         return None;
     }
     let (hooks, namespace_labels) = {
@@ -427,7 +420,9 @@ fn phase(
         dry_run: p.opts.dry_run,
         user: json!({"username": p.opts.user.name, "uid": p.opts.user.uid, "groups": p.opts.user.groups}),
     };
-    Some((hooks, r))
+    let old = p.old.clone().map(|o| strategy::from_storage(&p.t, o));
+    let obj = strategy::from_storage(&p.t, p.obj.clone());
+    Some((hooks, r, obj, old))
 }
 
 /// Mutating admission: the matching webhooks change `p.obj` (then those
@@ -440,9 +435,7 @@ pub(super) async fn mutate(
     p: &mut Prepared,
     subresource: &str,
 ) -> ApiResult<Vec<String>> {
-    let Some((mutating, r)) = phase(store, p, subresource, true) else { return Ok(Vec::new()) };
-    let old = p.old.clone().map(|o| strategy::from_storage(&p.t, o));
-    let mut obj = strategy::from_storage(&p.t, p.obj.clone());
+    let Some((mutating, r, mut obj, old)) = phase(store, p, subresource, true) else { return Ok(Vec::new()) };
     let mut warnings = Vec::new();
     let mut invoked_before_change: Vec<usize> = Vec::new();
     let mut reinvoke: Vec<usize> = Vec::new();
@@ -489,9 +482,9 @@ pub(super) async fn validate(
     p: &Prepared,
     subresource: &str,
 ) -> ApiResult<Vec<String>> {
-    let Some((validating, r)) = phase(store, p, subresource, false) else { return Ok(Vec::new()) };
-    let old = p.old.clone().map(|o| strategy::from_storage(&p.t, o));
-    let mut obj = strategy::from_storage(&p.t, p.obj.clone());
+    let Some((validating, r, mut obj, old)) = phase(store, p, subresource, false) else {
+        return Ok(Vec::new());
+    };
     let mut warnings = Vec::new();
     for hook in &validating {
         if hook_matches(hook, &r, &obj, old.as_ref()) {

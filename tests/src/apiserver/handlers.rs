@@ -20,7 +20,7 @@ use super::server::{App, ResourceRequest, dry_run, error_response, json_response
 use super::store::{
     CommitError, DeleteOpts, FieldValidation, Opts, Outcome, PatchType, Prepared, Store, Sub,
 };
-use super::strategy::SubresourceRequest;
+use super::strategy::{ReviewRequest, SubresourceRequest};
 use super::table::{self, Include};
 use super::watch::{self, ListOptions};
 
@@ -330,7 +330,8 @@ fn subresource(c: &Call<'_>) -> ApiResult<Response> {
 fn review(c: &Call<'_>) -> ApiResult<Response> {
     let spec = c.body()?["spec"].clone();
     let store = c.app.store.lock().expect("lock");
-    let status = c.t.strategy.review(&store, &c.t, &c.ns, &spec, c.user.clone())?;
+    let r = ReviewRequest { t: &c.t, namespace: &c.ns, spec: &spec, user: c.user.clone() };
+    let status = c.t.strategy.review(&store, &r)?;
     let mut meta = json!({"creationTimestamp": null});
     if c.t.namespaced {
         meta["namespace"] = json!(c.ns);

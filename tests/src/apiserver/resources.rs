@@ -130,11 +130,6 @@ impl ResourceType {
         super::errors::qualified(&self.plural, &self.group)
     }
 
-    /// Whether this is the core Namespace type.
-    pub fn is_namespace(&self) -> bool {
-        self.group.is_empty() && self.plural == "namespaces"
-    }
-
     /// Whether objects of this type are created and never stored (reviews).
     pub fn is_review(&self) -> bool {
         self.verbs == CREATE_ONLY

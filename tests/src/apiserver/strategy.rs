@@ -133,20 +133,46 @@ pub trait Strategy: Sync + Debug {
     }
 
     /// The status of a review (a kind created and never stored).
-    fn review(
-        &self,
-        _store: &Store,
-        _t: &ResourceType,
-        _ns: &str,
-        _spec: &Value,
-        _user: UserInfo,
-    ) -> ApiResult<Value> {
+    fn review(&self, _store: &Store, _r: &ReviewRequest<'_>) -> ApiResult<Value> {
         Err(ApiError::new(
             405,
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         ))
     }
+
+    // --- Reads and admission ----------------------------------------------
+
+    /// The field selector labels the kind supports besides `metadata.name`
+    /// and `metadata.namespace`.
+    fn field_labels(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether writes of the kind skip the admission webhooks (webhook
+    /// configurations, so a broken webhook cannot lock itself in).
+    fn skips_webhooks(&self) -> bool {
+        false
+    }
+
+    /// Whether a webhook's `namespaceSelector` is matched against the
+    /// object's own labels (a Namespace) rather than its namespace's.
+    fn namespace_selector_on_self(&self) -> bool {
+        false
+    }
+}
+
+/// A review to answer.
+#[derive(Debug)]
+pub struct ReviewRequest<'a> {
+    /// The review's type.
+    pub t: &'a ResourceType,
+    /// Namespace of the request (`""` when cluster-scoped).
+    pub namespace: &'a str,
+    /// The review's `spec`.
+    pub spec: &'a Value,
+    /// Who asks.
+    pub user: UserInfo,
 }
 
 /// A request to a subresource a kind serves.

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::errors::{ApiError, ApiResult, FieldError};
 use super::resources::ResourceType;
-use super::selectors::{FieldSelector, LabelSelector, extra_fields};
+use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Change, ChangeKind, ObjKey, Store};
 use super::strategy;
 
@@ -91,7 +91,7 @@ impl ListOptions {
                 .map_err(ApiError::bad_request)?,
             fields: FieldSelector::parse_for(
                 q.get("fieldSelector").map_or("", String::as_str),
-                extra_fields(&t.group, &t.plural),
+                t.strategy.field_labels(),
             )
             .map_err(ApiError::bad_request)?,
         };

@@ -30,11 +30,30 @@ fn rename(mut obj: Value, pairs: impl Iterator<Item = (&'static str, &'static st
     obj
 }
 
+/// The field selector labels of events (both versions use the core names).
+pub const FIELD_LABELS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
 /// Core `v1` Event.
 #[derive(Debug)]
 pub struct CoreEvent;
 
 impl Strategy for CoreEvent {
+    fn field_labels(&self) -> &'static [&'static str] {
+        FIELD_LABELS
+    }
+
     fn validate(&self, _t: &ResourceType, obj: &Value) -> Vec<FieldError> {
         validation::event(obj, None)
     }
@@ -49,6 +68,10 @@ impl Strategy for CoreEvent {
 pub struct EventsV1;
 
 impl Strategy for EventsV1 {
+    fn field_labels(&self) -> &'static [&'static str] {
+        FIELD_LABELS
+    }
+
     fn storage_form(&self, obj: Value) -> Value {
         rename(obj, V1_TO_CORE.iter().copied())
     }

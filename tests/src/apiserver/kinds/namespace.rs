@@ -30,6 +30,14 @@ pub fn key(name: &str) -> ObjKey {
 }
 
 impl Strategy for Namespace {
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["status.phase"]
+    }
+
+    fn namespace_selector_on_self(&self) -> bool {
+        true
+    }
+
     fn resets_status_on_create(&self) -> bool {
         false
     }

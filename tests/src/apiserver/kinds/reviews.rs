@@ -7,24 +7,16 @@ use super::serviceaccount::DEFAULT_AUDIENCE;
 use crate::apiserver::auth::UserInfo;
 use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
 use crate::apiserver::rbac;
-use crate::apiserver::resources::ResourceType;
 use crate::apiserver::store::Store;
-use crate::apiserver::strategy::Strategy;
+use crate::apiserver::strategy::{ReviewRequest, Strategy};
 
 /// `authorization.k8s.io/v1` SelfSubjectAccessReview.
 #[derive(Debug)]
 pub struct SelfSubjectAccessReview;
 
 impl Strategy for SelfSubjectAccessReview {
-    fn review(
-        &self,
-        store: &Store,
-        _t: &ResourceType,
-        _ns: &str,
-        spec: &Value,
-        user: UserInfo,
-    ) -> ApiResult<Value> {
-        Ok(rbac::review_status(store, &rbac::review_attributes(spec, user)))
+    fn review(&self, store: &Store, r: &ReviewRequest<'_>) -> ApiResult<Value> {
+        Ok(rbac::review_status(store, &rbac::review_attributes(r.spec, r.user.clone())))
     }
 }
 
@@ -37,25 +29,18 @@ pub struct SubjectAccessReview {
 }
 
 impl Strategy for SubjectAccessReview {
-    fn review(
-        &self,
-        store: &Store,
-        t: &ResourceType,
-        ns: &str,
-        spec: &Value,
-        _user: UserInfo,
-    ) -> ApiResult<Value> {
+    fn review(&self, store: &Store, r: &ReviewRequest<'_>) -> ApiResult<Value> {
         let subject = UserInfo {
-            name: spec["user"].as_str().unwrap_or_default().to_owned(),
-            uid: spec["uid"].as_str().unwrap_or_default().to_owned(),
-            groups: spec["groups"]
+            name: r.spec["user"].as_str().unwrap_or_default().to_owned(),
+            uid: r.spec["uid"].as_str().unwrap_or_default().to_owned(),
+            groups: r.spec["groups"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|g| g.as_str().map(str::to_owned))
                 .collect(),
         };
-        let invalid = |e: FieldError| ApiError::invalid(&t.group, &t.kind, "", &[e]);
+        let invalid = |e: FieldError| ApiError::invalid(&r.t.group, &r.t.kind, "", &[e]);
         if subject.name.is_empty() && subject.groups.is_empty() {
             return Err(invalid(FieldError::invalid(
                 "spec.user",
@@ -63,11 +48,12 @@ impl Strategy for SubjectAccessReview {
                 "at least one of user or group must be specified",
             )));
         }
-        let attrs = rbac::review_attributes(spec, subject);
-        if self.local && attrs.resource.as_ref().is_some_and(|r| r.namespace != ns) {
+        let attrs = rbac::review_attributes(r.spec, subject);
+        let ns = r.namespace;
+        if self.local && attrs.resource.as_ref().is_some_and(|a| a.namespace != ns) {
             return Err(invalid(FieldError::invalid(
                 "spec.resourceAttributes.namespace",
-                &json!(attrs.resource.as_ref().map(|r| r.namespace.clone())),
+                &json!(attrs.resource.as_ref().map(|a| a.namespace.clone())),
                 format!("must match metadata.namespace {ns:?}"),
             )));
         }
@@ -80,18 +66,11 @@ impl Strategy for SubjectAccessReview {
 pub struct SelfSubjectRulesReview;
 
 impl Strategy for SelfSubjectRulesReview {
-    fn review(
-        &self,
-        store: &Store,
-        _t: &ResourceType,
-        _ns: &str,
-        spec: &Value,
-        user: UserInfo,
-    ) -> ApiResult<Value> {
-        let review_ns = spec["namespace"].as_str().unwrap_or_default();
-        let rules = rbac::rules_for(store, &user, review_ns);
+    fn review(&self, store: &Store, r: &ReviewRequest<'_>) -> ApiResult<Value> {
+        let review_ns = r.spec["namespace"].as_str().unwrap_or_default();
+        let rules = rbac::rules_for(store, &r.user, review_ns);
         let (resource, non_resource): (Vec<Value>, Vec<Value>) =
-            rules.into_iter().partition(|r| r.get("nonResourceURLs").is_none_or(Value::is_null));
+            rules.into_iter().partition(|rule| rule.get("nonResourceURLs").is_none_or(Value::is_null));
         let resource: Vec<Value> = resource
             .into_iter()
             .map(|r| json!({"verbs": r["verbs"], "apiGroups": r["apiGroups"], "resources": r["resources"], "resourceNames": r["resourceNames"]}))
@@ -109,15 +88,8 @@ impl Strategy for SelfSubjectRulesReview {
 pub struct SelfSubjectReview;
 
 impl Strategy for SelfSubjectReview {
-    fn review(
-        &self,
-        _store: &Store,
-        _t: &ResourceType,
-        _ns: &str,
-        _spec: &Value,
-        user: UserInfo,
-    ) -> ApiResult<Value> {
-        Ok(json!({"userInfo": user.to_json()}))
+    fn review(&self, _store: &Store, r: &ReviewRequest<'_>) -> ApiResult<Value> {
+        Ok(json!({"userInfo": r.user.to_json()}))
     }
 }
 
@@ -126,15 +98,8 @@ impl Strategy for SelfSubjectReview {
 pub struct TokenReview;
 
 impl Strategy for TokenReview {
-    fn review(
-        &self,
-        store: &Store,
-        _t: &ResourceType,
-        _ns: &str,
-        spec: &Value,
-        _user: UserInfo,
-    ) -> ApiResult<Value> {
-        let token = spec["token"].as_str().unwrap_or_default();
+    fn review(&self, store: &Store, r: &ReviewRequest<'_>) -> ApiResult<Value> {
+        let token = r.spec["token"].as_str().unwrap_or_default();
         Ok(match store.auth.authenticate(token, |n, s| store.service_account_uid(n, s)) {
             Some(u) => json!({"authenticated": true, "user": u.to_json(), "audiences": [DEFAULT_AUDIENCE]}),
             None => json!({"authenticated": false, "error": "invalid bearer token"}),

@@ -27,6 +27,10 @@ pub fn check_base64(obj: &Value, field: &str, kind: &str) -> ApiResult<()> {
 }
 
 impl Strategy for Secret {
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["type"]
+    }
+
     fn decode(&self, _t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
         let string_data = obj.as_object_mut().and_then(|m| m.remove("stringData"));
         if let Some(Value::Object(sd)) = string_data {

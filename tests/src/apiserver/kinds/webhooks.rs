@@ -21,6 +21,10 @@ pub struct WebhookConfiguration {
 }
 
 impl Strategy for WebhookConfiguration {
+    fn skips_webhooks(&self) -> bool {
+        true
+    }
+
     fn defaults(&self, _t: &ResourceType, obj: &mut Value) {
         for w in obj["webhooks"].as_array_mut().into_iter().flatten() {
             let Some(m) = w.as_object_mut() else { continue };
