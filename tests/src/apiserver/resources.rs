@@ -573,12 +573,7 @@ pub fn resource_list(types: &[Arc<ResourceType>], group: &str, version: &str) ->
                 "kind": t.kind, "verbs": ["get", "patch", "update"],
             }));
         }
-        if t.group.is_empty() && t.plural == "serviceaccounts" {
-            resources.push(json!({
-                "name": "serviceaccounts/token", "singularName": "", "namespaced": true,
-                "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"],
-            }));
-        }
+        resources.extend(t.strategy.discovery());
     }
     let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))

@@ -127,6 +127,11 @@ pub trait Strategy: Sync + Debug {
         &[]
     }
 
+    /// Discovery's entries for those subresources (`APIResource`s).
+    fn discovery(&self) -> Vec<Value> {
+        Vec::new()
+    }
+
     /// Serve one of [`Strategy::subresources`]: the answer's code and body.
     fn serve_subresource(&self, _store: &mut Store, _r: &SubresourceRequest<'_>) -> ApiResult<(u16, Value)> {
         Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))

@@ -25,6 +25,13 @@ impl Strategy for ServiceAccount {
         &[("token", "create")]
     }
 
+    fn discovery(&self) -> Vec<Value> {
+        vec![json!({
+            "name": "serviceaccounts/token", "singularName": "", "namespaced": true,
+            "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"],
+        })]
+    }
+
     fn serve_subresource(&self, store: &mut Store, r: &SubresourceRequest<'_>) -> ApiResult<(u16, Value)> {
         token_request(store, r.namespace, r.name, &r.body, r.dry_run).map(|v| (201, v))
     }
