@@ -15,6 +15,7 @@ mod handlers;
 pub mod kinds;
 pub mod meta;
 pub mod patch;
+mod prepare;
 pub mod proto;
 pub mod rbac;
 pub mod resources;
