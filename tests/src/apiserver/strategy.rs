@@ -1,7 +1,7 @@
 //! Per-kind behaviour of the one write path, in the shape of kube-apiserver's
 //! registry strategies (`rest.RESTCreateStrategy`, `RESTUpdateStrategy`,
 //! `RESTDeleteStrategy`): a [`Strategy`] per kind (one file each under
-//! `kinds/`, found once by [`super::kinds::lookup`] when a type is made),
+//! `kinds/`, paired with its type once in [`super::kinds::BUILTINS`]),
 //! with defaults for everything a kind does not change. The generic store
 //! and handlers call these hooks and never name a kind.
 

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::apiserver::errors::FieldError;
+use crate::apiserver::resources::Column;
 use crate::apiserver::resources::{self, ResourceType};
 use crate::apiserver::store::{ObjKey, Store};
 use crate::apiserver::strategy::{self, Strategy};
@@ -225,4 +226,17 @@ fn printer_columns(version: &Value, at: &str) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// The CustomResourceDefinition type.
+pub fn resource() -> ResourceType {
+    let mut crd =
+        ResourceType::builtin(GROUP, "v1", PLURAL, "CustomResourceDefinition", false, &["crd", "crds"])
+            .with_schema(resources::object(
+                json!({"spec": resources::preserve(), "status": resources::preserve()}),
+            ))
+            .with_columns(vec![Column::new("Created At", "date", ".metadata.creationTimestamp")]);
+    crd.status = true;
+    crd.generation = true;
+    crd
 }

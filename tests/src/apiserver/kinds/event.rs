@@ -1,12 +1,14 @@
 //! Events: one store for core `v1` and `events.k8s.io/v1` events, converted
 //! between the versions; both are validated as core events.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::apiserver::errors::FieldError;
 use crate::apiserver::resources::ResourceType;
+use crate::apiserver::resources::{self, Column};
 use crate::apiserver::strategy::Strategy;
 use crate::apiserver::validation;
+use crate::apiserver::validation::NameRule;
 
 /// `events.k8s.io/v1` fields and the core fields they are stored as.
 const V1_TO_CORE: &[(&str, &str)] = &[
@@ -87,6 +89,62 @@ impl Strategy for EventsV1 {
     fn validate_update(&self, t: &ResourceType, new: &Value, old: &Value) -> Vec<FieldError> {
         CoreEvent.validate_update(t, new, old)
     }
+}
+
+fn columns() -> Vec<Column> {
+    vec![
+        Column::new("Last Seen", "string", "@lastSeen"),
+        Column::new("Type", "string", ".type"),
+        Column::new("Reason", "string", ".reason"),
+        Column::new("Object", "string", "@involvedObject"),
+        Column { priority: 1, ..Column::new("Subobject", "string", ".involvedObject.fieldPath") },
+        Column { priority: 1, ..Column::new("Source", "string", "@source") },
+        Column::new("Message", "string", ".message"),
+        Column { priority: 1, ..Column::new("First Seen", "string", "@firstSeen") },
+        Column { priority: 1, ..Column::new("Count", "integer", "@count") },
+        Column { priority: 1, ..Column::new("Name", "string", ".metadata.name") },
+    ]
+}
+
+fn object_reference() -> Value {
+    json!({"type": "object", "properties": {
+        "kind": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string"}, "uid": {"type": "string"},
+        "apiVersion": {"type": "string"}, "resourceVersion": {"type": "string"}, "fieldPath": {"type": "string"}}})
+}
+
+/// The core v1 Event type (events.k8s.io/v1 events are stored in it).
+pub fn core_events() -> ResourceType {
+    let obj_ref = object_reference();
+    let mut t = ResourceType::builtin("", "v1", "events", "Event", true, &["ev"])
+        .with_schema(resources::object(json!({
+            "involvedObject": obj_ref, "related": obj_ref, "reason": {"type": "string"}, "message": {"type": "string"},
+            "source": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
+            "firstTimestamp": {"type": "string"}, "lastTimestamp": {"type": "string"}, "count": {"type": "integer"},
+            "type": {"type": "string"}, "eventTime": {"type": "string"},
+            "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": {"type": "string"}}},
+            "action": {"type": "string"}, "reportingComponent": {"type": "string"}, "reportingInstance": {"type": "string"}
+        })))
+        .with_columns(columns());
+    t.names = NameRule::Any;
+    t
+}
+
+/// The `events.k8s.io/v1` Event type (the served form of core events).
+pub fn events_v1() -> ResourceType {
+    let obj_ref = object_reference();
+    let mut t = ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"])
+        .with_schema(resources::object(json!({
+            "regarding": obj_ref, "related": obj_ref, "reason": {"type": "string"}, "note": {"type": "string"},
+            "deprecatedSource": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
+            "deprecatedFirstTimestamp": {"type": "string"}, "deprecatedLastTimestamp": {"type": "string"},
+            "deprecatedCount": {"type": "integer"}, "type": {"type": "string"}, "eventTime": {"type": "string"},
+            "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": {"type": "string"}}},
+            "action": {"type": "string"}, "reportingController": {"type": "string"}, "reportingInstance": {"type": "string"}
+        })))
+        .with_columns(columns());
+    t.storage = (String::new(), "events".into());
+    t.names = NameRule::Any;
+    t
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! One [`Strategy`] per kind, and the registry that finds a type's strategy
-//! once, when the type is made. A new kind (the aggregation layer's
-//! `APIService`, say) is one more file here and one more row in
-//! [`REGISTRY`].
+//! One file per kind: its type (schema, columns, names) and its
+//! [`Strategy`], and [`BUILTINS`], the table that pairs them once, when the
+//! types are made. A new kind (the aggregation layer's `APIService`, say) is
+//! one more file here and one more row in [`BUILTINS`].
 
 use super::errors::ApiResult;
 use super::resources::ResourceType;
@@ -14,6 +14,7 @@ pub mod custom;
 pub mod event;
 pub mod lease;
 pub mod namespace;
+pub mod plain;
 pub mod pod;
 pub mod rbac;
 pub mod reviews;
@@ -21,42 +22,40 @@ pub mod secret;
 pub mod serviceaccount;
 pub mod webhooks;
 
-/// The kinds without behaviour of their own (Deployments, Services, PDBs,
-/// NetworkPolicies): every hook's default.
-#[derive(Debug)]
-pub struct Plain;
+pub use plain::Plain;
 
-impl Strategy for Plain {}
+/// A built-in kind: the function that makes its type, and its strategy.
+pub type Builtin = (fn() -> ResourceType, &'static dyn Strategy);
 
-/// The built-in kinds' strategies by (group, plural); a data table.
-pub static REGISTRY: &[(&str, &str, &dyn Strategy)] = &[
-    ("", "namespaces", &namespace::Namespace),
-    ("", "secrets", &secret::Secret),
-    ("", "configmaps", &configmap::ConfigMap),
-    ("", "serviceaccounts", &serviceaccount::ServiceAccount),
-    ("", "pods", &pod::Pod),
-    ("", "events", &event::CoreEvent),
-    ("events.k8s.io", "events", &event::EventsV1),
-    ("coordination.k8s.io", "leases", &lease::Lease),
-    (rbac::GROUP, "roles", &rbac::Role { cluster: false }),
-    (rbac::GROUP, "clusterroles", &rbac::Role { cluster: true }),
-    (rbac::GROUP, "rolebindings", &rbac::Binding),
-    (rbac::GROUP, "clusterrolebindings", &rbac::Binding),
-    (webhooks::GROUP, "mutatingwebhookconfigurations", &webhooks::WebhookConfiguration { mutating: true }),
-    (webhooks::GROUP, "validatingwebhookconfigurations", &webhooks::WebhookConfiguration { mutating: false }),
-    (crd::GROUP, crd::PLURAL, &crd::CustomResourceDefinition),
-    ("authorization.k8s.io", "selfsubjectaccessreviews", &reviews::SelfSubjectAccessReview),
-    ("authorization.k8s.io", "subjectaccessreviews", &reviews::SubjectAccessReview { local: false }),
-    ("authorization.k8s.io", "localsubjectaccessreviews", &reviews::SubjectAccessReview { local: true }),
-    ("authorization.k8s.io", "selfsubjectrulesreviews", &reviews::SelfSubjectRulesReview),
-    ("authentication.k8s.io", "selfsubjectreviews", &reviews::SelfSubjectReview),
-    ("authentication.k8s.io", "tokenreviews", &reviews::TokenReview),
+/// Every built-in kind, in discovery order: how its type is made and its
+/// strategy; a data table.
+pub static BUILTINS: &[Builtin] = &[
+    (namespace::resource, &namespace::Namespace),
+    (pod::resource, &pod::Pod),
+    (plain::deployments, &Plain),
+    (plain::services, &Plain),
+    (rbac::cluster_roles, &rbac::Role { cluster: true }),
+    (rbac::cluster_role_bindings, &rbac::Binding),
+    (rbac::roles, &rbac::Role { cluster: false }),
+    (rbac::role_bindings, &rbac::Binding),
+    (plain::pod_disruption_budgets, &Plain),
+    (plain::network_policies, &Plain),
+    (secret::resource, &secret::Secret),
+    (configmap::resource, &configmap::ConfigMap),
+    (event::core_events, &event::CoreEvent),
+    (serviceaccount::resource, &serviceaccount::ServiceAccount),
+    (event::events_v1, &event::EventsV1),
+    (lease::resource, &lease::Lease),
+    (webhooks::mutating, &webhooks::WebhookConfiguration { mutating: true }),
+    (webhooks::validating, &webhooks::WebhookConfiguration { mutating: false }),
+    (reviews::self_subject_access_reviews, &reviews::SelfSubjectAccessReview),
+    (reviews::self_subject_rules_reviews, &reviews::SelfSubjectRulesReview),
+    (reviews::subject_access_reviews, &reviews::SubjectAccessReview { local: false }),
+    (reviews::local_subject_access_reviews, &reviews::SubjectAccessReview { local: true }),
+    (reviews::self_subject_reviews, &reviews::SelfSubjectReview),
+    (reviews::token_reviews, &reviews::TokenReview),
+    (crd::resource, &crd::CustomResourceDefinition),
 ];
-
-/// The strategy of a built-in type.
-pub fn lookup(group: &str, plural: &str) -> &'static dyn Strategy {
-    REGISTRY.iter().find(|(g, p, _)| *g == group && *p == plural).map_or(&Plain, |(_, _, s)| *s)
-}
 
 /// The strategy of every custom resource.
 pub fn custom() -> &'static dyn Strategy {
@@ -83,20 +82,16 @@ mod tests {
     use crate::apiserver::resources;
 
     #[test]
-    fn every_registry_row_is_a_served_type_with_its_strategy() {
-        // A typo in REGISTRY would leave a kind with the Plain strategy.
+    fn every_builtin_has_its_strategy_and_four_are_plain() {
         let types = resources::builtins();
-        for (group, plural, strategy) in REGISTRY {
-            let t = types
-                .iter()
-                .find(|t| t.group == *group && t.plural == *plural)
-                .unwrap_or_else(|| panic!("{plural}.{group} is in REGISTRY but not served"));
+        assert_eq!(types.len(), BUILTINS.len());
+        for (t, (_, strategy)) in types.iter().zip(BUILTINS) {
             // (Strategies are unit structs or plain data: their Debug names them.)
-            assert_eq!(format!("{:?}", t.strategy), format!("{strategy:?}"), "{plural}.{group}");
+            assert_eq!(format!("{:?}", t.strategy), format!("{strategy:?}"), "{}", t.plural);
         }
         let plain: Vec<&str> = types
             .iter()
-            .filter(|t| !REGISTRY.iter().any(|(g, p, _)| *g == t.group && *p == t.plural))
+            .filter(|t| format!("{:?}", t.strategy) == "Plain")
             .map(|t| t.plural.as_str())
             .collect();
         assert_eq!(plain, ["deployments", "services", "poddisruptionbudgets", "networkpolicies"]);

@@ -6,10 +6,11 @@
 use serde_json::{Value, json};
 
 use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
-use crate::apiserver::resources::ResourceType;
+use crate::apiserver::resources::{self, Column, ResourceType};
 use crate::apiserver::store::{ObjKey, Opts, Store};
 use crate::apiserver::strategy::{self, Strategy, SubresourceRequest};
 use crate::apiserver::validation;
+use crate::apiserver::validation::NameRule;
 
 /// The finalizer of namespaces that still have content.
 pub const NAMESPACE_FINALIZER: &str = "kubernetes";
@@ -153,4 +154,17 @@ pub fn bootstrap(store: &mut Store) {
     for name in SYSTEM_NAMESPACES {
         store.system_create(&ns, "", json!({"metadata": {"name": name}}), Opts::system("kube-apiserver"));
     }
+}
+
+/// The Namespace type.
+pub fn resource() -> ResourceType {
+    let mut ns = ResourceType::builtin("", "v1", "namespaces", "Namespace", false, &["ns"])
+        .with_schema(resources::object(json!({
+            "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}},
+            "status": {"type": "object", "properties": {"phase": {"type": "string"}, "conditions": resources::conditions()}}
+        })))
+        .with_columns(vec![Column::new("Status", "string", ".status.phase"), Column::new("Age", "date", ".metadata.creationTimestamp")]);
+    ns.status = true;
+    ns.names = NameRule::Label;
+    ns
 }

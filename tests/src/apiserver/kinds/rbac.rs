@@ -11,9 +11,11 @@ use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
 pub use crate::apiserver::rbac::GROUP;
 use crate::apiserver::rbac::{self, Attributes, Policy, ResourceAttributes};
 use crate::apiserver::resources::ResourceType;
+use crate::apiserver::resources::{self, Column};
 use crate::apiserver::store::{ObjKey, Opts, Prepared, Store};
 use crate::apiserver::strategy::Strategy;
 use crate::apiserver::validation;
+use crate::apiserver::validation::NameRule;
 
 /// `rbac.authorization.k8s.io/v1` Role and (`cluster`) ClusterRole.
 #[derive(Debug)]
@@ -220,4 +222,69 @@ impl Policy for Store {
     fn role(&self, ns: &str, name: &str) -> Option<Value> {
         self.raw(&key("roles", ns, name)).cloned()
     }
+}
+
+fn policy_rules() -> Value {
+    json!({"type": "array", "items": {"type": "object", "properties": {
+        "verbs": {"type": "array", "items": {"type": "string"}}, "apiGroups": {"type": "array", "items": {"type": "string"}},
+        "resources": {"type": "array", "items": {"type": "string"}}, "resourceNames": {"type": "array", "items": {"type": "string"}},
+        "nonResourceURLs": {"type": "array", "items": {"type": "string"}}}}})
+}
+
+fn created_at() -> Vec<Column> {
+    vec![Column::new("Created At", "date", ".metadata.creationTimestamp")]
+}
+
+fn binding_schema() -> Value {
+    let role_ref = json!({"type": "object", "properties": {"apiGroup": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}}});
+    let subjects = json!({"type": "array", "items": {"type": "object", "properties": {
+        "kind": {"type": "string"}, "apiGroup": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"}}}});
+    resources::object(json!({"subjects": subjects, "roleRef": role_ref}))
+}
+
+fn path_segment_names(mut t: ResourceType) -> ResourceType {
+    t.names = NameRule::PathSegment;
+    t
+}
+
+/// The ClusterRole type.
+pub fn cluster_roles() -> ResourceType {
+    path_segment_names(
+        ResourceType::builtin(GROUP, "v1", "clusterroles", "ClusterRole", false, &[])
+            .with_schema(resources::object(
+                json!({"rules": policy_rules(), "aggregationRule": {"type": "object", "properties": {
+                "clusterRoleSelectors": {"type": "array", "items": resources::preserve()}}}}),
+            ))
+            .with_columns(created_at()),
+    )
+}
+
+/// The Role type.
+pub fn roles() -> ResourceType {
+    path_segment_names(
+        ResourceType::builtin(GROUP, "v1", "roles", "Role", true, &[])
+            .with_schema(resources::object(json!({"rules": policy_rules()})))
+            .with_columns(created_at()),
+    )
+}
+
+fn binding_type(plural: &str, kind: &str, namespaced: bool) -> ResourceType {
+    path_segment_names(
+        ResourceType::builtin(GROUP, "v1", plural, kind, namespaced, &[])
+            .with_schema(binding_schema())
+            .with_columns(vec![
+                Column::new("Role", "string", "@roleRef"),
+                Column::new("Age", "date", ".metadata.creationTimestamp"),
+            ]),
+    )
+}
+
+/// The ClusterRoleBinding type.
+pub fn cluster_role_bindings() -> ResourceType {
+    binding_type("clusterrolebindings", "ClusterRoleBinding", false)
+}
+
+/// The RoleBinding type.
+pub fn role_bindings() -> ResourceType {
+    binding_type("rolebindings", "RoleBinding", true)
 }

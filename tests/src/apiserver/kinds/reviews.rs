@@ -7,6 +7,7 @@ use super::serviceaccount::DEFAULT_AUDIENCE;
 use crate::apiserver::auth::UserInfo;
 use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
 use crate::apiserver::rbac;
+use crate::apiserver::resources::{self, ResourceType};
 use crate::apiserver::store::Store;
 use crate::apiserver::strategy::{ReviewRequest, Strategy};
 
@@ -105,4 +106,40 @@ impl Strategy for TokenReview {
             None => json!({"authenticated": false, "error": "invalid bearer token"}),
         })
     }
+}
+
+fn review_type(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceType {
+    let mut t = ResourceType::builtin(group, "v1", plural, kind, namespaced, &[]);
+    t.verbs = resources::CREATE_ONLY;
+    t
+}
+
+/// The SelfSubjectAccessReview type.
+pub fn self_subject_access_reviews() -> ResourceType {
+    review_type("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false)
+}
+
+/// The SelfSubjectRulesReview type.
+pub fn self_subject_rules_reviews() -> ResourceType {
+    review_type("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false)
+}
+
+/// The SubjectAccessReview type.
+pub fn subject_access_reviews() -> ResourceType {
+    review_type("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", false)
+}
+
+/// The LocalSubjectAccessReview type.
+pub fn local_subject_access_reviews() -> ResourceType {
+    review_type("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview", true)
+}
+
+/// The SelfSubjectReview type.
+pub fn self_subject_reviews() -> ResourceType {
+    review_type("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", false)
+}
+
+/// The TokenReview type.
+pub fn token_reviews() -> ResourceType {
+    review_type("authentication.k8s.io", "tokenreviews", "TokenReview", false)
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
 use crate::apiserver::resources::ResourceType;
+use crate::apiserver::resources::{self, Column};
 use crate::apiserver::strategy::Strategy;
 use crate::apiserver::validation;
 
@@ -63,4 +64,16 @@ impl Strategy for Secret {
     fn validate_update(&self, _t: &ResourceType, new: &Value, old: &Value) -> Vec<FieldError> {
         validation::secret(new, Some(old))
     }
+}
+
+/// The Secret type.
+pub fn resource() -> ResourceType {
+    let string_map = resources::string_map;
+    ResourceType::builtin("", "v1", "secrets", "Secret", true, &[])
+        .with_schema(resources::object(json!({"data": string_map(), "stringData": string_map(), "type": {"type": "string"}, "immutable": {"type": "boolean"}})))
+        .with_columns(vec![
+            Column::new("Type", "string", ".type"),
+            Column::new("Data", "integer", "@data"),
+            Column::new("Age", "date", ".metadata.creationTimestamp"),
+        ])
 }

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::apiserver::errors::{ApiError, ApiResult, FieldError};
 use crate::apiserver::resources::ResourceType;
+use crate::apiserver::resources::{self, Column};
 use crate::apiserver::store::{self, ObjKey, Store};
 use crate::apiserver::strategy::{Strategy, SubresourceRequest};
 use crate::apiserver::validation;
@@ -86,4 +87,16 @@ fn token_request(store: &mut Store, ns: &str, name: &str, body: &Value, dry: boo
         "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": body["spec"]["boundObjectRef"]},
         "status": {"token": token, "expirationTimestamp": store::rfc3339(expires)},
     }))
+}
+
+/// The ServiceAccount type.
+pub fn resource() -> ResourceType {
+    let mut sa = ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"])
+        .with_schema(resources::object(json!({
+            "secrets": resources::map_list(&["name"], resources::preserve()),
+            "imagePullSecrets": resources::map_list(&["name"], json!({"type": "object", "properties": {"name": {"type": "string"}}})),
+            "automountServiceAccountToken": {"type": "boolean"}
+        })));
+    sa.columns = vec![Column::new("Age", "date", ".metadata.creationTimestamp")];
+    sa
 }

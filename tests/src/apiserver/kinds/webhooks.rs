@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::apiserver::errors::FieldError;
 use crate::apiserver::resources::ResourceType;
+use crate::apiserver::resources::{self, Column};
 use crate::apiserver::strategy::Strategy;
 use crate::apiserver::validation;
 
@@ -58,4 +59,44 @@ impl Strategy for WebhookConfiguration {
     fn validate(&self, t: &ResourceType, obj: &Value) -> Vec<FieldError> {
         validation::webhook_configuration(&t.kind, obj)
     }
+}
+
+fn webhooks_schema(mutating: bool) -> Value {
+    let preserve = resources::preserve;
+    let mut item = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "clientConfig": {"type": "object", "properties": {
+            "url": {"type": "string"}, "caBundle": {"type": "string", "format": "byte"},
+            "service": {"type": "object", "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}, "path": {"type": "string"}, "port": {"type": "integer"}}}}},
+        "rules": {"type": "array", "items": {"type": "object", "properties": {
+            "operations": {"type": "array", "items": {"type": "string"}}, "apiGroups": {"type": "array", "items": {"type": "string"}},
+            "apiVersions": {"type": "array", "items": {"type": "string"}}, "resources": {"type": "array", "items": {"type": "string"}},
+            "scope": {"type": "string"}}}},
+        "failurePolicy": {"type": "string"}, "matchPolicy": {"type": "string"},
+        "namespaceSelector": preserve(), "objectSelector": preserve(), "sideEffects": {"type": "string"},
+        "timeoutSeconds": {"type": "integer"}, "admissionReviewVersions": {"type": "array", "items": {"type": "string"}},
+        "matchConditions": {"type": "array", "items": preserve()}
+    }});
+    if mutating {
+        item["properties"]["reinvocationPolicy"] = json!({"type": "string"});
+    }
+    resources::map_list(&["name"], item)
+}
+
+fn configuration_type(plural: &str, kind: &str, mutating: bool) -> ResourceType {
+    ResourceType::builtin(GROUP, "v1", plural, kind, false, &[])
+        .with_schema(resources::object(json!({"webhooks": webhooks_schema(mutating)})))
+        .with_columns(vec![
+            Column::new("Webhooks", "integer", "@webhooks"),
+            Column::new("Age", "date", ".metadata.creationTimestamp"),
+        ])
+}
+
+/// The MutatingWebhookConfiguration type.
+pub fn mutating() -> ResourceType {
+    configuration_type("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", true)
+}
+
+/// The ValidatingWebhookConfiguration type.
+pub fn validating() -> ResourceType {
+    configuration_type("validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false)
 }
