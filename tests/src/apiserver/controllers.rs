@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::kinds::crd::CRD_FINALIZER;
-use super::kinds::namespace::NAMESPACE_FINALIZER;
+use super::kinds::crd::{self, CRD_FINALIZER};
+use super::kinds::namespace::{self, NAMESPACE_FINALIZER};
 use super::store::{DeleteOpts, ObjKey, Opts, Store, now};
 
 /// The ConfigMap every namespace gets.
@@ -54,21 +54,13 @@ pub fn run_once(s: &mut Store, ca_pem: &str) -> bool {
     s.rv() != before
 }
 
-fn ns_key(name: &str) -> ObjKey {
-    ObjKey { group: String::new(), plural: "namespaces".into(), namespace: String::new(), name: name.into() }
-}
-
 fn namespaces(s: &mut Store, ca_pem: &str) {
-    let names: Vec<String> = s
-        .keys()
-        .into_iter()
-        .filter(|k| k.group.is_empty() && k.plural == "namespaces")
-        .map(|k| k.name)
-        .collect();
+    let names: Vec<String> =
+        s.keys().into_iter().filter(|k| *k == namespace::key(&k.name)).map(|k| k.name).collect();
     for name in names {
-        let Some(deleting) = s.raw(&ns_key(&name)).map(is_deleting) else { continue };
+        let Some(deleting) = s.raw(&namespace::key(&name)).map(is_deleting) else { continue };
         if deleting {
-            let Some(ns) = s.raw(&ns_key(&name)).cloned() else { continue };
+            let Some(ns) = s.raw(&namespace::key(&name)).cloned() else { continue };
             finalize_namespace(s, &name, &ns);
         } else {
             populate_namespace(s, &name, ca_pem);
@@ -159,7 +151,7 @@ fn finalize_namespace(s: &mut Store, name: &str, ns: &Value) {
     if unchanged && !done {
         return;
     }
-    s.system_update(&ns_key(name), |n| {
+    s.system_update(&namespace::key(name), |n| {
         if !unchanged {
             n["status"]["conditions"] = Value::Array(conditions.clone());
         }
@@ -300,11 +292,7 @@ fn release_owners(s: &mut Store, orphaning: Owners, foreground: Owners, blocking
 }
 
 fn crd_cleanup(s: &mut Store) {
-    let crds: Vec<ObjKey> = s
-        .keys()
-        .into_iter()
-        .filter(|k| k.group == "apiextensions.k8s.io" && k.plural == "customresourcedefinitions")
-        .collect();
+    let crds: Vec<ObjKey> = s.keys().into_iter().filter(|k| *k == crd::key(&k.name)).collect();
     for key in crds {
         let Some(crd) = s.raw(&key).cloned() else { continue };
         if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == CRD_FINALIZER) {
