@@ -8,8 +8,9 @@
 //! no Service networking: [`Endpoints`] says where a Service's port is
 //! reached (`--service-endpoint NS/NAME=HOST:PORT`).
 //!
-//! Webhooks run between a write's preparation and its commit, outside the
-//! store's lock; the objects they see are in their served form.
+//! Webhooks run outside the store's lock, as the write path orders the
+//! layers: prepare, authorize, built-in admission, [`mutate`], validate,
+//! [`validate`], commit; the objects they see are in their served form.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,12 +95,6 @@ struct Request {
     user: Value,
 }
 
-/// Webhook configurations never pass through webhooks (as in kube-apiserver,
-/// so a broken webhook cannot lock itself in).
-fn exempt(t: &ResourceType) -> bool {
-    t.group == "admissionregistration.k8s.io"
-}
-
 fn any_or(list: &Value, want: &str) -> bool {
     list.as_array().is_some_and(|a| a.iter().any(|v| v == "*" || v == want))
 }
@@ -141,7 +136,7 @@ fn hook_matches(hook: &Hook, r: &Request, obj: &Value, old: Option<&Value>) -> b
     let ns_selector = spec.get("namespaceSelector").filter(|s| !s.is_null()).unwrap_or(&everything);
     // The namespace selector applies to namespaced objects (by their
     // namespace's labels) and to Namespaces themselves (by their own).
-    let ns_ok = if r.t.is_namespace() {
+    let ns_ok = if r.t.strategy.namespace_selector_on_self() {
         selector_matches(ns_selector, &obj["metadata"]["labels"])
     } else if r.t.namespaced {
         selector_matches(ns_selector, &r.namespace_labels)
@@ -387,34 +382,33 @@ async fn call(
     Ok(Verdict::Allowed { patch, warnings })
 }
 
-/// Run a prepared write through the admission webhooks: mutating ones
-/// change `p.obj`; any denial or (fail-closed) failure refuses the write.
-/// Returns the webhooks' warnings.
-pub(super) async fn admit(
-    store: &Mutex<Store>,
-    endpoints: &Endpoints,
-    p: &mut Prepared,
-    subresource: &str,
-) -> ApiResult<Vec<String>> {
-    if exempt(&p.t) {
-        return Ok(Vec::new());
+/// What one phase of webhooks works on: its hooks, the request they are
+/// matched on, the object and the old object in their served form.
+type Phase = (Vec<Hook>, Request, Value, Option<Value>);
+
+/// The webhooks of one phase that may apply to a write (`None`: nothing
+/// to call).
+fn phase(store: &Mutex<Store>, p: &Prepared, subresource: &str, mutating: bool) -> Option<Phase> {
+    if p.t.strategy.skips_webhooks() {
+        return None;
     }
-    let (mutating, validating, namespace_labels) = {
+    let (hooks, namespace_labels) = {
         let s = store.lock().expect("lock");
-        let mutating = hooks(&s, "mutatingwebhookconfigurations", true);
-        let validating = hooks(&s, "validatingwebhookconfigurations", false);
+        let plural =
+            if mutating { "mutatingwebhookconfigurations" } else { "validatingwebhookconfigurations" };
+        let hooks = hooks(&s, plural, mutating);
         // Namespace labels only when some webhook may need them.
-        let labels = (!mutating.is_empty() || !validating.is_empty())
+        let labels = (!hooks.is_empty())
             .then(|| s.type_of("", "v1", "namespaces"))
             .flatten()
             .filter(|_| p.t.namespaced)
             .and_then(|nt| s.get(&nt, "", &p.key.namespace).ok())
             .map(|n| n["metadata"]["labels"].clone())
             .unwrap_or(Value::Null);
-        (mutating, validating, labels)
+        (hooks, labels)
     };
-    if mutating.is_empty() && validating.is_empty() {
-        return Ok(Vec::new());
+    if hooks.is_empty() {
+        return None;
     }
     let r = Request {
         t: p.t.clone(),
@@ -427,20 +421,28 @@ pub(super) async fn admit(
         user: json!({"username": p.opts.user.name, "uid": p.opts.user.uid, "groups": p.opts.user.groups}),
     };
     let old = p.old.clone().map(|o| strategy::from_storage(&p.t, o));
-    let mut obj = strategy::from_storage(&p.t, p.obj.clone());
-    let mut warnings = Vec::new();
+    let obj = strategy::from_storage(&p.t, p.obj.clone());
+    Some((hooks, r, obj, old))
+}
 
-    // Mutating webhooks, then once more those IfNeeded ones that a later
-    // webhook's change came after.
+/// Mutating admission: the matching webhooks change `p.obj` (then those
+/// `IfNeeded` ones once more that a later webhook's change came after);
+/// any denial or (fail-closed) failure refuses the write. Returns the
+/// webhooks' warnings.
+pub(super) async fn mutate(
+    store: &Mutex<Store>,
+    endpoints: &Endpoints,
+    p: &mut Prepared,
+    subresource: &str,
+) -> ApiResult<Vec<String>> {
+    let Some((mutating, r, mut obj, old)) = phase(store, p, subresource, true) else { return Ok(Vec::new()) };
+    let mut warnings = Vec::new();
     let mut invoked_before_change: Vec<usize> = Vec::new();
     let mut reinvoke: Vec<usize> = Vec::new();
     let mut changed_any = false;
     for round in 0..2 {
         for (i, hook) in mutating.iter().enumerate() {
-            if round == 1 && !reinvoke.contains(&i) {
-                continue;
-            }
-            if !hook_matches(hook, &r, &obj, old.as_ref()) {
+            if (round == 1 && !reinvoke.contains(&i)) || !hook_matches(hook, &r, &obj, old.as_ref()) {
                 continue;
             }
             let changed = run_hook(endpoints, hook, &r, &mut obj, old.as_ref(), &mut warnings).await?;
@@ -459,7 +461,7 @@ pub(super) async fn admit(
         }
     }
     if changed_any {
-        p.obj = strategy::to_storage(&p.t, obj.clone());
+        p.obj = strategy::to_storage(&p.t, obj);
         // Webhooks may not rename or move the object.
         let meta = &p.obj["metadata"];
         if meta["name"].as_str().unwrap_or_default() != r.name
@@ -468,18 +470,25 @@ pub(super) async fn admit(
             return Err(internal("admission webhooks may not change the object's name or namespace".into()));
         }
     }
+    Ok(warnings)
+}
 
-    // Validating webhooks see the object as it will be stored: it must be
-    // valid first.
-    if validating.iter().any(|h| hook_matches(h, &r, &obj, old.as_ref())) {
-        let errs = strategy::validate(&p.t, &p.obj, p.old.as_ref());
-        if !errs.is_empty() {
-            return Err(ApiError::invalid(&p.t.group, &p.t.kind, &r.name, &errs));
-        }
-        for hook in &validating {
-            if hook_matches(hook, &r, &obj, old.as_ref()) {
-                run_hook(endpoints, hook, &r, &mut obj, old.as_ref(), &mut warnings).await?;
-            }
+/// Validating admission, on the object as it will be stored (validated
+/// before): any denial or (fail-closed) failure refuses the write. Returns
+/// the webhooks' warnings.
+pub(super) async fn validate(
+    store: &Mutex<Store>,
+    endpoints: &Endpoints,
+    p: &Prepared,
+    subresource: &str,
+) -> ApiResult<Vec<String>> {
+    let Some((validating, r, mut obj, old)) = phase(store, p, subresource, false) else {
+        return Ok(Vec::new());
+    };
+    let mut warnings = Vec::new();
+    for hook in &validating {
+        if hook_matches(hook, &r, &obj, old.as_ref()) {
+            run_hook(endpoints, hook, &r, &mut obj, old.as_ref(), &mut warnings).await?;
         }
     }
     Ok(warnings)

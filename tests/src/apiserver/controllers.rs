@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use super::kinds::crd::{self, CRD_FINALIZER};
+use super::kinds::namespace::{self, NAMESPACE_FINALIZER};
 use super::store::{DeleteOpts, ObjKey, Opts, Store, now};
-use super::strategy::{CRD_FINALIZER, NAMESPACE_FINALIZER};
 
 /// The ConfigMap every namespace gets.
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
@@ -53,21 +54,13 @@ pub fn run_once(s: &mut Store, ca_pem: &str) -> bool {
     s.rv() != before
 }
 
-fn ns_key(name: &str) -> ObjKey {
-    ObjKey { group: String::new(), plural: "namespaces".into(), namespace: String::new(), name: name.into() }
-}
-
 fn namespaces(s: &mut Store, ca_pem: &str) {
-    let names: Vec<String> = s
-        .keys()
-        .into_iter()
-        .filter(|k| k.group.is_empty() && k.plural == "namespaces")
-        .map(|k| k.name)
-        .collect();
+    let names: Vec<String> =
+        s.keys().into_iter().filter(|k| *k == namespace::key(&k.name)).map(|k| k.name).collect();
     for name in names {
-        let Some(deleting) = s.raw(&ns_key(&name)).map(is_deleting) else { continue };
+        let Some(deleting) = s.raw(&namespace::key(&name)).map(is_deleting) else { continue };
         if deleting {
-            let Some(ns) = s.raw(&ns_key(&name)).cloned() else { continue };
+            let Some(ns) = s.raw(&namespace::key(&name)).cloned() else { continue };
             finalize_namespace(s, &name, &ns);
         } else {
             populate_namespace(s, &name, ca_pem);
@@ -158,7 +151,7 @@ fn finalize_namespace(s: &mut Store, name: &str, ns: &Value) {
     if unchanged && !done {
         return;
     }
-    s.system_update(&ns_key(name), |n| {
+    s.system_update(&namespace::key(name), |n| {
         if !unchanged {
             n["status"]["conditions"] = Value::Array(conditions.clone());
         }
@@ -197,23 +190,7 @@ fn resolve(s: &Store, dependent: &ObjKey, r: &Value) -> Result<Option<Value>, ()
 
 fn garbage_collect(s: &mut Store) {
     let keys = s.keys();
-    // Owners being deleted in the foreground or orphaning, by uid.
-    let mut foreground: BTreeMap<String, ObjKey> = BTreeMap::new();
-    let mut orphaning: BTreeMap<String, ObjKey> = BTreeMap::new();
-    for k in &keys {
-        let Some(o) = s.raw(k) else { continue };
-        if !is_deleting(o) {
-            continue;
-        }
-        let uid = o["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
-        let f = finalizers(o);
-        if f.iter().any(|x| x == "orphan") {
-            orphaning.insert(uid.clone(), k.clone());
-        }
-        if f.iter().any(|x| x == "foregroundDeletion") {
-            foreground.insert(uid, k.clone());
-        }
-    }
+    let (foreground, orphaning) = deleting_owners(s, &keys);
     let mut blocking: BTreeSet<String> = BTreeSet::new();
     for k in &keys {
         // Only objects with owners are looked at (and copied).
@@ -264,6 +241,35 @@ fn garbage_collect(s: &mut Store) {
             let _ = s.delete(&t, &k.namespace, &k.name, &DeleteOpts { propagation, ..DeleteOpts::default() });
         }
     }
+    release_owners(s, orphaning, foreground, &blocking);
+}
+
+/// Owners being deleted in the foreground or orphaning, by uid.
+type Owners = BTreeMap<String, ObjKey>;
+
+fn deleting_owners(s: &Store, keys: &[ObjKey]) -> (Owners, Owners) {
+    let mut foreground = Owners::new();
+    let mut orphaning = Owners::new();
+    for k in keys {
+        let Some(o) = s.raw(k) else { continue };
+        if !is_deleting(o) {
+            continue;
+        }
+        let uid = o["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let f = finalizers(o);
+        if f.iter().any(|x| x == "orphan") {
+            orphaning.insert(uid.clone(), k.clone());
+        }
+        if f.iter().any(|x| x == "foregroundDeletion") {
+            foreground.insert(uid, k.clone());
+        }
+    }
+    (foreground, orphaning)
+}
+
+/// An orphaning owner's finalizer goes once no object names it; a
+/// foreground one's once no dependent blocks it.
+fn release_owners(s: &mut Store, orphaning: Owners, foreground: Owners, blocking: &BTreeSet<String>) {
     for (uid, key) in orphaning {
         let still = s.keys().into_iter().any(|k| {
             s.raw(&k).is_some_and(|o| {
@@ -286,11 +292,7 @@ fn garbage_collect(s: &mut Store) {
 }
 
 fn crd_cleanup(s: &mut Store) {
-    let crds: Vec<ObjKey> = s
-        .keys()
-        .into_iter()
-        .filter(|k| k.group == "apiextensions.k8s.io" && k.plural == "customresourcedefinitions")
-        .collect();
+    let crds: Vec<ObjKey> = s.keys().into_iter().filter(|k| *k == crd::key(&k.name)).collect();
     for key in crds {
         let Some(crd) = s.raw(&key).cloned() else { continue };
         if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == CRD_FINALIZER) {

@@ -196,24 +196,7 @@ fn is_identity(path: &[Pe]) -> bool {
         Some(Pe::Field(f)) => Some(f.as_str()),
         _ => None,
     };
-    matches!(f(0), Some("apiVersion" | "kind"))
-        || (f(0) == Some("metadata")
-            && matches!(
-                f(1),
-                Some(
-                    "name"
-                        | "namespace"
-                        | "uid"
-                        | "resourceVersion"
-                        | "generation"
-                        | "creationTimestamp"
-                        | "managedFields"
-                        | "deletionTimestamp"
-                        | "deletionGracePeriodSeconds"
-                        | "selfLink"
-                        | "generateName"
-                )
-            ))
+    super::meta::is_identity(f(0), f(1))
 }
 
 /// The field set of a value: every leaf, every set item, every map-list

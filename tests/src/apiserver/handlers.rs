@@ -1,8 +1,8 @@
 //! Resource requests: the verbs on stored types through the store's one
-//! write path (prepare, RBAC escalation checks, commit with retries on
-//! concurrent change), the subresources (`status`, `serviceaccounts/token`,
-//! `namespaces/finalize`), access and token reviews, and the encodings of
-//! responses (JSON, Table, PartialObjectMetadata).
+//! write path (prepare, authorize, admit, validate, commit with retries on
+//! concurrent change), `status` and the subresources and reviews the kinds
+//! serve (their strategies), and the encodings of responses (JSON, Table,
+//! PartialObjectMetadata). No kind is named here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use super::admission;
 use super::auth::UserInfo;
 use super::errors::{ApiError, ApiResult, FieldError};
-use super::rbac::{self, Attributes, ResourceAttributes};
 use super::resources::ResourceType;
 use super::server::{App, ResourceRequest, dry_run, error_response, json_response, stream_response};
 use super::store::{
-    CommitError, DeleteOpts, FieldValidation, Opts, Outcome, PatchType, Prepared, Store, Sub, now,
+    CommitError, DeleteOpts, FieldValidation, Opts, Outcome, PatchType, Prepared, Store, Sub,
 };
+use super::strategy::{ReviewRequest, SubresourceRequest};
 use super::table::{self, Include};
 use super::watch::{self, ListOptions};
 
@@ -130,94 +130,10 @@ fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
     r
 }
 
-/// RBAC writes need the permissions they grant (or `escalate`/`bind`).
-fn rbac_guard(s: &Store, p: &Prepared) -> ApiResult<()> {
-    let t = &p.t;
-    let user = &p.opts.user;
-    if t.group != rbac::GROUP || user.is_master() {
-        return Ok(());
-    }
-    let ns = p.key.namespace.clone();
-    let name = p.key.name.clone();
-    let can = |verb: &str, resource: &str, rname: &str| {
-        rbac::allowed(
-            s,
-            &Attributes {
-                user: user.clone(),
-                verb: verb.into(),
-                resource: Some(ResourceAttributes {
-                    group: rbac::GROUP.into(),
-                    resource: resource.into(),
-                    subresource: String::new(),
-                    namespace: ns.clone(),
-                    name: rname.into(),
-                }),
-                path: String::new(),
-            },
-        )
-    };
-    let forbidden = |msg: String| {
-        ApiError::forbidden(
-            format!("{}.{} {name:?} is forbidden: {msg}", t.plural, rbac::GROUP),
-            Some(json!({"name": name, "group": rbac::GROUP, "kind": t.plural})),
-        )
-    };
-    let escalation = |missing: &[Value]| {
-        ApiError::forbidden(
-            rbac::escalation_message(&t.plural, &name, user, missing),
-            Some(json!({"name": name, "group": rbac::GROUP, "kind": t.plural})),
-        )
-    };
-    match t.plural.as_str() {
-        "roles" | "clusterroles" => {
-            if can("escalate", &t.plural, &name) {
-                return Ok(());
-            }
-            let rules = p.obj["rules"].as_array().cloned().unwrap_or_default();
-            let missing = rbac::not_held(s, user, &ns, &rules);
-            if !missing.is_empty() {
-                return Err(escalation(&missing));
-            }
-            let aggregation =
-                p.obj["aggregationRule"]["clusterRoleSelectors"].as_array().is_some_and(|a| !a.is_empty());
-            if aggregation {
-                let full = [json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})];
-                if !rbac::not_held(s, user, &ns, &full).is_empty() {
-                    return Err(forbidden(
-                        "must have cluster-admin privileges to use the aggregationRule".into(),
-                    ));
-                }
-            }
-            Ok(())
-        }
-        "rolebindings" | "clusterrolebindings" => {
-            let role_ref = &p.obj["roleRef"];
-            let (kind, role) = (
-                role_ref["kind"].as_str().unwrap_or_default(),
-                role_ref["name"].as_str().unwrap_or_default(),
-            );
-            let resource = if kind == "ClusterRole" { "clusterroles" } else { "roles" };
-            if can("bind", resource, role) {
-                return Ok(());
-            }
-            let rules = match kind {
-                "ClusterRole" => rbac::Policy::cluster_role(s, role),
-                _ => rbac::Policy::role(s, &ns, role),
-            }
-            .ok_or_else(|| ApiError::not_found(rbac::GROUP, resource, role))?["rules"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let missing = rbac::not_held(s, user, &ns, &rules);
-            if missing.is_empty() { Ok(()) } else { Err(escalation(&missing)) }
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The write loop: prepare under the lock, check, call the admission
-/// webhooks outside it, then commit under the lock again; prepare (and
-/// admit) anew when the object changed in between.
+/// The write loop, each layer once in kube-apiserver's order: prepare,
+/// authorize (escalation) and built-in admission under the lock; mutating
+/// webhooks outside it; validation; validating webhooks; then commit under
+/// the lock again, preparing anew when the object changed in between.
 async fn write(
     app: &App,
     subresource: &str,
@@ -227,13 +143,16 @@ async fn write(
         let mut p = {
             let s = app.store.lock().expect("lock");
             let p = prepare(&s)?;
-            rbac_guard(&s, &p)?;
+            s.authorize(&p)?;
+            s.admit(&p)?;
             p
         };
-        let warnings = admission::admit(&app.store, &app.endpoints, &mut p, subresource).await?;
+        let mut warnings = admission::mutate(&app.store, &app.endpoints, &mut p, subresource).await?;
+        Store::validate(&p)?;
+        warnings.extend(admission::validate(&app.store, &app.endpoints, &p, subresource).await?);
         p.warnings.extend(warnings);
         let mut s = app.store.lock().expect("lock");
-        match s.commit(p) {
+        match s.persist(p) {
             Ok(o) => return Ok(o),
             Err(CommitError::Retry) => continue,
             Err(CommitError::Api(e)) => return Err(e),
@@ -257,31 +176,69 @@ pub(super) async fn resource(
     }
 }
 
+fn not_found() -> ApiError {
+    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+}
+
 fn lookup(app: &App, r: &ResourceRequest) -> ApiResult<Arc<ResourceType>> {
     let store = app.store.lock().expect("lock");
     let t = store
         .type_of(&r.group, &r.version, &r.resource)
         .filter(|t| t.plural == r.resource)
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        .ok_or_else(not_found)?;
     // A namespaced path to a cluster-scoped type, or a cluster path to one
     // object of a namespaced type, does not exist.
-    let namespace_itself = t.is_namespace() && !r.namespaced_path;
-    if (r.namespaced_path && !t.namespaced)
-        || (t.namespaced && !r.namespaced_path && !r.name.is_empty() && !namespace_itself)
-    {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    if (r.namespaced_path && !t.namespaced) || (t.namespaced && !r.namespaced_path && !r.name.is_empty()) {
+        return Err(not_found());
     }
     let sub_ok = match r.subresource.as_str() {
         "" => true,
         "status" => t.status,
-        "token" => t.group.is_empty() && t.plural == "serviceaccounts",
-        "finalize" => t.is_namespace(),
-        _ => false,
+        sub => t.strategy.subresources().iter().any(|(s, _)| *s == sub),
     };
     if !sub_ok {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(not_found());
     }
     Ok(t)
+}
+
+/// One resource request, as the verbs' handlers see it.
+struct Call<'a> {
+    app: &'a Arc<App>,
+    r: &'a ResourceRequest,
+    t: Arc<ResourceType>,
+    ns: String,
+    user: UserInfo,
+    q: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    body: Bytes,
+    render: Render,
+    dry: bool,
+}
+
+impl Call<'_> {
+    fn opts(&self, validation: FieldValidation) -> Opts {
+        Opts {
+            user: self.user.clone(),
+            manager: manager(self.q, self.headers),
+            dry_run: self.dry,
+            validation,
+            sub: if self.r.subresource == "status" { Sub::Status } else { Sub::Main },
+        }
+    }
+
+    fn body(&self) -> ApiResult<Value> {
+        parse_body(self.headers, &self.body)
+    }
+
+    /// The namespace a list or watch is scoped to.
+    fn scope(&self) -> Option<&str> {
+        (self.t.namespaced && self.r.namespaced_path).then_some(self.ns.as_str())
+    }
 }
 
 async fn serve(
@@ -294,161 +251,183 @@ async fn serve(
 ) -> ApiResult<Response> {
     let t = lookup(app, r)?;
     let ns = if t.namespaced { r.namespace.clone() } else { String::new() };
-    let name = r.name.clone();
     if !t.verbs.contains(&r.verb) && r.subresource.is_empty() {
-        return Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        ));
+        return Err(method_not_allowed());
     }
     let render = render_of(headers, q)?;
     let dry = dry_run(q)?;
-    let sub = if r.subresource == "status" { Sub::Status } else { Sub::Main };
-    let opts = |validation: FieldValidation| Opts {
-        user: user.clone(),
-        manager: manager(q, headers),
-        dry_run: dry,
-        validation,
-        sub,
+    let c = Call { app, r, t, ns, user, q, headers, body, render, dry };
+    let sub = r.subresource.as_str();
+    if c.t.strategy.subresources().contains(&(sub, r.verb)) {
+        return subresource(&c);
+    }
+    match r.verb {
+        "get" => {
+            let obj = app.store.lock().expect("lock").get(&c.t, &c.ns, &r.name)?;
+            Ok(json_response(200, &render_one(&c.t, obj, render)))
+        }
+        "list" => {
+            let o = ListOptions::parse(&c.t, q)?;
+            let page = watch::list(&app.store, &c.t, c.scope(), &o).await?;
+            Ok(json_response(200, &render_list(&c.t, page.items, page.meta, render)))
+        }
+        "watch" => start_watch(&c),
+        "create" if c.t.is_review() => review(&c),
+        "create" | "update" | "patch" => write_verb(&c).await,
+        "delete" => {
+            let d = delete_options(headers, &c.body, q, dry)?;
+            let mut store = app.store.lock().expect("lock");
+            let obj = store.delete(&c.t, &c.ns, &r.name, &d)?;
+            let gone = store.get(&c.t, &c.ns, &r.name).is_err();
+            Ok(json_response(200, &delete_response(&c.t, obj, gone)))
+        }
+        "deletecollection" => delete_collection(&c).await,
+        _ => Err(method_not_allowed()),
+    }
+}
+
+fn start_watch(c: &Call<'_>) -> ApiResult<Response> {
+    let o = ListOptions::parse(&c.t, c.q)?;
+    let tt = c.t.clone();
+    let render = c.render;
+    let encode: watch::Encode = Arc::new(move |_kind, obj, first| match render {
+        Render::Json => obj,
+        Render::Partial => partial(&obj),
+        Render::Table(include) => {
+            let rv = obj["metadata"]["resourceVersion"].clone();
+            table::table(&tt, &[obj], json!({"resourceVersion": rv}), include, first)
+        }
+    });
+    let scope = c.scope().map(str::to_owned);
+    let rx = watch::start(
+        &c.app.store,
+        c.app.settings.clone(),
+        c.app.close_watches.subscribe(),
+        c.t.clone(),
+        scope,
+        o,
+        encode,
+    )?;
+    Ok(stream_response(rx))
+}
+
+/// A subresource the kind serves itself (its strategy's
+/// `serve_subresource`).
+fn subresource(c: &Call<'_>) -> ApiResult<Response> {
+    let req = SubresourceRequest {
+        subresource: &c.r.subresource,
+        namespace: &c.ns,
+        name: &c.r.name,
+        body: c.body()?,
+        dry_run: c.dry,
     };
-    match (r.verb, r.subresource.as_str()) {
-        ("get", _) => {
-            let obj = app.store.lock().expect("lock").get(&t, &ns, &name)?;
-            Ok(json_response(200, &render_one(&t, obj, render)))
-        }
-        ("list", _) => {
-            let o = ListOptions::parse(&t, q)?;
-            let scope = (t.namespaced && r.namespaced_path).then_some(ns.as_str());
-            let page = watch::list(&app.store, &t, scope, &o).await?;
-            Ok(json_response(200, &render_list(&t, page.items, page.meta, render)))
-        }
-        ("watch", _) => {
-            let o = ListOptions::parse(&t, q)?;
-            let scope = (t.namespaced && r.namespaced_path).then(|| ns.clone());
-            let tt = t.clone();
-            let encode: watch::Encode = Arc::new(move |_kind, obj, first| match render {
-                Render::Json => obj,
-                Render::Partial => partial(&obj),
-                Render::Table(include) => {
-                    let rv = obj["metadata"]["resourceVersion"].clone();
-                    table::table(&tt, &[obj], json!({"resourceVersion": rv}), include, first)
-                }
-            });
-            let rx = watch::start(
-                &app.store,
-                app.settings.clone(),
-                app.close_watches.subscribe(),
-                t.clone(),
-                scope,
-                o,
-                encode,
-            )?;
-            Ok(stream_response(rx))
-        }
-        ("create", "token") => token_request(app, &ns, &name, parse_body(headers, &body)?, dry),
-        ("create", _) if t.is_review() => review(app, &t, &ns, parse_body(headers, &body)?, user),
-        ("create", _) => {
-            let obj = parse_body(headers, &body)?;
-            let validation = field_validation(q)?;
-            let o = write(app, &r.subresource, |s| s.prepare_create(&t, &ns, obj.clone(), opts(validation)))
+    let mut store = c.app.store.lock().expect("lock");
+    let (code, v) = c.t.strategy.serve_subresource(&mut store, &req)?;
+    Ok(json_response(code, &v))
+}
+
+/// A review: created, answered with its status, never stored.
+fn review(c: &Call<'_>) -> ApiResult<Response> {
+    let spec = c.body()?["spec"].clone();
+    let store = c.app.store.lock().expect("lock");
+    let r = ReviewRequest { t: &c.t, namespace: &c.ns, spec: &spec, user: c.user.clone() };
+    let status = c.t.strategy.review(&store, &r)?;
+    let mut meta = json!({"creationTimestamp": null});
+    if c.t.namespaced {
+        meta["namespace"] = json!(c.ns);
+    }
+    let t = &c.t;
+    Ok(json_response(
+        201,
+        &json!({"kind": t.kind, "apiVersion": t.api_version(), "metadata": meta, "spec": spec, "status": status}),
+    ))
+}
+
+/// Create, update and patch, through [`write`].
+async fn write_verb(c: &Call<'_>) -> ApiResult<Response> {
+    let (t, ns, name) = (&c.t, c.ns.as_str(), c.r.name.as_str());
+    let (code, o) = match c.r.verb {
+        "create" => {
+            let obj = c.body()?;
+            let opts = c.opts(field_validation(c.q)?);
+            let o = write(c.app, &c.r.subresource, |s| s.prepare_create(t, ns, obj.clone(), opts.clone()))
                 .await?;
-            Ok(with_warnings(json_response(201, &o.obj), &o.warnings))
+            (201, o)
         }
-        ("update", "finalize") => {
-            let obj = parse_body(headers, &body)?;
-            let v = app.store.lock().expect("lock").finalize_namespace(&name, &obj, dry)?;
-            Ok(json_response(200, &v))
+        "update" => {
+            let obj = c.body()?;
+            let opts = c.opts(field_validation(c.q)?);
+            let o =
+                write(c.app, &c.r.subresource, |s| s.prepare_update(t, ns, name, obj.clone(), opts.clone()))
+                    .await?;
+            (200, o)
         }
-        ("update", _) => {
-            let obj = parse_body(headers, &body)?;
-            let validation = field_validation(q)?;
-            let o = write(app, &r.subresource, |s| {
-                s.prepare_update(&t, &ns, &name, obj.clone(), opts(validation))
-            })
-            .await?;
-            Ok(with_warnings(json_response(200, &o.obj), &o.warnings))
-        }
-        ("patch", _) => {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let force = q.get("force").map(String::as_str);
-            let kind = if ct.starts_with("application/apply-patch") {
-                if q.get("fieldManager").is_none_or(String::is_empty) {
-                    return Err(ApiError::invalid(
-                        "meta.k8s.io",
-                        "PatchOptions",
-                        "",
-                        &[FieldError::required("fieldManager", "is required for apply patch")],
-                    ));
-                }
-                PatchType::Apply { force: force == Some("true") }
-            } else {
-                if force.is_some() {
-                    return Err(ApiError::invalid(
-                        "meta.k8s.io",
-                        "PatchOptions",
-                        "",
-                        &[FieldError::forbidden("force", "may not be specified for non-apply patch")],
-                    ));
-                }
-                if ct.starts_with("application/json-patch") {
-                    PatchType::Json
-                } else if ct.starts_with("application/merge-patch") {
-                    PatchType::Merge
-                } else if ct.starts_with("application/strategic-merge-patch") {
-                    PatchType::Strategic
-                } else {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        format!(
-                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
-                        ),
-                    ));
-                }
-            };
-            let patch = parse_body(headers, &body)?;
+        _ => {
+            let kind = patch_type(c.headers, c.q)?;
+            let patch = c.body()?;
             if patch.is_null() {
                 return Err(ApiError::bad_request("the body of the request was empty"));
             }
-            let validation = field_validation(q)?;
-            let o = write(app, &r.subresource, |s| {
-                s.prepare_patch(&t, &ns, &name, kind, &patch, opts(validation))
-            })
-            .await?;
-            Ok(with_warnings(json_response(if o.created { 201 } else { 200 }, &o.obj), &o.warnings))
+            let opts = c.opts(field_validation(c.q)?);
+            let o =
+                write(c.app, &c.r.subresource, |s| s.prepare_patch(t, ns, name, kind, &patch, opts.clone()))
+                    .await?;
+            (if o.created { 201 } else { 200 }, o)
         }
-        ("delete", _) => {
-            let d = delete_options(headers, &body, q, dry)?;
-            let mut store = app.store.lock().expect("lock");
-            let obj = store.delete(&t, &ns, &name, &d)?;
-            let gone = store.get(&t, &ns, &name).is_err();
-            Ok(json_response(200, &delete_response(&t, obj, gone)))
+    };
+    Ok(with_warnings(json_response(code, &o.obj), &o.warnings))
+}
+
+/// The patch type of a request's content type, with the options it allows.
+fn patch_type(headers: &HeaderMap, q: &HashMap<String, String>) -> ApiResult<PatchType> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let force = q.get("force").map(String::as_str);
+    let patch_options = |e: FieldError| ApiError::invalid("meta.k8s.io", "PatchOptions", "", &[e]);
+    if ct.starts_with("application/apply-patch") {
+        if q.get("fieldManager").is_none_or(String::is_empty) {
+            return Err(patch_options(FieldError::required("fieldManager", "is required for apply patch")));
         }
-        ("deletecollection", _) => {
-            let o = ListOptions::parse(&t, q)?;
-            let d = delete_options(headers, &body, q, dry)?;
-            let scope = (t.namespaced && r.namespaced_path).then_some(ns.as_str());
-            let page = watch::list(&app.store, &t, scope, &o).await?;
-            let mut store = app.store.lock().expect("lock");
-            let mut deleted = Vec::new();
-            for item in &page.items {
-                let (n, s) = (
-                    item["metadata"]["name"].as_str().unwrap_or_default(),
-                    item["metadata"]["namespace"].as_str().unwrap_or_default(),
-                );
-                if let Ok(v) = store.delete(&t, s, n, &d) {
-                    deleted.push(v);
-                }
-            }
-            Ok(json_response(200, &render_list(&t, deleted, json!({}), Render::Json)))
-        }
-        _ => Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )),
+        return Ok(PatchType::Apply { force: force == Some("true") });
     }
+    if force.is_some() {
+        return Err(patch_options(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        )));
+    }
+    if ct.starts_with("application/json-patch") {
+        Ok(PatchType::Json)
+    } else if ct.starts_with("application/merge-patch") {
+        Ok(PatchType::Merge)
+    } else if ct.starts_with("application/strategic-merge-patch") {
+        Ok(PatchType::Strategic)
+    } else {
+        Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+            ),
+        ))
+    }
+}
+
+async fn delete_collection(c: &Call<'_>) -> ApiResult<Response> {
+    let o = ListOptions::parse(&c.t, c.q)?;
+    let d = delete_options(c.headers, &c.body, c.q, c.dry)?;
+    let page = watch::list(&c.app.store, &c.t, c.scope(), &o).await?;
+    let mut store = c.app.store.lock().expect("lock");
+    let mut deleted = Vec::new();
+    for item in &page.items {
+        let (n, s) = (
+            item["metadata"]["name"].as_str().unwrap_or_default(),
+            item["metadata"]["namespace"].as_str().unwrap_or_default(),
+        );
+        if let Ok(v) = store.delete(&c.t, s, n, &d) {
+            deleted.push(v);
+        }
+    }
+    Ok(json_response(200, &render_list(&c.t, deleted, json!({}), Render::Json)))
 }
 
 fn delete_options(
@@ -492,140 +471,9 @@ fn delete_options(
 /// returns it (custom resources, namespaces, pods, CRDs) or while it waits
 /// for finalizers, else a Success Status.
 fn delete_response(t: &ResourceType, obj: Value, gone: bool) -> Value {
-    let returns_object =
-        t.custom || t.is_namespace() || t.is_crd() || (t.group.is_empty() && t.plural == "pods");
-    if !gone || returns_object {
+    if !gone || t.strategy.delete_returns_object() {
         return obj;
     }
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": obj["metadata"]["name"], "group": t.group, "kind": t.plural, "uid": obj["metadata"]["uid"]}})
-}
-
-/// `POST serviceaccounts/{name}/token`.
-fn token_request(app: &App, ns: &str, name: &str, body: Value, dry: bool) -> ApiResult<Response> {
-    let mut store = app.store.lock().expect("lock");
-    let uid = store
-        .service_account_uid(ns, name)
-        .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
-    let seconds = body["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
-    let mut errs = Vec::new();
-    if seconds < 600 {
-        errs.push(FieldError::invalid(
-            "spec.expirationSeconds",
-            &json!(seconds),
-            "may not specify a duration less than 10 minutes",
-        ));
-    }
-    if seconds > 1 << 32 {
-        errs.push(FieldError::invalid(
-            "spec.expirationSeconds",
-            &json!(seconds),
-            "may not specify a duration larger than 2^32 seconds",
-        ));
-    }
-    if !errs.is_empty() {
-        return Err(ApiError::invalid("authentication.k8s.io", "TokenRequest", name, &errs));
-    }
-    let (token, expires) =
-        if dry { (String::new(), 0) } else { store.auth.mint(ns, name, &uid, seconds as u64) };
-    let audiences = match body["spec"]["audiences"].as_array() {
-        Some(a) if !a.is_empty() => Value::Array(a.clone()),
-        _ => json!(["https://kubernetes.default.svc.cluster.local"]),
-    };
-    let resp = json!({
-        "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {"name": name, "namespace": ns, "creationTimestamp": now()},
-        "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": body["spec"]["boundObjectRef"]},
-        "status": {"token": token, "expirationTimestamp": super::store::rfc3339(expires)},
-    });
-    Ok(json_response(201, &resp))
-}
-
-/// The reviews: access (self, subject, local), rules, self and token.
-fn review(app: &App, t: &ResourceType, ns: &str, body: Value, user: UserInfo) -> ApiResult<Response> {
-    let store = app.store.lock().expect("lock");
-    let spec = body["spec"].clone();
-    let status = match t.plural.as_str() {
-        "selfsubjectaccessreviews" => rbac::review_status(&*store, &rbac::review_attributes(&spec, user)),
-        "subjectaccessreviews" | "localsubjectaccessreviews" => {
-            let subject = UserInfo {
-                name: spec["user"].as_str().unwrap_or_default().to_owned(),
-                uid: spec["uid"].as_str().unwrap_or_default().to_owned(),
-                groups: spec["groups"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|g| g.as_str().map(str::to_owned))
-                    .collect(),
-            };
-            if subject.name.is_empty() && subject.groups.is_empty() {
-                return Err(ApiError::invalid(
-                    &t.group,
-                    &t.kind,
-                    "",
-                    &[FieldError::invalid(
-                        "spec.user",
-                        &json!(""),
-                        "at least one of user or group must be specified",
-                    )],
-                ));
-            }
-            let attrs = rbac::review_attributes(&spec, subject);
-            if t.plural == "localsubjectaccessreviews"
-                && attrs.resource.as_ref().is_some_and(|r| r.namespace != ns)
-            {
-                return Err(ApiError::invalid(
-                    &t.group,
-                    &t.kind,
-                    "",
-                    &[FieldError::invalid(
-                        "spec.resourceAttributes.namespace",
-                        &json!(attrs.resource.as_ref().map(|r| r.namespace.clone())),
-                        format!("must match metadata.namespace {ns:?}"),
-                    )],
-                ));
-            }
-            rbac::review_status(&*store, &attrs)
-        }
-        "selfsubjectrulesreviews" => {
-            let review_ns = spec["namespace"].as_str().unwrap_or_default();
-            let rules = rbac::rules_for(&*store, &user, review_ns);
-            let (resource, non_resource): (Vec<Value>, Vec<Value>) =
-                rules.into_iter().partition(|r| r.get("nonResourceURLs").is_none_or(Value::is_null));
-            let resource: Vec<Value> = resource
-                .into_iter()
-                .map(|r| json!({"verbs": r["verbs"], "apiGroups": r["apiGroups"], "resources": r["resources"], "resourceNames": r["resourceNames"]}))
-                .collect();
-            let non_resource: Vec<Value> = non_resource
-                .into_iter()
-                .map(|r| json!({"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}))
-                .collect();
-            json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false})
-        }
-        "selfsubjectreviews" => json!({"userInfo": user.to_json()}),
-        "tokenreviews" => {
-            let token = spec["token"].as_str().unwrap_or_default();
-            match store.auth.authenticate(token, |n, s| store.service_account_uid(n, s)) {
-                Some(u) => {
-                    json!({"authenticated": true, "user": u.to_json(), "audiences": ["https://kubernetes.default.svc.cluster.local"]})
-                }
-                None => json!({"authenticated": false, "error": "invalid bearer token"}),
-            }
-        }
-        _ => {
-            return Err(ApiError::new(
-                405,
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-            ));
-        }
-    };
-    let mut meta = json!({"creationTimestamp": null});
-    if t.namespaced {
-        meta["namespace"] = json!(ns);
-    }
-    Ok(json_response(
-        201,
-        &json!({"kind": t.kind, "apiVersion": t.api_version(), "metadata": meta, "spec": spec, "status": status}),
-    ))
 }

@@ -138,22 +138,7 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
 
 /// Paths that identify an object rather than being fields of it.
 fn is_identity(path: &[String]) -> bool {
-    matches!(path.first().map(String::as_str), Some("apiVersion" | "kind"))
-        || (path.first().map(String::as_str) == Some("metadata")
-            && matches!(
-                path.get(1).map(String::as_str),
-                Some(
-                    "name"
-                        | "namespace"
-                        | "uid"
-                        | "resourceVersion"
-                        | "generation"
-                        | "creationTimestamp"
-                        | "managedFields"
-                        | "deletionTimestamp"
-                        | "selfLink"
-                )
-            ))
+    super::meta::is_identity(path.first().map(String::as_str), path.get(1).map(String::as_str))
 }
 
 /// The leaf field paths of a value (non-empty objects are descended into).

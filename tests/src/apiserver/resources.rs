@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::kinds;
 use super::schema::Schema;
+use super::strategy::Strategy;
 use super::validation::NameRule;
 
 /// A printer column (`additionalPrinterColumns` or a built-in's).
@@ -23,7 +25,8 @@ pub struct Column {
 }
 
 impl Column {
-    fn new(name: &str, type_: &str, json_path: &str) -> Self {
+    /// A column of priority 0.
+    pub fn new(name: &str, type_: &str, json_path: &str) -> Self {
         Column { name: name.into(), type_: type_.into(), json_path: json_path.into(), priority: 0 }
     }
 }
@@ -64,11 +67,14 @@ pub struct ResourceType {
     pub verbs: &'static [&'static str],
     /// Categories (`all`).
     pub categories: Vec<String>,
+    /// The kind's behaviour (found once, when the type is made).
+    pub strategy: &'static dyn Strategy,
 }
 
 const ALL_VERBS: &[&str] =
     &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-const CREATE_ONLY: &[&str] = &["create"];
+/// The verbs of kinds created and never stored (reviews).
+pub const CREATE_ONLY: &[&str] = &["create"];
 
 impl PartialEq for ResourceType {
     fn eq(&self, other: &Self) -> bool {
@@ -77,7 +83,8 @@ impl PartialEq for ResourceType {
 }
 
 impl ResourceType {
-    fn builtin(
+    /// A built-in type (its strategy is set by `kinds::BUILTINS`).
+    pub fn builtin(
         group: &str,
         version: &str,
         plural: &str,
@@ -102,15 +109,18 @@ impl ResourceType {
             columns: vec![Column::new("Age", "date", ".metadata.creationTimestamp")],
             verbs: ALL_VERBS,
             categories: Vec::new(),
+            strategy: &kinds::Plain,
         }
     }
 
-    fn with_schema(mut self, schema: Value) -> Self {
+    /// With this schema.
+    pub fn with_schema(mut self, schema: Value) -> Self {
         self.schema = Arc::new(Schema::parse(&schema));
         self
     }
 
-    fn with_columns(mut self, cols: Vec<Column>) -> Self {
+    /// With these printer columns.
+    pub fn with_columns(mut self, cols: Vec<Column>) -> Self {
         self.columns = cols;
         self
     }
@@ -125,16 +135,6 @@ impl ResourceType {
         super::errors::qualified(&self.plural, &self.group)
     }
 
-    /// Whether this is the CustomResourceDefinition type.
-    pub fn is_crd(&self) -> bool {
-        self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"
-    }
-
-    /// Whether this is the core Namespace type.
-    pub fn is_namespace(&self) -> bool {
-        self.group.is_empty() && self.plural == "namespaces"
-    }
-
     /// Whether objects of this type are created and never stored (reviews).
     pub fn is_review(&self) -> bool {
         self.verbs == CREATE_ONLY
@@ -142,7 +142,7 @@ impl ResourceType {
 }
 
 /// The schema of `metadata` (ObjectMeta).
-fn object_meta() -> Value {
+pub fn object_meta() -> Value {
     let map = json!({"type": "object", "additionalProperties": {"type": "string"}});
     json!({"type": "object", "properties": {
         "name": {"type": "string"}, "generateName": {"type": "string"}, "namespace": {"type": "string"},
@@ -160,7 +160,7 @@ fn object_meta() -> Value {
 }
 
 /// A top-level object schema: apiVersion, kind, metadata and `props`.
-fn object(props: Value) -> Value {
+pub fn object(props: Value) -> Value {
     let mut p = props;
     p["apiVersion"] = json!({"type": "string"});
     p["kind"] = json!({"type": "string"});
@@ -168,329 +168,26 @@ fn object(props: Value) -> Value {
     json!({"type": "object", "properties": p})
 }
 
-fn preserve() -> Value {
+pub fn preserve() -> Value {
     json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
-fn string_map() -> Value {
+pub fn string_map() -> Value {
     json!({"type": "object", "additionalProperties": {"type": "string"}})
 }
 
-fn conditions() -> Value {
+pub fn conditions() -> Value {
     json!({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
         "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"type": {"type": "string"}}}})
 }
 
-fn map_list(keys: &[&str], item: Value) -> Value {
+pub fn map_list(keys: &[&str], item: Value) -> Value {
     json!({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": keys, "items": item})
 }
 
-/// A container: the fields the product uses, with their list semantics.
-fn container() -> Value {
-    json!({"type": "object", "properties": {
-        "name": {"type": "string"}, "image": {"type": "string"}, "imagePullPolicy": {"type": "string"},
-        "command": {"type": "array", "items": {"type": "string"}}, "args": {"type": "array", "items": {"type": "string"}},
-        "workingDir": {"type": "string"}, "restartPolicy": {"type": "string"},
-        "ports": map_list(&["containerPort", "protocol"], json!({"type": "object", "properties": {
-            "name": {"type": "string"}, "containerPort": {"type": "integer"}, "protocol": {"type": "string", "default": "TCP"},
-            "hostPort": {"type": "integer"}, "hostIP": {"type": "string"}}})),
-        "env": map_list(&["name"], json!({"type": "object", "properties": {
-            "name": {"type": "string"}, "value": {"type": "string"}, "valueFrom": preserve()}})),
-        "envFrom": {"type": "array", "items": preserve()},
-        "volumeMounts": map_list(&["mountPath"], json!({"type": "object", "properties": {
-            "name": {"type": "string"}, "mountPath": {"type": "string"}, "readOnly": {"type": "boolean"},
-            "subPath": {"type": "string"}, "subPathExpr": {"type": "string"}, "mountPropagation": {"type": "string"},
-            "recursiveReadOnly": {"type": "string"}}})),
-        "resources": preserve(), "securityContext": preserve(),
-        "livenessProbe": preserve(), "readinessProbe": preserve(), "startupProbe": preserve(),
-        "lifecycle": preserve(), "terminationMessagePath": {"type": "string"},
-        "terminationMessagePolicy": {"type": "string"}, "stdin": {"type": "boolean"}, "tty": {"type": "boolean"},
-        "volumeDevices": {"type": "array", "items": preserve()}, "resizePolicy": {"type": "array", "items": preserve()}
-    }})
-}
-
-/// A pod spec: the fields the product uses, with their list semantics.
-fn pod_spec() -> Value {
-    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
-        "containers": map_list(&["name"], container()),
-        "initContainers": map_list(&["name"], container()),
-        "ephemeralContainers": map_list(&["name"], container()),
-        "volumes": map_list(&["name"], json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"name": {"type": "string"}}})),
-        "imagePullSecrets": map_list(&["name"], json!({"type": "object", "properties": {"name": {"type": "string"}}})),
-        "tolerations": {"type": "array", "items": preserve()},
-        "shareProcessNamespace": {"type": "boolean"}, "automountServiceAccountToken": {"type": "boolean"},
-        "serviceAccountName": {"type": "string"}, "securityContext": preserve()
-    }})
-}
-
-fn policy_rules() -> Value {
-    json!({"type": "array", "items": {"type": "object", "properties": {
-        "verbs": {"type": "array", "items": {"type": "string"}}, "apiGroups": {"type": "array", "items": {"type": "string"}},
-        "resources": {"type": "array", "items": {"type": "string"}}, "resourceNames": {"type": "array", "items": {"type": "string"}},
-        "nonResourceURLs": {"type": "array", "items": {"type": "string"}}}}})
-}
-
-fn webhooks(mutating: bool) -> Value {
-    let mut item = json!({"type": "object", "properties": {
-        "name": {"type": "string"}, "clientConfig": {"type": "object", "properties": {
-            "url": {"type": "string"}, "caBundle": {"type": "string", "format": "byte"},
-            "service": {"type": "object", "properties": {"namespace": {"type": "string"}, "name": {"type": "string"}, "path": {"type": "string"}, "port": {"type": "integer"}}}}},
-        "rules": {"type": "array", "items": {"type": "object", "properties": {
-            "operations": {"type": "array", "items": {"type": "string"}}, "apiGroups": {"type": "array", "items": {"type": "string"}},
-            "apiVersions": {"type": "array", "items": {"type": "string"}}, "resources": {"type": "array", "items": {"type": "string"}},
-            "scope": {"type": "string"}}}},
-        "failurePolicy": {"type": "string"}, "matchPolicy": {"type": "string"},
-        "namespaceSelector": preserve(), "objectSelector": preserve(), "sideEffects": {"type": "string"},
-        "timeoutSeconds": {"type": "integer"}, "admissionReviewVersions": {"type": "array", "items": {"type": "string"}},
-        "matchConditions": {"type": "array", "items": preserve()}
-    }});
-    if mutating {
-        item["properties"]["reinvocationPolicy"] = json!({"type": "string"});
-    }
-    map_list(&["name"], item)
-}
-
-/// The core v1 Event schema (events.k8s.io/v1 events are stored in it).
-fn event_schema() -> Value {
-    let obj_ref = json!({"type": "object", "properties": {
-        "kind": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string"}, "uid": {"type": "string"},
-        "apiVersion": {"type": "string"}, "resourceVersion": {"type": "string"}, "fieldPath": {"type": "string"}}});
-    object(json!({
-        "involvedObject": obj_ref, "related": obj_ref, "reason": {"type": "string"}, "message": {"type": "string"},
-        "source": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
-        "firstTimestamp": {"type": "string"}, "lastTimestamp": {"type": "string"}, "count": {"type": "integer"},
-        "type": {"type": "string"}, "eventTime": {"type": "string"},
-        "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": {"type": "string"}}},
-        "action": {"type": "string"}, "reportingComponent": {"type": "string"}, "reportingInstance": {"type": "string"}
-    }))
-}
-
-/// The `events.k8s.io/v1` Event schema (the served form of core events).
-fn events_v1_schema() -> Value {
-    let obj_ref = json!({"type": "object", "properties": {
-        "kind": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string"}, "uid": {"type": "string"},
-        "apiVersion": {"type": "string"}, "resourceVersion": {"type": "string"}, "fieldPath": {"type": "string"}}});
-    object(json!({
-        "regarding": obj_ref, "related": obj_ref, "reason": {"type": "string"}, "note": {"type": "string"},
-        "deprecatedSource": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
-        "deprecatedFirstTimestamp": {"type": "string"}, "deprecatedLastTimestamp": {"type": "string"},
-        "deprecatedCount": {"type": "integer"}, "type": {"type": "string"}, "eventTime": {"type": "string"},
-        "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": {"type": "string"}}},
-        "action": {"type": "string"}, "reportingController": {"type": "string"}, "reportingInstance": {"type": "string"}
-    }))
-}
-
-/// The built-in types.
+/// The built-in types, in discovery order (see `kinds::BUILTINS`).
 pub fn builtins() -> Vec<ResourceType> {
-    let rb = "rbac.authorization.k8s.io";
-    let mut crd = ResourceType::builtin(
-        "apiextensions.k8s.io",
-        "v1",
-        "customresourcedefinitions",
-        "CustomResourceDefinition",
-        false,
-        &["crd", "crds"],
-    )
-    .with_schema(object(json!({"spec": preserve(), "status": preserve()})))
-    .with_columns(vec![Column::new("Created At", "date", ".metadata.creationTimestamp")]);
-    crd.status = true;
-    crd.generation = true;
-    let mut ns = ResourceType::builtin("", "v1", "namespaces", "Namespace", false, &["ns"])
-        .with_schema(object(json!({
-            "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}},
-            "status": {"type": "object", "properties": {"phase": {"type": "string"}, "conditions": conditions()}}
-        })))
-        .with_columns(vec![Column::new("Status", "string", ".status.phase"), Column::new("Age", "date", ".metadata.creationTimestamp")]);
-    ns.status = true;
-    ns.names = NameRule::Label;
-    let mut deployments = ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"])
-        .with_schema(object(json!({
-            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
-                "template": {"type": "object", "properties": {"metadata": object_meta(), "spec": pod_spec()}}}},
-            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"conditions": conditions()}}
-        })))
-        .with_columns(vec![
-            Column::new("Ready", "string", "@ready"),
-            Column::new("Up-to-date", "integer", ".status.updatedReplicas"),
-            Column::new("Available", "integer", ".status.availableReplicas"),
-            Column::new("Age", "date", ".metadata.creationTimestamp"),
-        ]);
-    deployments.status = true;
-    deployments.generation = true;
-    deployments.categories = vec!["all".into()];
-    let mut services = ResourceType::builtin("", "v1", "services", "Service", true, &["svc"])
-        .with_schema(object(
-            json!({"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
-            "ports": map_list(&["port", "protocol"], preserve())}}, "status": preserve()}),
-        ))
-        .with_columns(vec![
-            Column::new("Type", "string", ".spec.type"),
-            Column::new("Cluster-IP", "string", ".spec.clusterIP"),
-            Column::new("Age", "date", ".metadata.creationTimestamp"),
-        ]);
-    services.status = true;
-    services.categories = vec!["all".into()];
-    let mut pods = ResourceType::builtin("", "v1", "pods", "Pod", true, &["po"])
-        .with_schema(object(json!({"spec": pod_spec(), "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"conditions": conditions()}}})))
-        .with_columns(vec![
-            Column::new("Ready", "string", "@ready"),
-            Column::new("Status", "string", ".status.phase"),
-            Column::new("Restarts", "integer", "@restarts"),
-            Column::new("Age", "date", ".metadata.creationTimestamp"),
-        ]);
-    pods.status = true;
-    pods.categories = vec!["all".into()];
-    let created_at = || vec![Column::new("Created At", "date", ".metadata.creationTimestamp")];
-    let role_ref = json!({"type": "object", "properties": {"apiGroup": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}}});
-    let subjects = json!({"type": "array", "items": {"type": "object", "properties": {
-        "kind": {"type": "string"}, "apiGroup": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"}}}});
-    let mut cluster_roles = ResourceType::builtin(rb, "v1", "clusterroles", "ClusterRole", false, &[])
-        .with_schema(object(
-            json!({"rules": policy_rules(), "aggregationRule": {"type": "object", "properties": {
-            "clusterRoleSelectors": {"type": "array", "items": preserve()}}}}),
-        ))
-        .with_columns(created_at());
-    cluster_roles.names = NameRule::PathSegment;
-    let mut roles = ResourceType::builtin(rb, "v1", "roles", "Role", true, &[])
-        .with_schema(object(json!({"rules": policy_rules()})))
-        .with_columns(created_at());
-    roles.names = NameRule::PathSegment;
-    let mut crbs = ResourceType::builtin(rb, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[])
-        .with_schema(object(json!({"subjects": subjects, "roleRef": role_ref})))
-        .with_columns(vec![
-            Column::new("Role", "string", "@roleRef"),
-            Column::new("Age", "date", ".metadata.creationTimestamp"),
-        ]);
-    crbs.names = NameRule::PathSegment;
-    let mut rbs = ResourceType::builtin(rb, "v1", "rolebindings", "RoleBinding", true, &[])
-        .with_schema(object(json!({"subjects": subjects, "roleRef": role_ref})))
-        .with_columns(vec![
-            Column::new("Role", "string", "@roleRef"),
-            Column::new("Age", "date", ".metadata.creationTimestamp"),
-        ]);
-    rbs.names = NameRule::PathSegment;
-    let mut core_events = ResourceType::builtin("", "v1", "events", "Event", true, &["ev"])
-        .with_schema(event_schema())
-        .with_columns(vec![
-            Column::new("Last Seen", "string", "@lastSeen"),
-            Column::new("Type", "string", ".type"),
-            Column::new("Reason", "string", ".reason"),
-            Column::new("Object", "string", "@involvedObject"),
-            Column { priority: 1, ..Column::new("Subobject", "string", ".involvedObject.fieldPath") },
-            Column { priority: 1, ..Column::new("Source", "string", "@source") },
-            Column::new("Message", "string", ".message"),
-            Column { priority: 1, ..Column::new("First Seen", "string", "@firstSeen") },
-            Column { priority: 1, ..Column::new("Count", "integer", "@count") },
-            Column { priority: 1, ..Column::new("Name", "string", ".metadata.name") },
-        ]);
-    core_events.names = NameRule::Any;
-    let mut events = ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"])
-        .with_schema(events_v1_schema())
-        .with_columns(core_events.columns.clone());
-    events.storage = (String::new(), "events".into());
-    events.names = NameRule::Any;
-    let sa_token =
-        ResourceType::builtin("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", false, &[]);
-    let mut ssar = ResourceType::builtin(
-        "authorization.k8s.io",
-        "v1",
-        "selfsubjectaccessreviews",
-        "SelfSubjectAccessReview",
-        false,
-        &[],
-    );
-    ssar.verbs = CREATE_ONLY;
-    let mut sar = ResourceType::builtin(
-        "authorization.k8s.io",
-        "v1",
-        "subjectaccessreviews",
-        "SubjectAccessReview",
-        false,
-        &[],
-    );
-    sar.verbs = CREATE_ONLY;
-    let mut lsar = ResourceType::builtin(
-        "authorization.k8s.io",
-        "v1",
-        "localsubjectaccessreviews",
-        "LocalSubjectAccessReview",
-        true,
-        &[],
-    );
-    lsar.verbs = CREATE_ONLY;
-    let mut ssrr = ResourceType::builtin(
-        "authorization.k8s.io",
-        "v1",
-        "selfsubjectrulesreviews",
-        "SelfSubjectRulesReview",
-        false,
-        &[],
-    );
-    ssrr.verbs = CREATE_ONLY;
-    let mut ssr = ResourceType::builtin(
-        "authentication.k8s.io",
-        "v1",
-        "selfsubjectreviews",
-        "SelfSubjectReview",
-        false,
-        &[],
-    );
-    ssr.verbs = CREATE_ONLY;
-    let mut token_review = sa_token;
-    token_review.verbs = CREATE_ONLY;
-    let mut sa = ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"])
-        .with_schema(object(json!({
-            "secrets": map_list(&["name"], preserve()),
-            "imagePullSecrets": map_list(&["name"], json!({"type": "object", "properties": {"name": {"type": "string"}}})),
-            "automountServiceAccountToken": {"type": "boolean"}
-        })));
-    sa.columns = vec![Column::new("Age", "date", ".metadata.creationTimestamp")];
-    vec![
-        ns,
-        pods,
-        deployments,
-        services,
-        cluster_roles,
-        crbs,
-        roles,
-        rbs,
-        ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"])
-            .with_schema(object(json!({"spec": preserve(), "status": preserve()}))),
-        ResourceType::builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"])
-            .with_schema(object(json!({"spec": preserve()}))),
-        ResourceType::builtin("", "v1", "secrets", "Secret", true, &[])
-            .with_schema(object(json!({"data": string_map(), "stringData": string_map(), "type": {"type": "string"}, "immutable": {"type": "boolean"}})))
-            .with_columns(vec![
-                Column::new("Type", "string", ".type"),
-                Column::new("Data", "integer", "@data"),
-                Column::new("Age", "date", ".metadata.creationTimestamp"),
-            ]),
-        ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"])
-            .with_schema(object(json!({"data": string_map(), "binaryData": string_map(), "immutable": {"type": "boolean"}})))
-            .with_columns(vec![Column::new("Data", "integer", "@data"), Column::new("Age", "date", ".metadata.creationTimestamp")]),
-        core_events,
-        sa,
-        events,
-        ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[])
-            .with_schema(object(json!({"spec": {"type": "object", "properties": {
-                "holderIdentity": {"type": "string"}, "leaseDurationSeconds": {"type": "integer"},
-                "acquireTime": {"type": "string"}, "renewTime": {"type": "string"}, "leaseTransitions": {"type": "integer"},
-                "strategy": {"type": "string"}, "preferredHolder": {"type": "string"}}}})))
-            .with_columns(vec![Column::new("Holder", "string", ".spec.holderIdentity"), Column::new("Age", "date", ".metadata.creationTimestamp")]),
-        ResourceType::builtin("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", false, &[])
-            .with_schema(object(json!({"webhooks": webhooks(true)})))
-            .with_columns(vec![Column::new("Webhooks", "integer", "@webhooks"), Column::new("Age", "date", ".metadata.creationTimestamp")]),
-        ResourceType::builtin("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, &[])
-            .with_schema(object(json!({"webhooks": webhooks(false)})))
-            .with_columns(vec![Column::new("Webhooks", "integer", "@webhooks"), Column::new("Age", "date", ".metadata.creationTimestamp")]),
-        ssar,
-        ssrr,
-        sar,
-        lsar,
-        ssr,
-        token_review,
-        crd,
-    ]
+    kinds::BUILTINS.iter().map(|(make, strategy)| ResourceType { strategy: *strategy, ..make() }).collect()
 }
 
 /// The types a CRD object defines (one per served version).
@@ -549,6 +246,7 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
                     .as_array()
                     .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default(),
+                strategy: kinds::custom(),
             }
         })
         .collect()
@@ -577,12 +275,7 @@ pub fn resource_list(types: &[Arc<ResourceType>], group: &str, version: &str) ->
                 "kind": t.kind, "verbs": ["get", "patch", "update"],
             }));
         }
-        if t.group.is_empty() && t.plural == "serviceaccounts" {
-            resources.push(json!({
-                "name": "serviceaccounts/token", "singularName": "", "namespaced": true,
-                "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"],
-            }));
-        }
+        resources.extend(t.strategy.discovery());
     }
     let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))

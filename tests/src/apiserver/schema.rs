@@ -229,6 +229,17 @@ fn check_node(v: &Value, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::invalid(path, v, "must be an object"));
         return;
     };
+    check_unsupported(m, path, errs);
+    check_type(m, path, ctx, errs);
+    check_shape(m, path, ctx, errs);
+    check_list_type(m, path, errs);
+    check_children(m, path, ctx, errs);
+}
+
+type Node = Map<String, Value>;
+
+/// Keywords structural schemas do not support.
+fn check_unsupported(m: &Node, path: &str, errs: &mut Vec<FieldError>) {
     for (key, what) in [
         ("$ref", "$ref"),
         ("definitions", "definitions"),
@@ -241,6 +252,11 @@ fn check_node(v: &Value, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::forbidden(format!("{path}.{key}"), format!("{what} is not supported")));
         }
     }
+}
+
+/// `type` against the int-or-string, preserve-unknown-fields and
+/// embedded-resource extensions.
+fn check_type(m: &Node, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
     let type_ = m.get("type").and_then(Value::as_str).unwrap_or_default();
     let int_or_string = m.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
     let preserve = m.get("x-kubernetes-preserve-unknown-fields");
@@ -292,6 +308,12 @@ fn check_node(v: &Value, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
         };
         errs.push(FieldError::required(format!("{path}.type"), detail));
     }
+}
+
+/// The root's rules, the supported types, items, properties, patterns and
+/// the root's metadata.
+fn check_shape(m: &Node, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
+    let type_ = m.get("type").and_then(Value::as_str).unwrap_or_default();
     if ctx == Context::Root {
         if !type_.is_empty() && type_ != "object" {
             errs.push(FieldError::invalid(
@@ -350,6 +372,10 @@ fn check_node(v: &Value, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::forbidden(path, "must not specify anything other than name and generateName, but metadata is implicitly specified"));
         }
     }
+}
+
+/// `x-kubernetes-list-type` and `-list-map-keys`.
+fn check_list_type(m: &Node, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(keys) = m.get("x-kubernetes-list-map-keys")
         && m.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map")
     {
@@ -377,6 +403,11 @@ fn check_node(v: &Value, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
             )),
         }
     }
+}
+
+/// The nested schemas.
+fn check_children(m: &Node, path: &str, ctx: Context, errs: &mut Vec<FieldError>) {
+    let embedded = m.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
     if let Some(props) = m.get("properties").and_then(Value::as_object) {
         for (k, p) in props {
             let child =
@@ -579,9 +610,40 @@ fn num(n: f64) -> String {
 /// bounds, required fields...). `path` is the value's field path.
 pub fn validate(v: &Value, s: &Schema, path: &str, errs: &mut Vec<FieldError>) {
     let shown = if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    if !type_ok(v, s, path, &shown, errs) {
+        return;
+    }
+    if let Some(values) = &s.enum_
+        && !values.contains(v)
+    {
+        let list: Vec<String> =
+            values.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect();
+        let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+        errs.push(FieldError::not_supported(path, v, &refs));
+    }
+    let at = At { path, shown: &shown };
+    match v {
+        Value::String(text) => validate_string(v, text, s, &at, errs),
+        Value::Number(n) => validate_number(v, n, s, &at, errs),
+        Value::Array(items) => validate_array(v, items, s, &at, errs),
+        Value::Object(m) => validate_object(v, m, s, &at, errs),
+        _ => {}
+    }
+    validate_combinators(v, s, path, &shown, errs);
+}
+
+/// Where a value is: its field path and how messages show it.
+struct At<'a> {
+    path: &'a str,
+    shown: &'a str,
+}
+
+/// The type check: `false` when nothing more is to be checked (null, or
+/// the wrong type, reported).
+fn type_ok(v: &Value, s: &Schema, path: &str, shown: &str, errs: &mut Vec<FieldError>) -> bool {
     if v.is_null() {
         if s.nullable || s.type_.is_none() && !s.int_or_string {
-            return;
+            return false;
         }
         if let Some(t) = &s.type_ {
             errs.push(FieldError::type_invalid(
@@ -590,7 +652,7 @@ pub fn validate(v: &Value, s: &Schema, path: &str, errs: &mut Vec<FieldError>) {
                 format!("{shown} in body must be of type {t}: \"null\""),
             ));
         }
-        return;
+        return false;
     }
     if s.int_or_string {
         if !(v.is_string() || v.as_i64().is_some()) {
@@ -599,7 +661,7 @@ pub fn validate(v: &Value, s: &Schema, path: &str, errs: &mut Vec<FieldError>) {
                 &json!(json_type(v)),
                 format!("{shown} in body must be of type integer,string: \"{}\"", json_type(v)),
             ));
-            return;
+            return false;
         }
     } else if let Some(t) = &s.type_ {
         let ok = match t.as_str() {
@@ -619,183 +681,170 @@ pub fn validate(v: &Value, s: &Schema, path: &str, errs: &mut Vec<FieldError>) {
                 &json!(json_type(v)),
                 format!("{shown} in body must be of type {t}: \"{}\"", json_type(v)),
             ));
-            return;
+            return false;
         }
     }
-    if let Some(values) = &s.enum_
-        && !values.contains(v)
+    true
+}
+
+fn validate_string(v: &Value, text: &str, s: &Schema, at: &At<'_>, errs: &mut Vec<FieldError>) {
+    let (path, shown) = (at.path, at.shown);
+    let chars = text.chars().count() as u64;
+    if let Some(max) = s.max_length
+        && chars > max
     {
-        let list: Vec<String> =
-            values.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect();
-        let refs: Vec<&str> = list.iter().map(String::as_str).collect();
-        errs.push(FieldError::not_supported(path, v, &refs));
+        errs.push(FieldError::too_long(path, max as usize));
     }
-    match v {
-        Value::String(text) => {
-            let chars = text.chars().count() as u64;
-            if let Some(max) = s.max_length
-                && chars > max
-            {
-                errs.push(FieldError::too_long(path, max as usize));
-            }
-            if let Some(min) = s.min_length
-                && chars < min
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{shown} in body should be at least {min} chars long"),
-                ));
-            }
-            if let Some((p, re)) = &s.pattern
-                && !re.is_match(text)
-            {
-                errs.push(FieldError::invalid(path, v, format!("{shown} in body should match '{p}'")));
-            }
-            if let Some(f) = &s.format
-                && !format_ok(f, text)
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{shown} in body must be of type {f}: {text:?}"),
-                ));
-            }
-        }
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or_default();
-            if let Some((min, exclusive)) = s.minimum {
-                if exclusive && x <= min {
-                    errs.push(FieldError::invalid(
-                        path,
-                        v,
-                        format!("{shown} in body should be greater than {}", num(min)),
-                    ));
-                } else if !exclusive && x < min {
-                    errs.push(FieldError::invalid(
-                        path,
-                        v,
-                        format!("{shown} in body should be greater than or equal to {}", num(min)),
-                    ));
-                }
-            }
-            if let Some((max, exclusive)) = s.maximum {
-                if exclusive && x >= max {
-                    errs.push(FieldError::invalid(
-                        path,
-                        v,
-                        format!("{shown} in body should be less than {}", num(max)),
-                    ));
-                } else if !exclusive && x > max {
-                    errs.push(FieldError::invalid(
-                        path,
-                        v,
-                        format!("{shown} in body should be less than or equal to {}", num(max)),
-                    ));
-                }
-            }
-            if let Some(m) = s.multiple_of
-                && m != 0.0
-                && (x / m).fract() != 0.0
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{shown} in body should be a multiple of {}", num(m)),
-                ));
-            }
-            if let Some(f) = &s.format {
-                let fits = match f.as_str() {
-                    "int32" => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-                    "int64" => n.as_i64().is_some(),
-                    _ => true,
-                };
-                if !fits {
-                    errs.push(FieldError::invalid(
-                        path,
-                        v,
-                        format!("{shown} in body must be of type {f}: \"{n}\""),
-                    ));
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(max) = s.max_items
-                && items.len() as u64 > max
-            {
-                errs.push(FieldError::too_many(path, items.len(), max as usize));
-            }
-            if let Some(min) = s.min_items
-                && (items.len() as u64) < min
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{shown} in body should have at least {min} items"),
-                ));
-            }
-            match &s.list_type {
-                ListType::Set => {
-                    for (i, x) in items.iter().enumerate() {
-                        if items[..i].contains(x) {
-                            errs.push(FieldError::duplicate(format!("{path}[{i}]"), x));
-                        }
-                    }
-                }
-                ListType::Map(keys) => {
-                    let mut seen: Vec<Vec<Value>> = Vec::new();
-                    for (i, x) in items.iter().enumerate() {
-                        let key: Vec<Value> = keys.iter().map(|k| x[k].clone()).collect();
-                        if seen.contains(&key) {
-                            let shown_key: Map<String, Value> =
-                                keys.iter().cloned().zip(key.iter().cloned()).collect();
-                            errs.push(FieldError::duplicate(
-                                format!("{path}[{i}]"),
-                                &Value::Object(shown_key),
-                            ));
-                        }
-                        seen.push(key);
-                    }
-                }
-                ListType::Atomic => {}
-            }
-            if let Some(item) = &s.items {
-                for (i, x) in items.iter().enumerate() {
-                    validate(x, item, &format!("{path}[{i}]"), errs);
-                }
-            }
-        }
-        Value::Object(m) => {
-            if s.embedded {
-                embedded_resource(m, path, errs);
-            }
-            for r in &s.required {
-                if m.get(r).is_none_or(|x| x.is_null() && !s.properties.get(r).is_some_and(|p| p.nullable)) {
-                    errs.push(FieldError::required(join(path, r), ""));
-                }
-            }
-            if let Some(max) = s.max_properties
-                && m.len() as u64 > max
-            {
-                errs.push(FieldError::too_many(path, m.len(), max as usize));
-            }
-            if let Some(min) = s.min_properties
-                && (m.len() as u64) < min
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    format!("{shown} in body should have at least {min} properties"),
-                ));
-            }
-            for (k, x) in m {
-                if let Some(child) = s.properties.get(k).or(s.additional.as_deref()) {
-                    validate(x, child, &join(path, k), errs);
-                }
-            }
-        }
-        _ => {}
+    if let Some(min) = s.min_length
+        && chars < min
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            format!("{shown} in body should be at least {min} chars long"),
+        ));
     }
+    if let Some((p, re)) = &s.pattern
+        && !re.is_match(text)
+    {
+        errs.push(FieldError::invalid(path, v, format!("{shown} in body should match '{p}'")));
+    }
+    if let Some(f) = &s.format
+        && !format_ok(f, text)
+    {
+        errs.push(FieldError::invalid(path, v, format!("{shown} in body must be of type {f}: {text:?}")));
+    }
+}
+
+fn validate_number(v: &Value, n: &serde_json::Number, s: &Schema, at: &At<'_>, errs: &mut Vec<FieldError>) {
+    let (path, shown) = (at.path, at.shown);
+    let x = n.as_f64().unwrap_or_default();
+    if let Some((min, exclusive)) = s.minimum {
+        if exclusive && x <= min {
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                format!("{shown} in body should be greater than {}", num(min)),
+            ));
+        } else if !exclusive && x < min {
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                format!("{shown} in body should be greater than or equal to {}", num(min)),
+            ));
+        }
+    }
+    if let Some((max, exclusive)) = s.maximum {
+        if exclusive && x >= max {
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                format!("{shown} in body should be less than {}", num(max)),
+            ));
+        } else if !exclusive && x > max {
+            errs.push(FieldError::invalid(
+                path,
+                v,
+                format!("{shown} in body should be less than or equal to {}", num(max)),
+            ));
+        }
+    }
+    if let Some(m) = s.multiple_of
+        && m != 0.0
+        && (x / m).fract() != 0.0
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            format!("{shown} in body should be a multiple of {}", num(m)),
+        ));
+    }
+    if let Some(f) = &s.format {
+        let fits = match f.as_str() {
+            "int32" => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+            "int64" => n.as_i64().is_some(),
+            _ => true,
+        };
+        if !fits {
+            errs.push(FieldError::invalid(path, v, format!("{shown} in body must be of type {f}: \"{n}\"")));
+        }
+    }
+}
+
+fn validate_array(v: &Value, items: &[Value], s: &Schema, at: &At<'_>, errs: &mut Vec<FieldError>) {
+    let (path, shown) = (at.path, at.shown);
+    if let Some(max) = s.max_items
+        && items.len() as u64 > max
+    {
+        errs.push(FieldError::too_many(path, items.len(), max as usize));
+    }
+    if let Some(min) = s.min_items
+        && (items.len() as u64) < min
+    {
+        errs.push(FieldError::invalid(path, v, format!("{shown} in body should have at least {min} items")));
+    }
+    match &s.list_type {
+        ListType::Set => {
+            for (i, x) in items.iter().enumerate() {
+                if items[..i].contains(x) {
+                    errs.push(FieldError::duplicate(format!("{path}[{i}]"), x));
+                }
+            }
+        }
+        ListType::Map(keys) => {
+            let mut seen: Vec<Vec<Value>> = Vec::new();
+            for (i, x) in items.iter().enumerate() {
+                let key: Vec<Value> = keys.iter().map(|k| x[k].clone()).collect();
+                if seen.contains(&key) {
+                    let shown_key: Map<String, Value> =
+                        keys.iter().cloned().zip(key.iter().cloned()).collect();
+                    errs.push(FieldError::duplicate(format!("{path}[{i}]"), &Value::Object(shown_key)));
+                }
+                seen.push(key);
+            }
+        }
+        ListType::Atomic => {}
+    }
+    if let Some(item) = &s.items {
+        for (i, x) in items.iter().enumerate() {
+            validate(x, item, &format!("{path}[{i}]"), errs);
+        }
+    }
+}
+
+fn validate_object(v: &Value, m: &Map<String, Value>, s: &Schema, at: &At<'_>, errs: &mut Vec<FieldError>) {
+    let (path, shown) = (at.path, at.shown);
+    if s.embedded {
+        embedded_resource(m, path, errs);
+    }
+    for r in &s.required {
+        if m.get(r).is_none_or(|x| x.is_null() && !s.properties.get(r).is_some_and(|p| p.nullable)) {
+            errs.push(FieldError::required(join(path, r), ""));
+        }
+    }
+    if let Some(max) = s.max_properties
+        && m.len() as u64 > max
+    {
+        errs.push(FieldError::too_many(path, m.len(), max as usize));
+    }
+    if let Some(min) = s.min_properties
+        && (m.len() as u64) < min
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            format!("{shown} in body should have at least {min} properties"),
+        ));
+    }
+    for (k, x) in m {
+        if let Some(child) = s.properties.get(k).or(s.additional.as_deref()) {
+            validate(x, child, &join(path, k), errs);
+        }
+    }
+}
+
+/// `allOf`, `anyOf`, `oneOf` and `not`.
+fn validate_combinators(v: &Value, s: &Schema, path: &str, shown: &str, errs: &mut Vec<FieldError>) {
     for sub in &s.all_of {
         validate(v, sub, path, errs);
     }

@@ -120,37 +120,6 @@ pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
     labels_ok && exprs_ok
 }
 
-/// The field selector labels a kind supports besides `metadata.name` and
-/// `metadata.namespace`.
-pub fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
-    match (group, plural) {
-        ("" | "events.k8s.io", "events") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("", "secrets") => &["type"],
-        ("", "pods") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "status.phase",
-            "status.podIP",
-        ],
-        ("", "namespaces") => &["status.phase"],
-        _ => &[],
-    }
-}
-
 /// A parsed field selector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
@@ -250,7 +219,7 @@ mod tests {
         let ev = json!({"involvedObject": {"kind": "SecretKeyring", "name": "k"}, "metadata": {"name": "e"}});
         let sel = FieldSelector::parse_for(
             "involvedObject.kind=SecretKeyring,involvedObject.name=k",
-            extra_fields("", "events"),
+            crate::apiserver::kinds::event::FIELD_LABELS,
         )
         .unwrap();
         assert!(sel.matches(&ev));

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::admission::Endpoints;
 use super::auth::{Tls, TlsListener, UserInfo, random_token};
-use super::errors::ApiError;
+use super::errors::{ApiError, ApiResult};
 use super::faults::{Delay, Fault, Faults, RequestInfo, Usage, UsageCount};
 use super::rbac::{self, Attributes, ResourceAttributes};
 use super::resources;
@@ -477,6 +477,74 @@ pub(super) fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
     }
 }
 
+/// What RBAC is asked about a request.
+fn attributes(
+    request: Option<&ResourceRequest>,
+    user: &UserInfo,
+    method: &Method,
+    path: &str,
+    q: &HashMap<String, String>,
+) -> Attributes {
+    match request {
+        Some(r) => Attributes {
+            user: user.clone(),
+            verb: r.verb.into(),
+            resource: Some(ResourceAttributes {
+                group: r.group.clone(),
+                resource: r.resource.clone(),
+                subresource: r.subresource.clone(),
+                namespace: r.namespace.clone(),
+                name: authorized_name(r, q),
+            }),
+            path: String::new(),
+        },
+        None => Attributes {
+            user: user.clone(),
+            verb: method.as_str().to_lowercase(),
+            resource: None,
+            path: path.to_owned(),
+        },
+    }
+}
+
+/// The request log's record of a request (its code set when answered).
+fn request_info(
+    request: Option<&ResourceRequest>,
+    attrs: &Attributes,
+    user: &UserInfo,
+    method: &Method,
+    uri: &Uri,
+) -> RequestInfo {
+    RequestInfo {
+        verb: attrs.verb.clone(),
+        resource: request.map(|r| r.resource.clone()).unwrap_or_default(),
+        namespace: request.map(|r| r.namespace.clone()).unwrap_or_default(),
+        name: request.map(|r| r.name.clone()).unwrap_or_default(),
+        group: request.map(|r| r.group.clone()).unwrap_or_default(),
+        subresource: request.map(|r| r.subresource.clone()).unwrap_or_default(),
+        user: user.name.clone(),
+        line: format!("{method} {uri}"),
+        code: 0,
+    }
+}
+
+/// The answer of an injected fault.
+fn injected(code: u16, info: &RequestInfo) -> Response {
+    let reason = match code {
+        409 => "Conflict",
+        410 => "Expired",
+        429 => "TooManyRequests",
+        404 => "NotFound",
+        403 => "Forbidden",
+        _ => "InternalError",
+    };
+    error_response(&ApiError::new(
+        code,
+        reason,
+        format!("injected fault: {code} for {} {}", info.verb, info.resource),
+    ))
+}
+
 async fn handle(
     State(app): State<Arc<App>>,
     method: Method,
@@ -496,37 +564,8 @@ async fn handle(
         Err(e) => return error_response(&e),
     };
     let request = resource_request(&method, &segments, &q);
-    let attrs = match &request {
-        Some(r) => Attributes {
-            user: user.clone(),
-            verb: r.verb.into(),
-            resource: Some(ResourceAttributes {
-                group: r.group.clone(),
-                resource: r.resource.clone(),
-                subresource: r.subresource.clone(),
-                namespace: r.namespace.clone(),
-                name: authorized_name(r, &q),
-            }),
-            path: String::new(),
-        },
-        None => Attributes {
-            user: user.clone(),
-            verb: method.as_str().to_lowercase(),
-            resource: None,
-            path: path.clone(),
-        },
-    };
-    let mut info = RequestInfo {
-        verb: attrs.verb.clone(),
-        resource: request.as_ref().map(|r| r.resource.clone()).unwrap_or_default(),
-        namespace: request.as_ref().map(|r| r.namespace.clone()).unwrap_or_default(),
-        name: request.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-        group: request.as_ref().map(|r| r.group.clone()).unwrap_or_default(),
-        subresource: request.as_ref().map(|r| r.subresource.clone()).unwrap_or_default(),
-        user: user.name.clone(),
-        line: format!("{method} {uri}"),
-        code: 0,
-    };
+    let attrs = attributes(request.as_ref(), &user, &method, &path, &q);
+    let mut info = request_info(request.as_ref(), &attrs, &user, &method, &uri);
     let allowed = {
         let store = app.store.lock().expect("lock");
         rbac::allowed(&*store, &attrs)
@@ -544,25 +583,10 @@ async fn handle(
     if decision.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(decision.delay_ms)).await;
     }
-    let response = if let Some(code) = decision.fail {
-        let reason = match code {
-            409 => "Conflict",
-            410 => "Expired",
-            429 => "TooManyRequests",
-            404 => "NotFound",
-            403 => "Forbidden",
-            _ => "InternalError",
-        };
-        error_response(&ApiError::new(
-            code,
-            reason,
-            format!("injected fault: {code} for {} {}", info.verb, info.resource),
-        ))
-    } else {
-        match &request {
-            Some(r) => handlers::resource(&app, r, user, &q, &headers, body).await,
-            None => non_resource(&app, &segments, &method),
-        }
+    let response = match (decision.fail, &request) {
+        (Some(code), _) => injected(code, &info),
+        (None, Some(r)) => handlers::resource(&app, r, user, &q, &headers, body).await,
+        (None, None) => non_resource(&app, &segments, &method),
     };
     info.code = response.status().as_u16();
     app.faults.lock().expect("lock").log(info);
@@ -738,10 +762,25 @@ fn authorized_name(r: &ResourceRequest, q: &HashMap<String, String>) -> String {
         .unwrap_or_default()
 }
 
+/// The `/__test` endpoints that take a JSON body (POST).
+const WITH_BODY: &[&str] = &["service-endpoints", "faults", "delays", "watch-delays", "settings", "users"];
+
 fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Response {
-    let parsed = || serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(e.to_string()));
-    let ok = || json_response(200, &json!({"ok": true}));
-    match (method.as_str(), rest) {
+    let answer = match (method.as_str(), rest) {
+        ("POST", [what]) if WITH_BODY.contains(what) => serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+            .and_then(|v| test_post(app, what, v)),
+        _ => test_action(app, method.as_str(), rest),
+    };
+    match answer {
+        Ok(v) => json_response(200, &v),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The `/__test` endpoints without a body.
+fn test_action(app: &App, method: &str, rest: &[&str]) -> ApiResult<Value> {
+    match (method, rest) {
         ("GET", ["requests"]) => {
             let f = app.faults.lock().expect("lock");
             let counts: Vec<Value> = f
@@ -751,101 +790,61 @@ fn test_endpoint(app: &App, method: &Method, rest: &[&str], body: &Bytes) -> Res
                 .collect();
             let usage: Vec<Value> =
                 f.usage().into_iter().map(|(u, c)| json!({"usage": u, "count": c})).collect();
-            json_response(200, &json!({"counts": counts, "recent": f.recent(), "usage": usage}))
+            return Ok(json!({"counts": counts, "recent": f.recent(), "usage": usage}));
         }
-        ("DELETE", ["requests"]) => {
-            app.faults.lock().expect("lock").reset_counts();
-            ok()
-        }
-        ("POST", ["service-endpoints"]) => {
-            match parsed().and_then(|v| {
-                let spec = v["endpoint"].as_str().unwrap_or_default().to_owned();
-                app.endpoints.set(&spec).map_err(ApiError::bad_request)
-            }) {
-                Ok(()) => ok(),
-                Err(e) => error_response(&e),
-            }
-        }
-        ("POST", ["faults"]) => {
-            match parsed().and_then(|v| {
-                serde_json::from_value::<Fault>(v).map_err(|e| ApiError::bad_request(e.to_string()))
-            }) {
-                Ok(f) => {
-                    app.faults.lock().expect("lock").add_fault(f);
-                    ok()
-                }
-                Err(e) => error_response(&e),
-            }
-        }
-        ("POST", ["delays"]) => {
-            match parsed().and_then(|v| {
-                serde_json::from_value::<Delay>(v).map_err(|e| ApiError::bad_request(e.to_string()))
-            }) {
-                Ok(d) => {
-                    app.faults.lock().expect("lock").add_delay(d);
-                    ok()
-                }
-                Err(e) => error_response(&e),
-            }
-        }
-        ("DELETE", ["faults"]) => {
-            app.faults.lock().expect("lock").clear();
-            ok()
-        }
-        ("POST", ["watch-delays"]) => match parsed() {
-            Ok(v) => {
-                let (Some(resource), Some(ms)) = (v["resource"].as_str(), v["ms"].as_u64()) else {
-                    return error_response(&ApiError::bad_request(
-                        "expected {\"resource\": PLURAL, \"ms\": N}",
-                    ));
-                };
-                let mut s = app.settings.lock().expect("lock");
-                if ms == 0 {
-                    s.delays.remove(resource);
-                } else {
-                    s.delays.insert(resource.to_owned(), Duration::from_millis(ms));
-                }
-                ok()
-            }
-            Err(e) => error_response(&e),
-        },
-        ("POST", ["settings"]) => match parsed() {
-            Ok(v) => {
-                if let Some(ms) = v["bookmarkIntervalMs"].as_u64() {
-                    app.settings.lock().expect("lock").bookmark_interval = Duration::from_millis(ms.max(10));
-                }
-                if let Some(n) = v["history"].as_u64() {
-                    app.store.lock().expect("lock").set_history(n as usize);
-                }
-                ok()
-            }
-            Err(e) => error_response(&e),
-        },
-        ("POST", ["users"]) => match parsed() {
-            Ok(v) => {
-                let (Some(token), Some(name)) = (v["token"].as_str(), v["name"].as_str()) else {
-                    return error_response(&ApiError::bad_request(
-                        "expected {\"token\", \"name\", \"groups\"}",
-                    ));
-                };
-                let groups: Vec<&str> =
-                    v["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                app.store.lock().expect("lock").auth.add_token(token, UserInfo::new(name, &groups));
-                ok()
-            }
-            Err(e) => error_response(&e),
-        },
-        ("POST", ["close-watches"]) => {
-            app.close_watches.send_modify(|n| *n += 1);
-            ok()
-        }
-        ("POST", ["compact"]) => {
-            app.store.lock().expect("lock").compact();
-            ok()
-        }
-        ("GET", ["state"]) => json_response(200, &Value::Array(app.store.lock().expect("lock").dump())),
-        _ => error_response(&ApiError::new(404, "NotFound", "unknown test endpoint")),
+        ("GET", ["state"]) => return Ok(Value::Array(app.store.lock().expect("lock").dump())),
+        ("DELETE", ["requests"]) => app.faults.lock().expect("lock").reset_counts(),
+        ("DELETE", ["faults"]) => app.faults.lock().expect("lock").clear(),
+        ("POST", ["close-watches"]) => app.close_watches.send_modify(|n| *n += 1),
+        ("POST", ["compact"]) => app.store.lock().expect("lock").compact(),
+        _ => return Err(ApiError::new(404, "NotFound", "unknown test endpoint")),
     }
+    Ok(json!({"ok": true}))
+}
+
+/// The `/__test` endpoints that take a JSON body.
+fn test_post(app: &App, what: &str, v: Value) -> ApiResult<Value> {
+    let bad = |e: serde_json::Error| ApiError::bad_request(e.to_string());
+    match what {
+        "service-endpoints" => {
+            app.endpoints.set(v["endpoint"].as_str().unwrap_or_default()).map_err(ApiError::bad_request)?
+        }
+        "faults" => {
+            app.faults.lock().expect("lock").add_fault(serde_json::from_value::<Fault>(v).map_err(bad)?)
+        }
+        "delays" => {
+            app.faults.lock().expect("lock").add_delay(serde_json::from_value::<Delay>(v).map_err(bad)?)
+        }
+        "watch-delays" => {
+            let (Some(resource), Some(ms)) = (v["resource"].as_str(), v["ms"].as_u64()) else {
+                return Err(ApiError::bad_request("expected {\"resource\": PLURAL, \"ms\": N}"));
+            };
+            let mut s = app.settings.lock().expect("lock");
+            if ms == 0 {
+                s.delays.remove(resource);
+            } else {
+                s.delays.insert(resource.to_owned(), Duration::from_millis(ms));
+            }
+        }
+        "settings" => {
+            if let Some(ms) = v["bookmarkIntervalMs"].as_u64() {
+                app.settings.lock().expect("lock").bookmark_interval = Duration::from_millis(ms.max(10));
+            }
+            if let Some(n) = v["history"].as_u64() {
+                app.store.lock().expect("lock").set_history(n as usize);
+            }
+        }
+        "users" => {
+            let (Some(token), Some(name)) = (v["token"].as_str(), v["name"].as_str()) else {
+                return Err(ApiError::bad_request("expected {\"token\", \"name\", \"groups\"}"));
+            };
+            let groups: Vec<&str> =
+                v["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            app.store.lock().expect("lock").auth.add_token(token, UserInfo::new(name, &groups));
+        }
+        _ => return Err(ApiError::new(404, "NotFound", "unknown test endpoint")),
+    }
+    Ok(json!({"ok": true}))
 }
 
 #[cfg(test)]

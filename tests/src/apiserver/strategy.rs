@@ -1,70 +1,208 @@
-//! Per-kind behaviour of the one write path, as kube-apiserver's registry
-//! strategies do it: what is prepared on create and update (defaults,
-//! normalisation, status), how objects are validated, and how a kind's
-//! versions map to its storage (`events.k8s.io/v1` events are core events).
+//! Per-kind behaviour of the one write path, in the shape of kube-apiserver's
+//! registry strategies (`rest.RESTCreateStrategy`, `RESTUpdateStrategy`,
+//! `RESTDeleteStrategy`): a [`Strategy`] per kind (one file each under
+//! `kinds/`, paired with its type once in [`super::kinds::BUILTINS`]),
+//! with defaults for everything a kind does not change. The generic store
+//! and handlers call these hooks and never name a kind.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value, json};
+use std::fmt::Debug;
 
+use serde_json::{Value, json};
+
+use super::auth::UserInfo;
 use super::errors::{ApiError, ApiResult, FieldError};
 use super::resources::ResourceType;
-use super::{cel, schema, validation};
+use super::store::{Prepared, Store};
+use super::validation;
 
-/// The finalizer of namespaces that still have content.
-pub const NAMESPACE_FINALIZER: &str = "kubernetes";
-/// The finalizer a CRD keeps until its custom resources are gone.
-pub const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
-/// The label every namespace carries.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// One kind's behaviour. Every method has the generic default, so a kind
+/// says only what it does differently.
+pub trait Strategy: Sync + Debug {
+    // --- Versions ---------------------------------------------------------
 
-fn is(t: &ResourceType, group: &str, plural: &str) -> bool {
-    t.group == group && t.plural == plural
+    /// The stored form of an object sent in this type's version.
+    fn storage_form(&self, obj: Value) -> Value {
+        obj
+    }
+
+    /// This type's version of a stored object (before apiVersion and kind).
+    fn served_form(&self, obj: Value) -> Value {
+        obj
+    }
+
+    // --- Create and update (RESTCreateStrategy, RESTUpdateStrategy) -------
+
+    /// What Go's typed decoding of the kind refuses or normalises.
+    fn decode(&self, _t: &ResourceType, _obj: &mut Value) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Whether a create drops `status` (when the type has the subresource).
+    fn resets_status_on_create(&self) -> bool {
+        true
+    }
+
+    /// `PrepareForCreate`: the kind's normalisation of a new object.
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// `PrepareForUpdate`: the kind's normalisation of a new version.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// The kind's defaulting (built-in defaulters, CRD schema defaults).
+    fn defaults(&self, _t: &ResourceType, _obj: &mut Value) {}
+
+    /// `Validate`: the kind's rules for a new object (metadata is generic).
+    fn validate(&self, _t: &ResourceType, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// `ValidateUpdate`: the kind's rules for a new version.
+    fn validate_update(&self, t: &ResourceType, new: &Value, _old: &Value) -> Vec<FieldError> {
+        self.validate(t, new)
+    }
+
+    /// `AllowUnconditionalUpdate`: whether a PUT without resourceVersion
+    /// takes the stored one.
+    fn allow_unconditional_update(&self) -> bool {
+        true
+    }
+
+    /// Whether strategic merge patches are served (built-ins only).
+    fn allow_strategic_merge(&self) -> bool {
+        true
+    }
+
+    /// The kind's check of a create against the server's state, in
+    /// admission (a custom resource of a terminating CRD).
+    fn admit_create(&self, _store: &Store, _t: &ResourceType) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Authorization beyond RBAC's verb check: escalation (RBAC kinds).
+    fn check_escalation(&self, _store: &Store, _p: &Prepared) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// What storage sets on a write it commits (a CRD's status).
+    fn canonicalize(&self, _obj: &mut Value, _old: Option<&Value>, _now: &str) {}
+
+    /// After a create or update is stored (registering a CRD's types,
+    /// ClusterRole aggregation).
+    fn after_commit(&self, _store: &mut Store, _obj: &Value) {}
+
+    // --- Delete (RESTDeleteStrategy, RESTGracefulDeleteStrategy) ---------
+
+    /// Whether this object may be deleted at all.
+    fn check_delete(&self, _name: &str) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Whether a delete always goes through `deletionTimestamp` first
+    /// (even without finalizers).
+    fn graceful_delete(&self) -> bool {
+        false
+    }
+
+    /// What marking an object deleted changes besides `deletionTimestamp`.
+    fn prepare_for_delete(&self, _obj: &mut Value, _now: &str) {}
+
+    /// Whether nothing but `metadata.finalizers` holds a deleted object
+    /// back (a Namespace also waits for `spec.finalizers`).
+    fn finalized(&self, _obj: &Value) -> bool {
+        true
+    }
+
+    /// Whether a delete answers with the object (else a Success Status).
+    fn delete_returns_object(&self) -> bool {
+        false
+    }
+
+    /// After the object is gone for good.
+    fn after_remove(&self, _store: &mut Store, _obj: &Value) {}
+
+    // --- Subresources and unstored kinds ---------------------------------
+
+    /// The subresources besides `status`, with the verb each serves.
+    fn subresources(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Discovery's entries for those subresources (`APIResource`s).
+    fn discovery(&self) -> Vec<Value> {
+        Vec::new()
+    }
+
+    /// Serve one of [`Strategy::subresources`]: the answer's code and body.
+    fn serve_subresource(&self, _store: &mut Store, _r: &SubresourceRequest<'_>) -> ApiResult<(u16, Value)> {
+        Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+    }
+
+    /// The status of a review (a kind created and never stored).
+    fn review(&self, _store: &Store, _r: &ReviewRequest<'_>) -> ApiResult<Value> {
+        Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ))
+    }
+
+    // --- Reads and admission ----------------------------------------------
+
+    /// The field selector labels the kind supports besides `metadata.name`
+    /// and `metadata.namespace`.
+    fn field_labels(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether writes of the kind skip the admission webhooks (webhook
+    /// configurations, so a broken webhook cannot lock itself in).
+    fn skips_webhooks(&self) -> bool {
+        false
+    }
+
+    /// Whether a webhook's `namespaceSelector` is matched against the
+    /// object's own labels (a Namespace) rather than its namespace's.
+    fn namespace_selector_on_self(&self) -> bool {
+        false
+    }
+}
+
+/// A review to answer.
+#[derive(Debug)]
+pub struct ReviewRequest<'a> {
+    /// The review's type.
+    pub t: &'a ResourceType,
+    /// Namespace of the request (`""` when cluster-scoped).
+    pub namespace: &'a str,
+    /// The review's `spec`.
+    pub spec: &'a Value,
+    /// Who asks.
+    pub user: UserInfo,
+}
+
+/// A request to a subresource a kind serves.
+#[derive(Debug)]
+pub struct SubresourceRequest<'a> {
+    /// The subresource.
+    pub subresource: &'a str,
+    /// Namespace (`""` when cluster-scoped).
+    pub namespace: &'a str,
+    /// The object's name.
+    pub name: &'a str,
+    /// The decoded body.
+    pub body: Value,
+    /// `dryRun=All`.
+    pub dry_run: bool,
 }
 
 /// The stored form of an object sent for type `t`.
-pub fn to_storage(t: &ResourceType, mut obj: Value) -> Value {
-    if is(t, "events.k8s.io", "events") {
-        let pairs = [
-            ("regarding", "involvedObject"),
-            ("note", "message"),
-            ("reportingController", "reportingComponent"),
-            ("deprecatedSource", "source"),
-            ("deprecatedFirstTimestamp", "firstTimestamp"),
-            ("deprecatedLastTimestamp", "lastTimestamp"),
-            ("deprecatedCount", "count"),
-        ];
-        if let Some(m) = obj.as_object_mut() {
-            for (from, to) in pairs {
-                if let Some(v) = m.remove(from) {
-                    m.insert(to.into(), v);
-                }
-            }
-        }
-    }
-    obj
+pub fn to_storage(t: &ResourceType, obj: Value) -> Value {
+    t.strategy.storage_form(obj)
 }
 
 /// The form of a stored object served for type `t`.
-pub fn from_storage(t: &ResourceType, mut obj: Value) -> Value {
-    if is(t, "events.k8s.io", "events") {
-        let pairs = [
-            ("involvedObject", "regarding"),
-            ("message", "note"),
-            ("reportingComponent", "reportingController"),
-            ("source", "deprecatedSource"),
-            ("firstTimestamp", "deprecatedFirstTimestamp"),
-            ("lastTimestamp", "deprecatedLastTimestamp"),
-            ("count", "deprecatedCount"),
-        ];
-        if let Some(m) = obj.as_object_mut() {
-            for (from, to) in pairs {
-                if let Some(v) = m.remove(from) {
-                    m.insert(to.into(), v);
-                }
-            }
-        }
-    }
+pub fn from_storage(t: &ResourceType, obj: Value) -> Value {
+    let mut obj = t.strategy.served_form(obj);
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), Value::String(t.api_version()));
         m.insert("kind".into(), Value::String(t.kind.clone()));
@@ -72,39 +210,9 @@ pub fn from_storage(t: &ResourceType, mut obj: Value) -> Value {
     obj
 }
 
-/// Decoding errors of a kind's body (what Go's typed decoding refuses).
-fn decode_checks(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
-    if is(t, "", "secrets") {
-        let string_data = obj.as_object_mut().and_then(|m| m.remove("stringData"));
-        if let Some(Value::Object(sd)) = string_data {
-            let mut data: Map<String, Value> =
-                obj.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
-            for (k, v) in sd {
-                data.insert(k, Value::String(STANDARD.encode(v.as_str().unwrap_or_default())));
-            }
-            obj["data"] = Value::Object(data);
-        }
-        if let Some(data) = obj["data"].as_object() {
-            for (k, v) in data {
-                if v.as_str().is_none_or(|s| STANDARD.decode(s).is_err()) {
-                    return Err(ApiError::bad_request(format!(
-                        "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 0 (key {k:?})"
-                    )));
-                }
-            }
-        }
-    }
-    if is(t, "", "configmaps")
-        && let Some(data) = obj["binaryData"].as_object()
-    {
-        for (k, v) in data {
-            if v.as_str().is_none_or(|s| STANDARD.decode(s).is_err()) {
-                return Err(ApiError::bad_request(format!(
-                    "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: illegal base64 data at input byte 0 (key {k:?})"
-                )));
-            }
-        }
-    }
+/// Decoding errors of any body: the kind's, then ObjectMeta's type.
+fn decode(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
+    t.strategy.decode(t, obj)?;
     if let Some(meta) = obj.get("metadata")
         && !meta.is_null()
         && !meta.is_object()
@@ -117,258 +225,42 @@ fn decode_checks(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// The built-ins' defaulting functions that matter here (RBAC bindings'
-/// `roleRef.apiGroup` and subjects' `apiGroup`).
-fn builtin_defaults(t: &ResourceType, obj: &mut Value) {
-    if t.group == "admissionregistration.k8s.io" {
-        let mutating = t.plural == "mutatingwebhookconfigurations";
-        for w in obj["webhooks"].as_array_mut().into_iter().flatten() {
-            let Some(m) = w.as_object_mut() else { continue };
-            let mut default = |k: &str, v: Value| {
-                if m.get(k).is_none_or(Value::is_null) {
-                    m.insert(k.into(), v);
-                }
-            };
-            default("failurePolicy", json!("Fail"));
-            default("matchPolicy", json!("Equivalent"));
-            default("namespaceSelector", json!({}));
-            default("objectSelector", json!({}));
-            default("timeoutSeconds", json!(10));
-            if mutating {
-                default("reinvocationPolicy", json!("Never"));
-            }
-            if let Some(port) =
-                m.get_mut("clientConfig").and_then(|c| c.get_mut("service")).and_then(Value::as_object_mut)
-                && port.get("port").is_none_or(Value::is_null)
-            {
-                port.insert("port".into(), json!(443));
-            }
-            for rule in m.get_mut("rules").and_then(Value::as_array_mut).into_iter().flatten() {
-                if rule.get("scope").is_none_or(Value::is_null) {
-                    rule["scope"] = json!("*");
-                }
-            }
-        }
-    }
-    if t.group == "rbac.authorization.k8s.io"
-        && matches!(t.plural.as_str(), "rolebindings" | "clusterrolebindings")
-    {
-        if obj["roleRef"].is_object() && obj["roleRef"]["apiGroup"].as_str().is_none_or(str::is_empty) {
-            obj["roleRef"]["apiGroup"] = json!("rbac.authorization.k8s.io");
-        }
-        for s in obj["subjects"].as_array_mut().into_iter().flatten() {
-            if s["apiGroup"].as_str().is_none_or(str::is_empty)
-                && matches!(s["kind"].as_str(), Some("User" | "Group"))
-            {
-                s["apiGroup"] = json!("rbac.authorization.k8s.io");
-            }
-        }
-    }
-}
-
-/// Prepare a new object (normalised, status reset, kind defaults).
+/// Prepare a new object: decoded, status reset, the kind's preparation,
+/// defaults.
 pub fn prepare_create(t: &ResourceType, obj: &mut Value) -> ApiResult<()> {
-    decode_checks(t, obj)?;
-    builtin_defaults(t, obj);
+    decode(t, obj)?;
     if t.status
-        && !t.is_namespace()
-        && !t.is_crd()
+        && t.strategy.resets_status_on_create()
         && let Some(m) = obj.as_object_mut()
     {
         m.remove("status");
     }
-    if is(t, "", "secrets") && obj.get("type").is_none_or(Value::is_null) {
-        obj["type"] = json!("Opaque");
-    }
-    if t.is_namespace() {
-        let name = obj["metadata"]["name"].clone();
-        obj["status"] = json!({"phase": "Active"});
-        obj["spec"]["finalizers"] = json!([NAMESPACE_FINALIZER]);
-        obj["metadata"]["labels"][NAMESPACE_NAME_LABEL] = name;
-    }
-    if is(t, "", "pods") {
-        obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
-    }
-    if t.is_crd() {
-        let fins = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-        if !fins.iter().any(|f| f == CRD_FINALIZER) {
-            let mut f = fins;
-            f.push(json!(CRD_FINALIZER));
-            obj["metadata"]["finalizers"] = Value::Array(f);
-        }
-    }
+    t.strategy.prepare_for_create(obj);
+    t.strategy.defaults(t, obj);
     Ok(())
 }
 
-/// Prepare a new version of an object (normalised; the label namespaces
-/// always carry).
+/// Prepare a new version of an object: decoded, the kind's preparation,
+/// defaults.
 pub fn prepare_update(t: &ResourceType, new: &mut Value, old: &Value) -> ApiResult<()> {
-    decode_checks(t, new)?;
-    builtin_defaults(t, new);
-    if t.is_namespace() {
-        new["metadata"]["labels"][NAMESPACE_NAME_LABEL] = old["metadata"]["name"].clone();
-        // spec.finalizers change only through /finalize.
-        new["spec"]["finalizers"] = old["spec"]["finalizers"].clone();
-    }
-    if is(t, "", "secrets") && new.get("type").is_none_or(Value::is_null) {
-        new["type"] = old["type"].clone();
-    }
+    decode(t, new)?;
+    t.strategy.prepare_for_update(new, old);
+    t.strategy.defaults(t, new);
     Ok(())
 }
 
-/// Apply the schema's defaults (custom resources).
-pub fn default(t: &ResourceType, obj: &mut Value) {
-    if t.custom {
-        schema::apply_defaults(obj, &t.schema);
-    }
-}
-
-/// Validation of a new object (`old`: `None`) or of an update.
+/// Validation of a new object (`old`: `None`) or of an update: metadata,
+/// then the kind's rules.
 pub fn validate(t: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = match old {
         None => validation::object_meta(&obj["metadata"], t.namespaced, t.names),
         Some(o) => validation::object_meta_update(&obj["metadata"], &o["metadata"]),
     };
-    if t.custom {
-        let mut body = obj.clone();
-        if let Some(m) = body.as_object_mut() {
-            m.remove("metadata");
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
-        let mut schema_errs = Vec::new();
-        let mut no_meta = (*t.schema).clone();
-        no_meta.properties.remove("metadata");
-        no_meta.required.retain(|r| r != "metadata");
-        schema::validate(&body, &no_meta, "", &mut schema_errs);
-        errs.extend(schema_errs);
-        errs.extend(cel::validate(obj, old, &t.schema));
-    } else if t.is_crd() {
-        errs.extend(crd(obj, old));
-    } else {
-        // Validation is the stored kind's (events.k8s.io events are core
-        // events).
-        errs.extend(validation::builtin(&t.kind, &t.storage.0, obj, old));
-    }
+    errs.extend(match old {
+        None => t.strategy.validate(t, obj),
+        Some(o) => t.strategy.validate_update(t, obj, o),
+    });
     errs
-}
-
-/// Validation of a CustomResourceDefinition.
-fn crd(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let spec = &obj["spec"];
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let (group, plural) = (s(&spec["group"]), s(&spec["names"]["plural"]));
-    let name = s(&obj["metadata"]["name"]);
-    if name != format!("{plural}.{group}") {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            &json!(name),
-            "must be spec.names.plural+\".\"+spec.group",
-        ));
-    }
-    if group.is_empty() {
-        errs.push(FieldError::required("spec.group", ""));
-    } else if group.split('.').count() < 2 {
-        errs.push(FieldError::invalid(
-            "spec.group",
-            &json!(group),
-            "should be a domain with at least one dot",
-        ));
-    }
-    if !matches!(spec["scope"].as_str(), Some("Namespaced" | "Cluster")) {
-        errs.push(FieldError::not_supported("spec.scope", &spec["scope"], &["Cluster", "Namespaced"]));
-    }
-    for f in ["plural", "kind", "listKind"] {
-        if f != "listKind" && s(&spec["names"][f]).is_empty() {
-            errs.push(FieldError::required(format!("spec.names.{f}"), ""));
-        }
-    }
-    if !plural.is_empty() {
-        for m in validation::dns1123_label(&plural) {
-            errs.push(FieldError::invalid("spec.names.plural", &json!(plural), m));
-        }
-    }
-    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        errs.push(FieldError::invalid(
-            "spec.versions",
-            &json!([]),
-            "must have exactly one version marked as storage version",
-        ));
-    }
-    let storage = versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count();
-    if !versions.is_empty() && storage != 1 {
-        errs.push(FieldError::invalid(
-            "spec.versions",
-            &spec["versions"],
-            "must have exactly one version marked as storage version",
-        ));
-    }
-    for (i, v) in versions.iter().enumerate() {
-        let at = format!("spec.versions[{i}]");
-        if let Some(schema) = v["schema"].get("openAPIV3Schema").filter(|s| !s.is_null()) {
-            let at_schema = format!("{at}.schema.openAPIV3Schema");
-            let structural = schema::structural_errors(schema, &at_schema);
-            // As upstream: rules are compiled only in a schema without errors.
-            if structural.is_empty() {
-                errs.extend(cel::rule_definition_errors(schema, &at_schema));
-            }
-            errs.extend(structural);
-        } else {
-            errs.push(FieldError::required(format!("{at}.schema.openAPIV3Schema"), "schemas are required"));
-        }
-        for (j, c) in v["additionalPrinterColumns"].as_array().into_iter().flatten().enumerate() {
-            let ty = c["type"].as_str().unwrap_or_default();
-            if !matches!(ty, "integer" | "number" | "string" | "boolean" | "date") {
-                errs.push(FieldError::not_supported(
-                    format!("{at}.additionalPrinterColumns[{j}].type"),
-                    &c["type"],
-                    &["boolean", "date", "integer", "number", "string"],
-                ));
-            }
-            if c["jsonPath"].as_str().is_none_or(str::is_empty) {
-                errs.push(FieldError::required(format!("{at}.additionalPrinterColumns[{j}].jsonPath"), ""));
-            }
-        }
-    }
-    if let Some(old) = old {
-        if old["spec"]["group"] != spec["group"] {
-            errs.push(FieldError::immutable("spec.group", &spec["group"]));
-        }
-        if old["spec"]["names"]["plural"] != spec["names"]["plural"] {
-            errs.push(FieldError::immutable("spec.names.plural", &spec["names"]["plural"]));
-        }
-        if old["spec"]["scope"] != spec["scope"] {
-            errs.push(FieldError::immutable("spec.scope", &spec["scope"]));
-        }
-    }
-    errs
-}
-
-/// A CRD's status after it is written: names accepted, established (or
-/// terminating).
-pub fn crd_status(crd: &Value, now: &str) -> Value {
-    let terminating = crd["metadata"]["deletionTimestamp"].is_string();
-    let mut conditions = vec![
-        json!({"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now}),
-        json!({"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now}),
-    ];
-    if terminating {
-        conditions.push(json!({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress", "lastTransitionTime": now}));
-    }
-    let mut names = crd["spec"]["names"].clone();
-    if names["listKind"].is_null() {
-        names["listKind"] = json!(format!("{}List", names["kind"].as_str().unwrap_or_default()));
-    }
-    if names["singular"].is_null() {
-        names["singular"] = json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
-    }
-    json!({
-        "acceptedNames": names,
-        "storedVersions": crd["spec"]["versions"].as_array().map(|vs| vs.iter().filter(|v| v["storage"].as_bool() == Some(true)).map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
-        "conditions": conditions,
-    })
 }
 
 /// The part of an object whose changes bump `metadata.generation`.
@@ -382,22 +274,12 @@ pub fn spec_part(obj: &Value) -> Value {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_convert_between_versions() {
-        let types = super::super::resources::builtins();
-        let ev = types.iter().find(|t| t.group == "events.k8s.io").unwrap();
-        let stored =
-            to_storage(ev, json!({"regarding": {"name": "x"}, "note": "hi", "reportingController": "c"}));
-        assert_eq!(
-            stored,
-            json!({"involvedObject": {"name": "x"}, "message": "hi", "reportingComponent": "c"})
-        );
-        let served = from_storage(ev, stored);
-        assert_eq!(served["note"], "hi");
-        assert_eq!(served["apiVersion"], "events.k8s.io/v1");
+/// Add a finalizer unless it is there.
+pub fn ensure_finalizer(obj: &mut Value, finalizer: &str) {
+    let fins = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    if !fins.iter().any(|f| f == finalizer) {
+        let mut f = fins;
+        f.push(json!(finalizer));
+        obj["metadata"]["finalizers"] = Value::Array(f);
     }
 }

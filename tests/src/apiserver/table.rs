@@ -251,6 +251,9 @@ fn count(v: &Value) -> usize {
 
 /// The cell of a built-in's column.
 fn builtin_cell(col: &Column, obj: &Value) -> Value {
+    if let Some(v) = event_cell(&col.json_path, obj) {
+        return v;
+    }
     match col.json_path.as_str() {
         "@data" => json!(count(&obj["data"]) + count(&obj["binaryData"])),
         "@webhooks" => json!(count(&obj["webhooks"])),
@@ -259,27 +262,6 @@ fn builtin_cell(col: &Column, obj: &Value) -> Value {
             obj["roleRef"]["kind"].as_str().unwrap_or_default(),
             obj["roleRef"]["name"].as_str().unwrap_or_default()
         )),
-        "@involvedObject" => {
-            let o = &obj["involvedObject"];
-            json!(format!(
-                "{}/{}",
-                o["kind"].as_str().unwrap_or_default().to_lowercase(),
-                o["name"].as_str().unwrap_or_default()
-            ))
-        }
-        "@lastSeen" => {
-            let t = [
-                &obj["series"]["lastObservedTime"],
-                &obj["lastTimestamp"],
-                &obj["eventTime"],
-                &obj["metadata"]["creationTimestamp"],
-            ]
-            .into_iter()
-            .find(|t| t.as_str().is_some_and(|s| parse_time(s).is_some()))
-            .cloned()
-            .unwrap_or(Value::Null);
-            age(&t)
-        }
         "@ready" if obj["kind"] == "Pod" => {
             let statuses = obj["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
             let ready = statuses.iter().filter(|s| s["ready"] == true).count();
@@ -290,25 +272,6 @@ fn builtin_cell(col: &Column, obj: &Value) -> Value {
             obj["status"]["readyReplicas"].as_i64().unwrap_or(0),
             obj["spec"]["replicas"].as_i64().unwrap_or(1)
         )),
-        "@source" => {
-            let component = obj["source"]["component"]
-                .as_str()
-                .or(obj["reportingComponent"].as_str())
-                .unwrap_or_default();
-            match obj["source"]["host"].as_str().filter(|h| !h.is_empty()) {
-                Some(host) => json!(format!("{component}, {host}")),
-                None => json!(component),
-            }
-        }
-        "@firstSeen" => {
-            let t = [&obj["firstTimestamp"], &obj["eventTime"]]
-                .into_iter()
-                .find(|t| t.is_string())
-                .cloned()
-                .unwrap_or(Value::Null);
-            age(&t)
-        }
-        "@count" => json!(obj["series"]["count"].as_i64().or(obj["count"].as_i64()).unwrap_or(1)),
         "@restarts" => json!(
             obj["status"]["containerStatuses"]
                 .as_array()
@@ -332,6 +295,53 @@ fn builtin_cell(col: &Column, obj: &Value) -> Value {
             }
         }
     }
+}
+
+/// The computed cells of events' columns.
+fn event_cell(path: &str, obj: &Value) -> Option<Value> {
+    Some(match path {
+        "@involvedObject" => {
+            let o = &obj["involvedObject"];
+            json!(format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or_default().to_lowercase(),
+                o["name"].as_str().unwrap_or_default()
+            ))
+        }
+        "@lastSeen" => {
+            let t = [
+                &obj["series"]["lastObservedTime"],
+                &obj["lastTimestamp"],
+                &obj["eventTime"],
+                &obj["metadata"]["creationTimestamp"],
+            ]
+            .into_iter()
+            .find(|t| t.as_str().is_some_and(|s| parse_time(s).is_some()))
+            .cloned()
+            .unwrap_or(Value::Null);
+            age(&t)
+        }
+        "@source" => {
+            let component = obj["source"]["component"]
+                .as_str()
+                .or(obj["reportingComponent"].as_str())
+                .unwrap_or_default();
+            match obj["source"]["host"].as_str().filter(|h| !h.is_empty()) {
+                Some(host) => json!(format!("{component}, {host}")),
+                None => json!(component),
+            }
+        }
+        "@firstSeen" => {
+            let t = [&obj["firstTimestamp"], &obj["eventTime"]]
+                .into_iter()
+                .find(|t| t.is_string())
+                .cloned()
+                .unwrap_or(Value::Null);
+            age(&t)
+        }
+        "@count" => json!(obj["series"]["count"].as_i64().or(obj["count"].as_i64()).unwrap_or(1)),
+        _ => return None,
+    })
 }
 
 /// Whether a type lists its Name column itself (events put it last).

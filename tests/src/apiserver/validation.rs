@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::errors::FieldError;
+use super::meta;
 
 /// Label values and the name part of label keys: at most this many bytes.
 const LABEL_MAX: usize = 63;
@@ -348,35 +349,13 @@ pub fn object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> {
             "must be specified for an update",
         ));
     }
-    for f in
-        ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"]
-    {
+    for f in ["name", "namespace"].into_iter().chain(meta::kept()) {
         if new.get(f) != old.get(f) {
             errs.push(FieldError::immutable(format!("metadata.{f}"), new.get(f).unwrap_or(&Value::Null)));
         }
     }
     errs.extend(common_meta(new));
     errs
-}
-
-/// Validation of one built-in kind: on create (`old` is `None`) and update.
-pub fn builtin(kind: &str, group: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    match (group, kind) {
-        ("", "Secret") => secret(obj, old),
-        ("", "ConfigMap") => config_map(obj, old),
-        ("", "Namespace") => namespace(obj),
-        ("", "ServiceAccount") => service_account(obj),
-        ("", "Event") => event(obj, old),
-        ("", "Pod") => pod(obj, old),
-        ("coordination.k8s.io", "Lease") => lease(obj),
-        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => role(obj),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding(kind, obj, old),
-        (
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
-        ) => webhook_configuration(kind, obj),
-        _ => Vec::new(),
-    }
 }
 
 fn data_keys(obj: &Value, field: &str, errs: &mut Vec<FieldError>) -> usize {
@@ -392,7 +371,8 @@ fn data_keys(obj: &Value, field: &str, errs: &mut Vec<FieldError>) -> usize {
     size
 }
 
-fn secret(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn secret(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     // `data` values are base64: their decoded size counts.
     let mut size = 0;
@@ -431,7 +411,8 @@ fn immutable_data(obj: &Value, old: &Value, fields: &[&str], errs: &mut Vec<Fiel
     }
 }
 
-fn config_map(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn config_map(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut size = data_keys(obj, "data", &mut errs);
     if let Some(binary) = obj["binaryData"].as_object() {
@@ -458,7 +439,8 @@ fn config_map(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     errs
 }
 
-fn namespace(obj: &Value) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn namespace(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for (i, f) in strings(&obj["spec"]["finalizers"]).iter().enumerate() {
         let standard = f == "kubernetes";
@@ -476,7 +458,8 @@ fn namespace(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn service_account(obj: &Value) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn service_account(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(a) = obj.get("automountServiceAccountToken")
         && !a.is_boolean()
@@ -487,7 +470,8 @@ fn service_account(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn lease(obj: &Value) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn lease(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = &obj["spec"];
     if let Some(d) = spec["leaseDurationSeconds"].as_i64()
@@ -528,7 +512,8 @@ pub fn is_micro_time(s: &str) -> bool {
 
 /// Events: the legacy rules for every event, the strict ones for events
 /// created through `events.k8s.io/v1` (marked by `eventTime`).
-fn event(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn event(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let ns = str_of(&obj["metadata"], "namespace");
     let involved_ns = str_of(&obj["involvedObject"], "namespace");
@@ -608,155 +593,157 @@ fn port_ok(v: &Value) -> bool {
 /// Enough of Pod validation to catch a malformed container, volume or
 /// mount: names, images, ports, mounts that name a volume, unique names,
 /// and `restartPolicy: Always` only on init containers.
-fn pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = &obj["spec"];
     let mut volumes = BTreeSet::new();
     for (i, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
         let at = format!("spec.volumes[{i}]");
-        let name = str_of(v, "name");
-        if name.is_empty() {
-            errs.push(FieldError::required(format!("{at}.name"), ""));
-        } else {
-            for m in dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{at}.name"), &json!(name), m));
-            }
-            if !volumes.insert(name.to_owned()) {
-                errs.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
-            }
-        }
-        let sources = [
-            "emptyDir",
-            "secret",
-            "configMap",
-            "projected",
-            "hostPath",
-            "persistentVolumeClaim",
-            "downwardAPI",
-            "csi",
-            "ephemeral",
-            "image",
-        ];
-        let given: Vec<&str> =
-            sources.iter().copied().filter(|s| v.get(*s).is_some_and(|x| !x.is_null())).collect();
-        match given.len() {
-            0 => errs.push(FieldError::required(at.clone(), "must specify a volume type")),
-            1 => {}
-            _ => errs.push(FieldError::forbidden(
-                format!("{at}.{}", given[1]),
-                "may not specify more than 1 volume type",
-            )),
-        }
-        if let Some(mode) = v["secret"]["defaultMode"].as_i64().or(v["configMap"]["defaultMode"].as_i64())
-            && !(0..=0o777).contains(&mode)
-        {
-            errs.push(FieldError::invalid(
-                format!("{at}.defaultMode"),
-                &json!(mode),
-                "must be a number between 0 and 0777 (octal), both inclusive",
-            ));
-        }
+        unique_label_name(&at, str_of(v, "name"), &mut volumes, &mut errs);
+        pod_volume(v, &at, &mut errs);
     }
     let mut names = BTreeSet::new();
-    let lists = [("initContainers", true), ("containers", false)];
     let mut any = false;
-    for (list, init) in lists {
+    for (list, init) in [("initContainers", true), ("containers", false)] {
         for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
             any |= !init;
             let at = format!("spec.{list}[{i}]");
-            let name = str_of(c, "name");
-            if name.is_empty() {
-                errs.push(FieldError::required(format!("{at}.name"), ""));
-            } else {
-                for m in dns1123_label(name) {
-                    errs.push(FieldError::invalid(format!("{at}.name"), &json!(name), m));
-                }
-                if !names.insert(name.to_owned()) {
-                    errs.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
-                }
-            }
-            if str_of(c, "image").trim().is_empty() {
-                errs.push(FieldError::required(format!("{at}.image"), ""));
-            }
-            if let Some(p) = c.get("restartPolicy").and_then(Value::as_str) {
-                if !init {
-                    errs.push(FieldError::forbidden(
-                        format!("{at}.restartPolicy"),
-                        "may not be set for non-init containers",
-                    ));
-                } else if p != "Always" {
-                    errs.push(FieldError::not_supported(
-                        format!("{at}.restartPolicy"),
-                        &json!(p),
-                        &["Always"],
-                    ));
-                }
-            }
-            for (j, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
-                if !port_ok(&p["containerPort"]) {
-                    errs.push(FieldError::invalid(
-                        format!("{at}.ports[{j}].containerPort"),
-                        &p["containerPort"],
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-            }
-            let mut mount_paths = BTreeSet::new();
-            for (j, m) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
-                let mat = format!("{at}.volumeMounts[{j}]");
-                let vol = str_of(m, "name");
-                if vol.is_empty() {
-                    errs.push(FieldError::required(format!("{mat}.name"), ""));
-                } else if !volumes.contains(vol) {
-                    errs.push(FieldError::not_found(format!("{mat}.name"), &json!(vol)));
-                }
-                let path = str_of(m, "mountPath");
-                if path.is_empty() {
-                    errs.push(FieldError::required(format!("{mat}.mountPath"), ""));
-                } else if !mount_paths.insert(path.to_owned()) {
-                    errs.push(FieldError::invalid(
-                        format!("{mat}.mountPath"),
-                        &json!(path),
-                        "must be unique",
-                    ));
-                }
-            }
-            for (j, e) in c["env"].as_array().into_iter().flatten().enumerate() {
-                if str_of(e, "name").is_empty() {
-                    errs.push(FieldError::required(format!("{at}.env[{j}].name"), ""));
-                }
-            }
+            unique_label_name(&at, str_of(c, "name"), &mut names, &mut errs);
+            container(c, &at, init, &volumes, &mut errs);
         }
     }
     if !any {
         errs.push(FieldError::required("spec.containers", ""));
     }
     if let Some(old) = old {
-        // Only a few fields of a pod's spec may change (image, activeDeadlineSeconds, tolerations...).
-        let strip = |v: &Value| {
-            let mut s = v["spec"].clone();
-            for list in ["containers", "initContainers"] {
-                for c in s[list].as_array_mut().into_iter().flatten() {
-                    c.as_object_mut().map(|m| m.remove("image"));
-                }
-            }
-            if let Some(m) = s.as_object_mut() {
-                m.remove("activeDeadlineSeconds");
-                m.remove("tolerations");
-            }
-            s
-        };
-        if strip(obj) != strip(old) {
-            errs.push(FieldError::forbidden(
-                "spec",
-                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
-            ));
-        }
+        pod_update(obj, old, &mut errs);
     }
     errs
 }
 
-fn role(obj: &Value) -> Vec<FieldError> {
+/// A name at `{at}.name`: required, a DNS label, unique among `seen`.
+fn unique_label_name(at: &str, name: &str, seen: &mut BTreeSet<String>, errs: &mut Vec<FieldError>) {
+    if name.is_empty() {
+        errs.push(FieldError::required(format!("{at}.name"), ""));
+        return;
+    }
+    for m in dns1123_label(name) {
+        errs.push(FieldError::invalid(format!("{at}.name"), &json!(name), m));
+    }
+    if !seen.insert(name.to_owned()) {
+        errs.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
+    }
+}
+
+/// One volume's source.
+fn pod_volume(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let sources = [
+        "emptyDir",
+        "secret",
+        "configMap",
+        "projected",
+        "hostPath",
+        "persistentVolumeClaim",
+        "downwardAPI",
+        "csi",
+        "ephemeral",
+        "image",
+    ];
+    let given: Vec<&str> =
+        sources.iter().copied().filter(|s| v.get(*s).is_some_and(|x| !x.is_null())).collect();
+    match given.len() {
+        0 => errs.push(FieldError::required(at, "must specify a volume type")),
+        1 => {}
+        _ => errs.push(FieldError::forbidden(
+            format!("{at}.{}", given[1]),
+            "may not specify more than 1 volume type",
+        )),
+    }
+    if let Some(mode) = v["secret"]["defaultMode"].as_i64().or(v["configMap"]["defaultMode"].as_i64())
+        && !(0..=0o777).contains(&mode)
+    {
+        errs.push(FieldError::invalid(
+            format!("{at}.defaultMode"),
+            &json!(mode),
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        ));
+    }
+}
+
+/// One container (init or not) of a pod.
+fn container(c: &Value, at: &str, init: bool, volumes: &BTreeSet<String>, errs: &mut Vec<FieldError>) {
+    if str_of(c, "image").trim().is_empty() {
+        errs.push(FieldError::required(format!("{at}.image"), ""));
+    }
+    if let Some(p) = c.get("restartPolicy").and_then(Value::as_str) {
+        if !init {
+            errs.push(FieldError::forbidden(
+                format!("{at}.restartPolicy"),
+                "may not be set for non-init containers",
+            ));
+        } else if p != "Always" {
+            errs.push(FieldError::not_supported(format!("{at}.restartPolicy"), &json!(p), &["Always"]));
+        }
+    }
+    for (j, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
+        if !port_ok(&p["containerPort"]) {
+            errs.push(FieldError::invalid(
+                format!("{at}.ports[{j}].containerPort"),
+                &p["containerPort"],
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+    let mut mount_paths = BTreeSet::new();
+    for (j, m) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
+        let mat = format!("{at}.volumeMounts[{j}]");
+        let vol = str_of(m, "name");
+        if vol.is_empty() {
+            errs.push(FieldError::required(format!("{mat}.name"), ""));
+        } else if !volumes.contains(vol) {
+            errs.push(FieldError::not_found(format!("{mat}.name"), &json!(vol)));
+        }
+        let path = str_of(m, "mountPath");
+        if path.is_empty() {
+            errs.push(FieldError::required(format!("{mat}.mountPath"), ""));
+        } else if !mount_paths.insert(path.to_owned()) {
+            errs.push(FieldError::invalid(format!("{mat}.mountPath"), &json!(path), "must be unique"));
+        }
+    }
+    for (j, e) in c["env"].as_array().into_iter().flatten().enumerate() {
+        if str_of(e, "name").is_empty() {
+            errs.push(FieldError::required(format!("{at}.env[{j}].name"), ""));
+        }
+    }
+}
+
+/// Only a few fields of a pod's spec may change.
+fn pod_update(obj: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    // (image, activeDeadlineSeconds, tolerations...)
+    let strip = |v: &Value| {
+        let mut s = v["spec"].clone();
+        for list in ["containers", "initContainers"] {
+            for c in s[list].as_array_mut().into_iter().flatten() {
+                c.as_object_mut().map(|m| m.remove("image"));
+            }
+        }
+        if let Some(m) = s.as_object_mut() {
+            m.remove("activeDeadlineSeconds");
+            m.remove("tolerations");
+        }
+        s
+    };
+    if strip(obj) != strip(old) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+}
+
+/// Validation of the kind (see `kinds/`).
+pub fn role(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for (i, r) in obj["rules"].as_array().into_iter().flatten().enumerate() {
         let at = format!("rules[{i}]");
@@ -801,7 +788,8 @@ fn role(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn binding(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn binding(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let role_ref = &obj["roleRef"];
     if str_of(role_ref, "apiGroup") != "rbac.authorization.k8s.io" {
@@ -856,150 +844,162 @@ fn binding(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     errs
 }
 
-fn webhook_configuration(kind: &str, obj: &Value) -> Vec<FieldError> {
+/// Validation of the kind (see `kinds/`).
+pub fn webhook_configuration(kind: &str, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut names = BTreeSet::new();
     for (i, w) in obj["webhooks"].as_array().into_iter().flatten().enumerate() {
         let at = format!("webhooks[{i}]");
-        let name = str_of(w, "name");
-        if name.is_empty() {
-            errs.push(FieldError::required(format!("{at}.name"), ""));
-        } else {
-            let dots = name.split('.').count();
-            let mut name_errs = dns1123_subdomain(name);
-            if name_errs.is_empty() && dots < 3 {
-                name_errs.push("should be a domain with at least three segments separated by dots".into());
-            }
-            for m in name_errs {
-                errs.push(FieldError::invalid(format!("{at}.name"), &json!(name), m));
-            }
-            if !names.insert(name.to_owned()) {
-                errs.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
-            }
+        webhook_name(w, &at, &mut names, &mut errs);
+        client_config(&w["clientConfig"], &at, &mut errs);
+        webhook_policies(kind, w, &at, &mut errs);
+        webhook_rules(w, &at, &mut errs);
+    }
+    errs
+}
+
+/// A webhook's name: a domain of three segments, unique.
+fn webhook_name(w: &Value, at: &str, names: &mut BTreeSet<String>, errs: &mut Vec<FieldError>) {
+    let name = str_of(w, "name");
+    if name.is_empty() {
+        errs.push(FieldError::required(format!("{at}.name"), ""));
+    } else {
+        let dots = name.split('.').count();
+        let mut name_errs = dns1123_subdomain(name);
+        if name_errs.is_empty() && dots < 3 {
+            name_errs.push("should be a domain with at least three segments separated by dots".into());
         }
-        let cc = &w["clientConfig"];
-        match (cc.get("url").is_some_and(|u| !u.is_null()), cc.get("service").is_some_and(|s| !s.is_null())) {
-            (true, true) => errs.push(FieldError::required(
-                format!("{at}.clientConfig"),
-                "exactly one of url or service is required",
-            )),
-            (false, false) => errs.push(FieldError::required(
-                format!("{at}.clientConfig"),
-                "exactly one of url or service is required",
-            )),
-            (true, false) => {
-                let url = str_of(cc, "url");
-                if !url.starts_with("https://") {
-                    errs.push(FieldError::invalid(
-                        format!("{at}.clientConfig.url"),
-                        &json!(url),
-                        "'https' is the only allowed URL scheme",
-                    ));
-                }
-            }
-            (false, true) => {
-                let svc = &cc["service"];
-                if str_of(svc, "name").is_empty() {
-                    errs.push(FieldError::required(
-                        format!("{at}.clientConfig.service.name"),
-                        "service name is required",
-                    ));
-                }
-                if str_of(svc, "namespace").is_empty() {
-                    errs.push(FieldError::required(
-                        format!("{at}.clientConfig.service.namespace"),
-                        "service namespace is required",
-                    ));
-                }
-                if let Some(p) = svc.get("port").filter(|p| !p.is_null())
-                    && !port_ok(p)
-                {
-                    errs.push(FieldError::invalid(
-                        format!("{at}.clientConfig.service.port"),
-                        p,
-                        "port is not valid: must be between 1 and 65535, inclusive",
-                    ));
-                }
+        for m in name_errs {
+            errs.push(FieldError::invalid(format!("{at}.name"), &json!(name), m));
+        }
+        if !names.insert(name.to_owned()) {
+            errs.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
+        }
+    }
+}
+
+/// A webhook's client config: a URL or a Service.
+fn client_config(cc: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    match (cc.get("url").is_some_and(|u| !u.is_null()), cc.get("service").is_some_and(|s| !s.is_null())) {
+        (true, true) => errs.push(FieldError::required(
+            format!("{at}.clientConfig"),
+            "exactly one of url or service is required",
+        )),
+        (false, false) => errs.push(FieldError::required(
+            format!("{at}.clientConfig"),
+            "exactly one of url or service is required",
+        )),
+        (true, false) => {
+            let url = str_of(cc, "url");
+            if !url.starts_with("https://") {
+                errs.push(FieldError::invalid(
+                    format!("{at}.clientConfig.url"),
+                    &json!(url),
+                    "'https' is the only allowed URL scheme",
+                ));
             }
         }
-        let side = &w["sideEffects"];
-        if side.is_null() {
-            errs.push(FieldError::required(
-                format!("{at}.sideEffects"),
-                "must specify one of None, NoneOnDryRun",
-            ));
-        } else if !matches!(side.as_str(), Some("None" | "NoneOnDryRun")) {
-            errs.push(FieldError::not_supported(
-                format!("{at}.sideEffects"),
-                side,
-                &["None", "NoneOnDryRun"],
-            ));
-        }
-        let versions = strings(&w["admissionReviewVersions"]);
-        if versions.is_empty() {
-            errs.push(FieldError::required(
-                format!("{at}.admissionReviewVersions"),
-                "must specify one of v1, v1beta1",
-            ));
-        } else if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
-            errs.push(FieldError::invalid(
-                format!("{at}.admissionReviewVersions"),
-                &w["admissionReviewVersions"],
-                "must include at least one of v1, v1beta1",
-            ));
-        }
-        if let Some(f) = w.get("failurePolicy").filter(|f| !f.is_null())
-            && !matches!(f.as_str(), Some("Ignore" | "Fail"))
-        {
-            errs.push(FieldError::not_supported(format!("{at}.failurePolicy"), f, &["Fail", "Ignore"]));
-        }
-        if let Some(m) = w.get("matchPolicy").filter(|m| !m.is_null())
-            && !matches!(m.as_str(), Some("Exact" | "Equivalent"))
-        {
-            errs.push(FieldError::not_supported(format!("{at}.matchPolicy"), m, &["Equivalent", "Exact"]));
-        }
-        if kind == "MutatingWebhookConfiguration"
-            && let Some(r) = w.get("reinvocationPolicy").filter(|r| !r.is_null())
-            && !matches!(r.as_str(), Some("Never" | "IfNeeded"))
-        {
-            errs.push(FieldError::not_supported(
-                format!("{at}.reinvocationPolicy"),
-                r,
-                &["IfNeeded", "Never"],
-            ));
-        }
-        if let Some(t) = w.get("timeoutSeconds").filter(|t| !t.is_null())
-            && !t.as_i64().is_some_and(|t| (1..=30).contains(&t))
-        {
-            errs.push(FieldError::invalid(
-                format!("{at}.timeoutSeconds"),
-                t,
-                "the timeout value must be between 1 and 30 seconds",
-            ));
-        }
-        for (j, rule) in w["rules"].as_array().into_iter().flatten().enumerate() {
-            let rat = format!("{at}.rules[{j}]");
-            for op in strings(&rule["operations"]) {
-                if !matches!(op.as_str(), "*" | "CREATE" | "UPDATE" | "DELETE" | "CONNECT") {
-                    errs.push(FieldError::not_supported(
-                        format!("{rat}.operations"),
-                        &json!(op),
-                        &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"],
-                    ));
-                }
+        (false, true) => {
+            let svc = &cc["service"];
+            if str_of(svc, "name").is_empty() {
+                errs.push(FieldError::required(
+                    format!("{at}.clientConfig.service.name"),
+                    "service name is required",
+                ));
             }
-            if let Some(scope) = rule.get("scope").and_then(Value::as_str)
-                && !matches!(scope, "*" | "Cluster" | "Namespaced")
+            if str_of(svc, "namespace").is_empty() {
+                errs.push(FieldError::required(
+                    format!("{at}.clientConfig.service.namespace"),
+                    "service namespace is required",
+                ));
+            }
+            if let Some(p) = svc.get("port").filter(|p| !p.is_null())
+                && !port_ok(p)
             {
-                errs.push(FieldError::not_supported(
-                    format!("{rat}.scope"),
-                    &json!(scope),
-                    &["*", "Cluster", "Namespaced"],
+                errs.push(FieldError::invalid(
+                    format!("{at}.clientConfig.service.port"),
+                    p,
+                    "port is not valid: must be between 1 and 65535, inclusive",
                 ));
             }
         }
     }
-    errs
+}
+
+/// A webhook's side effects, review versions, policies and timeout.
+fn webhook_policies(kind: &str, w: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let side = &w["sideEffects"];
+    if side.is_null() {
+        errs.push(FieldError::required(
+            format!("{at}.sideEffects"),
+            "must specify one of None, NoneOnDryRun",
+        ));
+    } else if !matches!(side.as_str(), Some("None" | "NoneOnDryRun")) {
+        errs.push(FieldError::not_supported(format!("{at}.sideEffects"), side, &["None", "NoneOnDryRun"]));
+    }
+    let versions = strings(&w["admissionReviewVersions"]);
+    if versions.is_empty() {
+        errs.push(FieldError::required(
+            format!("{at}.admissionReviewVersions"),
+            "must specify one of v1, v1beta1",
+        ));
+    } else if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
+        errs.push(FieldError::invalid(
+            format!("{at}.admissionReviewVersions"),
+            &w["admissionReviewVersions"],
+            "must include at least one of v1, v1beta1",
+        ));
+    }
+    if let Some(f) = w.get("failurePolicy").filter(|f| !f.is_null())
+        && !matches!(f.as_str(), Some("Ignore" | "Fail"))
+    {
+        errs.push(FieldError::not_supported(format!("{at}.failurePolicy"), f, &["Fail", "Ignore"]));
+    }
+    if let Some(m) = w.get("matchPolicy").filter(|m| !m.is_null())
+        && !matches!(m.as_str(), Some("Exact" | "Equivalent"))
+    {
+        errs.push(FieldError::not_supported(format!("{at}.matchPolicy"), m, &["Equivalent", "Exact"]));
+    }
+    if kind == "MutatingWebhookConfiguration"
+        && let Some(r) = w.get("reinvocationPolicy").filter(|r| !r.is_null())
+        && !matches!(r.as_str(), Some("Never" | "IfNeeded"))
+    {
+        errs.push(FieldError::not_supported(format!("{at}.reinvocationPolicy"), r, &["IfNeeded", "Never"]));
+    }
+    if let Some(t) = w.get("timeoutSeconds").filter(|t| !t.is_null())
+        && !t.as_i64().is_some_and(|t| (1..=30).contains(&t))
+    {
+        errs.push(FieldError::invalid(
+            format!("{at}.timeoutSeconds"),
+            t,
+            "the timeout value must be between 1 and 30 seconds",
+        ));
+    }
+}
+
+/// A webhook's rules.
+fn webhook_rules(w: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    for (j, rule) in w["rules"].as_array().into_iter().flatten().enumerate() {
+        let rat = format!("{at}.rules[{j}]");
+        for op in strings(&rule["operations"]) {
+            if !matches!(op.as_str(), "*" | "CREATE" | "UPDATE" | "DELETE" | "CONNECT") {
+                errs.push(FieldError::not_supported(
+                    format!("{rat}.operations"),
+                    &json!(op),
+                    &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"],
+                ));
+            }
+        }
+        if let Some(scope) = rule.get("scope").and_then(Value::as_str)
+            && !matches!(scope, "*" | "Cluster" | "Namespaced")
+        {
+            errs.push(FieldError::not_supported(
+                format!("{rat}.scope"),
+                &json!(scope),
+                &["*", "Cluster", "Namespaced"],
+            ));
+        }
+    }
 }
 
 impl FieldError {

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::errors::{ApiError, ApiResult, FieldError};
 use super::resources::ResourceType;
-use super::selectors::{FieldSelector, LabelSelector, extra_fields};
+use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Change, ChangeKind, ObjKey, Store};
 use super::strategy;
 
@@ -91,94 +91,100 @@ impl ListOptions {
                 .map_err(ApiError::bad_request)?,
             fields: FieldSelector::parse_for(
                 q.get("fieldSelector").map_or("", String::as_str),
-                extra_fields(&t.group, &t.plural),
+                t.strategy.field_labels(),
             )
             .map_err(ApiError::bad_request)?,
         };
-        let rv = o.resource_version.clone().unwrap_or_default();
-        let m = o.rv_match.clone();
-        let mut errs = Vec::new();
-        if o.watch {
-            if let Some(send) = o.send_initial {
-                if m != "NotOlderThan" {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                    ));
-                }
-                if send && !o.bookmarks {
-                    errs.push(FieldError::forbidden(
-                        "allowWatchBookmarks",
-                        "allowWatchBookmarks must be set to true when sendInitialEvents is provided",
-                    ));
-                }
-            }
-            if !m.is_empty() {
-                if o.send_initial.is_none() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-                    ));
-                }
-                if m != "NotOlderThan" {
-                    errs.push(FieldError::not_supported(
-                        "resourceVersionMatch",
-                        &json!(m),
-                        &["NotOlderThan"],
-                    ));
-                }
-                if o.continue_token.is_some() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden when continue is provided",
-                    ));
-                }
-            }
-            // A legacy watch from "now" or "any" streams the initial state
-            // (the WatchList defaulting of kube-apiserver 1.32+).
-            if o.send_initial.is_none() && m.is_empty() && (rv.is_empty() || rv == "0") {
-                o.send_initial = Some(true);
-                o.rv_match = "NotOlderThan".into();
-            }
-        } else {
-            if !m.is_empty() {
-                if rv.is_empty() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                    ));
-                }
-                if o.continue_token.is_some() {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden when continue is provided",
-                    ));
-                }
-                if m != "Exact" && m != "NotOlderThan" {
-                    errs.push(FieldError::not_supported(
-                        "resourceVersionMatch",
-                        &json!(m),
-                        &["Exact", "NotOlderThan", ""],
-                    ));
-                }
-                if m == "Exact" && rv == "0" {
-                    errs.push(FieldError::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-                    ));
-                }
-            }
-            if o.send_initial.is_some() {
-                errs.push(FieldError::forbidden(
-                    "sendInitialEvents",
-                    "sendInitialEvents is forbidden for list",
-                ));
-            }
-        }
+        let errs = if o.watch { o.watch_errors() } else { o.list_errors() };
         if !errs.is_empty() {
             return Err(list_options_invalid(errs));
         }
         Ok(o)
+    }
+
+    /// The rules of a watch's options (and the WatchList defaulting).
+    fn watch_errors(&mut self) -> Vec<FieldError> {
+        let o = self;
+        let rv = o.resource_version.clone().unwrap_or_default();
+        let m = o.rv_match.clone();
+        let mut errs = Vec::new();
+        if let Some(send) = o.send_initial {
+            if m != "NotOlderThan" {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+            if send && !o.bookmarks {
+                errs.push(FieldError::forbidden(
+                    "allowWatchBookmarks",
+                    "allowWatchBookmarks must be set to true when sendInitialEvents is provided",
+                ));
+            }
+        }
+        if !m.is_empty() {
+            if o.send_initial.is_none() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errs.push(FieldError::not_supported("resourceVersionMatch", &json!(m), &["NotOlderThan"]));
+            }
+            if o.continue_token.is_some() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+        // A legacy watch from "now" or "any" streams the initial state
+        // (the WatchList defaulting of kube-apiserver 1.32+).
+        if o.send_initial.is_none() && m.is_empty() && (rv.is_empty() || rv == "0") {
+            o.send_initial = Some(true);
+            o.rv_match = "NotOlderThan".into();
+        }
+        errs
+    }
+
+    /// The rules of a list's options.
+    fn list_errors(&self) -> Vec<FieldError> {
+        let o = self;
+        let rv = o.resource_version.clone().unwrap_or_default();
+        let m = o.rv_match.clone();
+        let mut errs = Vec::new();
+        if !m.is_empty() {
+            if rv.is_empty() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if o.continue_token.is_some() {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if m != "Exact" && m != "NotOlderThan" {
+                errs.push(FieldError::not_supported(
+                    "resourceVersionMatch",
+                    &json!(m),
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if m == "Exact" && rv == "0" {
+                errs.push(FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if o.send_initial.is_some() {
+            errs.push(FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+        }
+        errs
     }
 
     /// The resourceVersion as a number (`None`: unset or "0").
@@ -250,7 +256,27 @@ pub fn list_page(
     ns: Option<&str>,
     o: &ListOptions,
 ) -> ApiResult<Result<Page, u64>> {
-    let (at, start) = match &o.continue_token {
+    let (at, start) = match list_from(s, o)? {
+        Ok(from) => from,
+        Err(n) => return Ok(Err(n)),
+    };
+    let snapshot_rv = match at {
+        At::Current => s.rv(),
+        At::Exact(n) => n,
+    };
+    if let At::Exact(n) = at
+        && n > s.rv()
+    {
+        return Ok(Err(n));
+    }
+    let all = snapshot(s, t, ns, snapshot_rv, start)?;
+    Ok(Ok(paginate(t, all, o, snapshot_rv)))
+}
+
+/// Where a list starts: at which resourceVersion, after which key
+/// (continued); `Err(rv)` when the store has not reached `rv` yet.
+fn list_from(s: &Store, o: &ListOptions) -> ApiResult<Result<(At, Option<String>), u64>> {
+    Ok(Ok(match &o.continue_token {
         Some(token) => {
             if o.rv()?.is_some() {
                 return Err(ApiError::bad_request(
@@ -275,19 +301,20 @@ pub fn list_page(
             };
             (at, None)
         }
-    };
-    let snapshot_rv = match at {
-        At::Current => s.rv(),
-        At::Exact(n) => n,
-    };
-    if let At::Exact(n) = at
-        && n > s.rv()
-    {
-        return Ok(Err(n));
-    }
+    }))
+}
+
+/// The stored objects of a list at `snapshot_rv`, after `start`.
+fn snapshot(
+    s: &Store,
+    t: &ResourceType,
+    ns: Option<&str>,
+    snapshot_rv: u64,
+    start: Option<String>,
+) -> ApiResult<Vec<(ObjKey, Value)>> {
     let after_start = |k: &ObjKey| start.as_ref().is_none_or(|s| sort_key(k).as_str() > s.as_str());
-    let all = match s.list_at_from(t, ns, Some(snapshot_rv), after_start) {
-        Ok(all) => all,
+    match s.list_at_from(t, ns, Some(snapshot_rv), after_start) {
+        Ok(all) => Ok(all),
         Err(e) if e.code == 410 && start.is_some() => {
             let start = start.unwrap_or_default();
             let mut err = ApiError::new(
@@ -297,16 +324,18 @@ pub fn list_page(
             );
             err.details = None;
             err.list_continue = Some(encode_continue(-1, &start));
-            return Err(err);
+            Err(err)
         }
-        Err(_) => {
-            return Err(ApiError::new(
-                410,
-                "Expired",
-                format!("too old resource version: {snapshot_rv} ({})", s.oldest()),
-            ));
-        }
-    };
+        Err(_) => Err(ApiError::new(
+            410,
+            "Expired",
+            format!("too old resource version: {snapshot_rv} ({})", s.oldest()),
+        )),
+    }
+}
+
+/// One page of the matching objects, as served, with its metadata.
+fn paginate(t: &ResourceType, all: Vec<(ObjKey, Value)>, o: &ListOptions, snapshot_rv: u64) -> Page {
     let matches = |o2: &Value| o.labels.matches(o2) && o.fields.matches(o2);
     let mut items = Vec::new();
     let mut next_start = None;
@@ -343,7 +372,7 @@ pub fn list_page(
             meta["remainingItemCount"] = json!(remaining);
         }
     }
-    Ok(Ok(Page { items, meta }))
+    Page { items, meta }
 }
 
 /// Serve a list, waiting (up to 3 s, as kube-apiserver does) for a
@@ -437,6 +466,35 @@ fn bookmark(t: &ResourceType, rv: u64, initial_end: bool) -> Value {
     json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(), "metadata": meta}})
 }
 
+/// The events a watch starts with (the current state, or the changes
+/// since its resourceVersion), and whether a bookmark ends them.
+type Initial = (ApiResult<Vec<(&'static str, Value)>>, bool);
+
+fn initial_events(
+    s: &Store,
+    t: &ResourceType,
+    ns: Option<&str>,
+    o: &ListOptions,
+    rv: Option<u64>,
+) -> ApiResult<Initial> {
+    if o.send_initial == Some(true) {
+        let items = s.list_at(t, ns, None)?;
+        let events: Vec<(&'static str, Value)> = items
+            .into_iter()
+            .map(|(_, v)| strategy::from_storage(t, v))
+            .filter(|v| o.labels.matches(v) && o.fields.matches(v))
+            .map(|v| ("ADDED", v))
+            .collect();
+        return Ok((Ok(events), o.bookmarks));
+    }
+    Ok(match rv {
+        Some(rv) => {
+            (s.changes_since(rv).map(|cs| cs.iter().filter_map(|c| event_for(t, ns, o, c)).collect()), false)
+        }
+        None => (Ok(Vec::new()), false),
+    })
+}
+
 /// Start a watch: the initial events (or the changes since a
 /// resourceVersion), then live changes. Events are sent as JSON lines on
 /// the returned channel; it closes when the watch ends.
@@ -453,25 +511,7 @@ pub fn start(
     let (initial, mut rx, start_rv, initial_end) = {
         let s = store.lock().expect("lock");
         let rx = s.subscribe();
-        let (initial, initial_end) = if o.send_initial == Some(true) {
-            let items = s.list_at(&t, ns.as_deref(), None)?;
-            let events: Vec<(&'static str, Value)> = items
-                .into_iter()
-                .map(|(_, v)| strategy::from_storage(&t, v))
-                .filter(|v| o.labels.matches(v) && o.fields.matches(v))
-                .map(|v| ("ADDED", v))
-                .collect();
-            (Ok(events), o.bookmarks)
-        } else {
-            match rv {
-                Some(rv) => (
-                    s.changes_since(rv)
-                        .map(|cs| cs.iter().filter_map(|c| event_for(&t, ns.as_deref(), &o, c)).collect()),
-                    false,
-                ),
-                None => (Ok(Vec::new()), false),
-            }
-        };
+        let (initial, initial_end) = initial_events(&s, &t, ns.as_deref(), &o, rv)?;
         (initial, rx, s.rv(), initial_end)
     };
     let (tx, out) = mpsc::channel::<Value>(1024);
