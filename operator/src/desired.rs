@@ -494,8 +494,11 @@ fn quiet(spec: &ValidSpec, meta: &KeyMeta, id: KeyId, now: Timestamp) -> bool {
         .is_none_or(|t| elapsed(*t, now) >= spec.min_decrypt_only_age + last_used_granularity(spec))
 }
 
-/// Record that keys retention wants gone were seen in use now (only when
-/// the record is older than the granularity); whether `meta` changed.
+/// Record when keys retention wants gone were last seen in use: now, if a
+/// scan finds them in use (and the record is older than the granularity),
+/// and now too for a candidate with no record at all — nothing says it was
+/// unused before (a namespace that used it may have just gone), so its
+/// quiet period starts now. Whether `meta` changed.
 pub fn record_use(
     spec: &ValidSpec,
     meta: &mut KeyMeta,
@@ -504,8 +507,12 @@ pub fn record_use(
     now: Timestamp,
 ) -> bool {
     let mut changed = false;
-    for id in candidates.iter().filter(|id| usage.get(id).copied().unwrap_or(0) > 0) {
-        let stale = meta.last_used.get(id).is_none_or(|t| elapsed(*t, now) >= last_used_granularity(spec));
+    for id in candidates {
+        let used = usage.get(id).copied().unwrap_or(0) > 0;
+        let stale = match meta.last_used.get(id) {
+            None => true,
+            Some(t) => used && elapsed(*t, now) >= last_used_granularity(spec),
+        };
         if stale {
             meta.last_used.insert(*id, now);
             changed = true;
@@ -843,6 +850,12 @@ mod tests {
             "within the granularity"
         );
         assert!(record_use(&spec, &mut meta, &[old], &used, t("2026-11-23T06:00:00Z")), "an hour later");
+        assert!(!record_use(&spec, &mut meta, &[old], &unused, t("2026-11-23T07:00:00Z")), "unused: kept");
+        // A candidate never seen: its quiet period starts at the first scan.
+        let mut fresh = meta.clone();
+        fresh.last_used.clear();
+        assert!(record_use(&spec, &mut fresh, &[old], &unused, t("2026-11-23T07:00:00Z")));
+        assert_eq!(fresh.last_used[&old], t("2026-11-23T07:00:00Z"));
         meta.last_used.insert(old, seen);
         // Unused now, but seen 4 h + 1 h ago at most: kept.
         assert_eq!(step(&meta, &unused, true, t("2026-11-23T09:59:59Z")), None, "quiet period");

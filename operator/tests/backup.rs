@@ -711,7 +711,8 @@ fn a_clock_step_back_does_not_trim_the_backup_just_written() {
 
 /// Backups on, off, a rotation, then on again with a destination that
 /// fails: the copies keep every key the master has (the last backup this
-/// process remembered held only the first key).
+/// process remembered held only the first key), and deleting the keyring
+/// with `deletionPolicy: Delete` retains them.
 #[test]
 fn turning_backups_back_on_with_a_failing_destination_takes_no_key_from_a_copy() {
     let set = format!("backup.configMapNamespaces={{{OPERATOR_NS}}}");
@@ -719,7 +720,7 @@ fn turning_backups_back_on_with_a_failing_destination_takes_no_key_from_a_copy()
     let (_, r) = age_identity(&env, "alice.txt");
     let keyring = |backup: &str| {
         format!(
-            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n{backup}"
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  deletionPolicy: Delete\n{backup}"
         )
     };
     let with_backup =
@@ -746,13 +747,10 @@ fn turning_backups_back_on_with_a_failing_destination_takes_no_key_from_a_copy()
     assert_eq!(reason, "BackupFailed");
     // Several reconciles later (backup retries start at 1 s), the copy
     // still holds both keys.
+    let failures = |env: &Env| env.log("operator").matches("backup failed").count();
     for _ in 0..3 {
-        wait(10, "a backup retry", || {
-            let before = events(&env, "default").iter().filter(|e| e.1 == "BackupConflict").count();
-            std::thread::sleep(Duration::from_millis(500));
-            (events(&env, "default").iter().filter(|e| e.1 == "BackupConflict").count() >= before)
-                .then_some(())
-        });
+        let before = failures(&env);
+        wait(20, "a backup retry", || (failures(&env) > before).then_some(()));
         let (copy, _, _) = keyring_secret(&env, "team-a", "payments").unwrap();
         assert!(copy == rotated, "the copy lost a key");
     }
@@ -760,4 +758,17 @@ fn turning_backups_back_on_with_a_failing_destination_takes_no_key_from_a_copy()
     let (master, _, _) = keyring_secret(&env, OPERATOR_NS, "payments").unwrap();
     let (copy, _, _) = keyring_secret(&env, "team-a", "payments").unwrap();
     assert!(master == rotated && copy == rotated, "the master or the copy lost a key");
+    // deletionPolicy Delete while a key is in no backup: the master and the
+    // copy are its only holders, so they are retained.
+    kubectl(&env, &["delete", "cskr", "payments"]);
+    wait(20, "the keyring gone", || kubectl_json(&env, &["get", "cskr", "payments"]).is_none().then_some(()));
+    for ns in [OPERATOR_NS, "team-a"] {
+        let (text, _, s) = keyring_secret(&env, ns, "payments").expect("retained");
+        assert!(text == rotated, "retained whole");
+        assert!(s["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none(), "no longer managed");
+    }
+    let warned = events(&env, "default")
+        .into_iter()
+        .any(|(t, r, n)| t == "Warning" && r == "DeletionRetained" && n.contains("BackupPending"));
+    assert!(warned, "a DeletionRetained Warning says the keys are in no backup");
 }

@@ -172,11 +172,13 @@ fn a_namespace_deleted_and_made_again_keeps_its_keys() {
     for name in ["listed", "selected"] {
         kubectl(&env, &["annotate", "cskr", name, "encstr.io/rotate=1"]);
     }
+    let mut old_ids = Vec::new();
     for name in ["listed", "selected"] {
         wait(40, "blocked by team-b's ConfigMap", || {
             let (s, _, m) = condition(&cstatus(&env, name), "PruneBlocked")?;
             (s == "True" && m.contains("team-b/ConfigMap/app:app.properties")).then_some(())
         });
+        old_ids.push(cstatus(&env, name)["keys"][0]["id"].as_str().unwrap().to_owned());
     }
     kubectl(&env, &["delete", "namespace", "team-b", "--wait=true"]);
     wait(30, "team-b gone", || kubectl_json(&env, &["get", "namespace", "team-b"]).is_none().then_some(()));
@@ -192,7 +194,11 @@ fn a_namespace_deleted_and_made_again_keeps_its_keys() {
         });
         let (text, _, _) = keyring_secret(&env, OPERATOR_NS, name).unwrap();
         assert_eq!(text.lines().count(), 2, "{name}: the key team-b's config uses was pruned");
-        assert!(!events(&env, "default").iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(name)));
+    }
+    for id in &old_ids {
+        let pruned =
+            events(&env, "default").into_iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(id.as_str()));
+        assert!(!pruned, "key {id} was pruned and put back?");
     }
     let listed_line = config.lines().next().unwrap();
     let rendered = render_ok(&env, &keyring_secret(&env, "team-b", "listed").unwrap().0, listed_line);
@@ -227,4 +233,45 @@ fn a_key_only_sealed_tokens_use_is_kept() {
     assert_eq!(text.lines().count(), 2, "the key only a sealed token uses was pruned");
     let rendered = render_ok(&env, &text, &config);
     assert!(rendered.contains("smtp.password = s3cr3t"), "the sealed value still opens");
+}
+
+/// The reviewer's case: a selected namespace, the only user of a key, is
+/// deleted before the key is old enough to prune, and made again after:
+/// the key was never seen unused for a quiet period, so it is kept.
+#[test]
+fn a_namespace_gone_before_its_key_is_a_candidate_keeps_the_key() {
+    let (mut env, install) = setup("prune-early", &["team-b"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--usage-scan-interval", "1s"]);
+    kubectl(&env, &["label", "namespace", "team-b", "team=pay"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: selected}\nspec:\n  targets: {namespaceSelector: {matchLabels: {team: pay}}}\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 1, minDecryptOnlyAge: 8s}\n",
+    );
+    let first = converged(&env, OPERATOR_NS, "selected", &["team-b"]);
+    let token = encrypt_with(&env, first.lines().next().unwrap(), "db.password", "s3cr3t");
+    let config = format!("db.password = {token}\n");
+    let literal = format!("--from-literal=app.properties={config}");
+    kubectl(&env, &["create", "configmap", "app", "-n", "team-b", &literal]);
+    kubectl(&env, &["annotate", "cskr", "selected", "encstr.io/rotate=1"]);
+    settled(&env, "selected", &["team-b"], 2);
+    let old_id = cstatus(&env, "selected")["keys"][0]["id"].as_str().unwrap().to_owned();
+    // Gone before the key has been decrypt-only for minDecryptOnlyAge.
+    kubectl(&env, &["delete", "namespace", "team-b", "--wait=true"]);
+    wait(30, "team-b gone", || kubectl_json(&env, &["get", "namespace", "team-b"]).is_none().then_some(()));
+    // The key becomes a candidate with nothing using it (8 s after its
+    // promotion), and is scanned several times.
+    std::thread::sleep(Duration::from_secs(9));
+    kubectl(&env, &["create", "namespace", "team-b"]);
+    kubectl(&env, &["label", "namespace", "team-b", "team=pay"]);
+    kubectl(&env, &["create", "configmap", "app", "-n", "team-b", &literal]);
+    wait(30, "blocked by team-b's ConfigMap again", || {
+        let (s, _, m) = condition(&cstatus(&env, "selected"), "PruneBlocked")?;
+        (s == "True" && m.contains("team-b/ConfigMap/app:app.properties")).then_some(())
+    });
+    let (text, _, _) = keyring_secret(&env, OPERATOR_NS, "selected").unwrap();
+    assert_eq!(text.lines().count(), 2, "the key team-b's config uses was pruned");
+    let pruned =
+        events(&env, "default").into_iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id));
+    assert!(!pruned);
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use encstr_core::backup as age_backup;
 use encstr_core::{KeyId, Keyring};
-use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+use k8s_openapi::jiff::{SignedDuration, Timestamp, tz::TimeZone};
 
 use crate::crd::{self, LastBackup};
 pub use write::{Destination, Owner, write};
@@ -73,6 +73,19 @@ pub fn ids(ring: &Keyring) -> Vec<String> {
     ring.ids().iter().map(KeyId::to_string).collect()
 }
 
+/// The time an object written now is named with: after the previous
+/// backup's, so that a clock stepped back does not make the newest object
+/// sort before older ones (`LastBackup.time` has whole seconds).
+pub fn object_time(now: Timestamp, previous: Option<&LastBackup>) -> Timestamp {
+    let after = previous
+        .and_then(|l| l.time.parse::<Timestamp>().ok())
+        .and_then(|t| t.checked_add(SignedDuration::from_secs(1)).ok());
+    match after {
+        Some(t) if t > now => t,
+        _ => now,
+    }
+}
+
 /// Whether a backup was written to every destination `plan` names (a
 /// backup recorded for other destinations, before `spec.backup` changed,
 /// does not count).
@@ -123,15 +136,18 @@ pub fn next_entry(
     primary: KeyId,
 ) -> (String, Timestamp) {
     let newest = existing.keys().filter_map(|k| entry_time(k)).max();
-    let mut at = match newest {
-        Some(t) if t >= now => t + std::time::Duration::from_millis(1),
+    // Checked: an entry dated at the end of time (anyone who may edit the
+    // ConfigMap can write one) must not overflow; past it, the first free
+    // name before `now` — the entry just written is never trimmed anyway.
+    let start = match newest {
+        Some(t) if t >= now => t.checked_add(SignedDuration::from_millis(1)).unwrap_or(now),
         _ => now,
     };
-    let mut entry = entry_name(at, primary);
-    while existing.contains_key(&entry) {
-        at += std::time::Duration::from_millis(1);
-        entry = entry_name(at, primary);
-    }
+    let free = |t: &Timestamp| !existing.contains_key(&entry_name(*t, primary));
+    let step = |k: i64| SignedDuration::from_millis(k);
+    let later = (0..).map_while(|k| start.checked_add(step(k)).ok()).find(free);
+    let at = later.or_else(|| (1..).map_while(|k| now.checked_sub(step(k)).ok()).find(free)).unwrap_or(now);
+    let entry = entry_name(at, primary);
     (entry, at)
 }
 
@@ -264,6 +280,33 @@ mod tests {
         // In order: a second backup in the same millisecond comes after.
         let one = BTreeMap::from([(entry_name(now, id), String::new())]);
         assert_eq!(next_entry(&one, now, id).1, now + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn an_entry_at_the_end_of_time_does_not_overflow() {
+        let id: KeyId = "2d353d4a".parse().expect("id");
+        let now: Timestamp = "2026-11-23T18:45:01.123Z".parse().expect("time");
+        let end = BTreeMap::from([("99991230T220000.999Z-00000000.age".to_owned(), String::new())]);
+        assert_eq!(entry_time("99991230T220000.999Z-00000000.age").map(|t| t > now), Some(true));
+        let (entry, at) = next_entry(&end, now, id);
+        assert_eq!(at, now, "no later time exists: now");
+        assert!(trimmed(&BTreeMap::from([(entry.clone(), String::new())]), 1, &entry).is_empty());
+        // A name that is exactly the last one we could make, already taken.
+        let last = Timestamp::MAX;
+        let taken = BTreeMap::from([(entry_name(last, id), String::new())]);
+        let (entry, _) = next_entry(&taken, last, id);
+        assert!(!taken.contains_key(&entry), "a free name");
+    }
+
+    #[test]
+    fn objects_are_named_after_the_previous_backup() {
+        let now: Timestamp = "2026-11-23T18:45:01Z".parse().expect("time");
+        let last = |t: &str| LastBackup { time: t.into(), ..LastBackup::default() };
+        assert_eq!(object_time(now, None), now);
+        assert_eq!(object_time(now, Some(&last("2026-11-20T00:00:00Z"))), now);
+        let ahead = last("2027-01-01T00:00:00Z");
+        assert_eq!(object_time(now, Some(&ahead)), "2027-01-01T00:00:01Z".parse::<Timestamp>().unwrap());
+        assert_eq!(object_time(now, Some(&last("not a time"))), now);
     }
 
     #[test]

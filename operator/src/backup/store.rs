@@ -207,23 +207,45 @@ pub fn options(
         }
     }
     let given = secret.map(|(name, data)| credentials(provider, name, data)).transpose()?.unwrap_or_default();
-    let own_allowed = writer == Writer::Admin || policy.namespaced_uses_operator_credentials;
-    if own_allowed {
+    // A tenant's backup uses its own complete credential, or — only where
+    // the admin allows it, and only with nothing of the tenant's and no
+    // endpoint of the tenant's — the operator's own: never a mix, so no
+    // session token of the operator's goes along with a tenant's key or to
+    // a tenant's endpoint.
+    let use_env = match writer {
+        Writer::Admin => true,
+        Writer::Tenant if provider.complete(&given) => false,
+        Writer::Tenant => {
+            let needed = provider.credential_keys().join(", ");
+            if !policy.namespaced_uses_operator_credentials {
+                return Err(Refusal(match secret {
+                    None => format!(
+                        "spec.backup.objectStore.credentialsSecretRef is required: a SecretKeyring may not use the operator's own credentials (chart value backup.objectStore.namespacedUsesOperatorCredentials); its Secret takes {needed}"
+                    ),
+                    Some((name, _)) => format!(
+                        "the credentials Secret {name} lacks a complete credential ({needed}); a SecretKeyring may not fall back to the operator's own"
+                    ),
+                }));
+            }
+            if let Some((name, _)) = secret.filter(|_| !given.is_empty()) {
+                return Err(Refusal(format!(
+                    "the credentials Secret {name} lacks a complete credential ({needed}); it is not mixed with the operator's own"
+                )));
+            }
+            if os.endpoint.is_some() {
+                return Err(Refusal(
+                    "spec.backup.objectStore.endpoint: a SecretKeyring that uses the operator's own credentials may not name an endpoint".into(),
+                ));
+            }
+            true
+        }
+    };
+    if use_env {
         opts.extend(
             env.iter()
                 .filter(|(k, _)| k.starts_with(provider.env_prefix()))
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
         );
-    } else if !provider.complete(&given) {
-        let needed = provider.credential_keys().join(", ");
-        return Err(Refusal(match secret {
-            None => format!(
-                "spec.backup.objectStore.credentialsSecretRef is required: a SecretKeyring may not use the operator's own credentials (chart value backup.objectStore.namespacedUsesOperatorCredentials); its Secret takes {needed}"
-            ),
-            Some((name, _)) => format!(
-                "the credentials Secret {name} lacks a complete credential ({needed}); a SecretKeyring may not fall back to the operator's own"
-            ),
-        }));
     }
     opts.extend(given.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)));
     if let Some(r) = &os.region {
@@ -499,6 +521,24 @@ mod tests {
         assert!(options(Writer::Tenant, &Policy::default(), &o, &env, Some(("ns/creds", &half))).is_err());
         let allowing = Policy { namespaced_uses_operator_credentials: true, ..Default::default() };
         assert!(options(Writer::Tenant, &allowing, &o, &env, None).is_ok());
+        // Where allowed, never mixed with a tenant's partial credential, and
+        // never sent to a tenant's endpoint.
+        assert!(options(Writer::Tenant, &allowing, &o, &env, Some(("ns/creds", &half))).is_err());
+        let mut custom = o.clone();
+        custom.endpoint = Some("https://s3.storage.svc".into());
+        let listed = Policy {
+            allowed_endpoints: vec![Endpoint::parse("https://s3.storage.svc").expect("endpoint")],
+            ..allowing.clone()
+        };
+        let err = options(Writer::Tenant, &listed, &custom, &env, None)
+            .expect_err("env creds to a tenant endpoint");
+        assert!(err.0.contains("may not name an endpoint"), "{err}");
+        // A tenant's own complete credential is used alone, even where the
+        // operator's are allowed.
+        let env_token = vec![("AWS_SESSION_TOKEN".to_owned(), "operator-session".to_owned())];
+        let own = options(Writer::Tenant, &allowing, &o, &env_token, Some(("ns/creds", &data(STATIC))))
+            .expect("own");
+        assert!(!own.iter().any(|(_, v)| v == "operator-session"), "{own:?}");
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Destination<'a> {
     pub timeout: Duration,
 }
 
-/// Encrypt `ring` and write it to every destination of `plan`.
+/// Encrypt `ring` and write it to every destination of `plan` (`previous`:
+/// the last backup, whose time new object names come after).
 pub async fn write(
     client: &Client,
     plan: &Plan,
@@ -46,6 +47,7 @@ pub async fn write(
     owner: &Owner,
     ring: &Keyring,
     now: Timestamp,
+    previous: Option<&LastBackup>,
 ) -> Result<LastBackup, Failure> {
     let (master_ns, timeout) = (to.master_ns, to.timeout);
     let recipients: Vec<age_backup::Recipient> = plan
@@ -70,7 +72,9 @@ pub async fn write(
         at = entry.1;
     }
     if let Some(os) = &plan.object_store {
-        let url = tokio::time::timeout(timeout, to_object_store(client, to, os, &armored, ring, at))
+        let named = super::object_time(now, previous);
+        at = at.max(named);
+        let url = tokio::time::timeout(timeout, to_object_store(client, to, os, &armored, ring, named))
             .await
             .map_err(|_| fail(&os.url, format!("no answer within {} s", timeout.as_secs())))??;
         locations.push(url);

@@ -20,7 +20,7 @@ use super::report::{self, Report};
 use crate::cache;
 use crate::context::Ctx;
 use crate::crd::*;
-use crate::desired::{self, Invalid, KeyMeta, ValidSpec};
+use crate::desired::{self, KeyMeta, ValidSpec};
 use crate::error::Result;
 use crate::guard::{self, Guard, Restore};
 use crate::keyring::{KeyringResource, Kind};
@@ -58,9 +58,10 @@ pub async fn master<K: KeyringResource>(
     let place = format!("{master_ns}/{}", spec.secret_name);
     // Observe, decide: nothing handed out by a master that is gone.
     let labelled = observe::list_labelled(k, &ctx.shared.client).await?;
+    let namespaces = observe::copy_namespaces(k, targets);
     let copies: Vec<Secret> = observe::ours::<K>(labelled, &spec.secret_name, master_ns)
         .into_iter()
-        .filter(|s| targets.iter().any(|t| Some(t.name()) == s.namespace().as_deref()))
+        .filter(|s| s.namespace().is_some_and(|ns| namespaces.contains(&ns)))
         .collect();
     let labelled = observe::places(&copies);
     if let Err(hold) = decide::create(&place, labelled) {
@@ -94,10 +95,7 @@ pub async fn master<K: KeyringResource>(
         // Created meanwhile (a retry, another replica): read it next time.
         Created::AlreadyExists => return Ok(Action::requeue(Duration::from_millis(100))),
         Created::NoNamespace(why) => {
-            let hold = Hold::Namespace(Invalid::new(
-                "MasterNamespaceMissing",
-                format!("cannot create the master in namespace {master_ns}: {why}"),
-            ));
+            let hold = Hold::NamespaceMissing { namespace: master_ns.to_owned(), why };
             return report::held(k, ctx, None, &hold).await;
         }
     }

@@ -41,34 +41,81 @@ pub fn parse_ring(secret: &Secret) -> Result<Keyring, encstr_core::Error> {
 }
 
 /// Why a keyring is held: nothing is generated, overwritten or deleted.
+/// (What each says is in `events`.)
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hold {
-    /// The spec is invalid.
+    /// The spec is invalid (the reason and message of `desired::validate`).
     Spec(Invalid),
-    /// The master Secret is somebody else's, or its keyring does not parse.
-    Master(Invalid),
+    /// A Secret of the master's name exists and is not this keyring's.
+    MasterConflict {
+        /// `namespace/name`.
+        place: String,
+    },
+    /// The master's keyring does not parse.
+    MasterInvalid {
+        /// `namespace/name`.
+        place: String,
+        /// Why (a core error: never key material).
+        error: String,
+    },
     /// `spec.importFrom` cannot be used.
-    Import(Invalid),
+    Import(ImportProblem),
     /// The master's namespace cannot hold it.
-    Namespace(Invalid),
-    /// A key-loss guard holds writes back; `master` is `namespace/name`.
+    NamespaceMissing {
+        /// The namespace.
+        namespace: String,
+        /// What the API server said.
+        why: String,
+    },
+    /// Keys of the master are in no backup at the current destinations
+    /// (only deletion looks at this: the Secrets are their last holders).
+    NotBackedUp {
+        /// The keys no backup holds.
+        keys: Vec<KeyId>,
+    },
+    /// A key-loss guard holds writes back.
     Guard {
         /// The guard.
         guard: Guard,
-        /// The master's place, for the message.
+        /// The master's place, `namespace/name`, for the message.
         master: String,
     },
 }
 
-impl Hold {
-    /// The condition reason and message.
-    pub fn invalid(&self) -> Invalid {
-        match self {
-            Hold::Spec(i) | Hold::Master(i) | Hold::Import(i) | Hold::Namespace(i) => i.clone(),
-            Hold::Guard { guard, master } => Invalid::new(guard.reason(), guard.message(master)),
-        }
-    }
+/// Why `spec.importFrom` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportProblem {
+    /// The Secret does not exist.
+    NotFound {
+        /// Its name.
+        name: String,
+        /// The master's namespace.
+        namespace: String,
+    },
+    /// It is another keyring's master or copy.
+    Managed {
+        /// `namespace/name`.
+        place: String,
+    },
+    /// It has no such key.
+    NoKey {
+        /// Its name.
+        name: String,
+        /// The data key.
+        key: String,
+    },
+    /// The key does not hold a keyring.
+    NotAKeyring {
+        /// Its name.
+        name: String,
+        /// The data key.
+        key: String,
+        /// Why (a core error: never key material).
+        error: String,
+    },
+}
 
+impl Hold {
     /// The guard, if a guard holds.
     pub fn guard(&self) -> Option<&Guard> {
         match self {
@@ -90,19 +137,10 @@ pub fn master<K: KeyringResource>(
 ) -> Result<Option<Master>, Hold> {
     let Some(secret) = secret else { return Ok(None) };
     if secret.labels().get(K::KIND.label()) != Some(&k.name_any()) {
-        return Err(Hold::Master(Invalid::new(
-            "SecretConflict",
-            format!(
-                "Secret {place} exists and is not this keyring's master; it is left alone (choose another spec.secretName, or import it with spec.importFrom)"
-            ),
-        )));
+        return Err(Hold::MasterConflict { place: place.to_owned() });
     }
-    let ring = parse_ring(&secret).map_err(|e| {
-        Hold::Master(Invalid::new(
-            "MasterInvalid",
-            format!("the keyring in Secret {place} is not valid ({e}); restore it from a backup"),
-        ))
-    })?;
+    let ring = parse_ring(&secret)
+        .map_err(|e| Hold::MasterInvalid { place: place.to_owned(), error: e.to_string() })?;
     let restored = !secret.annotations().keys().any(|a| a.starts_with(LABEL_PREFIX));
     let meta = if restored {
         meta_from_status(&ring, k.keyring_status(), k.annotations().get(ANN_ROTATE).map(String::as_str), now)
@@ -257,6 +295,14 @@ pub fn deletion(requested: DeletionPolicy, hold: Option<&Hold>) -> (DeletionPoli
     }
 }
 
+/// Keys of `ring` the last backup does not hold, when backups are on.
+pub fn not_backed_up(spec: &ValidSpec, ring: &Keyring, last: Option<&LastBackup>) -> Option<Hold> {
+    spec.backup.as_ref()?;
+    let held: Vec<String> = last.map(|l| l.key_ids.clone()).unwrap_or_default();
+    let keys: Vec<KeyId> = ring.ids().into_iter().filter(|id| !held.contains(&id.to_string())).collect();
+    (!keys.is_empty()).then_some(Hold::NotBackedUp { keys })
+}
+
 /// Before a master is created: Secrets still carrying the keyring's label,
 /// as the API server lists them (not the cache), mean keys were handed out
 /// by a master that is gone.
@@ -298,31 +344,21 @@ pub fn restore_source(
 /// one `spec.importFrom` names (`source` is that Secret, if it exists).
 pub fn import(spec: &ValidSpec, master_ns: &str, source: Option<&Secret>) -> Result<Option<Keyring>, Hold> {
     let Some((name, key)) = &spec.import else { return Ok(None) };
-    let bad = |reason, message| Err(Hold::Import(Invalid::new(reason, message)));
+    let (name, key) = (name.clone(), key.clone());
+    let held = |p| Err(Hold::Import(p));
     let Some(source) = source else {
-        return bad(
-            "ImportNotFound",
-            format!("spec.importFrom: Secret {name:?} not found in namespace {master_ns}"),
-        );
+        return held(ImportProblem::NotFound { name, namespace: master_ns.to_owned() });
     };
     if is_managed(source.labels()) {
-        return bad(
-            "ImportOfManagedSecret",
-            format!(
-                "spec.importFrom: Secret {master_ns}/{name} carries encstr.io labels (another keyring's master or copy) and is never imported"
-            ),
-        );
+        return held(ImportProblem::Managed { place: format!("{master_ns}/{name}") });
     }
-    let Some(bytes) = source.data.as_ref().and_then(|d| d.get(key)) else {
-        return bad("ImportInvalid", format!("spec.importFrom: Secret {name:?} has no key {key:?}"));
+    let Some(bytes) = source.data.as_ref().and_then(|d| d.get(&key)) else {
+        return held(ImportProblem::NoKey { name, key });
     };
     let text = Zeroizing::new(String::from_utf8_lossy(&bytes.0).into_owned());
     match Keyring::parse(&text) {
         Ok(ring) => Ok(Some(ring)),
-        Err(e) => bad(
-            "ImportInvalid",
-            format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {e}"),
-        ),
+        Err(e) => held(ImportProblem::NotAKeyring { name, key, error: e.to_string() }),
     }
 }
 

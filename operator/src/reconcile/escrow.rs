@@ -77,7 +77,7 @@ pub async fn back_up<K: KeyringResource>(
     };
     let kl = KeyringLabels::of(&k.id());
     let keys = backup::ids(ring).join(",");
-    match backup::write(&ctx.shared.client, plan, to, &owner, ring, Timestamp::now()).await {
+    match backup::write(&ctx.shared.client, plan, to, &owner, ring, Timestamp::now(), b.last.as_ref()).await {
         Ok(last) => {
             ctx.shared.backed_up(&k.id(), None);
             ctx.shared.wrote_backup(&k.id(), &last);

@@ -5,6 +5,7 @@
 use encstr_core::KeyId;
 use kube::runtime::events::EventType;
 
+use super::decide::{Hold, ImportProblem};
 use crate::backup::Failure;
 use crate::crd::{DeletionPolicy, TargetStatus};
 use crate::desired::{Invalid, RotationReason};
@@ -150,6 +151,60 @@ impl Note {
                 format!("deletionPolicy {policy:?}: {secrets} Secret(s) {}", cleanup_verb(*policy))
             }
         }
+    }
+}
+
+impl Hold {
+    /// The condition reason and message: what holds and what to do.
+    pub fn invalid(&self) -> Invalid {
+        match self {
+            Hold::Spec(i) => i.clone(),
+            Hold::MasterConflict { place } => Invalid::new(
+                "SecretConflict",
+                format!(
+                    "Secret {place} exists and is not this keyring's master; it is left alone (choose another spec.secretName, or import it with spec.importFrom)"
+                ),
+            ),
+            Hold::MasterInvalid { place, error } => Invalid::new(
+                "MasterInvalid",
+                format!("the keyring in Secret {place} is not valid ({error}); restore it from a backup"),
+            ),
+            Hold::Import(p) => import_problem(p),
+            Hold::NamespaceMissing { namespace, why } => Invalid::new(
+                "MasterNamespaceMissing",
+                format!("cannot create the master in namespace {namespace}: {why}"),
+            ),
+            Hold::NotBackedUp { keys } => Invalid::new(
+                "BackupPending",
+                format!(
+                    "key(s) {} are in no backup at the destinations spec.backup names; the master and copies are their only holders",
+                    guard::ids(keys)
+                ),
+            ),
+            Hold::Guard { guard, master } => Invalid::new(guard.reason(), guard.message(master)),
+        }
+    }
+}
+
+fn import_problem(p: &ImportProblem) -> Invalid {
+    match p {
+        ImportProblem::NotFound { name, namespace } => Invalid::new(
+            "ImportNotFound",
+            format!("spec.importFrom: Secret {name:?} not found in namespace {namespace}"),
+        ),
+        ImportProblem::Managed { place } => Invalid::new(
+            "ImportOfManagedSecret",
+            format!(
+                "spec.importFrom: Secret {place} carries encstr.io labels (another keyring's master or copy) and is never imported"
+            ),
+        ),
+        ImportProblem::NoKey { name, key } => {
+            Invalid::new("ImportInvalid", format!("spec.importFrom: Secret {name:?} has no key {key:?}"))
+        }
+        ImportProblem::NotAKeyring { name, key, error } => Invalid::new(
+            "ImportInvalid",
+            format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {error}"),
+        ),
     }
 }
 

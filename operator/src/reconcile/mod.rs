@@ -122,21 +122,21 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
 /// wrote (name, role, label) are touched. Idempotent. Everything the
 /// process remembers of the keyring is forgotten.
 pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
-    ctx.shared.forget(&k.id());
     let hold = match k.common().deletion_policy {
         DeletionPolicy::Retain => None,
-        DeletionPolicy::Delete => match observe(k, ctx).await? {
-            Err(hold) => Some(hold),
-            Ok(seen) => match decide::keyring(&seen.seen(k, false)).next {
-                Next::Hold(hold) => Some(hold),
-                _ => None,
-            },
-        },
+        DeletionPolicy::Delete => deletion_hold(k, ctx).await?,
     };
     let (policy, note) = decide::deletion(k.common().deletion_policy, hold.as_ref());
     let master_ns = k.master_namespace(&ctx.shared.cluster_namespace);
+    // Under the name in the spec and the one the master was created with
+    // (they differ while SecretNameChanged holds).
+    let mut names = vec![k.secret_name()];
+    names.extend(k.keyring_status().and_then(|s| s.secret_name.clone()).filter(|n| *n != names[0]));
     let labelled = observe::list_labelled(k, &ctx.shared.client).await?;
-    let managed = observe::ours::<K>(labelled, &k.secret_name(), &master_ns);
+    let managed: Vec<_> = labelled
+        .into_iter()
+        .filter(|s| names.iter().any(|n| !observe::ours::<K>(vec![s.clone()], n, &master_ns).is_empty()))
+        .collect();
     for s in &managed {
         match policy {
             DeletionPolicy::Delete => writer::delete(&ctx.shared.client, s).await?,
@@ -146,6 +146,20 @@ pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
     info!(secrets = ?observe::places(&managed), "{}", cleanup_verb(policy));
     let notes = note.into_iter().chain([Note::Cleanup { policy, secrets: managed.len() }]).collect();
     report::publish(k, ctx, notes).await;
+    ctx.shared.forget(&k.id());
     ctx.shared.metrics.forget(&k.id());
     Ok(())
+}
+
+/// What keeps `Delete` from applying: a hold, or keys no backup holds.
+async fn deletion_hold<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Option<Hold>> {
+    let seen = match observe(k, ctx).await? {
+        Err(hold) => return Ok(Some(hold)),
+        Ok(seen) => seen,
+    };
+    if let Next::Hold(hold) = decide::keyring(&seen.seen(k, false)).next {
+        return Ok(Some(hold));
+    }
+    let last = escrow::BackupState::of(k, ctx, &seen.spec, &seen.master_ns).last;
+    Ok(seen.master.as_ref().and_then(|m| decide::not_backed_up(&seen.spec, &m.ring, last.as_ref())))
 }

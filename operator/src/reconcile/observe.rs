@@ -31,16 +31,25 @@ pub async fn secret(client: &Client, ns: &str, name: &str) -> Result<Option<Secr
     Ok(api.get_opt(name).await?)
 }
 
-/// The keyring's copies in its target namespaces (`namespace/name`), from
-/// the cache: Secrets named `spec.secretName` with the keyring's label and
-/// role `copy`. A label alone is not a copy: a clone under another name, or
-/// a Secret labelled in a namespace that is no target, is not evidence of
-/// keys handed out.
+/// The namespaces where copies are evidence of keys handed out: the
+/// targets, and the targets the status last reported (a namespace that
+/// stopped being a target keeps its copy).
+pub fn copy_namespaces<K: KeyringResource>(k: &K, targets: &[Target]) -> BTreeSet<String> {
+    let reported = k.keyring_status().into_iter().flat_map(|s| s.targets.iter().map(|t| t.namespace.clone()));
+    targets.iter().map(|t| t.name().to_owned()).chain(reported).collect()
+}
+
+/// The keyring's copies (`namespace/name`), from the cache: Secrets named
+/// `spec.secretName` with the keyring's label and role `copy`, in
+/// [`copy_namespaces`]. A label alone is not a copy: a clone under another
+/// name, or a Secret labelled in a namespace that is no target, is not
+/// evidence of keys handed out.
 pub fn copies<K: KeyringResource>(k: &K, ctx: &Ctx, spec: &ValidSpec, targets: &[Target]) -> Vec<String> {
+    let namespaces = copy_namespaces(k, targets);
     ctx.secrets
         .copies(K::KIND.label(), &k.name_any(), &spec.secret_name)
         .into_iter()
-        .filter(|(ns, _)| targets.iter().any(|t| t.name() == ns))
+        .filter(|(ns, _)| namespaces.contains(ns))
         .map(|(ns, _)| format!("{ns}/{}", spec.secret_name))
         .collect()
 }

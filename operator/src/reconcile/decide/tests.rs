@@ -174,10 +174,11 @@ fn the_master_is_this_keyrings_and_parses_or_it_is_held() {
     let now = at("2026-06-01T00:00:00Z");
     assert!(master(&k, "print/agents", None, now).unwrap().is_none());
     let foreign = secret(&[(LABEL_KEYRING, "other")], &[], Some(&ring(&[1]).to_text()));
-    let Err(Hold::Master(inv)) = master(&k, "print/agents", Some(foreign), now) else { panic!("held") };
-    assert_eq!(inv.reason, "SecretConflict");
+    let held = master(&k, "print/agents", Some(foreign), now).unwrap_err();
+    assert_eq!(held, Hold::MasterConflict { place: "print/agents".into() });
+    assert_eq!(held.invalid().reason, "SecretConflict");
     let broken = secret(&[(LABEL_KEYRING, "agents")], &[], Some("not a keyring"));
-    let Err(Hold::Master(inv)) = master(&k, "print/agents", Some(broken), now) else { panic!("held") };
+    let inv = master(&k, "print/agents", Some(broken), now).unwrap_err().invalid();
     assert_eq!(inv.reason, "MasterInvalid");
     assert!(!inv.message.contains("not a keyring"), "no content quoted: {}", inv.message);
     let r = ring(&[1, 2]);
@@ -400,4 +401,18 @@ fn delete_is_retain_while_anything_holds() {
     assert_eq!((note.type_(), note.reason()), (EventType::Warning, "DeletionRetained"));
     assert!(note.note().contains("MasterMissing"), "{}", note.note());
     assert_eq!(deletion(DeletionPolicy::Retain, Some(&hold)), (DeletionPolicy::Retain, None));
+}
+
+#[test]
+fn keys_no_backup_holds_keep_delete_from_applying() {
+    let r = ring(&[1, 2]);
+    let mut spec = desired::validate(&skr()).unwrap();
+    assert_eq!(not_backed_up(&spec, &r, None), None, "no backups configured");
+    spec.backup = Some(Plan { recipients: vec![], config_map: None, keep: 1, object_store: None });
+    assert_eq!(not_backed_up(&spec, &r, None), Some(Hold::NotBackedUp { keys: vec![id(1), id(2)] }));
+    let part = backed_up(&[id(1)]);
+    let hold = not_backed_up(&spec, &r, Some(&part)).expect("key 2 is in no backup");
+    assert_eq!(hold.invalid().reason, "BackupPending");
+    assert_eq!(deletion(DeletionPolicy::Delete, Some(&hold)).0, DeletionPolicy::Retain);
+    assert_eq!(not_backed_up(&spec, &r, Some(&backed_up(&[id(1), id(2)]))), None);
 }
