@@ -382,3 +382,31 @@ fn confined_to_listed_namespaces_it_reconciles_only_there() {
     );
     assert_no_forbidden(&env);
 }
+
+/// A target holding somebody else's Secret of the keyring's name never gets
+/// a copy; a rotation still completes (docs/keys.md: such a target does not
+/// hold the promotion back), and waiting for it costs few requests.
+#[test]
+fn a_conflicting_target_does_not_hold_a_rotation_back() {
+    let (env, _) = setup("conflict-rotation", &["team-a", "team-c"]);
+    kubectl(
+        &env,
+        &["create", "secret", "generic", "payments", "-n", "team-c", "--from-literal=keyring=theirs"],
+    );
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a, team-c]}\n  rotation: {promotionDelay: 1s}\n",
+    );
+    converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    wait(20, "the conflict reported", || {
+        let st = cstatus(&env, "payments");
+        let t = st["targets"].as_array()?.iter().find(|t| t["namespace"] == "team-c")?.clone();
+        (t["reason"] == "SecretConflict").then_some(())
+    });
+    env.server.reset_counts();
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    settled(&env, "payments", &["team-a"], 2);
+    let lists = env.server.counts().get(&("list".to_owned(), "secrets".to_owned())).copied().unwrap_or(0);
+    assert!(lists <= 10, "{lists} LISTs of Secrets for one rotation");
+    assert_eq!(keyring_secret(&env, "team-c", "payments").unwrap().0, "theirs", "left alone");
+}

@@ -114,7 +114,8 @@ async fn plan<K: KeyringResource>(
 ) -> Result<Plan> {
     let bytes = Zeroizing::new(m.ring.to_text().as_bytes().to_vec());
     let all_current = if m.meta.staged.is_some() {
-        observe::copies_current_on_server(k, ctx, targets, &bytes, &desired::key_ids(&m.ring)).await?
+        let needed = decide::promotion_targets(targets, k.keyring_status());
+        observe::copies_current_on_server(k, ctx, &needed, &bytes, &desired::key_ids(&m.ring)).await?
     } else {
         true
     };

@@ -284,6 +284,25 @@ pub fn keyring(seen: &Seen<'_>) -> Decision {
     Decision { accept, next }
 }
 
+/// The targets whose copies a promotion waits for: the active ones, but
+/// not one the last distribution found holding somebody else's Secret of
+/// that name (it never gets a copy; waiting for it would hold every
+/// rotation back).
+pub fn promotion_targets<'a>(targets: &'a [Target], status: Option<&KeyringStatus>) -> Vec<&'a str> {
+    let conflict = |ns: &str| {
+        status.is_some_and(|s| {
+            s.targets.iter().any(|t| t.namespace == ns && t.reason.as_deref() == Some("SecretConflict"))
+        })
+    };
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Active(ns) if !conflict(ns) => Some(ns.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What deletion does: the policy asked for, except `Delete` while
 /// anything holds the keyring's writes — then `Retain`, with a Warning.
 pub fn deletion(requested: DeletionPolicy, hold: Option<&Hold>) -> (DeletionPolicy, Option<Note>) {

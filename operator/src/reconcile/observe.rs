@@ -130,28 +130,37 @@ pub fn targets(ctx: &Ctx, spec: &ValidSpec, master_ns: &str) -> Vec<Target> {
         .collect()
 }
 
-/// Whether every active target's copy is identical to the master, as the
-/// API server (not the cache) says.
+/// Whether every target in `needed` holds a copy identical to the master:
+/// first as the cache says (a stale copy there answers no without a
+/// request), then as the API server says (a LIST, only when the cache
+/// says yes).
 pub async fn copies_current_on_server<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
-    targets: &[Target],
+    needed: &[&str],
     bytes: &[u8],
     ids: &str,
 ) -> Result<bool> {
     let labels = k.managed_labels("copy");
+    let digest = crate::cache::digest(bytes);
+    let (name, secret_name) = (k.name_any(), k.secret_name());
+    let cached_current = needed.iter().all(|ns| {
+        ctx.secrets.get(ns, &secret_name).is_some_and(|c| {
+            c.label(K::KIND.label()) == Some(name.as_str()) && c.is_current(&digest, ids, labels.iter())
+        })
+    });
+    if !cached_current {
+        return Ok(false);
+    }
     let master_ns = k.master_namespace(&ctx.shared.cluster_namespace);
     let labelled = list_labelled(k, &ctx.shared.client).await?;
-    let copies: BTreeMap<String, Secret> = ours::<K>(labelled, &k.secret_name(), &master_ns)
+    let copies: BTreeMap<String, Secret> = ours::<K>(labelled, &secret_name, &master_ns)
         .into_iter()
         .map(|s| (s.namespace().unwrap_or_default(), s))
         .collect();
-    Ok(targets.iter().all(|t| match t {
-        Target::Active(ns) => {
-            copies.get(ns).is_some_and(|s| desired::copy_is_current(s, bytes, ids, &labels))
-        }
-        Target::Missing(_) | Target::Terminating(_) => true,
-    }))
+    Ok(needed
+        .iter()
+        .all(|ns| copies.get(*ns).is_some_and(|s| desired::copy_is_current(s, bytes, ids, &labels))))
 }
 
 /// A usage scan's outcome.

@@ -8,6 +8,7 @@ use k8s_openapi::ByteString;
 use super::*;
 use crate::backup::Plan;
 use crate::desired::RotationReason;
+use crate::reconcile::events;
 use crate::reconcile::observe::Target;
 use kube::runtime::events::EventType;
 
@@ -415,4 +416,19 @@ fn keys_no_backup_holds_keep_delete_from_applying() {
     assert_eq!(hold.invalid().reason, "BackupPending");
     assert_eq!(deletion(DeletionPolicy::Delete, Some(&hold)).0, DeletionPolicy::Retain);
     assert_eq!(not_backed_up(&spec, &r, Some(&backed_up(&[id(1), id(2)]))), None);
+}
+
+#[test]
+fn a_promotion_waits_for_active_targets_without_a_conflict() {
+    let targets = vec![
+        Target::Active("team-a".into()),
+        Target::Active("team-b".into()),
+        Target::Missing("team-c".into()),
+        Target::Terminating("team-d".into()),
+    ];
+    assert_eq!(promotion_targets(&targets, None), vec!["team-a", "team-b"]);
+    let mut st = KeyringStatus::default();
+    st.targets.push(events::TargetState::SecretConflict { secret_name: "p".into() }.status("team-b"));
+    st.targets.push(events::TargetState::WriteConflict.status("team-a"));
+    assert_eq!(promotion_targets(&targets, Some(&st)), vec!["team-a"], "a write conflict still waits");
 }
