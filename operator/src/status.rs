@@ -317,14 +317,23 @@ fn prune_blocked(input: &Input<'_>, prev: &[Condition]) -> Condition {
             now,
         );
     }
+    let counted = |id: &&KeyId| input.usage.is_none_or(|u| u.unreadable == 0 || u.count(**id) > 0);
     let parts: Vec<String> = input
         .blocked
         .iter()
+        .filter(counted)
         .map(|id| {
             let places = input.usage.and_then(|u| u.places.get(id)).cloned().unwrap_or_default();
             let count = input.usage.map(|u| u.count(*id)).unwrap_or(0);
             format!("key {id} is used by {count} token(s): {}", places.join(", "))
         })
+        .chain(input.usage.filter(|u| u.unreadable > 0).map(|u| {
+            format!(
+                "{} ENCSTR occurrence(s) whose key id cannot be read keep every key: {}",
+                u.unreadable,
+                u.unreadable_places.join(", ")
+            )
+        }))
         .collect();
     condition(
         prev,

@@ -10,36 +10,76 @@ use encstr_core::{KeyId, token};
 /// Places that use a key are reported up to this many.
 pub const MAX_PLACES: usize = 5;
 
-/// Token counts and (some) places per key id.
+/// Token counts and (some) places per key id, and the `ENCSTR:` occurrences
+/// whose key id cannot be read (they could be any key's: while there is
+/// one, nothing is pruned).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Tokens per key id.
     pub counts: BTreeMap<KeyId, u32>,
     /// Up to [`MAX_PLACES`] places (`namespace/kind/name:key`) per key id.
     pub places: BTreeMap<KeyId, Vec<String>>,
+    /// `ENCSTR:` occurrences whose key id cannot be read.
+    pub unreadable: u32,
+    /// Up to [`MAX_PLACES`] places of those.
+    pub unreadable_places: Vec<String>,
 }
 
-/// Key ids of every token in a value (bytes: binary data counts too).
-pub fn token_key_ids(value: &[u8]) -> Vec<KeyId> {
+/// The first characters of a token after `ENCSTR:`, undoing the escapes
+/// that config formats put on `/` and `+` (JSON `\/`, `\u002F`, `\u002B`;
+/// URL `%2F`, `%2B`): about one token in seven has one of them in its
+/// first eight characters.
+fn head(after: &[u8]) -> String {
+    const ESCAPES: [(&[u8], char); 9] = [
+        (b"\\/", '/'),
+        (b"\\u002F", '/'),
+        (b"\\u002f", '/'),
+        (b"\\u002B", '+'),
+        (b"\\u002b", '+'),
+        (b"%2F", '/'),
+        (b"%2f", '/'),
+        (b"%2B", '+'),
+        (b"%2b", '+'),
+    ];
+    let mut out = String::new();
+    let mut rest = after;
+    while out.len() < 8 {
+        if let Some((esc, c)) = ESCAPES.iter().find(|(e, _)| rest.starts_with(e)) {
+            out.push(*c);
+            rest = &rest[esc.len()..];
+        } else if let Some(&b) =
+            rest.first().filter(|b| b.is_ascii_alphanumeric() || **b == b'+' || **b == b'/')
+        {
+            out.push(b as char);
+            rest = &rest[1..];
+        } else {
+            break;
+        }
+    }
+    out
+}
+
+/// The key id of every `ENCSTR:` occurrence in a value (bytes: binary data
+/// counts too); `None` where it cannot be read.
+pub fn token_key_ids(value: &[u8]) -> Vec<Option<KeyId>> {
     let prefix = token::PREFIX.as_bytes();
     memchr::memmem::find_iter(value, prefix)
-        .filter_map(|i| {
-            let head = value.get(i + prefix.len()..i + prefix.len() + 8)?;
-            let head = std::str::from_utf8(head).ok()?;
-            token::peek_key_id(&format!("{}{head}", token::PREFIX))
-        })
+        .map(|i| token::peek_key_id(&format!("{}{}", token::PREFIX, head(&value[i + prefix.len()..]))))
         .collect()
 }
 
 impl Usage {
     /// Count the tokens of one value of an object.
     pub fn add(&mut self, namespace: &str, kind: &str, name: &str, key: &str, value: &[u8]) {
+        let place = format!("{namespace}/{kind}/{name}:{key}");
         for id in token_key_ids(value) {
-            *self.counts.entry(id).or_default() += 1;
-            let places = self.places.entry(id).or_default();
-            let place = format!("{namespace}/{kind}/{name}:{key}");
+            let (places, count) = match id {
+                Some(id) => (self.places.entry(id).or_default(), self.counts.entry(id).or_default()),
+                None => (&mut self.unreadable_places, &mut self.unreadable),
+            };
+            *count += 1;
             if places.len() < MAX_PLACES && !places.contains(&place) {
-                places.push(place);
+                places.push(place.clone());
             }
         }
     }
@@ -76,5 +116,29 @@ mod tests {
         assert_eq!(u.counts, BTreeMap::from([(ia, 3), (ib, 2)]));
         assert_eq!(u.places[&ia], vec!["ns/ConfigMap/app:app.properties", "ns2/Secret/cfg:raw"]);
         assert_eq!(u.count(ib), 2);
+        assert_eq!(
+            (u.unreadable, u.unreadable_places.clone()),
+            (1, vec!["ns/ConfigMap/app:app.properties".into()])
+        );
+    }
+
+    #[test]
+    fn escaped_first_characters_still_name_the_key() {
+        // Keys whose tokens have a '/' or a '+' in their first eight characters.
+        let tokens: Vec<(KeyId, String)> = (0..=255u8)
+            .map(|b| Keyring::new(vec![Key::from_seed(Seed::from_bytes([b; 32]))]).unwrap())
+            .map(|r| (r.primary().id(), token::encrypt(&r, "x", b"1").unwrap()))
+            .filter(|(_, t)| t[7..15].contains(['/', '+']))
+            .take(4)
+            .collect();
+        assert!(!tokens.is_empty());
+        for (id, t) in tokens {
+            let json = t.replace('/', "\\/");
+            let unicode = t.replace('/', "\\u002F").replace('+', "\\u002B");
+            let url = t.replace('/', "%2F").replace('+', "%2B");
+            for escaped in [json, unicode, url] {
+                assert_eq!(token_key_ids(escaped.as_bytes()), vec![Some(id)], "{escaped}");
+            }
+        }
     }
 }

@@ -275,3 +275,46 @@ fn a_namespace_gone_before_its_key_is_a_candidate_keeps_the_key() {
         events(&env, "default").into_iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id));
     assert!(!pruned);
 }
+
+/// Counted conservatively: a token in a Secret that carries some
+/// `encstr.io/` label still counts, and an `ENCSTR:` whose key id cannot be
+/// read (it could be any key's) keeps every key until it is gone.
+#[test]
+fn labelled_secrets_count_and_an_unreadable_token_keeps_every_key() {
+    let (mut env, install) = setup("prune-conservative", &["print"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--usage-scan-interval", "1s"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec:\n  rotation: {promotionDelay: 1s}\n  retention: {maxKeys: 1, minDecryptOnlyAge: 0s}\n",
+    );
+    let first = wait(20, "the master", || keyring_secret(&env, "print", "agents")).0;
+    let token = encrypt_with(&env, first.lines().next().unwrap(), "db.password", "s3cr3t");
+    kubectl(
+        &env,
+        &["create", "secret", "generic", "app", "-n", "print", &format!("--from-literal=password={token}")],
+    );
+    kubectl(&env, &["label", "secret", "app", "-n", "print", "encstr.io/inject=true"]);
+    kubectl(&env, &["annotate", "skr", "agents", "-n", "print", "encstr.io/rotate=1"]);
+    let blocked_by = |place: &str| {
+        wait(40, place, || {
+            let (s, _, m) = condition(&status(&env, "print", "agents"), "PruneBlocked")?;
+            (s == "True" && m.contains(place)).then_some(())
+        })
+    };
+    blocked_by("print/Secret/app:password");
+    let readme = "--from-literal=README=values look like ENCSTR:<base64>";
+    kubectl(&env, &["create", "configmap", "docs", "-n", "print", readme]);
+    kubectl(&env, &["delete", "secret", "app", "-n", "print"]);
+    blocked_by("print/ConfigMap/docs:README");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        keyring_secret(&env, "print", "agents").unwrap().0.lines().count(),
+        2,
+        "kept while unreadable"
+    );
+    kubectl(&env, &["delete", "configmap", "docs", "-n", "print"]);
+    wait(30, "the unused key pruned", || {
+        (keyring_secret(&env, "print", "agents")?.0.lines().count() == 1).then_some(())
+    });
+}

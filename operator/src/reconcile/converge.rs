@@ -135,14 +135,16 @@ async fn plan<K: KeyringResource>(
         rotate_request: k.annotations().get(ANN_ROTATE).map(String::as_str),
         all_copies_current: all_current,
         targets_complete: targets.iter().all(|t| matches!(t, Target::Active(_))),
-        usage: scan.fresh.as_ref().map(|u| &u.counts),
+        // An ENCSTR occurrence whose key id cannot be read could be any
+        // key's: then nothing is pruned.
+        usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0).map(|u| &u.counts),
         now,
     });
     if let Some(Step::Prune(ids)) = &step {
         // The same decision on a count made just now: a token written since
         // the scan keeps its key.
         let again = observe::count(k, ctx, master_ns, targets).await;
-        if again.as_ref().is_none_or(|u| ids.iter().any(|id| u.count(*id) > 0)) {
+        if again.as_ref().is_none_or(|u| u.unreadable > 0 || ids.iter().any(|id| u.count(*id) > 0)) {
             info!("a key to prune is in use again (or the count failed); kept");
             step = None;
         }

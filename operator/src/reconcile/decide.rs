@@ -415,11 +415,18 @@ pub fn prune_blocked(
     usage: Option<&Usage>,
 ) -> (Vec<KeyId>, Option<Note>) {
     let Some(u) = usage else { return (Vec::new(), None) };
-    let blocked: Vec<KeyId> =
-        candidates.iter().filter(|c| ring.contains(**c) && u.count(**c) > 0).copied().collect();
+    let blocked: Vec<KeyId> = candidates
+        .iter()
+        .filter(|c| ring.contains(**c) && (u.count(**c) > 0 || u.unreadable > 0))
+        .copied()
+        .collect();
     let was = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::PRUNE_BLOCKED));
-    let places: Vec<String> =
-        blocked.iter().flat_map(|id| u.places.get(id).cloned().unwrap_or_default()).take(5).collect();
+    let places: Vec<String> = blocked
+        .iter()
+        .flat_map(|id| u.places.get(id).cloned().unwrap_or_default())
+        .chain(u.unreadable_places.iter().cloned())
+        .take(5)
+        .collect();
     let news =
         was.is_none_or(|c| c.status != "True" || !places.iter().all(|p| c.message.contains(p.as_str())));
     let note = (!blocked.is_empty() && news).then(|| Note::PruneBlocked { keys: blocked.clone(), places });

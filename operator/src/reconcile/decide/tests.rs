@@ -432,3 +432,14 @@ fn a_promotion_waits_for_active_targets_without_a_conflict() {
     st.targets.push(events::TargetState::WriteConflict.status("team-a"));
     assert_eq!(promotion_targets(&targets, Some(&st)), vec!["team-a"], "a write conflict still waits");
 }
+
+#[test]
+fn an_unreadable_token_blocks_every_candidate() {
+    let r = ring(&[1, 2]);
+    let mut usage = Usage::default();
+    usage.add("team-a", "ConfigMap", "docs", "README", b"tokens look like ENCSTR:<base64>");
+    let (blocked, note) = prune_blocked(None, &[id(1)], &r, Some(&usage));
+    assert_eq!(blocked, vec![id(1)]);
+    let Some(Note::PruneBlocked { places, .. }) = note else { panic!("a note") };
+    assert_eq!(places, vec!["team-a/ConfigMap/docs:README"]);
+}
