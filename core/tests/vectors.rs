@@ -1,6 +1,9 @@
 //! The published ENCSTR v1 vectors (made by an independent implementation,
 //! Python `cryptography`), one test per case, exact error kinds.
 
+#[macro_use]
+mod common;
+
 use std::sync::OnceLock;
 
 use base64::Engine as _;
@@ -8,6 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use encstr_core::keys::{DEFAULT_PASSPHRASE_SALT, Key, Seed};
 use encstr_core::{ConfigFile, Format, Keyring, token};
 use serde::Deserialize;
+
+use common::{hex, unhex};
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -87,14 +92,6 @@ fn vectors() -> &'static Vectors {
 fn key(label: &str) -> Key {
     let v = vectors().keys.iter().find(|k| k.label == label).expect("key label exists");
     Key::from_seed(Seed::from_base64(&v.seed_b64).expect("seed is base64 of 32 bytes"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn check_key(i: usize) {
@@ -190,12 +187,6 @@ fn check_names(i: usize) {
     }
     let rendered = file.render(&ring, "", &[]).expect("every token decrypts under its name");
     assert_eq!(rendered.decrypted, v.names.len());
-}
-
-macro_rules! cases {
-    ($check:ident: $($name:ident = $i:expr),* $(,)?) => {
-        $( #[test] fn $name() { $check($i) } )*
-    };
 }
 
 cases!(check_key: key_a = 0, key_b = 1, key_c = 2);
@@ -295,9 +286,5 @@ fn vector_order_is_as_expected() {
 /// The copy in the crate is the published file.
 #[test]
 fn test_data_matches_the_published_spec() {
-    let published =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/encstr-v1-vectors.json");
-    if let Ok(text) = std::fs::read_to_string(published) {
-        assert_eq!(text, include_str!("data/encstr-v1-vectors.json"));
-    }
+    common::assert_published("encstr-v1-vectors.json", include_str!("data/encstr-v1-vectors.json"));
 }

@@ -2,12 +2,17 @@
 //! independent implementation, RFC 9180 on Python `cryptography`, checked
 //! with `pyhpke`), one test per case, exact error kinds.
 
+#[macro_use]
+mod common;
+
 use std::sync::OnceLock;
 
 use encstr_core::keys::{Key, Seed};
 use encstr_core::recipient::RecipientError;
 use encstr_core::{Keyring, Recipient, token};
 use serde::Deserialize;
+
+use common::{hex, unhex};
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -66,14 +71,6 @@ fn key(label: &str) -> Key {
 
 fn ring() -> Keyring {
     Keyring::new(vec![key("a"), key("b"), key("c")]).unwrap()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// §1 and §2: the sealing key pair derived from the seed, and its recipient.
@@ -147,12 +144,6 @@ fn check_invalid_recipient(i: usize) {
     let err = v.recipient.parse::<Recipient>().unwrap_err();
     assert_eq!(err.kind(), "invalid_recipient");
     assert!(!err.to_string().contains(&v.recipient[17..40]), "never echoes the text: {err}");
-}
-
-macro_rules! cases {
-    ($check:ident: $($name:ident = $i:expr),* $(,)?) => {
-        $( #[test] fn $name() { $check($i) } )*
-    };
 }
 
 cases!(check_key: key_a = 0, key_b = 1, key_c = 2);
@@ -240,9 +231,5 @@ fn vector_order_is_as_expected() {
 /// The copy in the crate is the published file.
 #[test]
 fn test_data_matches_the_published_spec() {
-    let published =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/encstr-v2-vectors.json");
-    if let Ok(text) = std::fs::read_to_string(published) {
-        assert_eq!(text, include_str!("data/encstr-v2-vectors.json"));
-    }
+    common::assert_published("encstr-v2-vectors.json", include_str!("data/encstr-v2-vectors.json"));
 }

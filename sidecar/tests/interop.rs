@@ -68,18 +68,7 @@ fn pyhpke_seals_values_that_encstr_render_opens() {
     let src = d.path("src");
     Volume::new(src.clone(), &[("app.yaml", yaml.as_bytes()), ("app.json", json.as_bytes())]);
     let target = d.path("out");
-    let out = run(
-        &[
-            "render",
-            "--source",
-            src.to_str().unwrap(),
-            "--target",
-            target.to_str().unwrap(),
-            "--keyring",
-            ring.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = render_once(&src, &target, &ring);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (file, format) in [("app.yaml", "yaml"), ("app.json", "json")] {
         let read = Command::new("python3")

@@ -123,18 +123,7 @@ fn renders_every_format_so_real_parsers_read_exact_plaintexts() {
         ],
     );
     let target = d.path("out");
-    let out = run(
-        &[
-            "render",
-            "--source",
-            src.to_str().unwrap(),
-            "--target",
-            target.to_str().unwrap(),
-            "--keyring",
-            ring.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = render_once(&src, &target, &ring);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let t = d.path("out");
 
@@ -215,18 +204,7 @@ fn renders_sealed_and_keyring_tokens_alike() {
         ],
     );
     let t = d.path("out");
-    let out = run(
-        &[
-            "render",
-            "--source",
-            src.to_str().unwrap(),
-            "--target",
-            t.to_str().unwrap(),
-            "--keyring",
-            ring.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = render_once(&src, &t, &ring);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (file, format) in [("app.json", "json"), ("app.env", "dotenv"), ("app.yaml", "yaml")] {
         let py = Command::new("python3")
@@ -244,18 +222,7 @@ fn renders_sealed_and_keyring_tokens_alike() {
     }
     assert_eq!(std::fs::read(t.join("db-password")).unwrap(), b"raw secret");
     // A keyring without key b cannot open what was sealed to b.
-    let out = run(
-        &[
-            "render",
-            "--source",
-            src.to_str().unwrap(),
-            "--target",
-            d.path("out2").to_str().unwrap(),
-            "--keyring",
-            ring_a.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = render_once(&src, &d.path("out2"), &ring_a);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

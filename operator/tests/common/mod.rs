@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -351,14 +352,20 @@ pub fn render_ok(env: &Env, keyring_text: &str, config: &str) -> String {
     std::fs::read_to_string(dir.join("out/app.properties")).unwrap()
 }
 
-/// A token made with one keyring line through the real `encstr encrypt`.
-pub fn encrypt_with(env: &Env, keyring_line: &str, name: &str, plain: &str) -> String {
+/// A keyring file (mode 0600) holding one keyring line.
+fn keyring_file(env: &Env, keyring_line: &str) -> PathBuf {
     let file = env.dir.join(format!("k-{}", rand()));
     std::fs::write(&file, format!("{keyring_line}\n")).unwrap();
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    file
+}
+
+/// `encstr encrypt --name NAME` with these further arguments, `plain` on
+/// its standard input; the token it prints.
+fn encrypt_cli(name: &str, args: &[&OsStr], plain: &str) -> String {
     let mut child = Command::new(encstr())
-        .args(["encrypt", "--name", name, "--keyring"])
-        .arg(&file)
+        .args(["encrypt", "--name", name])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -367,24 +374,21 @@ pub fn encrypt_with(env: &Env, keyring_line: &str, name: &str, plain: &str) -> S
     String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_owned()
 }
 
+/// A token made with one keyring line through the real `encstr encrypt`.
+pub fn encrypt_with(env: &Env, keyring_line: &str, name: &str, plain: &str) -> String {
+    let file = keyring_file(env, keyring_line);
+    encrypt_cli(name, &["--keyring".as_ref(), file.as_os_str()], plain)
+}
+
 /// A v2 token sealed to the recipient of one keyring line, through the
 /// real `encstr keys recipient` and `encstr encrypt --recipient` (the
 /// sealer holds no key).
 pub fn seal_with(env: &Env, keyring_line: &str, name: &str, plain: &str) -> String {
-    let file = env.dir.join(format!("k-{}", rand()));
-    std::fs::write(&file, format!("{keyring_line}\n")).unwrap();
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = keyring_file(env, keyring_line);
     let out = Command::new(encstr()).args(["keys", "recipient", "--keyring"]).arg(&file).output().unwrap();
     assert!(out.status.success(), "keys recipient: {}", String::from_utf8_lossy(&out.stderr));
     let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut child = Command::new(encstr())
-        .args(["encrypt", "--name", name, "--recipient", &recipient])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), plain.as_bytes()).unwrap();
-    let token = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_owned();
+    let token = encrypt_cli(name, &["--recipient".as_ref(), recipient.as_ref()], plain);
     assert_eq!(encstr_core::token::peek(&token).map(|(v, _)| v), Some(2), "a version-2 token");
     token
 }

@@ -82,6 +82,12 @@ impl Volume {
     }
 }
 
+/// `encstr render` once, from `source` to `target` with `keyring`.
+pub fn render_once(source: &Path, target: &Path, keyring: &Path) -> Output {
+    let (s, t, k) = (source.to_str().unwrap(), target.to_str().unwrap(), keyring.to_str().unwrap());
+    run(&["render", "--source", s, "--target", t, "--keyring", k], &[])
+}
+
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
     cmd.args(args).env_remove("ENCSTR_KEYRING").env("RUST_LOG", "info").stdin(Stdio::null());
@@ -91,10 +97,13 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-pub fn encrypt(keyring: &Path, name: &str, plain: &[u8]) -> String {
+/// `encstr encrypt --keep-newline --name NAME` with these further
+/// arguments, `plain` on its standard input; the token it prints.
+fn encrypt_cli(name: &str, args: &[&str], plain: &[u8]) -> String {
     let mut child = Command::new(bin())
-        .args(["encrypt", "--keep-newline", "--name", name, "--keyring"])
-        .arg(keyring)
+        .args(["encrypt", "--keep-newline", "--name", name])
+        .args(args)
+        .env_remove("ENCSTR_KEYRING")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -103,6 +112,10 @@ pub fn encrypt(keyring: &Path, name: &str, plain: &[u8]) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn encrypt(keyring: &Path, name: &str, plain: &[u8]) -> String {
+    encrypt_cli(name, &["--keyring", keyring.to_str().unwrap()], plain)
 }
 
 /// The primary key's recipient, as `encstr keys recipient` prints it.
@@ -115,17 +128,7 @@ pub fn recipient(keyring: &Path) -> String {
 /// A value sealed to a recipient (an ENCSTR v2 token) by `encstr encrypt
 /// --recipient`, with no keyring.
 pub fn seal(recipient: &str, name: &str, plain: &[u8]) -> String {
-    let mut child = Command::new(bin())
-        .args(["encrypt", "--keep-newline", "--name", name, "--recipient", recipient])
-        .env_remove("ENCSTR_KEYRING")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(plain).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = encrypt_cli(name, &["--recipient", recipient], plain);
     assert!(token.starts_with("ENCSTR:A"), "{token}");
     token
 }
