@@ -42,7 +42,10 @@ pub async fn reconcile<K: KeyringResource>(k: Arc<K>, ctx: Arc<Ctx>) -> Result<A
             finalize(&*k, &ctx).await
         } else {
             match ensure_finalizer(&*k, &ctx).await {
-                Ok(()) => reconcile::apply(&*k, &ctx).await,
+                Ok(None) => reconcile::apply(&*k, &ctx).await,
+                // Go on with the keyring as written (its resourceVersion is
+                // every later write's precondition).
+                Ok(Some(rv)) => reconcile::apply(&k.at_version(rv), &ctx).await,
                 Err(e) => Err(e),
             }
         };
@@ -59,13 +62,15 @@ pub async fn reconcile<K: KeyringResource>(k: Arc<K>, ctx: Arc<Ctx>) -> Result<A
     .await
 }
 
-async fn ensure_finalizer<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
+/// Add the finalizer if missing; the keyring's new resourceVersion if it
+/// was written.
+async fn ensure_finalizer<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Option<Option<String>>> {
     if k.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
+        return Ok(None);
     }
     let mut list = k.finalizers().to_vec();
     list.push(FINALIZER.to_owned());
-    writer::set_finalizers(&ctx.shared.client, k, &list).await
+    writer::set_finalizers(&ctx.shared.client, k, &list).await.map(Some)
 }
 
 async fn finalize<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {

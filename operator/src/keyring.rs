@@ -109,6 +109,14 @@ pub trait KeyringResource:
         self.common().secret_name.map_or_else(|| self.name_any(), str::to_owned)
     }
 
+    /// This keyring as it is after a write of the operator's own returned
+    /// resourceVersion `rv` (later writes use it as their precondition).
+    fn at_version(&self, rv: Option<String>) -> Self {
+        let mut k = self.clone();
+        k.meta_mut().resource_version = rv;
+        k
+    }
+
     /// The labels of the master (`role`: `master`) or a copy.
     fn managed_labels(&self, role: &str) -> BTreeMap<String, String> {
         BTreeMap::from([

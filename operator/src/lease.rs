@@ -4,24 +4,20 @@
 //! The [`Fence`] holds how long this replica may still write: until the
 //! start of its last successful renewal plus the renew deadline, which is
 //! shorter than the lease duration a standby waits (from when it *saw* that
-//! renewal) before taking over. Every mutating request of the operator's
-//! client passes through [`FenceLayer`], so a replica that was paused
+//! renewal) before taking over. Every attempt of every mutating request of
+//! the operator's client passes through `client::FenceLayer`, so a replica that was paused
 //! (SIGSTOP, a long GC, a frozen VM) or cut off makes no write once its
 //! time is up, even from a reconcile that was already running; the elector
 //! then reports the loss and the process exits to restart as a standby.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Method, Request};
+use http::Request;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
-use tower::{BoxError, Layer, Service};
 use tracing::{info, warn};
 
 /// Why a write was refused by the fence.
@@ -64,53 +60,14 @@ impl Fence {
         *self.0.until.lock().expect("lock") = None;
     }
 
-    fn allows<B>(&self, req: &Request<B>) -> bool {
-        matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-            || req.uri().path().starts_with(&self.0.lease_path)
-            || self.valid()
-    }
-}
-
-/// The tower layer fencing a client's mutating requests.
-#[derive(Debug, Clone)]
-pub struct FenceLayer(pub Fence);
-
-impl<S> Layer<S> for FenceLayer {
-    type Service = Fenced<S>;
-
-    fn layer(&self, inner: S) -> Fenced<S> {
-        Fenced { inner, fence: self.0.clone() }
-    }
-}
-
-/// A fenced service.
-#[derive(Debug, Clone)]
-pub struct Fenced<S> {
-    inner: S,
-    fence: Fence,
-}
-
-impl<S, B> Service<Request<B>> for Fenced<S>
-where
-    S: Service<Request<B>>,
-    S::Response: Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    /// Until when writes are allowed, if they are now.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.until.lock().expect("lock").filter(|u| Instant::now() < *u)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if !self.fence.allows(&req) {
-            return Box::pin(std::future::ready(Err(Box::new(NotLeader) as BoxError)));
-        }
-        let fut = self.inner.call(req);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+    /// Whether a request is the election's own (it needs no lease).
+    pub fn is_election<B>(&self, req: &Request<B>) -> bool {
+        req.uri().path().starts_with(&self.0.lease_path)
     }
 }
 
@@ -322,22 +279,19 @@ mod tests {
         };
         assert!(s.renew_deadline() < s.duration);
         let fence = Fence::new("n");
-        let write =
-            Request::builder().method(Method::PATCH).uri("/api/v1/namespaces/x/secrets/s").body(()).unwrap();
-        let read =
-            Request::builder().method(Method::GET).uri("/api/v1/namespaces/x/secrets/s").body(()).unwrap();
-        let lease = Request::builder()
-            .method(Method::PUT)
-            .uri("/apis/coordination.k8s.io/v1/namespaces/n/leases/l")
-            .body(())
-            .unwrap();
-        assert!(!fence.allows(&write) && fence.allows(&read) && fence.allows(&lease));
-        fence.extend(Instant::now() + Duration::from_secs(10));
-        assert!(fence.allows(&write));
+        assert!(fence.deadline().is_none());
+        let until = Instant::now() + Duration::from_secs(10);
+        fence.extend(until);
+        assert_eq!(fence.deadline(), Some(until));
         fence.extend(Instant::now() - Duration::from_millis(1));
-        assert!(!fence.allows(&write), "expired");
-        fence.extend(Instant::now() + Duration::from_secs(10));
+        assert!(fence.deadline().is_none(), "expired");
+        fence.extend(until);
         fence.revoke();
-        assert!(!fence.allows(&write));
+        assert!(fence.deadline().is_none());
+        let lease =
+            Request::builder().uri("/apis/coordination.k8s.io/v1/namespaces/n/leases/l").body(()).unwrap();
+        let other =
+            Request::builder().uri("/apis/coordination.k8s.io/v1/namespaces/m/leases/l").body(()).unwrap();
+        assert!(fence.is_election(&lease) && !fence.is_election(&other));
     }
 }

@@ -8,15 +8,17 @@
 //! `reconcile::decide`); [`reconcile`] observes, decides, acts through
 //! [`writer`] (the one place that writes) and reports; [`context`] holds
 //! what reconciles share and remember; [`controller`] wires the reflectors
-//! and controllers; [`lease`] elects a leader and fences every write. The
-//! admission webhook injects the sidecar: [`inject`] decides the patch,
-//! [`webhook`] serves it over TLS and [`webhook_tls`] keeps its certificate.
+//! and controllers; [`lease`] elects a leader and [`client`] fences every
+//! attempt of every write. The admission webhook injects the sidecar:
+//! [`inject`] decides the patch, [`webhook`] serves it over TLS and
+//! [`webhook_tls`] keeps its certificate.
 
 #![forbid(unsafe_code)]
 
 pub mod backup;
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod context;
 pub mod controller;
 pub mod crd;

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::controller::{self, Scope};
-use crate::lease::{self, Fence, FenceLayer};
+use crate::lease::{self, Fence};
 use crate::{backup, context, http, inject, metrics, webhook, webhook_tls};
 
 async fn shutdown_signal() {
@@ -20,15 +20,6 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-/// A client whose every mutating request passes the fence.
-async fn fenced_client(fence: &Fence) -> Result<kube::Client, String> {
-    let config =
-        kube::Config::infer().await.map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
-    let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
-    Ok(builder.with_layer(&FenceLayer(fence.clone())).build())
 }
 
 /// How waiting for leadership ended.
@@ -210,7 +201,7 @@ pub async fn serve(args: RunArgs) -> Result<(), String> {
         .unwrap_or_else(|| "default".into());
     let cluster_ns = args.cluster_resource_namespace.clone().unwrap_or_else(|| lease_ns.clone());
     let fence = Fence::new(&lease_ns);
-    let client = fenced_client(&fence).await?;
+    let client = crate::client::build(&fence).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let health = Arc::new(http::Health { metrics: metrics.clone(), ..http::Health::default() });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

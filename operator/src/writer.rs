@@ -98,35 +98,72 @@ fn merge_params() -> PatchParams {
 }
 
 /// Set a keyring's finalizers (merge patch with its resourceVersion as a
-/// precondition).
-pub async fn set_finalizers<K: KeyringResource>(client: &Client, k: &K, finalizers: &[String]) -> Result<()> {
+/// precondition); the keyring's new resourceVersion.
+pub async fn set_finalizers<K: KeyringResource>(
+    client: &Client,
+    k: &K,
+    finalizers: &[String],
+) -> Result<Option<String>> {
     let body = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": k.resource_version()}
     });
-    keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::Merge(body)).await?;
-    Ok(())
+    let written = keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::Merge(body)).await?;
+    Ok(written.resource_version())
 }
 
-/// Remove a one-shot annotation (`restore-from`, `accept-missing-keys`).
-pub async fn remove_annotation<K: KeyringResource>(client: &Client, k: &K, key: &str) -> Result<()> {
-    let body = serde_json::json!({"metadata": {"annotations": {key: null}}});
-    keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::Merge(body)).await?;
-    Ok(())
+/// Remove a one-shot annotation (`restore-from`, `accept-missing-keys`)
+/// if it still holds the value acted on (a JSON patch testing it first: a
+/// request the user made meanwhile is left for the next reconcile). The
+/// keyring's new resourceVersion if it was removed.
+pub async fn remove_annotation<K: KeyringResource>(
+    client: &Client,
+    k: &K,
+    key: &str,
+) -> Result<Option<String>> {
+    let Some(seen) = k.annotations().get(key) else { return Ok(None) };
+    let path = format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"));
+    let ops = serde_json::json!([
+        {"op": "test", "path": path, "value": seen},
+        {"op": "remove", "path": path},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSON patch of two valid operations");
+    match keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::<()>::Json(patch)).await {
+        Ok(written) => Ok(written.resource_version()),
+        // Changed or removed since it was read (422), or the keyring is gone.
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Write a keyring's status (server-side apply of the status subresource)
-/// if it changed.
+/// if it changed, on the keyring as it was seen: the apply carries its
+/// resourceVersion, so a status computed from an older state (a deposed
+/// leader's, a retry's) fails with 409 instead of rolling the record back.
 pub async fn status<K: KeyringResource>(client: &Client, k: &K, st: &KeyringStatus) -> Result<()> {
     if k.keyring_status() == Some(st) {
         return Ok(());
     }
     // Serialized straight from the struct: with 10,000 targets a JSON
     // value tree of the status would be megabytes of small allocations.
-    let body = StatusApply { api_version: "encstr.io/v1alpha1", kind: K::KIND.as_str(), status: st };
-    keyring_api(client, k)
+    let body = StatusApply {
+        api_version: "encstr.io/v1alpha1",
+        kind: K::KIND.as_str(),
+        metadata: ApplyMeta { name: k.name_any(), resource_version: k.resource_version() },
+        status: st,
+    };
+    match keyring_api(client, k)
         .patch_status(&k.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) => Ok(()),
+        // The keyring changed since it was read: that newer version is
+        // reconciled in turn (its watch event), and computes its own status.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(keyring = %k.name_any(), "status not written: the keyring changed since it was read");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The body of a status apply.
@@ -135,5 +172,15 @@ pub async fn status<K: KeyringResource>(client: &Client, k: &K, st: &KeyringStat
 struct StatusApply<'a> {
     api_version: &'static str,
     kind: &'static str,
+    metadata: ApplyMeta,
     status: &'a KeyringStatus,
+}
+
+/// The apply's metadata: the name, and the resourceVersion precondition.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyMeta {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_version: Option<String>,
 }

@@ -14,16 +14,16 @@ use common::*;
 use encstr_core::{Key, Keyring};
 use encstr_operator::backup::store::Policy;
 use encstr_operator::context::{self, Ctx, Shared};
-use encstr_operator::crd::{ClusterSecretKeyring, SecretKeyring};
+use encstr_operator::crd::{ClusterSecretKeyring, KeyringStatus, SecretKeyring};
 use encstr_operator::keyring::KeyringResource;
 use encstr_operator::metrics::Metrics;
-use encstr_operator::{cache, reconcile};
+use encstr_operator::{cache, reconcile, writer};
 use encstr_tests::harness::Env;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher::Event;
-use kube::{Client, Config};
+use kube::{Client, Config, ResourceExt};
 
 async fn client(env: &Env) -> Client {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&env.server.kubeconfig()).unwrap();
@@ -220,4 +220,52 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
     );
     let master = kubectl_json(&env, &["get", "secret", "agents", "-n", "print"]).unwrap();
     assert_eq!(keyring_text(&master).unwrap().lines().count(), 1, "one key left");
+}
+
+/// Status and one-shot annotation writes are conditional on what was read:
+/// a status computed from an older keyring (a deposed leader's, a late
+/// retry's) is not written, and an annotation the user changed since it was
+/// read is not removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_annotation_writes_do_not_apply_to_a_changed_keyring() {
+    let env = Env::start("calls-preconditions");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    kubectl(&env, &["create", "namespace", OPERATOR_NS]);
+    apply(&env, PAYMENTS);
+    kubectl(
+        &env,
+        &["annotate", "clustersecretkeyring", "payments", "encstr.io/accept-missing-keys=0badc0de"],
+    );
+    let client = client(&env).await;
+    let api = ClusterSecretKeyring::api(client.clone(), "");
+    let seen = api.get("payments").await.unwrap();
+    // The user changes the keyring after it was read.
+    kubectl(
+        &env,
+        &[
+            "annotate",
+            "clustersecretkeyring",
+            "payments",
+            "encstr.io/accept-missing-keys=feedf00d",
+            "--overwrite",
+        ],
+    );
+    let stale = KeyringStatus { primary_key_id: Some("0badc0de".into()), ..KeyringStatus::default() };
+    writer::status(&client, &seen, &stale).await.expect("a conflict is not an error");
+    writer::remove_annotation(&client, &seen, "encstr.io/accept-missing-keys").await.unwrap();
+    let now = api.get("payments").await.unwrap();
+    assert_eq!(now.status, None, "a status computed from an older keyring was written");
+    assert_eq!(
+        now.annotations().get("encstr.io/accept-missing-keys").map(String::as_str),
+        Some("feedf00d"),
+        "a request made after the read was removed unread"
+    );
+    // Read again, both apply.
+    writer::status(&client, &now, &stale).await.unwrap();
+    assert!(
+        writer::remove_annotation(&client, &now, "encstr.io/accept-missing-keys").await.unwrap().is_some()
+    );
+    let after = api.get("payments").await.unwrap();
+    assert_eq!(after.status.as_ref().and_then(|s| s.primary_key_id.as_deref()), Some("0badc0de"));
+    assert!(!after.annotations().contains_key("encstr.io/accept-missing-keys"));
 }

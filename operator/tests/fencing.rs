@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
+use encstr_tests::apiserver::{Fault, Matcher};
 use encstr_tests::harness::Env;
 use serde_json::Value;
 
@@ -21,16 +22,17 @@ fn replica_kubeconfig(env: &Env, user: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
-    let mut env = Env::start("fencing");
-    let _install = install(&env, &[]);
+/// Two replicas (lease of 3 s) and a converged ClusterSecretKeyring
+/// `payments` targeting `team-a`: the replicas' pids, the leader and the
+/// standby.
+fn two_replicas(env: &mut Env) -> (BTreeMap<&'static str, u32>, &'static str, &'static str) {
+    let _install = install(env, &[]);
     kubectl(
-        &env,
+        env,
         &["create", "clusterrolebinding", "replicas", "--clusterrole=encstr", "--group=encstr-replicas"],
     );
     kubectl(
-        &env,
+        env,
         &[
             "create",
             "rolebinding",
@@ -41,16 +43,16 @@ fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
             OPERATOR_NS,
         ],
     );
-    kubectl(&env, &["create", "namespace", "team-a"]);
-    let mut pids = std::collections::BTreeMap::new();
+    kubectl(env, &["create", "namespace", "team-a"]);
+    let mut pids = BTreeMap::new();
     for id in ["one", "two"] {
-        let kc = replica_kubeconfig(&env, id);
+        let kc = replica_kubeconfig(env, id);
         let mut cmd = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
         cmd.env("KUBECONFIG", &kc).env("POD_NAMESPACE", OPERATOR_NS);
         cmd.args(["run", "--listen", "127.0.0.1:0", "--lease-duration", "3", "--identity", id]);
         pids.insert(id, env.spawn(id, cmd));
     }
-    let (a, b) = (metrics_addr(&env, "one"), metrics_addr(&env, "two"));
+    let (a, b) = (metrics_addr(env, "one"), metrics_addr(env, "two"));
     let leader = wait(15, "one leader", || match (is_leader(&a)?, is_leader(&b)?) {
         (true, false) => Some("one"),
         (false, true) => Some("two"),
@@ -58,37 +60,94 @@ fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
     });
     let standby = if leader == "one" { "two" } else { "one" };
     apply(
-        &env,
+        env,
         "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n  rotation: {promotionDelay: 1s}\n",
     );
-    converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    converged(env, OPERATOR_NS, "payments", &["team-a"]);
+    (pids, leader, standby)
+}
+
+fn signal(pid: u32, sig: &str) {
+    std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+}
+
+/// Thaw the old leader and wait until it has exited or said it lost the
+/// lease; then every write it sent since the log was reset, whatever the
+/// answer (the lease's own requests aside: they fail on their
+/// precondition).
+fn thaw_and_collect_writes(env: &Env, pid: u32, leader: &str) -> Vec<String> {
+    signal(pid, "-CONT");
+    wait(20, "the old leader to exit", || {
+        let alive =
+            std::process::Command::new("kill").args(["-0", &pid.to_string()]).status().unwrap().success();
+        (!alive || env.log(leader).contains("lost leadership")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    env.server
+        .recent_requests()
+        .into_iter()
+        .filter(|r| {
+            r.user == leader && !matches!(r.verb.as_str(), "get" | "list" | "watch") && r.resource != "leases"
+        })
+        .map(|r| format!("{} {}", r.code, r.line))
+        .collect()
+}
+
+#[test]
+fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
+    let mut env = Env::start("fencing");
+    let (pids, leader, standby) = two_replicas(&mut env);
     // Freeze the leader: its lease expires and the standby takes over.
-    std::process::Command::new("kill").args(["-STOP", &pids[leader].to_string()]).status().unwrap();
+    signal(pids[leader], "-STOP");
     wait(20, "the standby to lead", || env.log(standby).contains("became leader").then_some(()));
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
     let rotated = settled(&env, "payments", &["team-a"], 2);
     // Thaw the old leader: it must not write, and it must exit.
     env.server.reset_counts();
-    std::process::Command::new("kill").args(["-CONT", &pids[leader].to_string()]).status().unwrap();
-    wait(20, "the old leader to exit", || {
-        let alive = std::process::Command::new("kill")
-            .args(["-0", &pids[leader].to_string()])
-            .status()
-            .unwrap()
-            .success();
-        (!alive || env.log(leader).contains("lost leadership")).then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let writes: Vec<String> = env
-        .server
-        .recent_requests()
-        .into_iter()
-        .filter(|r| r.user == leader && !matches!(r.verb.as_str(), "get" | "list" | "watch") && r.code < 300)
-        .map(|r| format!("{} {}", r.code, r.line))
-        .collect();
+    let writes = thaw_and_collect_writes(&env, pids[leader], leader);
     assert!(writes.is_empty(), "the old leader wrote after losing the lease: {writes:?}");
     assert!(env.log(leader).contains("lost leadership"), "{}", env.log(leader));
     assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), rotated);
+}
+
+/// The API server answers the leader's status write with 503 and
+/// `Retry-After`; the leader is paused while it waits to retry, past its
+/// lease; the standby takes over and writes. The retry, due when the old
+/// leader wakes, must not be sent: the fence is checked on every attempt,
+/// not once underneath the client's retries.
+#[test]
+fn a_retry_due_after_the_lease_passed_on_is_never_sent() {
+    let mut env = Env::start("fencing-retry");
+    let (pids, leader, standby) = two_replicas(&mut env);
+    let mut fault = Fault::new(
+        Matcher {
+            verb: Some("patch".into()),
+            resource: Some("clustersecretkeyrings".into()),
+            subresource: Some("status".into()),
+            user: Some(leader.into()),
+            ..Matcher::default()
+        },
+        1,
+        503,
+    );
+    fault.retry_after = Some(4);
+    env.server.fail(fault);
+    env.server.reset_counts();
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    wait(20, "the leader's status write to be answered with 503", || {
+        env.server.recent_requests().iter().any(|r| r.user == leader && r.code == 503).then_some(())
+    });
+    signal(pids[leader], "-STOP");
+    wait(20, "the standby to lead", || env.log(standby).contains("became leader").then_some(()));
+    let rotated = settled(&env, "payments", &["team-a"], 2);
+    env.server.reset_counts();
+    // Past the retry's due time: it fires the moment the leader runs again.
+    std::thread::sleep(Duration::from_secs(1));
+    let writes = thaw_and_collect_writes(&env, pids[leader], leader);
+    assert!(writes.is_empty(), "the old leader's retry was sent after the takeover: {writes:?}");
+    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), rotated);
+    let st = cstatus(&env, "payments");
+    assert_eq!(key_states(&st).len(), 2, "the status is the new leader's: {st}");
 }
 
 /// Every version of a Secret (through a watch).

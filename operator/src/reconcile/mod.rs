@@ -86,14 +86,24 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
     };
     let decision = decide::keyring(&seen.seen(k, true));
     // Act and report.
-    match &decision.accept {
-        Accept::Absent => {}
-        Accept::Accepted(ids) => report::publish(k, ctx, vec![Note::KeysAccepted(ids.clone())]).await,
+    let refreshed;
+    let k = match &decision.accept {
+        Accept::Absent => k,
+        Accept::Accepted(ids) => {
+            report::publish(k, ctx, vec![Note::KeysAccepted(ids.clone())]).await;
+            k
+        }
         Accept::Refused(why) => {
             report::publish(k, ctx, vec![Note::AcceptRefused(why.clone())]).await;
-            writer::remove_annotation(&ctx.shared.client, k, ANN_ACCEPT_MISSING).await?;
+            match writer::remove_annotation(&ctx.shared.client, k, ANN_ACCEPT_MISSING).await? {
+                Some(rv) => {
+                    refreshed = k.at_version(Some(rv));
+                    &refreshed
+                }
+                None => k,
+            }
         }
-    }
+    };
     if let Some(gauge) = decision.guard_gauge() {
         ctx.shared.metrics.set_guard(&k.id(), gauge);
     }

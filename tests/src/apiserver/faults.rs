@@ -19,6 +19,12 @@ pub struct Matcher {
     /// Object name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Subresource (`status`; `""` matches requests without one).
+    #[serde(default)]
+    pub subresource: Option<String>,
+    /// The requesting user (after impersonation).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 impl Matcher {
@@ -28,6 +34,8 @@ impl Matcher {
             && ok(&self.resource, &r.resource)
             && ok(&self.namespace, &r.namespace)
             && ok(&self.name, &r.name)
+            && self.subresource.as_deref().is_none_or(|w| w == r.subresource)
+            && ok(&self.user, &r.user)
     }
 }
 
@@ -46,6 +54,11 @@ pub struct Fault {
     pub times: u64,
     /// HTTP status to answer with.
     pub status: u16,
+    /// Seconds for a `Retry-After` header (and the Status's
+    /// `details.retryAfterSeconds`), as kube-apiserver sends with 429 and
+    /// some 503/504 answers.
+    #[serde(default, rename = "retryAfterSeconds")]
+    pub retry_after: Option<u64>,
     #[serde(default, skip_serializing)]
     seen: u64,
 }
@@ -57,7 +70,7 @@ fn one() -> u64 {
 impl Fault {
     /// A fault failing the `nth` matching request with `status`.
     pub fn new(matcher: Matcher, nth: u64, status: u16) -> Self {
-        Fault { matcher, nth: nth.max(1), times: 1, status, seen: 0 }
+        Fault { matcher, nth: nth.max(1), times: 1, status, retry_after: None, seen: 0 }
     }
 }
 
@@ -137,6 +150,8 @@ pub struct Faults {
 pub struct Decision {
     /// Answer with this status instead of serving.
     pub fail: Option<u16>,
+    /// With this `Retry-After`.
+    pub retry_after: Option<u64>,
     /// Wait this long first.
     pub delay_ms: u64,
 }
@@ -166,6 +181,7 @@ impl Faults {
             f.seen += 1;
             if d.fail.is_none() && f.seen >= f.nth && f.seen < f.nth + f.times {
                 d.fail = Some(f.status);
+                d.retry_after = f.retry_after;
             }
         }
         self.faults.retain(|f| f.seen < f.nth + f.times - 1);
@@ -240,6 +256,30 @@ mod tests {
             line: String::new(),
             code: 0,
         }
+    }
+
+    #[test]
+    fn faults_match_user_and_subresource_and_carry_retry_after() {
+        let mut f = Faults::default();
+        let mut fault = Fault::new(
+            Matcher { user: Some("one".into()), subresource: Some("status".into()), ..Matcher::default() },
+            1,
+            503,
+        );
+        fault.retry_after = Some(7);
+        f.add_fault(fault);
+        let mut other_user = req("patch");
+        other_user.subresource = "status".into();
+        other_user.user = "two".into();
+        assert_eq!(f.decide(&other_user), Decision::default());
+        let mut main = req("patch");
+        main.user = "one".into();
+        assert_eq!(f.decide(&main), Decision::default(), "no subresource");
+        main.subresource = "status".into();
+        assert_eq!(f.decide(&main), Decision { fail: Some(503), retry_after: Some(7), delay_ms: 0 });
+        let parsed: Fault =
+            serde_json::from_str(r#"{"verb": "patch", "status": 429, "retryAfterSeconds": 1}"#).unwrap();
+        assert_eq!(parsed.retry_after, Some(1));
     }
 
     #[test]

@@ -529,20 +529,24 @@ fn request_info(
 }
 
 /// The answer of an injected fault.
-fn injected(code: u16, info: &RequestInfo) -> Response {
+fn injected(code: u16, retry_after: Option<u64>, info: &RequestInfo) -> Response {
     let reason = match code {
         409 => "Conflict",
         410 => "Expired",
         429 => "TooManyRequests",
         404 => "NotFound",
         403 => "Forbidden",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
         _ => "InternalError",
     };
-    error_response(&ApiError::new(
-        code,
-        reason,
-        format!("injected fault: {code} for {} {}", info.verb, info.resource),
-    ))
+    let mut e =
+        ApiError::new(code, reason, format!("injected fault: {code} for {} {}", info.verb, info.resource));
+    let Some(secs) = retry_after else { return error_response(&e) };
+    e.details = Some(json!({"retryAfterSeconds": secs}));
+    let mut response = error_response(&e);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 async fn handle(
@@ -584,7 +588,7 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(decision.delay_ms)).await;
     }
     let response = match (decision.fail, &request) {
-        (Some(code), _) => injected(code, &info),
+        (Some(code), _) => injected(code, decision.retry_after, &info),
         (None, Some(r)) => handlers::resource(&app, r, user, &q, &headers, body).await,
         (None, None) => non_resource(&app, &segments, &method),
     };
