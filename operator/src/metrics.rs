@@ -240,6 +240,19 @@ impl Metrics {
         }
     }
 
+    /// Forget every keyring's state gauges (this replica lost the lease:
+    /// the leader reports them now). Counters stay: they count what this
+    /// replica did.
+    pub fn forget_keyrings(&self) {
+        self.primary_since.lock().expect("lock").clear();
+        self.keys.clear();
+        self.primary_age.clear();
+        self.targets.clear();
+        self.prune_blocked.clear();
+        self.guard.clear();
+        self.backup_success.clear();
+    }
+
     /// Forget the per-keyring series of a deleted keyring.
     pub fn forget(&self, id: &Id) {
         let kl = KeyringLabels::of(id);

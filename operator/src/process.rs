@@ -66,14 +66,23 @@ struct Leading {
     cluster_ns: String,
 }
 
+/// How leading ended.
+enum Led {
+    /// A signal or a failure: the process stops.
+    Stopped(Result<(), String>),
+    /// The lease was lost: everything in flight was abandoned, and the
+    /// replica stands by again (its webhook never stopped serving).
+    Lost(String),
+}
+
 /// Run the controllers until a signal (graceful: release the lease), the
 /// loss of the lease (abandon everything at once) or a failed controller.
 async fn lead(
-    l: Leading,
+    l: &Leading,
     args: &RunArgs,
-    mut election: tokio::task::JoinHandle<Result<(), String>>,
+    election: &mut tokio::task::JoinHandle<Result<(), String>>,
     signal: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Result<(), String> {
+) -> Led {
     l.health.leader.store(true, Ordering::Release);
     let scope = if args.namespaces.is_empty() {
         Scope::Cluster
@@ -112,21 +121,24 @@ async fn lead(
             if let Err(e) = lease::release(l.client.clone(), &l.settings).await {
                 warn!("cannot release the lease: {e}");
             }
-            Ok(())
+            Led::Stopped(Ok(()))
         }
-        r = &mut election => {
+        r = &mut *election => {
             // Writes already stopped (the fence); abandon everything in flight.
+            l.fence.revoke();
             ctl.abort();
-            Err(format!("lost leadership: {}", r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default())))
+            let _ = ctl.await;
+            l.metrics.forget_keyrings();
+            Led::Lost(r.map_or_else(|e| e.to_string(), |r| r.err().unwrap_or_default()))
         }
         r = &mut ctl => {
             l.fence.revoke();
             election.abort();
             l.health.broken.store(true, Ordering::Release);
-            match r {
+            Led::Stopped(match r {
                 Err(e) if e.is_panic() => Err("a controller task panicked".to_owned()),
                 _ => Err("the controllers stopped unexpectedly".to_owned()),
-            }
+            })
         }
     }
 }
@@ -221,19 +233,27 @@ pub async fn serve(args: RunArgs) -> Result<(), String> {
         identity: identity.clone(),
         duration: Duration::from_secs(args.lease_duration.max(3)),
     };
-    let (leader_tx, leader) = tokio::sync::watch::channel(false);
-    let mut election = tokio::spawn(lease::run(client.clone(), settings.clone(), fence.clone(), leader_tx));
     health.ready.store(true, Ordering::Release);
-    info!(identity, lease = %format!("{lease_ns}/{}", args.lease_name), "waiting for leadership");
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    let outcome = match standby(leader, &mut election, &mut signal).await {
-        Standby::Leader => {
-            let l =
-                Leading { client, fence, health: health.clone(), metrics, settings, identity, cluster_ns };
-            lead(l, &args, election, &mut signal).await
+    let l = Leading { client, fence, health: health.clone(), metrics, settings, identity, cluster_ns };
+    // Stand by, lead, and after a lost lease stand by again: the webhook
+    // and the metrics endpoint serve throughout.
+    let outcome = loop {
+        let (leader_tx, leader) = tokio::sync::watch::channel(false);
+        let mut election =
+            tokio::spawn(lease::run(l.client.clone(), l.settings.clone(), l.fence.clone(), leader_tx));
+        info!(identity = %l.identity, lease = %format!("{lease_ns}/{}", args.lease_name), "waiting for leadership");
+        match standby(leader, &mut election, &mut signal).await {
+            Standby::Leader => match lead(&l, &args, &mut election, &mut signal).await {
+                Led::Stopped(r) => break r,
+                Led::Lost(why) => {
+                    l.health.leader.store(false, Ordering::Release);
+                    warn!("lost leadership: {why}; the controllers stopped, standing by");
+                }
+            },
+            Standby::Stopped(r) => break r,
         }
-        Standby::Stopped(r) => r,
     };
     health.leader.store(false, Ordering::Release);
     let _ = stop_tx.send(true);

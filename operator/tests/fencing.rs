@@ -106,8 +106,24 @@ fn a_paused_leader_writes_nothing_after_its_lease_passed_on() {
     env.server.reset_counts();
     let writes = thaw_and_collect_writes(&env, pids[leader], leader);
     assert!(writes.is_empty(), "the old leader wrote after losing the lease: {writes:?}");
-    assert!(env.log(leader).contains("lost leadership"), "{}", env.log(leader));
     assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), rotated);
+    // It stands by (serving, not exiting: its webhook keeps admitting
+    // pods), reports no keyring state of its own, and leads again when the
+    // other replica goes.
+    let old = metrics_addr(&env, leader);
+    let scraped = wait(10, "the old leader's metrics as a standby", || {
+        scrape(&old).filter(|m| m.contains("encstr_operator_leader 0"))
+    });
+    assert!(
+        !scraped.lines().any(|l| l.starts_with("encstr_keyring_keys{")),
+        "a standby reports keyring state: {scraped}"
+    );
+    env.kill(standby);
+    wait(30, "the old leader to lead again", || {
+        (is_leader(&old)? && env.log(leader).matches("became leader").count() == 2).then_some(())
+    });
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=2", "--overwrite"]);
+    settled(&env, "payments", &["team-a"], 3);
 }
 
 /// The API server answers the leader's status write with 503 and
