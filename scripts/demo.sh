@@ -148,6 +148,7 @@ metadata:
   labels: {encstr.io/inject: "true"}
   annotations: {encstr.io/keyring-secret: print, encstr.io/config-map: agent-config}
 spec:
+  securityContext: {fsGroup: 65532}
   containers: [{name: agent, image: registry.example.com/print-agent:4.2}]
 POD
 show kubectl create -f pod.yaml

@@ -486,6 +486,17 @@ pub fn decide(pod: &Value, d: &Defaults) -> Decision {
         Ok(s) => s,
         Err(e) => return Decision::Deny(e.to_string()),
     };
+    // The keyring volume is mode 0400, owned by root: a non-root sidecar
+    // reads it only through the pod's fsGroup (kubelet then makes it 0440,
+    // group fsGroup). Without one the sidecar could never start: say so now.
+    if spec["securityContext"]["fsGroup"].as_i64().is_none() {
+        return Decision::Deny(format!(
+            "spec.securityContext.fsGroup is required: the sidecar runs as a non-root user and reads the \
+             keyring Secret {:?} (mode 0400) through the pod's fsGroup (set it, e.g. to 65532, the sidecar \
+             image's group)",
+            s.keyring_secret
+        ));
+    }
     let taken: Vec<&str> = names(&spec["volumes"]).into_iter().filter(|v| VOLUMES.contains(v)).collect();
     if !taken.is_empty() {
         return Decision::Deny(format!(
@@ -534,7 +545,7 @@ mod tests {
 
     fn pod(annotations: Value) -> Value {
         json!({"metadata": {"name": "p", "labels": {"encstr.io/inject": "true"}, "annotations": annotations},
-               "spec": {"containers": [{"name": "app", "image": "app"}, {"name": "web", "image": "web", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}})
+               "spec": {"securityContext": {"fsGroup": 65532}, "containers": [{"name": "app", "image": "app"}, {"name": "web", "image": "web", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}})
     }
 
     fn base() -> Value {
@@ -546,6 +557,17 @@ mod tests {
         json_patch::patch(&mut doc, &serde_json::from_value::<json_patch::Patch>(json!(ops)).unwrap())
             .unwrap();
         doc
+    }
+
+    #[test]
+    fn a_pod_without_an_fs_group_is_denied_as_its_sidecar_could_not_read_the_keyring() {
+        let mut p = pod(base());
+        p["spec"]["securityContext"] = json!({"runAsUser": 1000});
+        let Decision::Deny(why) = decide(&p, &Defaults::default()) else { panic!("not denied") };
+        assert!(why.starts_with("spec.securityContext.fsGroup is required"), "{why}");
+        assert!(why.contains("\"payments\""), "{why}");
+        p["spec"]["securityContext"]["fsGroup"] = json!(2000);
+        assert!(matches!(decide(&p, &Defaults::default()), Decision::Inject(_)));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -88,28 +89,53 @@ async fn inject_handler(State(w): State<Arc<Webhook>>, body: Bytes) -> Response 
     (status, [(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
+/// At most this many TLS handshakes run at once; further connections wait
+/// in the kernel's accept queue.
+pub const MAX_HANDSHAKES: usize = 64;
+/// How long a handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A TLS listener for axum: handshakes run concurrently, so a slow or
-/// broken client never holds up others.
+/// broken client never holds up others, and boundedly: silent connections
+/// hold at most `limit` tasks (each for the handshake timeout), never one
+/// per connection.
 struct TlsListener {
     rx: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
     addr: SocketAddr,
+    /// Handshakes in flight.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the tests"))]
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl TlsListener {
-    fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        limit: usize,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let counter = in_flight.clone();
         tokio::spawn(async move {
             loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
                 let Ok((tcp, peer)) = listener.accept().await else {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, counter) = (acceptor.clone(), tx.clone(), counter.clone());
+                if counter.fetch_add(1, Ordering::SeqCst) + 1 == limit {
+                    warn!(limit, "webhook TLS handshakes at their limit: further connections wait");
+                }
                 tokio::spawn(async move {
-                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await
-                    {
+                    let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
@@ -119,7 +145,7 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { rx, addr })
+        Ok(TlsListener { rx, addr, in_flight })
     }
 }
 
@@ -155,7 +181,7 @@ pub async fn serve(
             .with_no_client_auth()
             .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = TlsListener::new(listener, Arc::new(config))?;
+    let tls = TlsListener::new(listener, Arc::new(config), MAX_HANDSHAKES, HANDSHAKE_TIMEOUT)?;
     let bound = tls.addr;
     let router = Router::new().route("/inject", axum::routing::post(inject_handler)).with_state(webhook);
     let task = tokio::spawn(async move {
@@ -194,12 +220,40 @@ mod tests {
         assert!(text.contains("encstr_webhook_request_duration_seconds_count 3"), "{text}");
     }
 
+    /// Connections that never start a handshake occupy at most the limit,
+    /// and a real client is served once their time is up.
+    #[tokio::test]
+    async fn silent_connections_hold_a_bounded_number_of_handshakes() {
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Resolver::default()));
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls = TlsListener::new(tcp, Arc::new(config), 4, Duration::from_millis(300)).unwrap();
+        let mut silent = Vec::new();
+        for _ in 0..20 {
+            silent.push(TcpStream::connect(tls.addr).await.unwrap());
+        }
+        let mut most = 0;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            most = most.max(tls.in_flight.load(Ordering::SeqCst));
+        }
+        assert_eq!(most, 4, "handshakes in flight for 20 silent connections");
+        // They all time out in turn; nothing is left running.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(tls.in_flight.load(Ordering::SeqCst), 0);
+        drop(silent);
+    }
+
     #[test]
     fn answers_carry_the_uid_a_patch_or_a_denial() {
         let w = webhook();
         let pod = json!({"metadata": {"name": "p", "labels": {"encstr.io/inject": "true"},
             "annotations": {"encstr.io/keyring-secret": "k", "encstr.io/config-map": "c"}},
-            "spec": {"containers": [{"name": "app"}]}});
+            "spec": {"securityContext": {"fsGroup": 65532}, "containers": [{"name": "app"}]}});
         let (a, result) = review(&w, &req(pod.clone(), "CREATE"));
         assert_eq!(
             (result, &a["response"]["uid"], &a["response"]["patchType"]),

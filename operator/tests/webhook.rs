@@ -100,7 +100,7 @@ fn labelled_pod(name: &str, annotations: &[(&str, &str)], containers: &[&str]) -
     let containers: Vec<Value> = containers.iter().map(|c| json!({"name": c, "image": "app:1"})).collect();
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "labels": {"encstr.io/inject": "true"}, "annotations": a},
-           "spec": {"containers": containers}})
+           "spec": {"securityContext": {"fsGroup": 65532}, "containers": containers}})
     .to_string()
 }
 
