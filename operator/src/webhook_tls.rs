@@ -288,6 +288,23 @@ pub fn with_ca_bundle(
     changed.then_some(mwc)
 }
 
+/// The data keys of the Secret the operator writes.
+const DATA_KEYS: [&str; 4] = ["ca.crt", "ca.key", "tls.crt", "tls.key"];
+
+/// Whether a Secret is one this operator wrote, and so may be replaced: a
+/// `kubernetes.io/tls` Secret labelled `app.kubernetes.io/managed-by:
+/// encstr-operator` holding exactly the operator's four keys. A label alone
+/// is not proof: anybody who may create Secrets may set it, so the type and
+/// the layout must match what the operator writes too. Any other Secret of
+/// that name is served if usable, never overwritten.
+pub fn ours(s: &Secret) -> bool {
+    let labelled = s.metadata.labels.as_ref().is_some_and(|l| {
+        l.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("encstr-operator")
+    });
+    let keys: Vec<&str> = s.data.iter().flatten().map(|(k, _)| k.as_str()).collect();
+    labelled && s.type_.as_deref() == Some("kubernetes.io/tls") && keys == DATA_KEYS
+}
+
 /// One pass: make or renew the certificate if it needs it, serve what the
 /// Secret holds, and keep the `caBundle`.
 async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Result<(), String> {
@@ -308,6 +325,13 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
         let p = plan(material.as_ref(), renew_asked, &dns, SystemTime::now());
         if !may_issue || p == Plan::Keep {
             break material;
+        }
+        if current.as_ref().is_some_and(|c| !ours(c)) {
+            return Err(format!(
+                "Secret {}/{name} exists and was not written by encstr-operator: it is not replaced \
+                 (delete it to let the operator issue the webhook certificate, or use cert-manager)",
+                s.namespace
+            ));
         }
         // Issue at most once a pass; then serve what the Secret holds.
         may_issue = false;
@@ -437,6 +461,36 @@ mod tests {
     use super::*;
 
     const DNS: &str = "encstr-operator-webhook.encstr-system.svc";
+
+    #[test]
+    fn only_a_secret_of_the_operators_type_label_and_layout_is_its_own() {
+        let m = issue(None, Plan::Create, DNS, SystemTime::now()).unwrap();
+        let written = Secret {
+            metadata: ObjectMeta {
+                labels: Some(
+                    [("app.kubernetes.io/managed-by".to_owned(), "encstr-operator".to_owned())].into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(m.to_data()),
+            ..Secret::default()
+        };
+        assert!(ours(&written));
+        let mut unlabelled = written.clone();
+        unlabelled.metadata.labels = None;
+        let mut opaque = written.clone();
+        opaque.type_ = Some("Opaque".into());
+        let mut other_layout = written.clone();
+        other_layout.data.as_mut().unwrap().remove("ca.key");
+        let mut extra = written.clone();
+        extra.data.as_mut().unwrap().insert("password".into(), ByteString(b"x".to_vec()));
+        for (what, s) in
+            [("unlabelled", unlabelled), ("opaque", opaque), ("no ca.key", other_layout), ("extra", extra)]
+        {
+            assert!(!ours(&s), "{what}");
+        }
+    }
 
     #[test]
     fn a_new_secret_gets_a_ca_and_a_certificate_for_the_service() {

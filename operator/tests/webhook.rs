@@ -578,3 +578,39 @@ fn every_replica_serves_renewals_are_picked_up_live_and_a_wrong_ca_bundle_is_ref
     let unused: Vec<_> = grants.difference(&used).collect();
     assert!(unused.is_empty(), "the webhook's roles grant what it never used: {unused:?}");
 }
+
+/// A Secret of the webhook's name that the operator did not write (here an
+/// Opaque one carrying the operator's label) is never replaced: the
+/// operator says why and serves nothing until it is removed; then it
+/// issues its own.
+#[test]
+fn a_tls_secret_the_operator_did_not_write_is_not_taken_over() {
+    let mut env = Env::start("cert-foreign");
+    let install = install(&env, &["webhook.enabled=true"]);
+    let objects =
+        chart_objects(&env, &["webhook.enabled=true"], &["Service", "MutatingWebhookConfiguration"]);
+    let yaml: Vec<String> = objects.iter().map(|o| serde_saphyr::to_string(o).unwrap()).collect();
+    kubectl(&env, &["apply", "--server-side", "-f", write(&env, &yaml.join("---\n")).to_str().unwrap()]);
+    kubectl(
+        &env,
+        &["create", "secret", "generic", TLS_SECRET, "-n", OPERATOR_NS, "--from-literal=password=keep-me"],
+    );
+    kubectl(
+        &env,
+        &["label", "secret", TLS_SECRET, "-n", OPERATOR_NS, "app.kubernetes.io/managed-by=encstr-operator"],
+    );
+    let before = kubectl_json(&env, &["get", "secret", TLS_SECRET, "-n", OPERATOR_NS]).unwrap();
+    let port = free_port();
+    start_replica(&mut env, &install, "operator", port);
+    wait(20, "the refusal in the log", || {
+        env.log("operator").contains("was not written by encstr-operator").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let after = kubectl_json(&env, &["get", "secret", TLS_SECRET, "-n", OPERATOR_NS]).unwrap();
+    assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"], "replaced");
+    assert_eq!(ca_bundle(&env), None, "no caBundle from a certificate the operator did not make");
+    kubectl(&env, &["delete", "secret", TLS_SECRET, "-n", OPERATOR_NS]);
+    let (cert, ca) = wait(30, "the operator's own certificate", || tls_secret(&env));
+    assert_eq!(wait(20, "the caBundle", || ca_bundle(&env)), ca);
+    assert_eq!(wait(10, "the certificate served", || served_certificate(port, &ca).ok()), der_of(&cert));
+}
