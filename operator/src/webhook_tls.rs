@@ -37,6 +37,9 @@ pub const RENEW_ANNOTATION: &str = "encstr.io/renew-certificate";
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// How long a serving certificate is valid.
 pub const CERT_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+/// How long the CA a new one replaced stays in the `caBundle` (then
+/// `ca-previous.crt` is dropped from the Secret).
+pub const CA_OVERLAP: Duration = Duration::from_secs(3600);
 
 /// The Secret's contents: certificate and key, CA certificate and key.
 #[derive(Clone)]
@@ -49,6 +52,10 @@ pub struct Material {
     pub ca_pem: String,
     /// `ca.key`: the CA's key (absent in cert-manager's Secrets).
     pub ca_key_pem: Option<Zeroizing<String>>,
+    /// `ca-previous.crt`: the CA this one replaced, kept in the `caBundle`
+    /// for [`CA_OVERLAP`] after the roll, so that a replica still serving a
+    /// certificate of the old CA is trusted until it switches.
+    pub ca_previous_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Material {
@@ -67,6 +74,7 @@ impl Material {
             key_pem: Zeroizing::new(text("tls.key")?),
             ca_pem: text("ca.crt").unwrap_or_default(),
             ca_key_pem: text("ca.key").map(Zeroizing::new),
+            ca_previous_pem: text("ca-previous.crt"),
         })
     }
 
@@ -79,7 +87,24 @@ impl Material {
         if let Some(k) = &self.ca_key_pem {
             d.insert("ca.key".into(), ByteString(k.as_bytes().to_vec()));
         }
+        if let Some(p) = &self.ca_previous_pem {
+            d.insert("ca-previous.crt".into(), ByteString(p.clone().into_bytes()));
+        }
         d
+    }
+
+    /// The `caBundle`: the CA, then the previous one while it is still
+    /// valid (at `now`).
+    pub fn ca_bundle(&self, now: SystemTime) -> String {
+        let mut bundle = self.ca_pem.clone();
+        let valid = |pem: &str| facts(pem).is_some_and(|f| f.not_after > unix(now));
+        if let Some(prev) = self.ca_previous_pem.as_deref().filter(|p| valid(p) && *p != self.ca_pem) {
+            if !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(prev);
+        }
+        bundle
     }
 
     /// The serving certificate and key, for rustls.
@@ -142,6 +167,8 @@ pub enum Plan {
     Renew,
     /// A new CA and certificate (none yet, unreadable, or the CA ends soon).
     Create,
+    /// The overlap after a CA roll is over: drop `ca-previous.crt`.
+    DropPrevious,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -165,7 +192,12 @@ pub fn plan(m: Option<&Material>, renew_asked: bool, dns: &str, now: SystemTime)
         || leaf.not_before > now + 300
         || !leaf.dns_names.iter().any(|n| n == dns)
         || m.certified_key().is_err();
-    if renew { Plan::Renew } else { Plan::Keep }
+    if renew {
+        return Plan::Renew;
+    }
+    // The CA is backdated by 300 s when made (see `validity`).
+    let overlap_over = now - (ca.not_before + 300) >= CA_OVERLAP.as_secs() as i64;
+    if m.ca_previous_pem.is_some() && overlap_over { Plan::DropPrevious } else { Plan::Keep }
 }
 
 fn validity(p: &mut CertificateParams, now: SystemTime, lifetime: Duration) {
@@ -175,9 +207,30 @@ fn validity(p: &mut CertificateParams, now: SystemTime, lifetime: Duration) {
 }
 
 /// Make what `plan` asked for: a new CA (`Create`) or a certificate from the
-/// existing one (`Renew`), for `dns` and its shorter forms.
-pub fn issue(prev: Option<&Material>, plan: Plan, dns: &str, now: SystemTime) -> Result<Material, String> {
+/// existing one (`Renew`), for `dns` and its shorter forms; or the same
+/// without the previous CA (`DropPrevious`). A new CA records the one it
+/// replaces as the previous: the Secret's, or else (`serving_ca`) the CA of
+/// the certificate this replica serves (the Secret was deleted).
+pub fn issue(
+    prev: Option<&Material>,
+    plan: Plan,
+    dns: &str,
+    now: SystemTime,
+    serving_ca: Option<&str>,
+) -> Result<Material, String> {
+    if let (Plan::DropPrevious, Some(m)) = (plan, prev) {
+        return Ok(Material { ca_previous_pem: None, ..m.clone() });
+    }
     let err = |e: rcgen::Error| format!("cannot make the webhook certificate: {e}");
+    let ca_previous_pem = match (plan, prev) {
+        (Plan::Renew, Some(m)) if m.ca_key_pem.is_some() => m.ca_previous_pem.clone(),
+        _ => prev
+            .map(|m| m.ca_pem.as_str())
+            .filter(|p| facts(p).is_some())
+            .or(serving_ca)
+            .filter(|p| facts(p).is_some_and(|f| f.not_after > unix(now)))
+            .map(str::to_owned),
+    };
     let (ca_pem, ca_key_pem, issuer) = match (plan, prev) {
         (Plan::Renew, Some(m)) if m.ca_key_pem.is_some() => {
             let key_pem = m.ca_key_pem.clone().expect("checked");
@@ -207,28 +260,39 @@ pub fn issue(prev: Option<&Material>, plan: Plan, dns: &str, now: SystemTime) ->
     validity(&mut p, now, CERT_LIFETIME);
     let key = KeyPair::generate().map_err(err)?;
     let cert = p.signed_by(&key, &issuer).map_err(err)?;
+    let ca_previous_pem = ca_previous_pem.filter(|p| *p != ca_pem);
     Ok(Material {
         cert_pem: cert.pem(),
         key_pem: Zeroizing::new(key.serialize_pem()),
         ca_pem,
         ca_key_pem: Some(ca_key_pem),
+        ca_previous_pem,
     })
 }
 
 /// The certificate rustls serves: whatever the Secret last held.
 #[derive(Debug, Default)]
 pub struct Resolver {
-    current: RwLock<Option<(String, Arc<CertifiedKey>)>>,
+    current: RwLock<Option<Served>>,
+}
+
+/// What a resolver serves: the certificate (PEM), its CA, and the key.
+#[derive(Debug)]
+struct Served {
+    cert_pem: String,
+    ca_pem: String,
+    key: Arc<CertifiedKey>,
 }
 
 impl Resolver {
     /// Serve `m` from the next handshake on. True when it changed.
     pub fn load(&self, m: &Material) -> Result<bool, String> {
-        if self.current.read().expect("lock").as_ref().is_some_and(|(pem, _)| *pem == m.cert_pem) {
+        if self.current.read().expect("lock").as_ref().is_some_and(|c| c.cert_pem == m.cert_pem) {
             return Ok(false);
         }
-        let ck = m.certified_key()?;
-        *self.current.write().expect("lock") = Some((m.cert_pem.clone(), ck));
+        let key = m.certified_key()?;
+        *self.current.write().expect("lock") =
+            Some(Served { cert_pem: m.cert_pem.clone(), ca_pem: m.ca_pem.clone(), key });
         Ok(true)
     }
 
@@ -236,12 +300,34 @@ impl Resolver {
     pub fn ready(&self) -> bool {
         self.current.read().expect("lock").is_some()
     }
+
+    /// The CA of the certificate served now.
+    pub fn served_ca(&self) -> Option<String> {
+        self.current.read().expect("lock").as_ref().map(|c| c.ca_pem.clone())
+    }
+
+    /// Whether `m`'s certificate is the one served.
+    fn serves(&self, m: &Material) -> bool {
+        self.current.read().expect("lock").as_ref().is_some_and(|c| c.cert_pem == m.cert_pem)
+    }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().expect("lock").as_ref().map(|(_, ck)| ck.clone())
+        self.current.read().expect("lock").as_ref().map(|c| c.key.clone())
     }
+}
+
+/// Whether a replica may switch to serving `m`'s certificate: when it
+/// serves nothing yet (nothing can break), when the certificate's CA is the
+/// one it serves already (a renewal), or once the `caBundle` held the new CA
+/// before this pass began (written by an earlier pass, so the API server
+/// has had a watch round trip to load it). `bundle`: `None` when the
+/// operator does not keep the bundle (cert-manager) or there is no
+/// configuration to keep.
+pub fn may_serve(m: &Material, served_ca: Option<&str>, bundle: Option<&str>) -> bool {
+    let Some(bundle) = bundle else { return true };
+    served_ca.is_none_or(|ca| ca == m.ca_pem) || bundle.contains(m.ca_pem.trim())
 }
 
 /// Where the certificate lives and who it is for.
@@ -288,7 +374,8 @@ pub fn with_ca_bundle(
     changed.then_some(mwc)
 }
 
-/// The data keys of the Secret the operator writes.
+/// The data keys of the Secret the operator writes (and, during a CA
+/// roll's overlap, `ca-previous.crt`).
 const DATA_KEYS: [&str; 4] = ["ca.crt", "ca.key", "tls.crt", "tls.key"];
 
 /// Whether a Secret is one this operator wrote, and so may be replaced: a
@@ -301,7 +388,8 @@ pub fn ours(s: &Secret) -> bool {
     let labelled = s.metadata.labels.as_ref().is_some_and(|l| {
         l.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("encstr-operator")
     });
-    let keys: Vec<&str> = s.data.iter().flatten().map(|(k, _)| k.as_str()).collect();
+    let keys: Vec<&str> =
+        s.data.iter().flatten().map(|(k, _)| k.as_str()).filter(|k| *k != "ca-previous.crt").collect();
     labelled && s.type_.as_deref() == Some("kubernetes.io/tls") && keys == DATA_KEYS
 }
 
@@ -335,7 +423,8 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
         }
         // Issue at most once a pass; then serve what the Secret holds.
         may_issue = false;
-        let new = issue(material.as_ref(), p, &dns, SystemTime::now())?;
+        let serving = resolver.served_ca();
+        let new = issue(material.as_ref(), p, &dns, SystemTime::now(), serving.as_deref())?;
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -368,9 +457,9 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
     let Some(m) = material else {
         return Err(format!("Secret {}/{name} holds no tls.crt and tls.key yet", s.namespace));
     };
-    if resolver.load(&m)? {
-        info!(secret = %format!("{}/{name}", s.namespace), "serving the webhook certificate from the Secret");
-    }
+    // The bundle first (the new CA beside the previous one), then serving:
+    // the API server must trust a certificate before any replica serves it.
+    let mut bundle_before = None;
     if let Some(config) = &s.configuration {
         let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
         let mwc = api
@@ -382,7 +471,8 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
                 warn!(configuration = %config, "the MutatingWebhookConfiguration does not exist; no caBundle written")
             }
             Some(mwc) => {
-                if let Some(updated) = with_ca_bundle(mwc, s, &m.ca_pem) {
+                bundle_before = Some(ours_bundle(&mwc, s).unwrap_or_default());
+                if let Some(updated) = with_ca_bundle(mwc, s, &m.ca_bundle(SystemTime::now())) {
                     api.replace(config, &PostParams::default(), &updated)
                         .await
                         .map_err(|e| format!("cannot write the caBundle of {config}: {e}"))?;
@@ -391,7 +481,28 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
             }
         }
     }
+    if !resolver.serves(&m) {
+        let served = resolver.served_ca();
+        if !may_serve(&m, served.as_deref(), bundle_before.as_deref()) {
+            info!(secret = %format!("{}/{name}", s.namespace), "a new webhook CA: serving its certificate once the caBundle holds it");
+            return Ok(());
+        }
+        if resolver.load(&m)? {
+            info!(secret = %format!("{}/{name}", s.namespace), "serving the webhook certificate from the Secret");
+        }
+    }
     Ok(())
+}
+
+/// The `caBundle` of the configuration's first webhook calling our Service.
+fn ours_bundle(mwc: &MutatingWebhookConfiguration, s: &Settings) -> Option<String> {
+    mwc.webhooks.iter().flatten().find_map(|w| {
+        let svc = w.client_config.service.as_ref()?;
+        if svc.name != s.service || svc.namespace != s.namespace {
+            return None;
+        }
+        w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    })
 }
 
 /// Keep the certificate until `stop`: a pass at start, whenever the Secret
@@ -464,7 +575,7 @@ mod tests {
 
     #[test]
     fn only_a_secret_of_the_operators_type_label_and_layout_is_its_own() {
-        let m = issue(None, Plan::Create, DNS, SystemTime::now()).unwrap();
+        let m = issue(None, Plan::Create, DNS, SystemTime::now(), None).unwrap();
         let written = Secret {
             metadata: ObjectMeta {
                 labels: Some(
@@ -496,7 +607,7 @@ mod tests {
     fn a_new_secret_gets_a_ca_and_a_certificate_for_the_service() {
         let now = SystemTime::now();
         assert_eq!(plan(None, false, DNS, now), Plan::Create);
-        let m = issue(None, Plan::Create, DNS, now).unwrap();
+        let m = issue(None, Plan::Create, DNS, now, None).unwrap();
         let leaf = facts(&m.cert_pem).unwrap();
         assert_eq!(leaf.dns_names, [DNS, "encstr-operator-webhook.encstr-system", "encstr-operator-webhook"]);
         assert!(m.certified_key().is_ok());
@@ -529,14 +640,14 @@ mod tests {
     #[test]
     fn renewal_keeps_the_ca_and_comes_at_two_thirds_of_the_life() {
         let now = SystemTime::now();
-        let m = issue(None, Plan::Create, DNS, now).unwrap();
+        let m = issue(None, Plan::Create, DNS, now, None).unwrap();
         let later = now + CERT_LIFETIME / 3 * 2 - Duration::from_secs(86_400);
         assert_eq!(plan(Some(&m), false, DNS, later), Plan::Keep);
         let due = now + CERT_LIFETIME / 3 * 2 + Duration::from_secs(86_400);
         assert_eq!(plan(Some(&m), false, DNS, due), Plan::Renew);
         assert_eq!(plan(Some(&m), true, DNS, now), Plan::Renew, "asked for by annotation");
         assert_eq!(plan(Some(&m), false, "other.ns.svc", now), Plan::Renew, "another service name");
-        let renewed = issue(Some(&m), Plan::Renew, DNS, due).unwrap();
+        let renewed = issue(Some(&m), Plan::Renew, DNS, due, None).unwrap();
         assert_eq!(renewed.ca_pem, m.ca_pem, "the caBundle stays valid");
         assert_ne!(renewed.cert_pem, m.cert_pem);
         assert_eq!(plan(Some(&renewed), false, DNS, due), Plan::Keep);
@@ -550,6 +661,42 @@ mod tests {
         let mut mismatched = m.clone();
         mismatched.key_pem = renewed.key_pem.clone();
         assert_eq!(plan(Some(&mismatched), false, DNS, now), Plan::Renew);
+    }
+
+    #[test]
+    fn a_new_ca_is_trusted_beside_the_old_one_before_it_is_served_and_the_old_one_goes_after_the_overlap() {
+        let now = SystemTime::now();
+        let old = issue(None, Plan::Create, DNS, now, None).unwrap();
+        assert_eq!(old.ca_bundle(now), old.ca_pem, "no previous CA");
+        // The CA ends soon: a new one, which records the old one.
+        let ca_end = now + CA_LIFETIME - CERT_LIFETIME;
+        let new = issue(Some(&old), Plan::Create, DNS, ca_end, None).unwrap();
+        assert_ne!(new.ca_pem, old.ca_pem);
+        assert_eq!(new.ca_previous_pem.as_deref(), Some(old.ca_pem.as_str()));
+        let bundle = new.ca_bundle(ca_end);
+        assert!(bundle.starts_with(&new.ca_pem) && bundle.ends_with(&old.ca_pem), "{bundle}");
+        // The Secret deleted: the CA this replica serves is the previous one.
+        let fresh = issue(None, Plan::Create, DNS, now, Some(&old.ca_pem)).unwrap();
+        assert_eq!(fresh.ca_previous_pem.as_deref(), Some(old.ca_pem.as_str()));
+        // A replica serving the old CA switches only once the bundle held
+        // the new one; a renewal (same CA) or a first load at once.
+        assert!(!may_serve(&fresh, Some(&old.ca_pem), Some(&old.ca_pem)));
+        assert!(may_serve(&fresh, Some(&old.ca_pem), Some(&fresh.ca_bundle(now))));
+        assert!(may_serve(&fresh, None, Some("")), "nothing served yet");
+        assert!(may_serve(&fresh, Some(&fresh.ca_pem), Some(&old.ca_pem)), "a renewal");
+        assert!(may_serve(&fresh, Some(&old.ca_pem), None), "the bundle is not ours to keep");
+        // Renewals keep the previous CA; after the overlap it is dropped.
+        assert_eq!(plan(Some(&fresh), false, DNS, now), Plan::Keep);
+        let renewed = issue(Some(&fresh), Plan::Renew, DNS, now, None).unwrap();
+        assert_eq!(renewed.ca_previous_pem, fresh.ca_previous_pem);
+        let over = now + CA_OVERLAP;
+        assert_eq!(plan(Some(&fresh), false, DNS, over), Plan::DropPrevious);
+        let dropped = issue(Some(&fresh), Plan::DropPrevious, DNS, over, None).unwrap();
+        assert_eq!((dropped.ca_previous_pem, &dropped.cert_pem), (None, &fresh.cert_pem));
+        // An expired previous CA is never in the bundle.
+        let mut stale = fresh.clone();
+        stale.ca_previous_pem = Some(old.ca_pem.clone());
+        assert_eq!(stale.ca_bundle(now + CA_LIFETIME + Duration::from_secs(86_400)), stale.ca_pem);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
+use encstr_tests::apiserver::{Delay, Matcher};
 use encstr_tests::harness::Env;
 use encstr_tests::webhook::{TestWebhook, patch};
 use serde_json::{Value, json};
@@ -525,15 +526,35 @@ fn every_replica_serves_renewals_are_picked_up_live_and_a_wrong_ca_bundle_is_ref
     }
     create_pod(&env, &pod("after-renewal")).expect("injects with the renewed certificate");
 
-    // A new CA (the Secret deleted): the caBundle follows.
+    // A new CA (the Secret deleted): it joins the old one in the caBundle
+    // before any replica serves a certificate of it, so pods are admitted
+    // throughout the roll (the bundle's writes are slowed to widen the
+    // window in which a replica serving the new CA too early is refused).
+    env.server.delay(Delay {
+        matcher: Matcher {
+            verb: Some("update".into()),
+            resource: Some("mutatingwebhookconfigurations".into()),
+            ..Matcher::default()
+        },
+        ms: 1500,
+    });
     kubectl(&env, &["delete", "secret", TLS_SECRET, "-n", OPERATOR_NS]);
-    let (fresh, new_ca) = wait(20, "a new CA", || tls_secret(&env).filter(|(_, c)| *c != ca));
-    wait(20, "the caBundle of the new CA", || ca_bundle(&env).filter(|b| *b == new_ca));
-    for p in [port, standby] {
-        wait(20, "the new certificate served", || {
-            served_certificate(p, &new_ca).ok().filter(|d| *d == der_of(&fresh))
-        });
+    let started = std::time::Instant::now();
+    let (mut fresh, mut new_ca) = (String::new(), String::new());
+    for n in 0.. {
+        create_pod(&env, &pod(&format!("during-roll-{n}"))).expect("admitted during the CA roll");
+        if let Some((c, a)) = tls_secret(&env).filter(|(_, a)| *a != ca) {
+            (fresh, new_ca) = (c, a);
+        }
+        let switched = !new_ca.is_empty()
+            && [port, standby].iter().all(|p| served_certificate(*p, &new_ca).ok() == Some(der_of(&fresh)));
+        if switched {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the replicas did not switch to the new CA");
     }
+    env.server.clear_faults();
+    assert_eq!(ca_bundle(&env).unwrap(), format!("{new_ca}{ca}"), "the new CA, then the old one");
     create_pod(&env, &pod("after-new-ca")).expect("injects with the new CA");
 
     // A caBundle of another CA: the API server refuses to call the webhook.
@@ -564,12 +585,13 @@ fn every_replica_serves_renewals_are_picked_up_live_and_a_wrong_ca_bundle_is_ref
     // A replica that manages the certificate repairs the bundle as it starts,
     // and at once when it is changed again.
     start_replica(&mut env, &install, "repair", free_port());
-    wait(20, "the caBundle repaired", || ca_bundle(&env).filter(|b| *b == new_ca));
+    let both = format!("{new_ca}{ca}");
+    wait(20, "the caBundle repaired", || ca_bundle(&env).filter(|b| *b == both));
     create_pod(&env, &pod("repaired")).expect("injects once the caBundle is right");
     let wrong = json!([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle",
                         "value": base64::engine::general_purpose::STANDARD.encode(&ca)}]);
     kubectl(&env, &["patch", "mutatingwebhookconfiguration", MWC, "--type=json", "-p", &wrong.to_string()]);
-    wait(5, "the caBundle repaired again", || ca_bundle(&env).filter(|b| *b == new_ca));
+    wait(5, "the caBundle repaired again", || ca_bundle(&env).filter(|b| *b == both));
     // The webhook's RBAC is all used (and enough).
     assert_no_forbidden(&env);
     let grants = granted(&env, &["webhook.enabled=true"], Some("encstr-webhook"));
