@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod fsio;
+pub mod harden;
 pub mod http;
 pub mod keyring_source;
 pub mod metrics;
@@ -21,6 +22,8 @@ pub use error::{CliError, Result};
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // Every command may hold a key or a plaintext: nobody else reads them.
+    harden::process()?;
     match cli.command {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Encrypt { name, keep_newline, recipient, keyring } => {

@@ -455,6 +455,42 @@ fn watch_mode_rerenders_reports_and_shuts_down_cleanly() {
     drop(keys);
 }
 
+/// With a shared process namespace the app may run as the sidecar's user:
+/// it must not read the sidecar's memory, environment or root through
+/// /proc. The sidecar makes itself non-dumpable (so /proc/<pid>/environ,
+/// mem and root are the kernel's, not the user's) and disables core dumps.
+#[test]
+fn the_sidecar_is_not_dumpable_so_a_process_of_its_user_cannot_read_it() {
+    let d = Dir::new("dumpable");
+    let keys = Volume::new(d.path("keys"), &[("keyring", format!("{KEY_A}\n").as_bytes())]);
+    let ring = d.path("keys/keyring");
+    let v1 = format!("db.password = {}\n", encrypt(&ring, "db.password", b"one"));
+    let src = d.path("src");
+    let _vol = Volume::new(src.clone(), &[("app.properties", v1.as_bytes())]);
+    let target = d.path("out");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"];
+    let sidecar = start_watch_under(&nobody, &src, &target, &ring, &[]);
+    wait_for(10, "readiness", || (get(&sidecar.addr, "/readyz")?.0 == 200).then_some(()));
+    let pid = sidecar.proc.0.id().to_string();
+    // Another process of the same user (as the app would be).
+    let read = |file: &str| {
+        Command::new(nobody[0])
+            .args(&nobody[1..])
+            .args(["cat", &format!("/proc/{pid}/{file}")])
+            .output()
+            .unwrap()
+    };
+    let environ = read("environ");
+    assert!(!environ.status.success(), "a process of the sidecar's user read its environment");
+    assert!(String::from_utf8_lossy(&environ.stderr).contains("Permission denied"), "{environ:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_eq!(core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(), ["0", "0"], "{core}");
+    drop(keys);
+}
+
 #[test]
 fn watch_mode_is_not_ready_until_a_render_succeeds() {
     let d = Dir::new("notready");

@@ -184,7 +184,26 @@ pub struct Sidecar {
 }
 
 pub fn start_watch(src: &Path, target: &Path, keyring: &Path, extra: &[&str]) -> Sidecar {
-    let mut child = Command::new(bin())
+    start_watch_under(&[], src, target, keyring, extra)
+}
+
+/// [`start_watch`] through a wrapper command (`setpriv …`) that execs it.
+pub fn start_watch_under(
+    wrapper: &[&str],
+    src: &Path,
+    target: &Path,
+    keyring: &Path,
+    extra: &[&str],
+) -> Sidecar {
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    let mut child = cmd
         .args(["render", "--watch", "--listen", "127.0.0.1:0", "--log-format", "json", "--debounce", "50ms"])
         .arg("--source")
         .arg(src)
