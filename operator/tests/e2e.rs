@@ -410,3 +410,21 @@ fn a_conflicting_target_does_not_hold_a_rotation_back() {
     assert!(lists <= 10, "{lists} LISTs of Secrets for one rotation");
     assert_eq!(keyring_secret(&env, "team-c", "payments").unwrap().0, "theirs", "left alone");
 }
+
+/// A keyring held by somebody else's Secret at the master's place looks
+/// again by itself: once that Secret is gone (a change no watch of the
+/// operator sees), the master is created.
+#[test]
+fn a_master_conflict_clears_by_itself_once_the_other_secret_is_gone() {
+    let (env, _) = setup_with("master-conflict", &[], &["team-a"], &["--resync", "2s"]);
+    kubectl(&env, &["create", "secret", "generic", "payments", "-n", OPERATOR_NS, "--from-literal=other=x"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {name: payments}\nspec:\n  targets: {namespaces: [team-a]}\n",
+    );
+    wait(20, "the conflict reported", || {
+        (condition(&cstatus(&env, "payments"), "Ready")?.1 == "SecretConflict").then_some(())
+    });
+    kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
+    converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+}

@@ -69,7 +69,20 @@ pub async fn held<K: KeyringResource>(
     };
     let st = status::compute(k.keyring_status(), &input);
     writer::status(&ctx.shared.client, k, &st).await?;
-    Ok(if guard { Action::requeue(ctx.shared.resync) } else { Action::await_change() })
+    Ok(held_wake(hold, ctx.shared.resync))
+}
+
+/// When a held keyring looks again. A bad spec is fixed by editing the
+/// keyring (its own event wakes it); what else holds it may be fixed in
+/// objects no watch covers (somebody else's Secret at the master's place
+/// deleted, an import source created, the master's namespace made), so it
+/// looks again after the resync interval, at most a minute.
+pub fn held_wake(hold: &Hold, resync: std::time::Duration) -> Action {
+    match hold {
+        Hold::Spec(_) => Action::await_change(),
+        Hold::Guard { .. } => Action::requeue(resync),
+        _ => Action::requeue(resync.min(std::time::Duration::from_secs(60))),
+    }
 }
 
 /// A new keyring whose first backup failed: no master yet, the failure in
