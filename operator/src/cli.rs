@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// write to any bucket the operator can.
     #[arg(long, env = "ENCSTR_BACKUP_NAMESPACED_USES_OPERATOR_CREDENTIALS")]
     pub backup_namespaced_uses_operator_credentials: bool,
+    /// With `--backup-namespaced-uses-operator-credentials`: the object-store
+    /// URLs under which such a SecretKeyring writes, each followed by its own
+    /// namespace (`s3://backups/tenants` lets `team-a` write to
+    /// `s3://backups/tenants/team-a[/…]`). Repeat, or comma-separated.
+    #[arg(long, env = "ENCSTR_BACKUP_NAMESPACED_PREFIXES", value_delimiter = ',')]
+    pub backup_namespaced_prefix: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -102,6 +102,7 @@ async fn lead(
             backup_policy: backup::store::Policy {
                 allowed_endpoints: args.backup_allowed_endpoint.clone(),
                 namespaced_uses_operator_credentials: args.backup_namespaced_uses_operator_credentials,
+                namespaced_prefixes: args.backup_namespaced_prefix.clone(),
             },
         },
     };

@@ -28,6 +28,33 @@ pub struct Policy {
     pub allowed_endpoints: Vec<Endpoint>,
     /// Whether a SecretKeyring may use the operator's own credentials.
     pub namespaced_uses_operator_credentials: bool,
+    /// Where a SecretKeyring that uses the operator's credentials may
+    /// write: under one of these URLs, then its own namespace
+    /// (`s3://backups/tenants` lets `team-a` write to
+    /// `s3://backups/tenants/team-a[/…]`), so no namespace writes into
+    /// another's backups or anywhere else the operator may.
+    pub namespaced_prefixes: Vec<String>,
+}
+
+/// Whether `url` is `prefix/namespace` or below it (scheme, bucket and
+/// whole path segments compared; no empty, `.` or `..` segment).
+pub fn under_prefix(url: &str, prefix: &str, namespace: &str) -> bool {
+    let (Ok(u), Ok(p)) = (Url::parse(url), Url::parse(prefix)) else { return false };
+    let segments = |u: &Url| -> Option<Vec<String>> {
+        let path = u.path().trim_matches('/');
+        if path.is_empty() {
+            return Some(Vec::new());
+        }
+        let parts: Vec<String> = path.split('/').map(str::to_owned).collect();
+        (!parts.iter().any(|s| s.is_empty() || s == "." || s == "..")).then_some(parts)
+    };
+    let (Some(have), Some(mut want)) = (segments(&u), segments(&p)) else { return false };
+    want.push(namespace.to_owned());
+    u.scheme() == p.scheme()
+        && u.host_str() == p.host_str()
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && have.starts_with(&want)
 }
 
 /// Who wrote the keyring, and so how far its backup settings are trusted.
@@ -188,6 +215,7 @@ pub fn options(
     writer: Writer,
     policy: &Policy,
     os: &crd::ObjectStore,
+    namespace: &str,
     env: &[(String, String)],
     secret: Option<(&str, &BTreeMap<String, String>)>,
 ) -> Result<Vec<(String, String)>, Refusal> {
@@ -236,6 +264,22 @@ pub fn options(
                 return Err(Refusal(
                     "spec.backup.objectStore.endpoint: a SecretKeyring that uses the operator's own credentials may not name an endpoint".into(),
                 ));
+            }
+            if !policy.namespaced_prefixes.iter().any(|p| under_prefix(&os.url, p, namespace)) {
+                let allowed: Vec<String> = policy
+                    .namespaced_prefixes
+                    .iter()
+                    .map(|p| format!("{}/{namespace}", p.trim_end_matches('/')))
+                    .collect();
+                return Err(Refusal(if allowed.is_empty() {
+                    "a SecretKeyring that uses the operator's own credentials must write under a prefix the administrator names, and none is named (chart value backup.objectStore.namespacedPrefixes)".to_owned()
+                } else {
+                    format!(
+                        "spec.backup.objectStore.url {:?}: with the operator's own credentials a SecretKeyring writes only under {} (chart value backup.objectStore.namespacedPrefixes)",
+                        os.url,
+                        allowed.join(" or ")
+                    )
+                }));
             }
             true
         }
@@ -406,8 +450,8 @@ mod tests {
             for writer in [Writer::Tenant, Writer::Admin] {
                 let mut d = data(STATIC);
                 d.insert(key.into(), "/var/run/secrets/kubernetes.io/serviceaccount/token".into());
-                let err =
-                    options(writer, &p, &os("s3://bucket/p"), &[], Some(("ns/creds", &d))).expect_err(key);
+                let err = options(writer, &p, &os("s3://bucket/p"), "team-a", &[], Some(("ns/creds", &d)))
+                    .expect_err(key);
                 assert!(err.0.contains(&format!("ns/creds: key {key:?} is not allowed")), "{err}");
                 assert!(!err.0.contains("serviceaccount"), "no value is quoted: {err}");
             }
@@ -421,9 +465,15 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "s"),
             ("aws_session_token", "t"),
         ]);
-        let opts =
-            options(Writer::Tenant, &Policy::default(), &os("s3://bucket/p"), &[], Some(("ns/creds", &d)))
-                .expect("ok");
+        let opts = options(
+            Writer::Tenant,
+            &Policy::default(),
+            &os("s3://bucket/p"),
+            "team-a",
+            &[],
+            Some(("ns/creds", &d)),
+        )
+        .expect("ok");
         assert_eq!(
             keys(&opts),
             ["aws_access_key_id", "aws_secret_access_key", "aws_session_token", "timeout", "connect_timeout"]
@@ -431,13 +481,27 @@ mod tests {
         assert_eq!(opts[0].1, "AKIA", "trimmed");
         let d = data(&[("AZURE_STORAGE_ACCOUNT_NAME", "acct1"), ("AZURE_STORAGE_ACCOUNT_KEY", "k")]);
         assert!(
-            options(Writer::Tenant, &Policy::default(), &os("az://container/p"), &[], Some(("ns/creds", &d)))
-                .is_ok()
+            options(
+                Writer::Tenant,
+                &Policy::default(),
+                &os("az://container/p"),
+                "team-a",
+                &[],
+                Some(("ns/creds", &d))
+            )
+            .is_ok()
         );
         let d = data(&[("AZURE_STORAGE_ACCOUNT_NAME", "evil.example/x"), ("AZURE_STORAGE_ACCOUNT_KEY", "k")]);
         assert!(
-            options(Writer::Tenant, &Policy::default(), &os("az://container/p"), &[], Some(("ns/creds", &d)))
-                .is_err()
+            options(
+                Writer::Tenant,
+                &Policy::default(),
+                &os("az://container/p"),
+                "team-a",
+                &[],
+                Some(("ns/creds", &d))
+            )
+            .is_err()
         );
         // An S3 key in a GCS keyring's Secret is not a GCS credential.
         assert!(
@@ -445,6 +509,7 @@ mod tests {
                 Writer::Admin,
                 &Policy::default(),
                 &os("gs://bucket/p"),
+                "team-a",
                 &[],
                 Some(("ns/creds", &data(STATIC)))
             )
@@ -456,9 +521,15 @@ mod tests {
     fn a_service_account_key_keeps_only_the_signing_fields() {
         let key = r#"{"private_key":"k","private_key_id":"i","client_email":"e","gcs_base_url":"http://127.0.0.1:1","disable_oauth":true}"#;
         let d = data(&[("GOOGLE_SERVICE_ACCOUNT_KEY", key)]);
-        let opts =
-            options(Writer::Tenant, &Policy::default(), &os("gs://bucket/p"), &[], Some(("ns/creds", &d)))
-                .expect("ok");
+        let opts = options(
+            Writer::Tenant,
+            &Policy::default(),
+            &os("gs://bucket/p"),
+            "team-a",
+            &[],
+            Some(("ns/creds", &d)),
+        )
+        .expect("ok");
         let json = &opts.iter().find(|(k, _)| k == "google_service_account_key").expect("key").1;
         assert!(
             !json.contains("gcs_base_url")
@@ -468,8 +539,15 @@ mod tests {
         );
         let d = data(&[("GOOGLE_SERVICE_ACCOUNT_KEY", "/etc/key.json")]);
         assert!(
-            options(Writer::Admin, &Policy::default(), &os("gs://bucket/p"), &[], Some(("ns/creds", &d)))
-                .is_err()
+            options(
+                Writer::Admin,
+                &Policy::default(),
+                &os("gs://bucket/p"),
+                "team-a",
+                &[],
+                Some(("ns/creds", &d))
+            )
+            .is_err()
         );
     }
 
@@ -478,20 +556,24 @@ mod tests {
         let mut o = os("s3://bucket/p");
         o.endpoint = Some("http://127.0.0.1:9000/".into());
         let d = data(STATIC);
-        let err = options(Writer::Tenant, &Policy::default(), &o, &[], Some(("ns/creds", &d)))
+        let err = options(Writer::Tenant, &Policy::default(), &o, "team-a", &[], Some(("ns/creds", &d)))
             .expect_err("not allowed");
         assert!(err.0.contains("backup.objectStore.allowedEndpoints"), "{err}");
         let policy = Policy {
             allowed_endpoints: vec![Endpoint::parse("http://127.0.0.1:9000").expect("endpoint")],
             ..Default::default()
         };
-        let opts = options(Writer::Tenant, &policy, &o, &[], Some(("ns/creds", &d))).expect("allowed");
+        let opts =
+            options(Writer::Tenant, &policy, &o, "team-a", &[], Some(("ns/creds", &d))).expect("allowed");
         assert!(opts.contains(&("aws_endpoint".into(), "http://127.0.0.1:9000".into())));
         assert!(opts.contains(&("aws_allow_http".into(), "true".into())));
         o.endpoint = Some("http://127.0.0.1:9001".into());
-        assert!(options(Writer::Tenant, &policy, &o, &[], Some(("ns/creds", &d))).is_err(), "another port");
         assert!(
-            options(Writer::Admin, &Policy::default(), &o, &[], Some(("ns/creds", &d))).is_ok(),
+            options(Writer::Tenant, &policy, &o, "team-a", &[], Some(("ns/creds", &d))).is_err(),
+            "another port"
+        );
+        assert!(
+            options(Writer::Admin, &Policy::default(), &o, "team-a", &[], Some(("ns/creds", &d))).is_ok(),
             "an admin's keyring"
         );
     }
@@ -505,40 +587,83 @@ mod tests {
             ("HOME".to_owned(), "/".to_owned()),
         ];
         let o = os("s3://bucket/p");
-        let admin = options(Writer::Admin, &Policy::default(), &o, &env, None).expect("admin");
+        let admin = options(Writer::Admin, &Policy::default(), &o, "team-a", &env, None).expect("admin");
         assert_eq!(
             keys(&admin),
             ["aws_web_identity_token_file", "aws_role_arn", "timeout", "connect_timeout"]
         );
-        let err = options(Writer::Tenant, &Policy::default(), &o, &env, None).expect_err("tenant");
+        let err = options(Writer::Tenant, &Policy::default(), &o, "team-a", &env, None).expect_err("tenant");
         assert!(err.0.contains("credentialsSecretRef is required"), "{err}");
         // With the tenant's own complete credentials, the environment is not used.
-        let own = options(Writer::Tenant, &Policy::default(), &o, &env, Some(("ns/creds", &data(STATIC))))
-            .expect("own");
+        let own = options(
+            Writer::Tenant,
+            &Policy::default(),
+            &o,
+            "team-a",
+            &env,
+            Some(("ns/creds", &data(STATIC))),
+        )
+        .expect("own");
         assert!(!keys(&own).iter().any(|k| k.contains("role") || k.contains("web_identity")), "{own:?}");
         // An incomplete credential would fall back to the instance identity.
         let half = data(&[("AWS_ACCESS_KEY_ID", "AKIA")]);
-        assert!(options(Writer::Tenant, &Policy::default(), &o, &env, Some(("ns/creds", &half))).is_err());
+        assert!(
+            options(Writer::Tenant, &Policy::default(), &o, "team-a", &env, Some(("ns/creds", &half)))
+                .is_err()
+        );
         let allowing = Policy { namespaced_uses_operator_credentials: true, ..Default::default() };
-        assert!(options(Writer::Tenant, &allowing, &o, &env, None).is_ok());
+        let err = options(Writer::Tenant, &allowing, &o, "team-a", &env, None).expect_err("no prefix named");
+        assert!(err.0.contains("none is named"), "{err}");
+        let allowing = Policy { namespaced_prefixes: vec!["s3://bucket/tenants".into()], ..allowing };
+        let err =
+            options(Writer::Tenant, &allowing, &o, "team-a", &env, None).expect_err("outside the prefix");
+        assert!(err.0.contains("writes only under s3://bucket/tenants/team-a"), "{err}");
+        let o = os("s3://bucket/tenants/team-a/payments");
+        assert!(options(Writer::Tenant, &allowing, &o, "team-a", &env, None).is_ok());
         // Where allowed, never mixed with a tenant's partial credential, and
         // never sent to a tenant's endpoint.
-        assert!(options(Writer::Tenant, &allowing, &o, &env, Some(("ns/creds", &half))).is_err());
+        assert!(options(Writer::Tenant, &allowing, &o, "team-a", &env, Some(("ns/creds", &half))).is_err());
         let mut custom = o.clone();
         custom.endpoint = Some("https://s3.storage.svc".into());
         let listed = Policy {
             allowed_endpoints: vec![Endpoint::parse("https://s3.storage.svc").expect("endpoint")],
             ..allowing.clone()
         };
-        let err = options(Writer::Tenant, &listed, &custom, &env, None)
+        let err = options(Writer::Tenant, &listed, &custom, "team-a", &env, None)
             .expect_err("env creds to a tenant endpoint");
         assert!(err.0.contains("may not name an endpoint"), "{err}");
         // A tenant's own complete credential is used alone, even where the
         // operator's are allowed.
         let env_token = vec![("AWS_SESSION_TOKEN".to_owned(), "operator-session".to_owned())];
-        let own = options(Writer::Tenant, &allowing, &o, &env_token, Some(("ns/creds", &data(STATIC))))
-            .expect("own");
+        let own =
+            options(Writer::Tenant, &allowing, &o, "team-a", &env_token, Some(("ns/creds", &data(STATIC))))
+                .expect("own");
         assert!(!own.iter().any(|(_, v)| v == "operator-session"), "{own:?}");
+    }
+
+    #[test]
+    fn with_operator_credentials_a_namespace_writes_only_under_its_own_prefix() {
+        let p = "s3://backups/tenants";
+        for ok in
+            ["s3://backups/tenants/team-a", "s3://backups/tenants/team-a/", "s3://backups/tenants/team-a/x/y"]
+        {
+            assert!(under_prefix(ok, p, "team-a"), "{ok}");
+            assert!(under_prefix(ok, "s3://backups/tenants/", "team-a"), "{ok}");
+        }
+        for bad in [
+            "s3://backups/tenants/team-b/x",
+            "s3://backups/tenants/team-ab",
+            "s3://backups/tenants",
+            "s3://other/tenants/team-a",
+            "gs://backups/tenants/team-a",
+            "s3://backups/tenants/team-a/../team-b",
+            "s3://backups/tenants//team-a",
+            "s3://backups/tenants/team-a?x=1",
+            "not a url",
+        ] {
+            assert!(!under_prefix(bad, p, "team-a"), "{bad}");
+        }
+        assert!(under_prefix("s3://backups/team-a/p", "s3://backups", "team-a"), "a bucket as the prefix");
     }
 
     #[test]

@@ -182,7 +182,7 @@ async fn store_options(
     let env: Vec<(String, String)> = std::env::vars().collect();
     let named = os.credentials_secret_ref.as_ref().map(|r| format!("{ns}/{}", r.name));
     let secret = named.as_deref().zip(secret.as_ref());
-    store::options(to.writer, to.policy, os, &env, secret).map_err(|r| Failure {
+    store::options(to.writer, to.policy, os, to.master_ns, &env, secret).map_err(|r| Failure {
         destination: os.url.clone(),
         reason: r.0,
         kind: FailureKind::Refused,
