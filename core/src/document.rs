@@ -218,11 +218,7 @@ impl<'a> ConfigFile<'a> {
                 continue;
             }
             let full = full_name(prefix, name);
-            let result = if entry.secret_name().is_none() {
-                Err(Error::Unnamed)
-            } else {
-                make(&full, entry.value.as_bytes())
-            };
+            let result = named(entry).and_then(|()| make(&full, entry.value.as_bytes()));
             match result {
                 Ok(token) => {
                     edits.push((entry, self.token_text(entry, &token)));
@@ -351,9 +347,18 @@ impl<'a> ConfigFile<'a> {
     }
 }
 
-/// `unnamed` unless the entry's place has a name (ENCSTR v1 §4).
+/// `unnamed` unless the entry's place has a name (ENCSTR v1 §4), and
+/// `aliased` if another place reads it too.
 fn named(entry: &Entry) -> Result<()> {
-    entry.secret_name().map(drop).ok_or(Error::Unnamed)
+    let name = entry.secret_name().ok_or(Error::Unnamed)?;
+    match &entry.aliased {
+        None => Ok(()),
+        Some(a) => Err(Error::Aliased {
+            name: name.to_owned(),
+            alias: a.name.as_deref().filter(|n| !n.is_empty()).unwrap_or("a place without a name").to_owned(),
+            alias_line: a.line,
+        }),
+    }
 }
 
 fn full_name<'n>(prefix: &str, name: &'n str) -> Cow<'n, str> {
@@ -454,6 +459,34 @@ mod tests {
             );
             assert!(matches!(&file.check(Some(&ring), "")[0].result, Some(Err(Error::Unnamed))));
         }
+    }
+
+    /// A token whose anchor an alias or merge key reads elsewhere, or a
+    /// dotenv variable another value expands, would reach the app under
+    /// another name: render, check, reencrypt and seal refuse it, naming
+    /// the other place.
+    #[test]
+    fn values_read_under_another_name_too_are_refused() {
+        let ring = ring();
+        let t = token::encrypt(&ring, "db.password", b"s3cr3t").unwrap();
+        let yaml = format!("db:\n  password: &p {t}\nui:\n  banner: *p\n");
+        let e = token::encrypt(&ring, "DB_PASSWORD", b"s3cr3t").unwrap();
+        let dotenv = format!("DB_PASSWORD={e}\nBANNER=${{DB_PASSWORD}}\n");
+        for (format, doc, name, other) in [
+            (Format::Yaml, yaml, "db.password", "line 4 as ui.banner"),
+            (Format::Dotenv, dotenv, "DB_PASSWORD", "line 2 as BANNER"),
+        ] {
+            let file = ConfigFile::parse(format, doc.as_bytes(), "x").unwrap();
+            let errors = file.render(&ring, "", &[]).unwrap_err();
+            assert_eq!((errors.len(), errors[0].name.as_str(), errors[0].error.kind()), (1, name, "aliased"));
+            assert!(errors[0].error.to_string().contains(other), "{}", errors[0].error);
+            assert_eq!(file.reencrypt(&ring, "").unwrap_err()[0].error.kind(), "aliased");
+            assert!(matches!(&file.check(None, "")[0].result, Some(Err(Error::Aliased { .. }))));
+        }
+        let plain =
+            ConfigFile::parse(Format::Yaml, b"db:\n  password: &p s3cr3t\nui: {banner: *p}\n", "x").unwrap();
+        let errors = plain.seal(&ring, &Pattern::defaults(), "").unwrap_err();
+        assert_eq!((errors[0].name.as_str(), errors[0].error.kind()), ("db.password", "aliased"));
     }
 
     #[test]

@@ -56,6 +56,23 @@ pub enum Error {
     )]
     Unnamed,
 
+    /// A token (or a value to seal) is also read at another place, under
+    /// another name: a YAML alias or merge key of an anchor on it (or on a
+    /// collection holding it), or a dotenv `${NAME}` reference. Verified
+    /// under its own name, the plaintext would reach the app under the
+    /// other one too.
+    #[error(
+        "{name}: aliased: this value is also read at line {alias_line} as {alias} (a YAML alias or merge key, or a dotenv ${{...}} reference), where the app would find it under that name too"
+    )]
+    Aliased {
+        /// The value's own secret name.
+        name: String,
+        /// The other place's name (or a description of a place without one).
+        alias: String,
+        /// 1-based line of the alias or reference.
+        alias_line: usize,
+    },
+
     /// A line of a keyring file is not the base64 of a 32-byte seed.
     #[error("keyring line {line}: not a key (expected base64 of 32 bytes)")]
     InvalidKeyLine {
@@ -173,6 +190,7 @@ impl Error {
             Error::UnknownKey { .. } => "unknown_key",
             Error::AuthenticationFailed { .. } => "authentication_failed",
             Error::Unnamed => "unnamed",
+            Error::Aliased { .. } => "aliased",
             Error::InvalidKeyLine { .. } | Error::DuplicateKey { .. } | Error::EmptyKeyring => {
                 "invalid_keyring"
             }
@@ -200,11 +218,11 @@ impl Error {
         )
     }
 
-    /// Whether this error concerns one value of a file: a decryption error or
-    /// `unnamed`. These are the values of the sidecar's
+    /// Whether this error concerns one value of a file: a decryption error,
+    /// `unnamed` or `aliased`. These are the values of the sidecar's
     /// `encstr_decrypt_failures_total{reason}` label.
     pub fn is_value_error(&self) -> bool {
-        self.is_decrypt_error() || matches!(self, Error::Unnamed)
+        self.is_decrypt_error() || matches!(self, Error::Unnamed | Error::Aliased { .. })
     }
 
     /// Attach the secret name to a token error that does not carry one yet.

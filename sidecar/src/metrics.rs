@@ -40,10 +40,10 @@ pub struct KeyIdLabel {
     pub key_id: String,
 }
 
-/// The per-value error kinds: the four decryption errors and `unnamed`, the
-/// only values of the `reason` label.
-pub const DECRYPT_REASONS: [&str; 5] =
-    ["malformed", "unsupported_version", "unknown_key", "authentication_failed", "unnamed"];
+/// The per-value error kinds: the four decryption errors, `unnamed` and
+/// `aliased`, the only values of the `reason` label.
+pub const DECRYPT_REASONS: [&str; 6] =
+    ["malformed", "unsupported_version", "unknown_key", "authentication_failed", "unnamed", "aliased"];
 
 /// All sidecar metrics and their registry.
 #[derive(Debug)]

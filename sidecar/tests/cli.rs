@@ -684,6 +684,40 @@ fn values_in_places_without_a_name_are_unnamed_everywhere() {
     no_secrets(&seal, &["plain-secret"]);
 }
 
+/// A token another place reads too (a YAML alias here) is refused by every
+/// command, naming both places; seal refuses to make one.
+#[test]
+fn values_read_under_another_name_are_aliased_everywhere() {
+    let d = Dir::new("aliased");
+    d.keyring(&[KEY_A]);
+    d.write("plain.yaml", "db:\n  password: &p s3cr3t\nui:\n  banner: *p\n");
+    let seal = d.run(&["seal", "--keyring", "keyring", "plain.yaml"]);
+    assert_eq!(seal.code, 1);
+    assert!(
+        seal.stderr
+            .starts_with("plain.yaml:2 db.password: aliased: this value is also read at line 4 as ui.banner"),
+        "{}",
+        seal.stderr
+    );
+    no_secrets(&seal, &["s3cr3t"]);
+    d.write("app.yaml", "db:\n  password: s3cr3t\n");
+    assert_eq!(d.run(&["seal", "--keyring", "keyring", "app.yaml"]).code, 0);
+    let sealed = d.read("app.yaml").replace("password: ", "password: &p ") + "ui:\n  banner: *p\n";
+    d.write("app.yaml", &sealed);
+    let check = d.run(&["check", "--keyring", "keyring", "app.yaml"]);
+    assert_eq!(check.code, 1);
+    assert!(check.stdout.contains("FAILED aliased"), "{}", check.stdout);
+    assert!(
+        check
+            .stderr
+            .contains("app.yaml:2 db.password: aliased: this value is also read at line 4 as ui.banner"),
+        "{}",
+        check.stderr
+    );
+    let re = d.run(&["reencrypt", "--keyring", "keyring", "app.yaml"]);
+    assert!(re.stderr.starts_with("app.yaml:2 db.password: aliased: "), "{}", re.stderr);
+}
+
 #[test]
 fn keys_recipient_prints_the_primary_and_never_key_material() {
     let d = Dir::new("recipient");

@@ -10,7 +10,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use super::{Entry, Esc, Quote, Text, parse_error, plain_ascii, secret_string, write_escaped};
+use super::{Alias, Entry, Esc, Quote, Text, parse_error, plain_ascii, secret_string, write_escaped};
 use crate::error::Result;
 
 const FORMAT: &str = "dotenv";
@@ -64,8 +64,46 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Find every assignment of a dotenv text.
+/// Find every assignment of a dotenv text. A variable another value
+/// refers to (`${NAME}`, which python-dotenv expands in bare and
+/// double-quoted values) is marked [`Entry::aliased`].
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
+    let mut entries = assignments(text)?;
+    let mut references: Vec<(&str, Alias)> = Vec::new();
+    for e in entries.iter().filter(|e| e.quote != Quote::Single) {
+        for name in referenced(&e.value) {
+            references.push((name, Alias { name: e.name.as_deref().map(str::to_owned), line: e.line }));
+        }
+    }
+    let references: Vec<(String, Alias)> = references.into_iter().map(|(n, a)| (n.to_owned(), a)).collect();
+    for e in &mut entries {
+        if let Some((_, alias)) = references.iter().find(|(n, _)| e.name.as_deref() == Some(n.as_str())) {
+            e.aliased = Some(alias.clone());
+        }
+    }
+    Ok(entries)
+}
+
+/// The variables a value refers to: python-dotenv's
+/// `\$\{(?P<name>[^\}:]*)(?::-(?P<default>[^\}]*))?\}`.
+fn referenced(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        loop {
+            let start = rest.find("${")?;
+            let after = &rest[start + 2..];
+            let close = after.find('}')?;
+            rest = &after[close + 1..];
+            let inner = &after[..close];
+            let name = inner.split_once(":-").map_or(inner, |(n, _)| n);
+            if !name.contains(':') {
+                return Some(name);
+            }
+        }
+    })
+}
+
+fn assignments(text: &str) -> Result<Vec<Entry<'_>>> {
     let mut r = Reader { text, pos: 0, line: 1 };
     // At most one entry per line: sized once, never moved while it grows.
     let mut entries = Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
@@ -273,6 +311,29 @@ pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variable_another_value_expands_is_marked_with_the_first_reference() {
+        let text = "DB_PASSWORD=ENCSTR:abc\nBANNER=hello ${DB_PASSWORD}\nQUOTED=\"${API_KEY:-none}\"\nAPI_KEY=ENCSTR:def\nLITERAL='${OTHER}'\nOTHER=ENCSTR:ghi\n";
+        let e = scan(text).unwrap();
+        let aliased: Vec<_> = e
+            .iter()
+            .map(|e| (e.name.as_deref().unwrap(), e.aliased.as_ref().map(|a| (a.name.as_deref(), a.line))))
+            .collect();
+        assert_eq!(
+            aliased,
+            vec![
+                ("DB_PASSWORD", Some((Some("BANNER"), 2))),
+                ("BANNER", None),
+                ("QUOTED", None),
+                ("API_KEY", Some((Some("QUOTED"), 3))),
+                ("LITERAL", None),
+                ("OTHER", None),
+            ],
+            "single quotes do not expand"
+        );
+        assert_eq!(referenced("${A}${B:-x}${C:y}${").collect::<Vec<_>>(), ["A", "B"]);
+    }
 
     fn parsed(text: &str) -> Vec<(String, String, usize)> {
         scan(text)

@@ -172,6 +172,20 @@ pub struct Entry<'t> {
     /// Text appended after a replacement (for example the line break a YAML
     /// block scalar's span swallowed, or a comment on its header line).
     pub(crate) trailer: String,
+    /// Another place that reads this value too (a YAML alias or merge key
+    /// of an anchor on it or on a collection holding it, or a dotenv
+    /// `${NAME}` reference to its variable): the first such place.
+    pub aliased: Option<Alias>,
+}
+
+/// A place that reads a value defined elsewhere: where the app would find
+/// the value under another name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The place's name (`None`: it has none, such as a key or the top).
+    pub name: Option<String>,
+    /// 1-based line of the alias or reference.
+    pub line: usize,
 }
 
 impl<'t> Entry<'t> {
@@ -182,7 +196,7 @@ impl<'t> Entry<'t> {
         value: Text<'t>,
         quote: Quote,
     ) -> Self {
-        Entry { name, line, span, value, quote, trailer: String::new() }
+        Entry { name, line, span, value, quote, trailer: String::new(), aliased: None }
     }
 
     /// The same entry, borrowing nothing from the file's text.
@@ -194,6 +208,7 @@ impl<'t> Entry<'t> {
             value: self.value.into_owned(),
             quote: self.quote,
             trailer: self.trailer,
+            aliased: self.aliased,
         }
     }
 

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use std::borrow::Cow;
 
-use super::{Entry, Esc, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped};
+use super::{Alias, Entry, Esc, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped};
 use crate::error::Result;
 
 const FORMAT: &str = "yaml";
@@ -37,10 +37,17 @@ enum Role {
     Value(Option<String>),
 }
 
-/// Find every scalar value of a YAML stream.
+/// Find every scalar value of a YAML stream. A value an alias or merge key
+/// reads too (through an anchor on it or on a collection holding it) is
+/// marked [`Entry::aliased`].
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
     let mut entries = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
+    // For each open collection: its anchor id and its first entry.
+    let mut opened: Vec<(usize, usize)> = Vec::new();
+    // Each anchor id: the entries its node holds.
+    let mut anchors: std::collections::HashMap<usize, std::ops::Range<usize>> = Default::default();
+    let mut aliases: Vec<(usize, Alias)> = Vec::new();
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let mut msg = e.kind().to_string();
@@ -48,25 +55,45 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
             parse_error(FORMAT, e.marker().line(), msg)
         })?;
         match event {
-            Event::DocumentStart(..) | Event::DocumentEnd => stack.clear(),
-            Event::MappingStart(..) => {
+            Event::DocumentStart(..) | Event::DocumentEnd => {
+                stack.clear();
+                opened.clear();
+            }
+            Event::MappingStart(_, anchor, _) => {
                 let path = value_path(node_role(&mut stack, None));
                 stack.push(Frame::Map { path, key: None, expecting_key: true });
+                opened.push((anchor, entries.len()));
             }
-            Event::SequenceStart(..) => {
+            Event::SequenceStart(_, anchor, _) => {
                 let path = value_path(node_role(&mut stack, None));
                 stack.push(Frame::Seq { path, next: 0 });
+                opened.push((anchor, entries.len()));
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
+                if let Some((anchor, first)) = opened.pop()
+                    && anchor != 0
+                {
+                    anchors.insert(anchor, first..entries.len());
+                }
             }
-            Event::Alias(_) | Event::UnresolvedAlias(_) => {
+            Event::Alias(anchor) => {
+                let name = match node_role(&mut stack, None) {
+                    Role::Key => None,
+                    Role::Value(name) => name,
+                };
+                aliases.push((anchor, Alias { name, line: span.start.line() }));
+            }
+            Event::UnresolvedAlias(_) => {
                 node_role(&mut stack, None);
             }
-            Event::Scalar(value, style, ..) => {
+            Event::Scalar(value, style, anchor, _) => {
                 let Role::Value(name) = node_role(&mut stack, Some(&value)) else {
                     continue;
                 };
+                if anchor != 0 {
+                    anchors.insert(anchor, entries.len()..entries.len() + 1);
+                }
                 let name = name.map(Cow::Owned);
                 // A scalar the parser did not have to decode is a slice of the
                 // text; a decoded one is kept in (and wiped with) its buffer.
@@ -87,6 +114,11 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
                 entries.push(entry);
             }
             _ => {}
+        }
+    }
+    for (anchor, alias) in aliases {
+        for e in anchors.get(&anchor).and_then(|r| entries.get_mut(r.clone())).into_iter().flatten() {
+            e.aliased.get_or_insert_with(|| alias.clone());
         }
     }
     Ok(entries)
@@ -243,6 +275,31 @@ mod tests {
         assert_eq!(e[0].trailer, " # keep\n");
         assert_eq!(&text[e[1].span.clone()], ">\n\n  folded\n  text\n");
         assert_eq!(e[1].trailer, "\n");
+    }
+
+    #[test]
+    fn values_an_alias_or_merge_key_reads_too_are_marked_with_the_first_such_place() {
+        let text = "db: &d\n  password: &p ENCSTR:abc\n  user: u\nui:\n  banner: *p\nother:\n  <<: *d\n  port: 1\nplain: &q x\nlist: [*q]\nunused: &n ENCSTR:def\n";
+        let e = scan(text).unwrap();
+        let aliased: Vec<_> = e
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_deref().unwrap_or_default(),
+                    e.aliased.as_ref().map(|a| (a.name.as_deref(), a.line)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            aliased,
+            vec![
+                ("db.password", Some((Some("ui.banner"), 5))),
+                ("db.user", Some((Some("other.<<"), 7))),
+                ("other.port", None),
+                ("plain", Some((Some("list[0]"), 10))),
+                ("unused", None),
+            ]
+        );
     }
 
     #[test]

@@ -374,6 +374,7 @@ pub fn hint(e: &encstr_core::Error) -> String {
         "malformed" => "; the value starts with ENCSTR: but is not a token: re-seal it",
         "unsupported_version" => "; upgrade encstr",
         "unnamed" => "; move the value under a key",
+        "aliased" => "; write the value out at each place instead",
         _ => "",
     };
     format!("{e}{todo}")
