@@ -19,6 +19,10 @@ pub struct ConfigFile<'a> {
     format: Format,
     bytes: &'a [u8],
     entries: Vec<Entry<'a>>,
+    /// YAML: a character YAML 1.1 readers break lines at, outside a quoted
+    /// or block scalar (line, character). A file holding tokens with one is
+    /// refused; sealing one is refused.
+    hazard: Option<(usize, char)>,
 }
 
 /// A value that could not be processed, with where it is.
@@ -128,7 +132,16 @@ impl<'a> ConfigFile<'a> {
             }
             Err(_) => return Err(Error::NotUtf8),
         };
-        Ok(ConfigFile { format, bytes, entries })
+        let hazard = match (format, std::str::from_utf8(bytes)) {
+            (Format::Yaml, Ok(text)) => formats::yaml::line_break_hazard(text, &entries),
+            _ => None,
+        };
+        if let Some(h) = hazard
+            && entries.iter().any(Entry::is_token)
+        {
+            return Err(formats::yaml::hazard_error(h));
+        }
+        Ok(ConfigFile { format, bytes, entries, hazard })
     }
 
     /// The file's format.
@@ -226,6 +239,9 @@ impl<'a> ConfigFile<'a> {
                 }
                 Err(error) => errors.push(ValueError { line: entry.line, name: full.into_owned(), error }),
             }
+        }
+        if let Some(h) = self.hazard.filter(|_| !sealed.is_empty()) {
+            errors.push(ValueError { line: h.0, name: String::new(), error: formats::yaml::hazard_error(h) });
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -487,6 +503,37 @@ mod tests {
             ConfigFile::parse(Format::Yaml, b"db:\n  password: &p s3cr3t\nui: {banner: *p}\n", "x").unwrap();
         let errors = plain.seal(&ring, &Pattern::defaults(), "").unwrap_err();
         assert_eq!((errors[0].name.as_str(), errors[0].error.kind()), ("db.password", "aliased"));
+    }
+
+    /// NEL, LS and PS are line breaks to YAML 1.1 readers and not to
+    /// encstr's: outside a quoted or block scalar value they are refused in
+    /// a file holding tokens, and sealing a file with one is refused.
+    #[test]
+    fn yaml_1_1_line_breaks_outside_quoted_or_block_scalars_are_refused_with_tokens() {
+        let ring = ring();
+        let t = token::encrypt(&ring, "db.password", b"x").unwrap();
+        for (c, what) in [('\u{85}', "U+0085 (NEL)"), ('\u{2028}', "U+2028"), ('\u{2029}', "U+2029")] {
+            for doc in [
+                format!("db:\n  password: {t}\n# note{c}smtp: {{}}\n"),
+                format!("db:\n  password: |  # header{c}\n    {t}\n"),
+                format!("db{c}:\n  password: {t}\n"),
+            ] {
+                let err = ConfigFile::parse(Format::Yaml, doc.as_bytes(), "x").unwrap_err();
+                assert_eq!(err.kind(), "parse", "{doc:?}");
+                assert!(err.to_string().contains(what), "{err}");
+            }
+            // Inside quoted and block scalar values they are content.
+            for doc in [
+                format!("db:\n  password: {t}\n  banner: \"a{c}b\"\n  motd: 'a{c}b'\n  text: |\n    a{c}b\n"),
+                format!("# note{c}\nplain: x\n"),
+            ] {
+                assert!(ConfigFile::parse(Format::Yaml, doc.as_bytes(), "x").is_ok(), "{doc:?}");
+            }
+            let text = format!("# n{c}\ndb:\n  password: s3cr3t\n");
+            let plain = ConfigFile::parse(Format::Yaml, text.as_bytes(), "x").unwrap();
+            let errors = plain.seal(&ring, &Pattern::defaults(), "").unwrap_err();
+            assert_eq!((errors[0].line, errors[0].error.kind()), (1, "parse"));
+        }
     }
 
     #[test]

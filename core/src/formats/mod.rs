@@ -418,6 +418,14 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// A `Parse` error.
+/// The 1-based line of byte `at`, with CR LF, lone CR and LF each one
+/// line break.
+pub(crate) fn line_at(text: &str, at: usize) -> usize {
+    let b = &text.as_bytes()[..at];
+    let crlf = memchr::memmem::find_iter(b, b"\r\n").count();
+    1 + memchr::memchr2_iter(b'\n', b'\r', b).count() - crlf
+}
+
 pub(crate) fn parse_error(format: &'static str, line: usize, message: impl Into<String>) -> Error {
     Error::Parse { format, line, message: message.into() }
 }

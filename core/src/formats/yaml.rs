@@ -37,6 +37,46 @@ enum Role {
     Value(Option<String>),
 }
 
+/// The first NEL, LS or PS (U+0085, U+2028, U+2029) outside a quoted or
+/// block scalar value: its line and character. YAML 1.2 readers (granit,
+/// here) take these as ordinary characters, YAML 1.1 readers (PyYAML,
+/// SnakeYAML, libyaml) as line breaks, so around one the two see different
+/// keys: a comment could hide a key from encstr that the app reads, and
+/// move a verified token under a name an attacker chose.
+pub(crate) fn line_break_hazard(text: &str, entries: &[Entry<'_>]) -> Option<(usize, char)> {
+    // A block scalar's content starts after its header line (whose comment
+    // is outside it).
+    let safe = |at: usize| {
+        entries.iter().any(|e| {
+            let quoted = matches!(e.quote, Quote::Single | Quote::Double) && e.span.contains(&at);
+            let block = matches!(text.as_bytes().get(e.span.start), Some(b'|' | b'>'))
+                && text[e.span.clone()]
+                    .find(['\n', '\r'])
+                    .is_some_and(|h| (e.span.start + h..e.span.end).contains(&at));
+            quoted || block
+        })
+    };
+    let (at, c) =
+        text.char_indices().find(|&(i, c)| matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') && !safe(i))?;
+    Some((super::line_at(text, at), c))
+}
+
+/// The refusal of a [`line_break_hazard`].
+pub(crate) fn hazard_error((line, c): (usize, char)) -> crate::error::Error {
+    let what = match c {
+        '\u{85}' => "U+0085 (NEL)",
+        '\u{2028}' => "U+2028 (LINE SEPARATOR)",
+        _ => "U+2029 (PARAGRAPH SEPARATOR)",
+    };
+    parse_error(
+        FORMAT,
+        line,
+        format!(
+            "{what} outside a quoted or block scalar: YAML 1.1 readers (PyYAML, SnakeYAML) break the line there and would read other keys than encstr; remove it, or quote the value that holds it"
+        ),
+    )
+}
+
 /// Find every scalar value of a YAML stream. A value an alias or merge key
 /// reads too (through an anchor on it or on a collection holding it) is
 /// marked [`Entry::aliased`].
