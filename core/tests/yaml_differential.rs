@@ -140,17 +140,17 @@ impl Render {
             match n {
                 Node::Map(m) => {
                     let c = self.comment();
-                    let _ = write!(self.out, "{pad}{key}:{c}\n");
+                    let _ = writeln!(self.out, "{pad}{key}:{c}");
                     self.map(m, indent + 2);
                 }
                 Node::Seq(s) => {
                     let c = self.comment();
-                    let _ = write!(self.out, "{pad}{key}:{c}\n");
+                    let _ = writeln!(self.out, "{pad}{key}:{c}");
                     self.seq(s, indent + 2);
                 }
                 Node::Flow(f) => {
                     let f = self.flow(f);
-                    let _ = write!(self.out, "{pad}{key}: [{f}]\n");
+                    let _ = writeln!(self.out, "{pad}{key}: [{f}]");
                 }
                 leaf => {
                     let s = self.scalar(leaf, indent);
@@ -165,16 +165,16 @@ impl Render {
         for n in items {
             match n {
                 Node::Map(m) => {
-                    let _ = write!(self.out, "{pad}-\n");
+                    let _ = writeln!(self.out, "{pad}-");
                     self.map(m, indent + 2);
                 }
                 Node::Seq(s) => {
-                    let _ = write!(self.out, "{pad}-\n");
+                    let _ = writeln!(self.out, "{pad}-");
                     self.seq(s, indent + 2);
                 }
                 Node::Flow(f) => {
                     let f = self.flow(f);
-                    let _ = write!(self.out, "{pad}- [{f}]\n");
+                    let _ = writeln!(self.out, "{pad}- [{f}]");
                 }
                 leaf => {
                     let s = self.scalar(leaf, indent);
