@@ -1,5 +1,6 @@
-//! The operator's caches: what it keeps of each Namespace and of each
-//! Secret carrying a keyring label, fed by watchers.
+//! The operator's caches: what it keeps of each Namespace, of each
+//! Secret carrying a keyring label and of each ConfigMap publishing a
+//! keyring's recipient, fed by watchers.
 //!
 //! A reflector store keeps every object whole: about 2.4 KiB per Secret and
 //! 1.2 KiB per Namespace, most of it empty `BTreeMap` nodes and metadata the
@@ -17,14 +18,14 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX, LABEL_ROLE};
+use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX, LABEL_ROLE, RECIPIENT_KEY};
 
 /// Sorted `(key, value)` pairs: a label set in a tenth of a `BTreeMap`'s
 /// memory.
@@ -249,6 +250,54 @@ impl Secrets {
             .filter(|(_, e)| e.label(key) == Some(value))
             .map(|((ns, n), _)| (ns.to_string(), n.to_string()))
             .collect()
+    }
+}
+
+// ---- ConfigMaps publishing recipients ----
+
+/// What the operator keeps of a ConfigMap carrying role `recipient`: its
+/// `encstr.io/` labels and its recipient (public text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapEntry {
+    labels: Pairs,
+    recipient: Option<Box<str>>,
+}
+
+/// Recipient ConfigMaps by `(namespace, name)`.
+pub type ConfigMaps = Index<(Box<str>, Box<str>), ConfigMapEntry>;
+
+/// The entry of a ConfigMap (for [`index`]).
+pub fn config_map_entry(cm: &ConfigMap) -> ((Box<str>, Box<str>), ConfigMapEntry) {
+    let m = &cm.metadata;
+    let ns: Box<str> = m.namespace.as_deref().unwrap_or_default().into();
+    let entry = ConfigMapEntry {
+        labels: pairs(m.labels.iter().flatten().filter(|(k, _)| k.starts_with(LABEL_PREFIX))),
+        recipient: cm.data.as_ref().and_then(|d| d.get(RECIPIENT_KEY)).map(|v| v.as_str().into()),
+    };
+    ((ns, name_of(m)), entry)
+}
+
+impl ConfigMapEntry {
+    /// One of its `encstr.io/` labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        lookup(&self.labels, key)
+    }
+
+    /// Whether it already publishes `recipient` with these labels.
+    pub fn is_current<'a>(
+        &self,
+        recipient: &str,
+        mut labels: impl Iterator<Item = (&'a String, &'a String)>,
+    ) -> bool {
+        self.recipient.as_deref() == Some(recipient) && labels.all(|(k, v)| self.label(k) == Some(v.as_str()))
+    }
+}
+
+impl ConfigMaps {
+    /// The ConfigMap `namespace/name`, if cached.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<ConfigMapEntry> {
+        let map = self.map.read().expect("cache lock");
+        map.get(&(namespace.into(), name.into())).cloned()
     }
 }
 

@@ -77,6 +77,12 @@ pub struct Input<'a> {
     pub backup: BackupInput<'a>,
     /// When the staged key will be promoted (if known).
     pub promotion_at: Option<Timestamp>,
+    /// The recipient published (`reconcile::decide::recipient`); without a
+    /// usable master the previous one is kept.
+    pub recipient: Option<String>,
+    /// A SecretKeyring's own namespace, when its recipient ConfigMap cannot
+    /// be written there (a ClusterSecretKeyring says so per target).
+    pub local: Option<TargetStatus>,
     /// Now.
     pub now: Timestamp,
 }
@@ -102,6 +108,7 @@ fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &In
                 })
                 .collect();
             status.primary_key_id = Some(ring.primary().id().to_string());
+            status.recipient = input.recipient.clone();
             status.key_count = Some(ring.len() as u32);
             status.last_rotation_time = meta.last_rotation.map(fmt_time);
         }
@@ -109,6 +116,7 @@ fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &In
             if let Some(p) = previous {
                 status.keys = p.keys.clone();
                 status.primary_key_id = p.primary_key_id.clone();
+                status.recipient = p.recipient.clone();
                 status.key_count = p.key_count;
                 status.last_rotation_time = p.last_rotation_time.clone();
             }
@@ -218,6 +226,17 @@ fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) ->
             false,
             "NoKeyring",
             "no usable master keyring".into(),
+            gen_,
+            now,
+        );
+    }
+    if let (false, Some(local)) = (input.cluster, &input.local) {
+        return condition(
+            prev,
+            condition::DISTRIBUTED,
+            false,
+            local.reason.as_deref().unwrap_or("NotDistributed"),
+            local.message.clone().unwrap_or_default(),
             gen_,
             now,
         );
@@ -377,6 +396,8 @@ mod tests {
             generation: Some(1),
             backup: BackupInput::Off,
             promotion_at: None,
+            recipient: None,
+            local: None,
             now,
         };
         let s1 = compute(None, &input(true, t("2026-11-23T09:00:00Z")));
@@ -416,6 +437,8 @@ mod tests {
                 generation: Some(2),
                 backup: BackupInput::Off,
                 promotion_at: None,
+                recipient: None,
+                local: None,
                 now: t("2026-11-23T09:00:00Z"),
             },
         );
@@ -447,6 +470,8 @@ mod tests {
             generation: Some(1),
             backup,
             promotion_at: None,
+            recipient: None,
+            local: None,
             now: t("2026-11-23T09:00:00Z"),
         };
         let get = |s: &KeyringStatus, ty: &str| {
