@@ -10,7 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
 
-use super::events::{Note, TargetState};
+use super::events::{self, Note};
 use super::observe::Target;
 use crate::crd::*;
 use crate::desired::{self, Invalid, KeyMeta, Step, ValidSpec};
@@ -520,17 +520,17 @@ pub enum Holding {
 /// `distributed` (`None`: the target does not count — no copy of this
 /// keyring goes there: the namespace is missing or terminating, or holds
 /// somebody else's Secret of that name).
-pub fn holding(state: &TargetState, distributed: &Keyring) -> Option<Holding> {
+pub fn holding(state: &events::TargetState, distributed: &Keyring) -> Option<Holding> {
     match state {
-        TargetState::Synced => Some(Holding::Keys(distributed.ids())),
-        TargetState::NamespaceNotFound
-        | TargetState::NamespaceTerminating
-        | TargetState::SecretConflict { .. } => None,
-        TargetState::WriteConflict
-        | TargetState::BackupPending
-        | TargetState::WriteFailed { .. }
-        | TargetState::RecipientConflict { .. }
-        | TargetState::RecipientWriteFailed { .. } => Some(Holding::Unknown),
+        events::TargetState::Synced => Some(Holding::Keys(distributed.ids())),
+        events::TargetState::NamespaceNotFound
+        | events::TargetState::NamespaceTerminating
+        | events::TargetState::SecretConflict { .. } => None,
+        events::TargetState::WriteConflict
+        | events::TargetState::BackupPending
+        | events::TargetState::WriteFailed { .. }
+        | events::TargetState::RecipientConflict { .. }
+        | events::TargetState::RecipientWriteFailed { .. } => Some(Holding::Unknown),
     }
 }
 
