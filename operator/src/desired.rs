@@ -667,7 +667,11 @@ pub fn recipient_config_map(
 
 /// Whether an existing recipient ConfigMap already publishes `recipient`
 /// with these labels.
-pub fn recipient_is_current(existing: &ConfigMap, recipient: &str, labels: &BTreeMap<String, String>) -> bool {
+pub fn recipient_is_current(
+    existing: &ConfigMap,
+    recipient: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let l = existing.labels();
     existing.data.as_ref().and_then(|d| d.get(RECIPIENT_KEY)).is_some_and(|r| r == recipient)
         && labels.iter().all(|(k, v)| l.get(k) == Some(v))

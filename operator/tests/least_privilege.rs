@@ -69,8 +69,11 @@ fn cluster_wide_the_chart_grants_exactly_what_the_operator_uses() {
     // ConfigMaps: listed for usage scans; watched, read, created, updated
     // and deleted for the recipient ConfigMaps (the rules of copies) —
     // never patched.
-    let configmaps: BTreeSet<String> =
-        used(&env).into_iter().filter(|(_, g, r)| g.is_empty() && r == "configmaps").map(|(v, _, _)| v).collect();
+    let configmaps: BTreeSet<String> = used(&env)
+        .into_iter()
+        .filter(|(_, g, r)| g.is_empty() && r == "configmaps")
+        .map(|(v, _, _)| v)
+        .collect();
     let want = ["create", "delete", "get", "list", "update", "watch"];
     assert_eq!(configmaps, want.iter().map(|v| (*v).to_owned()).collect::<BTreeSet<_>>());
 }

@@ -63,9 +63,19 @@ fn publishes_the_primarys_recipient_in_every_target_under_the_copy_rules() {
     // Somebody else's ConfigMap of the recipient's name in team-c.
     kubectl(
         &env,
-        &["create", "configmap", "payments-recipient", "-n", "team-c", "--from-literal=recipient=someone-elses"],
+        &[
+            "create",
+            "configmap",
+            "payments-recipient",
+            "-n",
+            "team-c",
+            "--from-literal=recipient=someone-elses",
+        ],
     );
-    apply(&env, &format!("{CSKR}  targets: {{namespaces: [team-a, team-b, team-c]}}\n  deletionPolicy: Delete\n"));
+    apply(
+        &env,
+        &format!("{CSKR}  targets: {{namespaces: [team-a, team-b, team-c]}}\n  deletionPolicy: Delete\n"),
+    );
     let master = converged(&env, OPERATOR_NS, "payments", &["team-a", "team-b", "team-c"]);
     let want = recipient_of(&env, &master);
     let st = wait(30, "status.recipient", || {
@@ -88,12 +98,16 @@ fn publishes_the_primarys_recipient_in_every_target_under_the_copy_rules() {
         (target(&st, "team-c")?["reason"] == "RecipientConflict").then_some(st)
     });
     assert_eq!(target(&st, "team-c").unwrap()["synced"], false);
-    assert!(target(&st, "team-c").unwrap()["message"].as_str().unwrap().contains("not managed by this keyring"));
+    assert!(
+        target(&st, "team-c").unwrap()["message"].as_str().unwrap().contains("not managed by this keyring")
+    );
     let theirs = config_map(&env, "team-c", "payments-recipient").unwrap();
     assert_eq!(theirs["data"]["recipient"], "someone-elses");
     assert!(theirs["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none());
     assert!(
-        events(&env, "default").iter().any(|(t, r, n)| t == "Warning" && r == "RecipientConflict" && n.contains("team-c")),
+        events(&env, "default")
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "RecipientConflict" && n.contains("team-c")),
         "a Warning event"
     );
     assert_eq!(keyring_secret(&env, "team-c", "payments").unwrap().0, master, "the copy itself is there");
@@ -101,10 +115,21 @@ fn publishes_the_primarys_recipient_in_every_target_under_the_copy_rules() {
     kubectl(&env, &["delete", "configmap", "payments-recipient", "-n", "team-a"]);
     kubectl(
         &env,
-        &["patch", "configmap", "payments-recipient", "-n", "team-b", "--type=merge", "-p", r#"{"data":{"recipient":"ENCSTR-RECIPIENT:forged"}}"#],
+        &[
+            "patch",
+            "configmap",
+            "payments-recipient",
+            "-n",
+            "team-b",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"recipient":"ENCSTR-RECIPIENT:forged"}}"#,
+        ],
     );
     for ns in ["team-a", "team-b"] {
-        wait(20, "the ConfigMap restored", || (published(&env, ns, "payments-recipient")? == want).then_some(()));
+        wait(20, "the ConfigMap restored", || {
+            (published(&env, ns, "payments-recipient")? == want).then_some(())
+        });
     }
     // A value sealed to it by someone holding no key renders with every copy.
     let token = seal(&want, "db.password", "s3cr3t");
@@ -115,7 +140,9 @@ fn publishes_the_primarys_recipient_in_every_target_under_the_copy_rules() {
     // deletionPolicy: Delete removes ours, never theirs.
     kubectl(&env, &["delete", "cskr", "payments"]);
     for ns in ["team-a", "team-b"] {
-        wait(20, "the ConfigMap deleted", || config_map(&env, ns, "payments-recipient").is_none().then_some(()));
+        wait(20, "the ConfigMap deleted", || {
+            config_map(&env, ns, "payments-recipient").is_none().then_some(())
+        });
     }
     assert_eq!(published(&env, "team-c", "payments-recipient").as_deref(), Some("someone-elses"));
     assert_no_forbidden(&env);
@@ -124,7 +151,10 @@ fn publishes_the_primarys_recipient_in_every_target_under_the_copy_rules() {
 #[test]
 fn a_secret_keyring_publishes_in_its_namespace_and_guards_hold_the_writes() {
     let (env, _) = setup("recipient-local", &["print", "scan"]);
-    kubectl(&env, &["create", "configmap", "scanner-recipient", "-n", "scan", "--from-literal=recipient=mine"]);
+    kubectl(
+        &env,
+        &["create", "configmap", "scanner-recipient", "-n", "scan", "--from-literal=recipient=mine"],
+    );
     apply(
         &env,
         "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec: {}\n---\napiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: scanner, namespace: scan}\nspec: {}\n",
@@ -147,7 +177,10 @@ fn a_secret_keyring_publishes_in_its_namespace_and_guards_hold_the_writes() {
         (condition(&st, "KeyringDistributed")?.1 == "RecipientConflict").then_some(st)
     });
     assert_eq!(condition(&st, "Ready").unwrap().0, "False");
-    assert!(st["recipient"].as_str().is_some_and(|r| r.starts_with("ENCSTR-RECIPIENT:")), "status still shows it");
+    assert!(
+        st["recipient"].as_str().is_some_and(|r| r.starts_with("ENCSTR-RECIPIENT:")),
+        "status still shows it"
+    );
     assert_eq!(published(&env, "scan", "scanner-recipient").as_deref(), Some("mine"));
     assert!(events(&env, "scan").iter().any(|(t, r, _)| t == "Warning" && r == "RecipientConflict"));
     // While a guard holds (the master is gone), nothing is written: a
@@ -167,7 +200,9 @@ fn a_secret_keyring_publishes_in_its_namespace_and_guards_hold_the_writes() {
         back["metadata"].as_object_mut().unwrap().remove(k);
     }
     kubectl(&env, &["create", "-f", write(&env, &back.to_string()).to_str().unwrap()]);
-    wait(30, "the ConfigMap restored", || (published(&env, "print", "agents-recipient")? == want).then_some(()));
+    wait(30, "the ConfigMap restored", || {
+        (published(&env, "print", "agents-recipient")? == want).then_some(())
+    });
     // deletionPolicy Retain (the default): kept, no longer managed.
     kubectl(&env, &["delete", "skr", "agents", "-n", "print"]);
     wait(20, "released", || {
@@ -196,7 +231,10 @@ fn values_sealed_just_before_and_just_after_a_promotion_render_in_every_target()
     );
     f.times = 3;
     env.server.fail(f);
-    apply(&env, &format!("{CSKR}  targets: {{namespaces: [team-a, team-b]}}\n  rotation: {{promotionDelay: 3s}}\n"));
+    apply(
+        &env,
+        &format!("{CSKR}  targets: {{namespaces: [team-a, team-b]}}\n  rotation: {{promotionDelay: 3s}}\n"),
+    );
     let mut early = 0;
     wait(30, "the copy in team-b", || {
         // What is published first, then the copy.
@@ -213,7 +251,10 @@ fn values_sealed_just_before_and_just_after_a_promotion_render_in_every_target()
     let master = converged(&env, OPERATOR_NS, "payments", &targets);
     let first = recipient_of(&env, &master);
     wait(30, "the first recipient", || {
-        targets.iter().all(|ns| published(&env, ns, "payments-recipient").as_deref() == Some(first.as_str())).then_some(())
+        targets
+            .iter()
+            .all(|ns| published(&env, ns, "payments-recipient").as_deref() == Some(first.as_str()))
+            .then_some(())
     });
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
     // Sample through the rotation: read what is published (the status and
@@ -224,9 +265,11 @@ fn values_sealed_just_before_and_just_after_a_promotion_render_in_every_target()
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while after < 3 {
         assert!(std::time::Instant::now() < deadline, "no promotion seen; saw {seen:?}");
-        let mut recipients: Vec<String> = cstatus(&env, "payments")["recipient"].as_str().map(str::to_owned).into_iter().collect();
+        let mut recipients: Vec<String> =
+            cstatus(&env, "payments")["recipient"].as_str().map(str::to_owned).into_iter().collect();
         recipients.extend(targets.iter().filter_map(|ns| published(&env, ns, "payments-recipient")));
-        let copies: Vec<String> = targets.iter().map(|ns| keyring_secret(&env, ns, "payments").unwrap().0).collect();
+        let copies: Vec<String> =
+            targets.iter().map(|ns| keyring_secret(&env, ns, "payments").unwrap().0).collect();
         for (i, r) in recipients.iter().enumerate() {
             let token = seal(r, "db.password", &format!("v{i}"));
             for copy in &copies {

@@ -12,10 +12,10 @@ use zeroize::Zeroizing;
 
 use super::decide::{self, Master, Timing};
 use super::distribute;
-use super::publish;
 use super::escrow::{self, BackupState};
 use super::events::{Note, TargetState};
 use super::observe::{self, Scan, Target};
+use super::publish;
 use super::report::{self, Report};
 use crate::backup;
 use crate::context::Ctx;
@@ -95,8 +95,7 @@ pub async fn keyring<K: KeyringResource>(
             .collect();
     }
     // The recipient, once the copies hold its key.
-    let published =
-        publish::recipient(k, ctx, &spec.secret_name, master_ns, &ring, &copies, &mut r).await?;
+    let published = publish::recipient(k, ctx, &spec.secret_name, master_ns, &ring, &copies, &mut r).await?;
     failure = failure.or(published);
     // Report. A step held back for a backup is not a step taken.
     let stepped = stepped && r.backup.failure.is_none();

@@ -557,7 +557,7 @@ pub fn recipient(ring: &Keyring, published: Option<&str>, copies: &[Holding]) ->
     // master's own key of that id, and only if it is the one published.
     let before = published.and_then(|p| Recipient::parse(p).ok())?;
     let key = ring.keys().find(|k| k.id() == before.key_id())?;
-    (key.recipient() == &before && held_by(key.id(), true)).then(|| before)
+    (key.recipient() == &before && held_by(key.id(), true)).then_some(before)
 }
 
 /// Whether a target gets the recipient ConfigMap: its copy is known to hold

@@ -154,8 +154,10 @@ pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
         }
     }
     if !published.is_empty() {
-        let places: Vec<String> =
-            published.iter().map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())).collect();
+        let places: Vec<String> = published
+            .iter()
+            .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+            .collect();
         info!(config_maps = ?places, "recipient ConfigMaps {}", cleanup_verb(policy));
     }
     let notes = note.into_iter().chain([Note::Cleanup { policy, secrets: managed.len() }]).collect();

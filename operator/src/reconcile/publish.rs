@@ -56,7 +56,10 @@ pub async fn publish<K: KeyringResource>(
             Ok(p) => p,
             Err(e) if e.is_not_leader() => return Err(e),
             Err(e) => {
-                let p = Published::No(TargetState::RecipientWriteFailed { reason: e.reason(), error: e.to_string() });
+                let p = Published::No(TargetState::RecipientWriteFailed {
+                    reason: e.reason(),
+                    error: e.to_string(),
+                });
                 failure = Some(e);
                 p
             }
@@ -117,7 +120,8 @@ async fn refresh<K: KeyringResource>(k: &K, ctx: &Ctx, ns: &str, want: &Want<'_>
             if desired::recipient_is_current(&cm, want.recipient, &want.labels) {
                 return Ok(Published::Yes(false));
             }
-            let cm = desired::recipient_config_map(Some(&cm), ns, want.name, want.labels.clone(), want.recipient);
+            let cm =
+                desired::recipient_config_map(Some(&cm), ns, want.name, want.labels.clone(), want.recipient);
             writer::replace_config_map(&ctx.shared.client, &cm).await?;
             Ok(Published::Yes(true))
         }

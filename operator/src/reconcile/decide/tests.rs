@@ -451,7 +451,11 @@ fn keys_of(r: &Keyring) -> Holding {
 #[test]
 fn a_secret_keyring_publishes_its_primary_at_once() {
     let r = ring(&[1, 2]);
-    assert_eq!(recipient(&r, None, &[]), Some(key(2).recipient().clone()), "the master is what its pods mount");
+    assert_eq!(
+        recipient(&r, None, &[]),
+        Some(key(2).recipient().clone()),
+        "the master is what its pods mount"
+    );
 }
 
 #[test]
