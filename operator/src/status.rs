@@ -498,4 +498,46 @@ mod tests {
         let carried = compute(Some(&on), &input(BackupInput::Carry));
         assert_eq!(get(&carried, condition::BACKUP_CURRENT), get(&on, condition::BACKUP_CURRENT));
     }
+
+    #[test]
+    fn the_recipient_is_shown_as_decided_and_kept_without_a_master() {
+        let ring = Keyring::new(vec![Key::from_seed(Seed::from_bytes([1; 32]))]).unwrap();
+        let meta = KeyMeta::default();
+        let shown = ring.primary().recipient().to_string();
+        let conflict = TargetStatus {
+            namespace: "print".into(),
+            synced: false,
+            reason: Some("RecipientConflict".into()),
+            message: Some("a ConfigMap named agents-recipient exists".into()),
+        };
+        let input = |master: bool, local: Option<TargetStatus>| Input {
+            master: master.then_some((&ring, &meta)),
+            secret_name: Some("agents"),
+            cluster: false,
+            usage: None,
+            blocked: &[],
+            targets: vec![],
+            invalid: None,
+            generation: Some(1),
+            backup: BackupInput::Off,
+            promotion_at: None,
+            recipient: master.then(|| shown.clone()),
+            local,
+            now: t("2026-11-23T09:00:00Z"),
+        };
+        let ok = compute(None, &input(true, None));
+        assert_eq!(ok.recipient.as_deref(), Some(shown.as_str()));
+        assert_eq!(ok.conditions[1].reason, "Local");
+        // A SecretKeyring whose ConfigMap is somebody else's is not Ready,
+        // and says why; the status still shows the recipient.
+        let conflicted = compute(Some(&ok), &input(true, Some(conflict)));
+        assert_eq!(
+            (conflicted.conditions[0].status.as_str(), conflicted.conditions[0].reason.as_str()),
+            ("False", "RecipientConflict")
+        );
+        assert_eq!(conflicted.conditions[1].reason, "RecipientConflict");
+        assert_eq!(conflicted.recipient.as_deref(), Some(shown.as_str()));
+        // No usable master (a guard holds): the published recipient is kept.
+        assert_eq!(compute(Some(&ok), &input(false, None)).recipient.as_deref(), Some(shown.as_str()));
+    }
 }
