@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::keyring::{KeyringResource, Kind};
 use crate::writer::{self, Created};
 
+/// The longest name of a ConfigMap (a DNS subdomain).
+const MAX_OBJECT_NAME: usize = 253;
+
 /// ConfigMaps written at the same time.
 const PUBLISH_CONCURRENCY: usize = 8;
 
@@ -44,6 +47,14 @@ pub async fn publish<K: KeyringResource>(
     recipient: &str,
 ) -> Result<(Vec<Published>, Option<Error>)> {
     let name = desired::recipient_config_map_name(secret_name);
+    if name.len() > MAX_OBJECT_NAME {
+        // No such ConfigMap can exist: said per namespace, not retried.
+        let error = format!(
+            "{secret_name}{RECIPIENT_SUFFIX} is longer than {MAX_OBJECT_NAME} characters; read the recipient from the keyring's status"
+        );
+        let state = TargetState::RecipientWriteFailed { reason: "RecipientNameTooLong", error };
+        return Ok((namespaces.iter().map(|_| Published::No(state.clone())).collect(), None));
+    }
     let want = Want { name: &name, labels: k.managed_labels(ROLE_RECIPIENT), recipient };
     let want = &want;
     let mut results = futures::stream::iter(0..namespaces.len())
