@@ -256,11 +256,12 @@ impl Secrets {
 // ---- ConfigMaps publishing recipients ----
 
 /// What the operator keeps of a ConfigMap carrying role `recipient`: its
-/// `encstr.io/` labels and its recipient (public text).
+/// `encstr.io/` labels and a SHA-256 digest of its `recipient` value (a
+/// label is only a claim: whoever labels a ConfigMap chooses its size).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigMapEntry {
     labels: Pairs,
-    recipient: Option<Box<str>>,
+    recipient: Option<[u8; 32]>,
 }
 
 /// Recipient ConfigMaps by `(namespace, name)`.
@@ -272,7 +273,7 @@ pub fn config_map_entry(cm: &ConfigMap) -> ((Box<str>, Box<str>), ConfigMapEntry
     let ns: Box<str> = m.namespace.as_deref().unwrap_or_default().into();
     let entry = ConfigMapEntry {
         labels: pairs(m.labels.iter().flatten().filter(|(k, _)| k.starts_with(LABEL_PREFIX))),
-        recipient: cm.data.as_ref().and_then(|d| d.get(RECIPIENT_KEY)).map(|v| v.as_str().into()),
+        recipient: cm.data.as_ref().and_then(|d| d.get(RECIPIENT_KEY)).map(|v| digest(v.as_bytes())),
     };
     ((ns, name_of(m)), entry)
 }
@@ -289,7 +290,8 @@ impl ConfigMapEntry {
         recipient: &str,
         mut labels: impl Iterator<Item = (&'a String, &'a String)>,
     ) -> bool {
-        self.recipient.as_deref() == Some(recipient) && labels.all(|(k, v)| self.label(k) == Some(v.as_str()))
+        self.recipient == Some(digest(recipient.as_bytes()))
+            && labels.all(|(k, v)| self.label(k) == Some(v.as_str()))
     }
 }
 
@@ -448,6 +450,36 @@ mod tests {
         );
         w.apply(&Event::Delete(secret("a", &[], None, None)));
         assert_eq!(index.get("a", "ring"), None);
+    }
+
+    #[test]
+    fn recipient_config_maps_keep_our_labels_and_a_digest_only() {
+        let (index, mut w) = index(config_map_entry);
+        let cm = |recipient: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("ring-recipient".into()),
+                namespace: Some("a".into()),
+                labels: Some(BTreeMap::from([
+                    ("encstr.io/role".to_owned(), "recipient".to_owned()),
+                    ("encstr.io/keyring".to_owned(), "ring".to_owned()),
+                    ("app".to_owned(), "x".to_owned()),
+                ])),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(RECIPIENT_KEY.to_owned(), recipient.to_owned())])),
+            ..Default::default()
+        };
+        w.apply(&Event::Init);
+        w.apply(&Event::InitApply(cm(&"R".repeat(4096))));
+        w.apply(&Event::InitDone);
+        let e = index.get("a", "ring-recipient").expect("cached");
+        assert_eq!((e.label("encstr.io/role"), e.label("app")), (Some("recipient"), None));
+        assert!(!format!("{e:?}").contains("RRRR"), "a digest, whatever its size");
+        let ours = BTreeMap::from([("encstr.io/keyring".to_owned(), "ring".to_owned())]);
+        assert!(e.is_current(&"R".repeat(4096), ours.iter()));
+        assert!(!e.is_current("ENCSTR-RECIPIENT:x", ours.iter()), "another recipient");
+        let other = BTreeMap::from([("encstr.io/keyring".to_owned(), "other".to_owned())]);
+        assert!(!e.is_current(&"R".repeat(4096), other.iter()), "another keyring's labels");
     }
 
     #[tokio::test]
