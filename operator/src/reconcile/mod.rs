@@ -4,7 +4,8 @@
 //! - **decide** ([`decide`], with `desired`, `guard` and `status`): pure
 //!   functions from what was seen to one [`decide::Decision`];
 //! - **act** ([`create`], [`converge`], [`distribute`], [`escrow`],
-//!   [`publish`]): the only writes, each conditional on what was observed, through `writer`;
+//!   [`publish`]): the only writes, each conditional on what was
+//!   observed, through `writer`;
 //! - **report** ([`report`]): status, events ([`events`] holds all their
 //!   wording) and metrics.
 
@@ -117,10 +118,10 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
 }
 
 /// Deletion: `Delete` removes the copies, the recipient ConfigMaps and the
-/// master; `Retain` leaves them without the keyring's labels — and so does `Delete` while anything
-/// holds the keyring's writes (a guard, an invalid spec or master): those
-/// Secrets may be the last holders of its keys. Only Secrets the operator
-/// wrote (name, role, label) are touched. Idempotent. Everything the
+/// master; `Retain` leaves them without the keyring's labels — and so does
+/// `Delete` while anything holds the keyring's writes (a guard, an invalid
+/// spec or master): those Secrets may be the last holders of its keys. Only
+/// objects the operator wrote (name, role, label) are touched. Idempotent. Everything the
 /// process remembers of the keyring is forgotten.
 pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
     let hold = match k.common().deletion_policy {
