@@ -274,11 +274,10 @@ fn values_sealed_just_before_and_just_after_a_promotion_render_in_every_target()
             let token = seal(r, "db.password", &format!("v{i}"));
             for copy in &copies {
                 let id = Recipient::parse(r).unwrap().key_id();
-                assert!(copy.lines().count() >= 1, "a copy");
                 let rendered = render_ok(&env, copy, &format!("db.password = {token}\n"));
                 assert_eq!(rendered, format!("db.password = v{i}\n"), "sealed to {id}");
             }
-            if seen.last() != Some(r) && !seen.contains(r) {
+            if !seen.contains(r) {
                 seen.push(r.clone());
             }
         }
