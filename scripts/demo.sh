@@ -2,7 +2,9 @@
 # Local walkthrough of encstr with a generated keyring; no cluster needed.
 # Builds the `encstr` binary, then: keys init, seal a sample config, check,
 # decrypt, rotate and re-encrypt, and shows that a token moved to another
-# field is refused. Everything happens in ./demo (removed first).
+# field is refused. Then the operator against the tests' API server: copies,
+# an app team without Secret access sealing with the published recipient,
+# the sidecar's render, injection, rotation and a refused key loss. Everything happens in ./demo (removed first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -112,12 +114,35 @@ show kubectl get secrets -A -l encstr.io/cluster-keyring=print -L encstr.io/role
 show kubectl get cskr print
 show kubectl get cskr print -o jsonpath='{.status.keys}{"\n"}{.status.targets}{"\n"}'
 
-step "an app in print-a seals with, and renders with, its copy of the keyring"
+step "an app team that may not read Secrets seals with the recipient the operator publishes"
+# The team's own identity: a ServiceAccount in print-a with the namespace's view role.
+kubectl create serviceaccount app-team -n print-a >/dev/null
+kubectl create rolebinding app-team-view -n print-a --clusterrole=view --serviceaccount=print-a:app-team >/dev/null
+cp kubeconfig team-kubeconfig
+kubectl --kubeconfig team-kubeconfig config set-credentials app-team --token="$(kubectl create token app-team -n print-a)" >/dev/null
+kubectl --kubeconfig team-kubeconfig config set-context --current --user=app-team >/dev/null
+team() { KUBECONFIG="$PWD/team-kubeconfig" "$@"; }
+if show team kubectl auth can-i get secrets -n print-a; then
+  echo "expected the app team not to read Secrets" >&2
+  exit 1
+fi
+for _ in $(seq 100); do team kubectl get configmap print-recipient -n print-a >/dev/null 2>&1 && break; sleep 0.1; done
+show team kubectl get configmap print-recipient -n print-a -o jsonpath='{.data.recipient}{"\n"}'
+show kubectl get cskr print -o jsonpath='{.status.recipient}{"\n"}'
+team kubectl get configmap print-recipient -n print-a -o jsonpath='{.data.recipient}' > recipient.txt
+cat > team.properties <<'PROPS'
+report.url = https://reports.example.com
+report.password = sealed-by-the-app-team
+PROPS
+show encstr seal --recipient-file recipient.txt team.properties
+show cat team.properties
+
+step "an app in print-a renders with its copy of the keyring (what the sidecar does), sealed and encrypted values alike"
 (umask 077; kubectl get secret print -n print-a -o jsonpath='{.data.keyring}' | base64 -d > copy-keyring)
 printf 'db.password = %s\n' "$(printf %s 'from-the-cluster' | encstr encrypt --name db.password --keyring copy-keyring)" > cluster.properties
-mkdir -p cluster-config && cp cluster.properties cluster-config/
+mkdir -p cluster-config && cp cluster.properties team.properties cluster-config/
 show encstr render --source cluster-config --target cluster-run --keyring copy-keyring
-show cat cluster-run/cluster.properties
+show cat cluster-run/cluster.properties cluster-run/team.properties
 
 step "or let the operator inject the sidecar: a pod label and annotations (the chart's webhook.enabled)"
 cat > webhook.yaml <<'MWC'

@@ -1,5 +1,6 @@
-//! The operator's caches: what it keeps of each Namespace and of each
-//! Secret carrying a keyring label, fed by watchers.
+//! The operator's caches: what it keeps of each Namespace, of each
+//! Secret carrying a keyring label and of each ConfigMap publishing a
+//! keyring's recipient, fed by watchers.
 //!
 //! A reflector store keeps every object whole: about 2.4 KiB per Secret and
 //! 1.2 KiB per Namespace, most of it empty `BTreeMap` nodes and metadata the
@@ -17,14 +18,14 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX, LABEL_ROLE};
+use crate::crd::{ANN_KEY_IDS, DATA_KEY, LABEL_PREFIX, LABEL_ROLE, RECIPIENT_KEY};
 
 /// Sorted `(key, value)` pairs: a label set in a tenth of a `BTreeMap`'s
 /// memory.
@@ -252,6 +253,56 @@ impl Secrets {
     }
 }
 
+// ---- ConfigMaps publishing recipients ----
+
+/// What the operator keeps of a ConfigMap carrying role `recipient`: its
+/// `encstr.io/` labels and a SHA-256 digest of its `recipient` value (a
+/// label is only a claim: whoever labels a ConfigMap chooses its size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapEntry {
+    labels: Pairs,
+    recipient: Option<[u8; 32]>,
+}
+
+/// Recipient ConfigMaps by `(namespace, name)`.
+pub type ConfigMaps = Index<(Box<str>, Box<str>), ConfigMapEntry>;
+
+/// The entry of a ConfigMap (for [`index`]).
+pub fn config_map_entry(cm: &ConfigMap) -> ((Box<str>, Box<str>), ConfigMapEntry) {
+    let m = &cm.metadata;
+    let ns: Box<str> = m.namespace.as_deref().unwrap_or_default().into();
+    let entry = ConfigMapEntry {
+        labels: pairs(m.labels.iter().flatten().filter(|(k, _)| k.starts_with(LABEL_PREFIX))),
+        recipient: cm.data.as_ref().and_then(|d| d.get(RECIPIENT_KEY)).map(|v| digest(v.as_bytes())),
+    };
+    ((ns, name_of(m)), entry)
+}
+
+impl ConfigMapEntry {
+    /// One of its `encstr.io/` labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        lookup(&self.labels, key)
+    }
+
+    /// Whether it already publishes `recipient` with these labels.
+    pub fn is_current<'a>(
+        &self,
+        recipient: &str,
+        mut labels: impl Iterator<Item = (&'a String, &'a String)>,
+    ) -> bool {
+        self.recipient == Some(digest(recipient.as_bytes()))
+            && labels.all(|(k, v)| self.label(k) == Some(v.as_str()))
+    }
+}
+
+impl ConfigMaps {
+    /// The ConfigMap `namespace/name`, if cached.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<ConfigMapEntry> {
+        let map = self.map.read().expect("cache lock");
+        map.get(&(namespace.into(), name.into())).cloned()
+    }
+}
+
 /// Whether a label set matches a LabelSelector.
 pub fn selector_matches<'a>(sel: &LabelSelector, label: impl Fn(&str) -> Option<&'a str>) -> bool {
     let labels_ok = sel.match_labels.iter().flatten().all(|(k, v)| label(k) == Some(v.as_str()));
@@ -399,6 +450,36 @@ mod tests {
         );
         w.apply(&Event::Delete(secret("a", &[], None, None)));
         assert_eq!(index.get("a", "ring"), None);
+    }
+
+    #[test]
+    fn recipient_config_maps_keep_our_labels_and_a_digest_only() {
+        let (index, mut w) = index(config_map_entry);
+        let cm = |recipient: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("ring-recipient".into()),
+                namespace: Some("a".into()),
+                labels: Some(BTreeMap::from([
+                    ("encstr.io/role".to_owned(), "recipient".to_owned()),
+                    ("encstr.io/keyring".to_owned(), "ring".to_owned()),
+                    ("app".to_owned(), "x".to_owned()),
+                ])),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(RECIPIENT_KEY.to_owned(), recipient.to_owned())])),
+            ..Default::default()
+        };
+        w.apply(&Event::Init);
+        w.apply(&Event::InitApply(cm(&"R".repeat(4096))));
+        w.apply(&Event::InitDone);
+        let e = index.get("a", "ring-recipient").expect("cached");
+        assert_eq!((e.label("encstr.io/role"), e.label("app")), (Some("recipient"), None));
+        assert!(!format!("{e:?}").contains("RRRR"), "a digest, whatever its size");
+        let ours = BTreeMap::from([("encstr.io/keyring".to_owned(), "ring".to_owned())]);
+        assert!(e.is_current(&"R".repeat(4096), ours.iter()));
+        assert!(!e.is_current("ENCSTR-RECIPIENT:x", ours.iter()), "another recipient");
+        let other = BTreeMap::from([("encstr.io/keyring".to_owned(), "other".to_owned())]);
+        assert!(!e.is_current(&"R".repeat(4096), other.iter()), "another keyring's labels");
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
 use crate::backup::store::Policy;
-use crate::cache::{Namespaces, Secrets};
+use crate::cache::{ConfigMaps, Namespaces, Secrets};
 use crate::crd::LastBackup;
 use crate::error::{Error, Result};
 use crate::keyring::{Id, KeyringResource};
@@ -218,6 +218,9 @@ pub struct Ctx {
     pub shared: Arc<Shared>,
     /// Secrets carrying the kind's label (labels, key ids, digest).
     pub secrets: Secrets,
+    /// ConfigMaps carrying the kind's label and role `recipient` (labels,
+    /// recipient).
+    pub config_maps: ConfigMaps,
     /// Namespaces: labels and phase (cluster kind).
     pub namespaces: Option<Namespaces>,
 }
@@ -227,6 +230,7 @@ impl Ctx {
     pub async fn synced(&self) -> Result<()> {
         let wait = async {
             self.secrets.wait_until_ready().await.map_err(|_| Error::NotSynced)?;
+            self.config_maps.wait_until_ready().await.map_err(|_| Error::NotSynced)?;
             if let Some(n) = &self.namespaces {
                 n.wait_until_ready().await.map_err(|_| Error::NotSynced)?;
             }

@@ -1,7 +1,8 @@
 //! Wiring: one controller per kind, each driven by its reflectors' own
 //! streams (a reconcile never runs before the caches hold the change that
-//! triggered it): the keyrings, the Secrets carrying the kind's label, and
-//! for the cluster kind the Namespaces (labels and phase, see `cache`). The
+//! triggered it): the keyrings, the Secrets carrying the kind's label, the
+//! ConfigMaps publishing its recipients, and for the cluster kind the
+//! Namespaces (labels and phase, see `cache`). The
 //! finalizer, backoff and metrics around each reconcile; the reconcile
 //! itself is in `reconcile`, what reconciles share in `context`.
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -109,11 +110,28 @@ fn secret_mapper<K: KeyringResource>(s: Secret) -> Option<ObjectRef<K>> {
     })
 }
 
+fn config_map_mapper<K: KeyringResource>(cm: ConfigMap) -> Option<ObjectRef<K>> {
+    let id = owner_of(&cm.namespace().unwrap_or_default(), cm.labels())?;
+    (id.kind == K::KIND).then(|| match K::KIND {
+        Kind::Namespaced => ObjectRef::new(&id.name).within(&id.namespace),
+        Kind::Cluster => ObjectRef::new(&id.name),
+    })
+}
+
+/// The label selector of the ConfigMaps a kind's controller watches: its
+/// label and role `recipient` (a label is only a claim: each is matched by
+/// name, role and place before it is written).
+pub fn config_map_selector(kind: Kind) -> String {
+    format!("{},{LABEL_ROLE}={ROLE_RECIPIENT}", kind.label())
+}
+
 /// Run one kind's controller until `shutdown` completes.
+#[allow(clippy::too_many_arguments)]
 async fn run_kind<K: KeyringResource>(
     shared: Arc<Shared>,
     keyrings: Api<K>,
     secrets: Api<Secret>,
+    config_maps: Api<ConfigMap>,
     namespaces: Option<Api<PartialObjectMeta<Namespace>>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -129,8 +147,14 @@ async fn run_kind<K: KeyringResource>(
         .default_backoff()
         .inspect_ok(move |event| s_writer.apply(event))
         .touched_objects();
-    let mut controller =
-        Controller::for_stream(k_stream, k_reader.clone()).watches_stream(s_stream, secret_mapper::<K>);
+    let (c_reader, mut c_writer) = cache::index(cache::config_map_entry);
+    let c_stream = watcher(config_maps, config.clone().labels(&config_map_selector(K::KIND)))
+        .default_backoff()
+        .inspect_ok(move |event| c_writer.apply(event))
+        .touched_objects();
+    let mut controller = Controller::for_stream(k_stream, k_reader.clone())
+        .watches_stream(s_stream, secret_mapper::<K>)
+        .watches_stream(c_stream, config_map_mapper::<K>);
     let ns_store = match namespaces {
         Some(api) => {
             let (index, mut n_writer) = cache::index(cache::namespace_entry);
@@ -155,7 +179,7 @@ async fn run_kind<K: KeyringResource>(
         }
         None => None,
     };
-    let ctx = Arc::new(Ctx { shared, secrets: s_reader, namespaces: ns_store });
+    let ctx = Arc::new(Ctx { shared, secrets: s_reader, config_maps: c_reader, namespaces: ns_store });
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, error_policy::<K>, ctx)
@@ -214,11 +238,13 @@ pub async fn run(
                 shared.clone(),
                 Api::all(client.clone()),
                 Api::all(client.clone()),
+                Api::all(client.clone()),
                 None,
                 stop(),
             )));
             runs.push(Box::pin(run_kind::<ClusterSecretKeyring>(
                 shared.clone(),
+                Api::all(client.clone()),
                 Api::all(client.clone()),
                 Api::all(client.clone()),
                 Some(Api::all(client.clone())),
@@ -229,6 +255,7 @@ pub async fn run(
             for ns in nss {
                 runs.push(Box::pin(run_kind::<SecretKeyring>(
                     shared.clone(),
+                    Api::namespaced(client.clone(), &ns),
                     Api::namespaced(client.clone(), &ns),
                     Api::namespaced(client.clone(), &ns),
                     None,

@@ -19,8 +19,14 @@ pub const FINALIZER: &str = "encstr.io/cleanup";
 pub const LABEL_KEYRING: &str = "encstr.io/keyring";
 /// Label on a ClusterSecretKeyring's master and copies: its name.
 pub const LABEL_CLUSTER_KEYRING: &str = "encstr.io/cluster-keyring";
-/// `master` or `copy`.
+/// `master`, `copy` or `recipient`.
 pub const LABEL_ROLE: &str = "encstr.io/role";
+/// The role of the ConfigMaps publishing a keyring's recipient.
+pub const ROLE_RECIPIENT: &str = "recipient";
+/// The data key of the recipient in those ConfigMaps.
+pub const RECIPIENT_KEY: &str = "recipient";
+/// The suffix of their name: `<secretName>-recipient`.
+pub const RECIPIENT_SUFFIX: &str = "-recipient";
 /// Labels every encstr-managed Secret may carry (an import never reads one).
 pub const LABEL_PREFIX: &str = "encstr.io/";
 /// Annotation on the master and copies: key ids, primary last.
@@ -335,6 +341,11 @@ pub struct KeyringStatus {
     /// Id of the key that encrypts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key_id: Option<String>,
+    /// The primary key's public recipient (`ENCSTR-RECIPIENT:…`, ENCSTR-v2
+    /// §2): anyone may seal values to it, only holders of the keyring open
+    /// them. Shown only once every copy holds that key. Never key material.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// Number of keys (for the printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_count: Option<u32>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use encstr_core::{Key, KeyId, Keyring};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -633,6 +633,47 @@ pub fn copy_is_current(
     let l = existing.labels();
     existing.data.as_ref().and_then(|d| d.get(DATA_KEY)).is_some_and(|b| b.0 == keyring_bytes)
         && existing.annotations().get(ANN_KEY_IDS).is_some_and(|v| v == ids)
+        && labels.iter().all(|(k, v)| l.get(k) == Some(v))
+}
+
+/// The name of the ConfigMap publishing a keyring's recipient.
+pub fn recipient_config_map_name(secret_name: &str) -> String {
+    format!("{secret_name}{RECIPIENT_SUFFIX}")
+}
+
+/// The ConfigMap publishing `recipient` (public text): `existing` (if any)
+/// with the keyring's labels and its data key `recipient`; the others'
+/// labels, annotations and data are kept.
+pub fn recipient_config_map(
+    existing: Option<&ConfigMap>,
+    namespace: &str,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    recipient: &str,
+) -> ConfigMap {
+    let mut c = existing.cloned().unwrap_or_default();
+    c.metadata.name = Some(name.to_owned());
+    c.metadata.namespace = Some(namespace.to_owned());
+    c.metadata.managed_fields = None;
+    let mut l = c.metadata.labels.take().unwrap_or_default();
+    l.retain(|k, _| !k.starts_with(LABEL_PREFIX));
+    l.extend(labels);
+    c.metadata.labels = Some(l);
+    let mut data = c.data.take().unwrap_or_default();
+    data.insert(RECIPIENT_KEY.to_owned(), recipient.to_owned());
+    c.data = Some(data);
+    c
+}
+
+/// Whether an existing recipient ConfigMap already publishes `recipient`
+/// with these labels.
+pub fn recipient_is_current(
+    existing: &ConfigMap,
+    recipient: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let l = existing.labels();
+    existing.data.as_ref().and_then(|d| d.get(RECIPIENT_KEY)).is_some_and(|r| r == recipient)
         && labels.iter().all(|(k, v)| l.get(k) == Some(v))
 }
 

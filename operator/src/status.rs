@@ -77,6 +77,12 @@ pub struct Input<'a> {
     pub backup: BackupInput<'a>,
     /// When the staged key will be promoted (if known).
     pub promotion_at: Option<Timestamp>,
+    /// The recipient published (`reconcile::decide::recipient`); without a
+    /// usable master the previous one is kept.
+    pub recipient: Option<String>,
+    /// A SecretKeyring's own namespace, when its recipient ConfigMap cannot
+    /// be written there (a ClusterSecretKeyring says so per target).
+    pub local: Option<TargetStatus>,
     /// Now.
     pub now: Timestamp,
 }
@@ -102,6 +108,7 @@ fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &In
                 })
                 .collect();
             status.primary_key_id = Some(ring.primary().id().to_string());
+            status.recipient = input.recipient.clone();
             status.key_count = Some(ring.len() as u32);
             status.last_rotation_time = meta.last_rotation.map(fmt_time);
         }
@@ -109,6 +116,7 @@ fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &In
             if let Some(p) = previous {
                 status.keys = p.keys.clone();
                 status.primary_key_id = p.primary_key_id.clone();
+                status.recipient = p.recipient.clone();
                 status.key_count = p.key_count;
                 status.last_rotation_time = p.last_rotation_time.clone();
             }
@@ -218,6 +226,17 @@ fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) ->
             false,
             "NoKeyring",
             "no usable master keyring".into(),
+            gen_,
+            now,
+        );
+    }
+    if let (false, Some(local)) = (input.cluster, &input.local) {
+        return condition(
+            prev,
+            condition::DISTRIBUTED,
+            false,
+            local.reason.as_deref().unwrap_or("NotDistributed"),
+            local.message.clone().unwrap_or_default(),
             gen_,
             now,
         );
@@ -377,6 +396,8 @@ mod tests {
             generation: Some(1),
             backup: BackupInput::Off,
             promotion_at: None,
+            recipient: None,
+            local: None,
             now,
         };
         let s1 = compute(None, &input(true, t("2026-11-23T09:00:00Z")));
@@ -416,6 +437,8 @@ mod tests {
                 generation: Some(2),
                 backup: BackupInput::Off,
                 promotion_at: None,
+                recipient: None,
+                local: None,
                 now: t("2026-11-23T09:00:00Z"),
             },
         );
@@ -447,6 +470,8 @@ mod tests {
             generation: Some(1),
             backup,
             promotion_at: None,
+            recipient: None,
+            local: None,
             now: t("2026-11-23T09:00:00Z"),
         };
         let get = |s: &KeyringStatus, ty: &str| {
@@ -472,5 +497,47 @@ mod tests {
         // Blocked: the previous condition is carried.
         let carried = compute(Some(&on), &input(BackupInput::Carry));
         assert_eq!(get(&carried, condition::BACKUP_CURRENT), get(&on, condition::BACKUP_CURRENT));
+    }
+
+    #[test]
+    fn the_recipient_is_shown_as_decided_and_kept_without_a_master() {
+        let ring = Keyring::new(vec![Key::from_seed(Seed::from_bytes([1; 32]))]).unwrap();
+        let meta = KeyMeta::default();
+        let shown = ring.primary().recipient().to_string();
+        let conflict = TargetStatus {
+            namespace: "print".into(),
+            synced: false,
+            reason: Some("RecipientConflict".into()),
+            message: Some("a ConfigMap named agents-recipient exists".into()),
+        };
+        let input = |master: bool, local: Option<TargetStatus>| Input {
+            master: master.then_some((&ring, &meta)),
+            secret_name: Some("agents"),
+            cluster: false,
+            usage: None,
+            blocked: &[],
+            targets: vec![],
+            invalid: None,
+            generation: Some(1),
+            backup: BackupInput::Off,
+            promotion_at: None,
+            recipient: master.then(|| shown.clone()),
+            local,
+            now: t("2026-11-23T09:00:00Z"),
+        };
+        let ok = compute(None, &input(true, None));
+        assert_eq!(ok.recipient.as_deref(), Some(shown.as_str()));
+        assert_eq!(ok.conditions[1].reason, "Local");
+        // A SecretKeyring whose ConfigMap is somebody else's is not Ready,
+        // and says why; the status still shows the recipient.
+        let conflicted = compute(Some(&ok), &input(true, Some(conflict)));
+        assert_eq!(
+            (conflicted.conditions[0].status.as_str(), conflicted.conditions[0].reason.as_str()),
+            ("False", "RecipientConflict")
+        );
+        assert_eq!(conflicted.conditions[1].reason, "RecipientConflict");
+        assert_eq!(conflicted.recipient.as_deref(), Some(shown.as_str()));
+        // No usable master (a guard holds): the published recipient is kept.
+        assert_eq!(compute(Some(&ok), &input(false, None)).recipient.as_deref(), Some(shown.as_str()));
     }
 }

@@ -1,4 +1,5 @@
-//! The one place that writes: Secrets, and a keyring's own metadata and
+//! The one place that writes: Secrets, the ConfigMaps publishing
+//! recipients (under the same rules), and a keyring's own metadata and
 //! status. Missing Secrets are created with a create call (a 409 means
 //! somebody else's Secret appeared: a conflict, not a takeover); existing
 //! ones are replaced with their resourceVersion as a precondition (a 409
@@ -7,7 +8,7 @@
 //! goes through the fenced client (see `lease`) with the operator's field
 //! manager.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
@@ -183,4 +184,88 @@ struct ApplyMeta {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_version: Option<String>,
+}
+
+// ---- ConfigMaps publishing a keyring's recipient: the rules of copies ----
+
+/// An object in a namespace the writer handles like a copy.
+trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+}
+
+impl Namespaced for ConfigMap {}
+
+fn api_of<T: Namespaced>(client: &Client, obj: &T) -> Api<T> {
+    Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default())
+}
+
+async fn create_object<T: Namespaced>(client: &Client, obj: &T) -> Result<Created> {
+    let mut o = obj.clone();
+    o.meta_mut().resource_version = None;
+    o.meta_mut().uid = None;
+    match api_of(client, obj).create(&params(), &o).await {
+        Ok(created) => Ok(Created::Yes(created.resource_version())),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Created::AlreadyExists),
+        Err(kube::Error::Api(e))
+            if e.code == 404 || (e.code == 403 && e.message.contains("being terminated")) =>
+        {
+            Ok(Created::NoNamespace(e.message.clone()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn replace_object<T: Namespaced>(client: &Client, obj: &T) -> Result<Option<String>> {
+    debug_assert!(obj.meta().resource_version.is_some(), "a precondition");
+    let written = api_of(client, obj).replace(&obj.name_any(), &params(), obj).await?;
+    Ok(written.resource_version())
+}
+
+/// Create a recipient ConfigMap that should not exist yet (a 409: somebody
+/// else's, or created meanwhile — never taken over by this call).
+pub async fn create_config_map(client: &Client, cm: &ConfigMap) -> Result<Created> {
+    create_object(client, cm).await
+}
+
+/// Replace a recipient ConfigMap; `cm` carries the resourceVersion it was
+/// computed from (a change since then fails with 409).
+pub async fn replace_config_map(client: &Client, cm: &ConfigMap) -> Result<Option<String>> {
+    replace_object(client, cm).await
+}
+
+/// Delete a recipient ConfigMap if it is still the one seen (uid and
+/// resourceVersion).
+pub async fn delete_config_map(client: &Client, cm: &ConfigMap) -> Result<()> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions { uid: cm.uid(), resource_version: cm.resource_version() }),
+        ..DeleteParams::default()
+    };
+    match api_of(client, cm).delete(&cm.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Leave a recipient ConfigMap in place, no longer managed: without encstr
+/// labels and annotations (resourceVersion precondition).
+pub async fn release_config_map(client: &Client, cm: &ConfigMap) -> Result<()> {
+    let mut c = cm.clone();
+    c.metadata.managed_fields = None;
+    if let Some(l) = c.metadata.labels.as_mut() {
+        l.retain(|k, _| !k.starts_with(LABEL_PREFIX));
+    }
+    if let Some(a) = c.metadata.annotations.as_mut() {
+        a.retain(|k, _| !k.starts_with(LABEL_PREFIX));
+    }
+    match replace_object(client, &c).await {
+        Ok(_) => Ok(()),
+        Err(crate::Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }

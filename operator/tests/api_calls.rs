@@ -17,9 +17,9 @@ use encstr_operator::context::{self, Ctx, Shared};
 use encstr_operator::crd::{ClusterSecretKeyring, KeyringStatus, SecretKeyring};
 use encstr_operator::keyring::KeyringResource;
 use encstr_operator::metrics::Metrics;
-use encstr_operator::{cache, reconcile, writer};
+use encstr_operator::{cache, controller, reconcile, writer};
 use encstr_tests::harness::Env;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher::Event;
@@ -57,7 +57,14 @@ async fn ctx<K: KeyringResource>(client: &Client) -> Ctx {
         n_writer.apply(&Event::InitApply(n));
     }
     n_writer.apply(&Event::InitDone);
-    Ctx { shared, secrets, namespaces: Some(namespaces) }
+    let (config_maps, mut c_writer) = cache::index(cache::config_map_entry);
+    c_writer.apply(&Event::Init);
+    let recipients = ListParams::default().labels(&controller::config_map_selector(K::KIND));
+    for c in Api::<ConfigMap>::all(client.clone()).list(&recipients).await.unwrap() {
+        c_writer.apply(&Event::InitApply(c));
+    }
+    c_writer.apply(&Event::InitDone);
+    Ctx { shared, secrets, config_maps, namespaces: Some(namespaces) }
 }
 
 /// Reconcile `name` once; the requests it sent, as `VERB resource[/sub]
@@ -111,13 +118,15 @@ async fn create_then_distribute_then_a_rotation_step() {
             "patch clustersecretkeyrings/status /payments 200",
         ],
     );
-    // The copy: the cache has none, so it is created (no read first).
+    // The copy: the cache has none, so it is created (no read first);
+    // then, the copy holding the primary, the recipient ConfigMap likewise.
     let calls = reconcile_once::<ClusterSecretKeyring>(&env, &client, None, "payments").await;
     assert_calls(
         &calls,
         &[
             "get secrets encstr/payments 200",
             "create secrets team-a/ 201",
+            "create configmaps team-a/ 201",
             "patch clustersecretkeyrings/status /payments 200",
         ],
     );
@@ -202,8 +211,8 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
     let client = client(&env).await;
     // Retention wants the older key gone: ConfigMaps and Secrets of the
     // namespace are listed (in pages), no token uses it, they are counted
-    // again right before the write, it is pruned and announced, then the
-    // status.
+    // again right before the write, it is pruned and announced, the
+    // recipient ConfigMap (none yet) is created, then the status.
     let calls = reconcile_once::<SecretKeyring>(&env, &client, Some("print"), "agents").await;
     assert_calls(
         &calls,
@@ -215,6 +224,7 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
             "list secrets print/ 200",
             "update secrets print/agents 200",
             "create events print/ 201",
+            "create configmaps print/ 201",
             "patch secretkeyrings/status print/agents 200",
         ],
     );

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::*;
 use encstr_tests::apiserver::{Fault, Matcher};
 use encstr_tests::harness::Env;
@@ -64,6 +66,16 @@ fn cluster_wide_the_chart_grants_exactly_what_the_operator_uses() {
     kubectl(&env, &["delete", "skr", "agents", "-n", "print"]);
     wait(20, "cleanup", || keyring_secret(&env, "team-a", "payments").is_none().then_some(()));
     assert_least_privilege(&env, &[]);
+    // ConfigMaps: listed for usage scans; watched, read, created, updated
+    // and deleted for the recipient ConfigMaps (the rules of copies) —
+    // never patched.
+    let configmaps: BTreeSet<String> = used(&env)
+        .into_iter()
+        .filter(|(_, g, r)| g.is_empty() && r == "configmaps")
+        .map(|(v, _, _)| v)
+        .collect();
+    let want = ["create", "delete", "get", "list", "update", "watch"];
+    assert_eq!(configmaps, want.iter().map(|v| (*v).to_owned()).collect::<BTreeSet<_>>());
 }
 
 #[test]

@@ -15,6 +15,7 @@ use super::distribute;
 use super::escrow::{self, BackupState};
 use super::events::{Note, TargetState};
 use super::observe::{self, Scan, Target};
+use super::publish;
 use super::report::{self, Report};
 use crate::backup;
 use crate::context::Ctx;
@@ -66,16 +67,36 @@ pub async fn keyring<K: KeyringResource>(
         escrow::back_up(k, ctx, spec, master_ns, &ring, &mut r.backup, &mut r.notes).await;
     }
     let mut failure = None;
+    // What each target's copy holds, for the recipient (cluster kind).
+    let mut copies = Vec::new();
     if K::KIND == Kind::Cluster {
         // Only keys a backup holds are distributed.
-        match decide::distributable(spec, &ring, r.backup.last.as_ref()) {
+        let (states, shared) = match decide::distributable(spec, &ring, r.backup.last.as_ref()) {
             Some(shared) => {
-                (r.targets, failure) =
+                let states;
+                (r.targets, states, failure) =
                     distribute::distribute(k, ctx, spec, &targets, &shared, &ring, &mut r.notes).await?;
+                (states, shared)
             }
-            None => r.targets = targets.iter().map(|t| TargetState::BackupPending.status(t.name())).collect(),
-        }
+            None => {
+                r.targets = targets.iter().map(|t| TargetState::BackupPending.status(t.name())).collect();
+                let state = |t: &Target| match t {
+                    Target::Active(_) => TargetState::BackupPending,
+                    Target::Missing(_) => TargetState::NamespaceNotFound,
+                    Target::Terminating(_) => TargetState::NamespaceTerminating,
+                };
+                (targets.iter().map(state).collect(), ring.clone())
+            }
+        };
+        copies = targets
+            .iter()
+            .zip(&states)
+            .filter_map(|(t, s)| decide::holding(s, &shared).map(|h| (t.name().to_owned(), h)))
+            .collect();
     }
+    // The recipient, once the copies hold its key.
+    let published = publish::recipient(k, ctx, &spec.secret_name, master_ns, &ring, &copies, &mut r).await?;
+    failure = failure.or(published);
     // Report. A step held back for a backup is not a step taken.
     let stepped = stepped && r.backup.failure.is_none();
     let (blocked, note) =

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use encstr_core::{KeyId, Keyring};
+use encstr_core::{KeyId, Keyring, Recipient};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
 
-use super::events::Note;
+use super::events::{self, Note};
 use super::observe::Target;
 use crate::crd::*;
 use crate::desired::{self, Invalid, KeyMeta, Step, ValidSpec};
@@ -504,6 +504,66 @@ pub fn promotion_at(spec: &ValidSpec, meta: &KeyMeta) -> Option<Timestamp> {
     meta.staged
         .and(meta.distributed_at)
         .map(|at| at + SignedDuration::try_from(spec.promotion_delay).unwrap_or_default())
+}
+
+/// What a target's copy is known to hold, for the recipient published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// These keys: the copy was written or found current in this reconcile.
+    Keys(Vec<KeyId>),
+    /// A copy may be there, holding what it held before (its write failed
+    /// or raced, or nothing was distributed for want of a backup).
+    Unknown,
+}
+
+/// What the operator knows the copy in a target holds after distributing
+/// `distributed` (`None`: the target does not count — no copy of this
+/// keyring goes there: the namespace is missing or terminating, or holds
+/// somebody else's Secret of that name).
+pub fn holding(state: &events::TargetState, distributed: &Keyring) -> Option<Holding> {
+    match state {
+        events::TargetState::Synced => Some(Holding::Keys(distributed.ids())),
+        events::TargetState::NamespaceNotFound
+        | events::TargetState::NamespaceTerminating
+        | events::TargetState::SecretConflict { .. } => None,
+        events::TargetState::WriteConflict
+        | events::TargetState::BackupPending
+        | events::TargetState::WriteFailed { .. }
+        | events::TargetState::RecipientConflict { .. }
+        | events::TargetState::RecipientWriteFailed { .. } => Some(Holding::Unknown),
+    }
+}
+
+/// The recipient to publish (ENCSTR-v2 §2), so that a value sealed to it
+/// opens in every target at every moment: the primary's once every copy
+/// that counts is known to hold the primary (after the first distribution,
+/// after each promotion — the copies held the staged key before it was
+/// promoted); until then the one `published` before, while the master
+/// still holds its key and no copy is known to lack it; else none. A
+/// SecretKeyring has no copies (`copies` is empty): the master its pods
+/// mount holds the primary.
+pub fn recipient(ring: &Keyring, published: Option<&str>, copies: &[Holding]) -> Option<Recipient> {
+    let held_by = |id: KeyId, unknown: bool| {
+        copies.iter().all(|c| match c {
+            Holding::Keys(ids) => ids.contains(&id),
+            Holding::Unknown => unknown,
+        })
+    };
+    let primary = ring.primary();
+    if held_by(primary.id(), false) {
+        return Some(primary.recipient().clone());
+    }
+    // The status is a record, not proof: the recipient comes from the
+    // master's own key of that id, and only if it is the one published.
+    let before = published.and_then(|p| Recipient::parse(p).ok())?;
+    let key = ring.keys().find(|k| k.id() == before.key_id())?;
+    (key.recipient() == &before && held_by(key.id(), true)).then_some(before)
+}
+
+/// Whether a target gets the recipient ConfigMap: its copy is known to hold
+/// the recipient's key.
+pub fn publishes_in(copy: &Holding, recipient: &Recipient) -> bool {
+    matches!(copy, Holding::Keys(ids) if ids.contains(&recipient.key_id()))
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ struct Copies<'a> {
 }
 
 /// Distribute `ring` (the part of `master` that may be distributed) to
-/// every target. A failed write is reported per target and returned, so
+/// every target; each target's status and state, in order. A failed write is reported per target and returned, so
 /// the keyring is retried with backoff after its status is written; a
 /// refused fence ends the reconcile at once.
 pub async fn distribute<K: KeyringResource>(
@@ -66,13 +66,14 @@ pub async fn distribute<K: KeyringResource>(
     ring: &Keyring,
     master: &Keyring,
     notes: &mut Vec<Note>,
-) -> Result<(Vec<TargetStatus>, Option<Error>)> {
+) -> Result<(Vec<TargetStatus>, Vec<TargetState>, Option<Error>)> {
     let copy = Copies { copy: Copy::of(ring, k.managed_labels("copy")), ring, master };
     let previous: BTreeMap<String, Option<String>> = k
         .keyring_status()
         .map(|s| s.targets.iter().map(|t| (t.namespace.clone(), t.reason.clone())).collect())
         .unwrap_or_default();
     let mut out = Vec::with_capacity(targets.len());
+    let mut states = Vec::with_capacity(targets.len());
     let mut written = Vec::new();
     let mut failure = None;
     // A few targets at a time (a copy is one round trip): results in order.
@@ -106,11 +107,12 @@ pub async fn distribute<K: KeyringResource>(
             });
         }
         out.push(st);
+        states.push(state);
     }
     if !written.is_empty() {
         info!(namespaces = ?written, "copies written");
     }
-    Ok((out, failure))
+    Ok((out, states, failure))
 }
 
 /// [`sync_target`], with the target it was for.

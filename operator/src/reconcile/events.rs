@@ -51,6 +51,8 @@ pub enum Note {
     PruneBlocked { keys: Vec<KeyId>, places: Vec<String> },
     /// A target holds somebody else's Secret of the keyring's name.
     SecretConflict { namespace: String, message: String },
+    /// A namespace holds somebody else's ConfigMap of the recipient's name.
+    RecipientConflict { namespace: String, message: String },
     /// `deletionPolicy: Delete` was not applied: something holds (the
     /// condition it held with).
     DeletionRetained(Invalid),
@@ -69,6 +71,7 @@ impl Note {
             | Note::BackupFailed { .. }
             | Note::PruneBlocked { .. }
             | Note::SecretConflict { .. }
+            | Note::RecipientConflict { .. }
             | Note::DeletionRetained(_) => EventType::Warning,
             _ => EventType::Normal,
         }
@@ -92,6 +95,7 @@ impl Note {
             Note::KeysPruned(_) => "KeysPruned",
             Note::PruneBlocked { .. } => "PruneBlocked",
             Note::SecretConflict { .. } => "SecretConflict",
+            Note::RecipientConflict { .. } => "RecipientConflict",
             Note::DeletionRetained(_) => "DeletionRetained",
             Note::Cleanup { .. } => "Cleanup",
         }
@@ -142,7 +146,9 @@ impl Note {
                 guard::ids(keys),
                 places.join(", ")
             ),
-            Note::SecretConflict { namespace, message } => format!("namespace {namespace}: {message}"),
+            Note::SecretConflict { namespace, message } | Note::RecipientConflict { namespace, message } => {
+                format!("namespace {namespace}: {message}")
+            }
             Note::DeletionRetained(held) => format!(
                 "deletionPolicy Delete was not applied because {} holds ({}); the master and copies are retained without the keyring's labels, as the last holders of its keys: delete them by hand once they are not needed",
                 held.reason, held.message
@@ -233,6 +239,11 @@ pub enum TargetState {
     BackupPending,
     /// Writing the copy failed.
     WriteFailed { reason: &'static str, error: String },
+    /// The copy is current, but somebody else's ConfigMap has the
+    /// recipient's name there.
+    RecipientConflict { name: String },
+    /// The copy is current, but writing the recipient ConfigMap failed.
+    RecipientWriteFailed { reason: &'static str, error: String },
 }
 
 impl TargetState {
@@ -259,6 +270,15 @@ impl TargetState {
                     .into(),
             ),
             TargetState::WriteFailed { reason, error } => (reason, format!("cannot write the copy: {error}")),
+            TargetState::RecipientConflict { name } => (
+                "RecipientConflict",
+                format!(
+                    "a ConfigMap named {name} exists and is not managed by this keyring; it is left alone and the recipient is not published there (read it from the keyring's status)"
+                ),
+            ),
+            TargetState::RecipientWriteFailed { reason, error } => {
+                (reason, format!("cannot write the recipient ConfigMap: {error}"))
+            }
         };
         TargetStatus {
             namespace: ns.to_owned(),
@@ -282,6 +302,8 @@ mod tests {
             TargetState::WriteConflict,
             TargetState::BackupPending,
             TargetState::WriteFailed { reason: "ApiError", error: "boom".into() },
+            TargetState::RecipientConflict { name: "k-recipient".into() },
+            TargetState::RecipientWriteFailed { reason: "ApiError", error: "boom".into() },
         ];
         for s in states {
             let st = s.status("ns");

@@ -3,8 +3,9 @@
 //!   Secrets and namespaces from caches that already hold the trigger;
 //! - **decide** ([`decide`], with `desired`, `guard` and `status`): pure
 //!   functions from what was seen to one [`decide::Decision`];
-//! - **act** ([`create`], [`converge`], [`distribute`], [`escrow`]): the
-//!   only writes, each conditional on what was observed, through `writer`;
+//! - **act** ([`create`], [`converge`], [`distribute`], [`escrow`],
+//!   [`publish`]): the only writes, each conditional on what was
+//!   observed, through `writer`;
 //! - **report** ([`report`]): status, events ([`events`] holds all their
 //!   wording) and metrics.
 
@@ -15,6 +16,7 @@ pub mod distribute;
 pub mod escrow;
 pub mod events;
 pub mod observe;
+pub mod publish;
 pub mod report;
 
 use k8s_openapi::jiff::Timestamp;
@@ -125,11 +127,11 @@ pub async fn apply<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
     Ok(action)
 }
 
-/// Deletion: `Delete` removes the copies and the master; `Retain` leaves
-/// them without the keyring's labels — and so does `Delete` while anything
-/// holds the keyring's writes (a guard, an invalid spec or master): those
-/// Secrets may be the last holders of its keys. Only Secrets the operator
-/// wrote (name, role, label) are touched. Idempotent. Everything the
+/// Deletion: `Delete` removes the copies, the recipient ConfigMaps and the
+/// master; `Retain` leaves them without the keyring's labels — and so does
+/// `Delete` while anything holds the keyring's writes (a guard, an invalid
+/// spec or master): those Secrets may be the last holders of its keys. Only
+/// objects the operator wrote (name, role, label) are touched. Idempotent. Everything the
 /// process remembers of the keyring is forgotten.
 pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
     let hold = match k.common().deletion_policy {
@@ -154,6 +156,21 @@ pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
         }
     }
     info!(secrets = ?observe::places(&managed), "{}", cleanup_verb(policy));
+    // The recipient ConfigMaps follow the copies.
+    let published = publish::ours_on_server(k, &ctx.shared.client, &names).await?;
+    for c in &published {
+        match policy {
+            DeletionPolicy::Delete => writer::delete_config_map(&ctx.shared.client, c).await?,
+            DeletionPolicy::Retain => writer::release_config_map(&ctx.shared.client, c).await?,
+        }
+    }
+    if !published.is_empty() {
+        let places: Vec<String> = published
+            .iter()
+            .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+            .collect();
+        info!(config_maps = ?places, "recipient ConfigMaps {}", cleanup_verb(policy));
+    }
     let notes = note.into_iter().chain([Note::Cleanup { policy, secrets: managed.len() }]).collect();
     report::publish(k, ctx, notes).await;
     ctx.shared.forget(&k.id());

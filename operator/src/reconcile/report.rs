@@ -33,6 +33,8 @@ fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> statu
         generation: k.meta().generation,
         backup,
         promotion_at: None,
+        recipient: None,
+        local: None,
         now: Timestamp::now(),
     }
 }
@@ -64,6 +66,7 @@ pub async fn held<K: KeyringResource>(
     let input = status::Input {
         master: shown,
         targets: k.keyring_status().map(|s| s.targets.clone()).unwrap_or_default(),
+        recipient: k.keyring_status().and_then(|s| s.recipient.clone()),
         invalid: Some(&inv),
         ..base(k, status::BackupInput::Carry)
     };
@@ -114,6 +117,11 @@ pub struct Report {
     pub notes: Vec<Note>,
     /// When the staged key is promoted.
     pub promotion_at: Option<Timestamp>,
+    /// The recipient published (`None`: none yet, or withheld).
+    pub recipient: Option<String>,
+    /// A SecretKeyring's own namespace, when its recipient ConfigMap
+    /// cannot be written there.
+    pub local: Option<TargetStatus>,
 }
 
 /// Status, events and metrics of a usable master.
@@ -138,6 +146,8 @@ pub async fn converged<K: KeyringResource>(
         blocked: &r.blocked,
         targets: r.targets,
         promotion_at: r.promotion_at,
+        recipient: r.recipient,
+        local: r.local,
         ..base(k, backup)
     };
     let st = status::compute(k.keyring_status(), &input);

@@ -443,3 +443,80 @@ fn an_unreadable_token_blocks_every_candidate() {
     let Some(Note::PruneBlocked { places, .. }) = note else { panic!("a note") };
     assert_eq!(places, vec!["team-a/ConfigMap/docs:README"]);
 }
+
+fn keys_of(r: &Keyring) -> Holding {
+    Holding::Keys(r.ids())
+}
+
+#[test]
+fn a_secret_keyring_publishes_its_primary_at_once() {
+    let r = ring(&[1, 2]);
+    assert_eq!(
+        recipient(&r, None, &[]),
+        Some(key(2).recipient().clone()),
+        "the master is what its pods mount"
+    );
+}
+
+#[test]
+fn the_primary_is_published_only_once_every_copy_holds_it() {
+    // First distribution: nothing published before any copy is known.
+    let r = ring(&[1]);
+    assert_eq!(recipient(&r, None, &[Holding::Unknown]), None, "a copy whose write failed");
+    assert_eq!(recipient(&r, None, &[keys_of(&r), keys_of(&ring(&[9]))]), None, "a copy lacking it");
+    assert_eq!(recipient(&r, None, &[keys_of(&r), keys_of(&r)]), Some(key(1).recipient().clone()));
+    // A promotion: 2 becomes primary; the copies held it staged before.
+    let before = key(1).recipient().to_string();
+    let promoted = ring(&[1, 2]);
+    let staged_in_copies = Holding::Keys(vec![id(1), id(2)]);
+    assert_eq!(
+        recipient(&promoted, Some(&before), &[staged_in_copies.clone(), staged_in_copies.clone()]),
+        Some(key(2).recipient().clone())
+    );
+    // A copy still without the new primary (or unknown): the former stays.
+    for lagging in [Holding::Keys(vec![id(1)]), Holding::Unknown] {
+        assert_eq!(
+            recipient(&promoted, Some(&before), &[staged_in_copies.clone(), lagging]),
+            Some(key(1).recipient().clone())
+        );
+    }
+}
+
+#[test]
+fn the_former_recipient_stays_only_while_every_copy_and_the_master_hold_its_key() {
+    let before = key(1).recipient().to_string();
+    let r = ring(&[1, 2]);
+    // A copy known to lack both: nothing is published.
+    assert_eq!(recipient(&r, Some(&before), &[Holding::Keys(vec![id(3)])]), None);
+    // The master no longer holds it (pruned): nothing.
+    assert_eq!(recipient(&ring(&[2, 3]), Some(&before), &[Holding::Unknown]), None);
+    // The status is no proof: a recipient of another key under a known id,
+    // or text that is no recipient, is not kept.
+    assert_eq!(recipient(&r, Some("ENCSTR-RECIPIENT:forged"), &[Holding::Unknown]), None);
+    let stranger = key(7).recipient().to_string();
+    assert_eq!(recipient(&r, Some(&stranger), &[Holding::Unknown]), None);
+}
+
+#[test]
+fn recipient_configmaps_go_where_the_copy_holds_the_key_and_targets_count_as_promotion_does() {
+    let r = ring(&[1, 2]);
+    let rec = key(2).recipient().clone();
+    assert!(publishes_in(&keys_of(&r), &rec));
+    assert!(!publishes_in(&Holding::Keys(vec![id(1)]), &rec));
+    assert!(!publishes_in(&Holding::Unknown, &rec));
+    assert_eq!(holding(&events::TargetState::Synced, &r), Some(keys_of(&r)));
+    for gone in [
+        events::TargetState::NamespaceNotFound,
+        events::TargetState::NamespaceTerminating,
+        events::TargetState::SecretConflict { secret_name: "k".into() },
+    ] {
+        assert_eq!(holding(&gone, &r), None, "{gone:?} gets no copy: it does not count");
+    }
+    for unknown in [
+        events::TargetState::WriteConflict,
+        events::TargetState::BackupPending,
+        events::TargetState::WriteFailed { reason: "ApiError", error: "x".into() },
+    ] {
+        assert_eq!(holding(&unknown, &r), Some(Holding::Unknown), "{unknown:?}");
+    }
+}
