@@ -132,6 +132,7 @@ impl<'a> ConfigFile<'a> {
             }
             Err(_) => return Err(Error::NotUtf8),
         };
+        disjoint(format, &entries, bytes.len())?;
         let hazard = match (format, std::str::from_utf8(bytes)) {
             (Format::Yaml, Ok(text)) => formats::yaml::line_break_hazard(text, &entries),
             _ => None,
@@ -363,6 +364,25 @@ impl<'a> ConfigFile<'a> {
     }
 }
 
+/// Every value's span lies in the file, in order, none overlapping another:
+/// rewriting relies on it. A reader that broke it is an error naming the
+/// line, never a panic or a mangled output.
+fn disjoint(format: Format, entries: &[Entry], len: usize) -> Result<()> {
+    let mut at = 0;
+    for e in entries {
+        if e.span.start < at || e.span.start > e.span.end || e.span.end > len {
+            return Err(Error::Parse {
+                format: format.name(),
+                line: e.line,
+                message: "a value overlaps another (an internal error of encstr's reader: please report it)"
+                    .into(),
+            });
+        }
+        at = e.span.end;
+    }
+    Ok(())
+}
+
 /// `unnamed` unless the entry's place has a name (ENCSTR v1 §4), and
 /// `aliased` if another place reads it too.
 fn named(entry: &Entry) -> Result<()> {
@@ -533,6 +553,38 @@ mod tests {
             let plain = ConfigFile::parse(Format::Yaml, text.as_bytes(), "x").unwrap();
             let errors = plain.seal(&ring, &Pattern::defaults(), "").unwrap_err();
             assert_eq!((errors[0].line, errors[0].error.kind()), (1, "parse"));
+        }
+    }
+
+    /// Block scalars with CR LF and lone CR line breaks: the replaced span
+    /// is the scalar's own, whatever the line breaks, and everything else
+    /// stays byte for byte.
+    #[test]
+    fn yaml_block_scalars_render_in_place_with_any_line_break() {
+        let ring = ring();
+        let t = token::encrypt(&ring, "db.password", b"s3cr3t").unwrap();
+        for nl in ["\n", "\r\n", "\r"] {
+            let doc = format!("x: >{nl}  folded{nl}db:{nl}  password: |-  # c{nl}    {t}{nl}  user: u{nl}");
+            let file = ConfigFile::parse(Format::Yaml, doc.as_bytes(), "x").unwrap();
+            let out = file.render(&ring, "", &[]).unwrap();
+            let want = format!("x: >{nl}  folded{nl}db:{nl}  password: \"s3cr3t\"  # c{nl}  user: u{nl}");
+            assert_eq!(std::str::from_utf8(&out.bytes).unwrap(), want, "{nl:?}");
+        }
+    }
+
+    #[test]
+    fn overlapping_or_out_of_range_spans_are_an_error_not_a_panic() {
+        let e = |span: std::ops::Range<usize>| {
+            Entry::new(None, 3, span, formats::Text::Slice("v"), formats::Quote::None)
+        };
+        assert!(disjoint(Format::Yaml, &[e(0..2), e(2..4)], 4).is_ok());
+        for (entries, len) in [(vec![e(0..3), e(2..4)], 4), (vec![e(0..5)], 4), (vec![e(3..2)], 4)] {
+            let err = disjoint(Format::Yaml, &entries, len).unwrap_err();
+            assert_eq!(
+                (err.kind(), err.to_string().starts_with("line 3: invalid yaml")),
+                ("parse", true),
+                "{err}"
+            );
         }
     }
 

@@ -199,8 +199,11 @@ fn value_path(role: Role) -> Option<String> {
 }
 
 /// A block scalar (`|` or `>`): its span starts at the header's indicator so
-/// the whole scalar can be replaced; what follows the indicators on the
-/// header line (a comment) and the final line break are kept as trailer.
+/// the whole scalar can be replaced, and ends after the line break of its
+/// last line (the parser's span may run on into the next line's
+/// indentation, which is not the scalar's); what follows the indicators on
+/// the header line (a comment) and that line break are kept as trailer.
+/// Line breaks are LF, CR LF or a lone CR, as YAML has them.
 fn block_entry<'t>(
     text: &'t str,
     name: Option<Cow<'t, str>>,
@@ -209,38 +212,71 @@ fn block_entry<'t>(
     value: Text<'t>,
 ) -> Result<Entry<'t>> {
     let (start, end) = (span.start, span.end);
-    let bytes = text.as_bytes();
+    let broken = |why: &str| parse_error(FORMAT, scalar_line, format!("block scalar: {why}"));
+    if start > end || end > text.len() {
+        return Err(broken("its position is outside the text"));
+    }
     // A token in a block scalar is read without its final line breaks.
     let value = if crate::token::is_token(&value) {
-        let token = value.trim_end_matches('\n');
+        let token = value.trim_end_matches(['\n', '\r']);
         let mut owned = secret_string(token.len());
         owned.push_str(token);
         Text::Decoded(owned)
     } else {
         value
     };
+    // The scalar ends after the line break of its last line.
+    let end = match text[start..end].rfind(['\n', '\r']) {
+        Some(i) => start + i + 1,
+        None => end,
+    };
+    let newline = if text[..end].ends_with("\r\n") {
+        "\r\n"
+    } else if text[..end].ends_with('\n') {
+        "\n"
+    } else if text[..end].ends_with('\r') {
+        "\r"
+    } else {
+        ""
+    };
     // Walk back over blank lines to the header line.
-    let mut line_end = text[..start].rfind('\n').unwrap_or(0);
+    let mut line_end = line_start(text, start).saturating_sub(1);
     loop {
-        let line_start = text[..line_end].rfind('\n').map_or(0, |i| i + 1);
-        let line = &text[line_start..line_end];
-        if !line.trim().is_empty() || line_start == 0 {
-            // Counted back from the scalar's own line: no scan from the top.
-            let line_no = scalar_line - bytes[line_start..start].iter().filter(|&&b| b == b'\n').count();
-            let header = find_indicator(line)
-                .ok_or_else(|| parse_error(FORMAT, line_no, "block scalar header not found"))?;
-            let indicator = line_start + header;
+        let this_start = line_start(text, line_end);
+        let line = text[this_start..line_end].trim_end_matches('\r');
+        if !line.trim().is_empty() || this_start == 0 {
+            let line_no = super::line_at(text, this_start);
+            let header = find_indicator(line).ok_or_else(|| broken("header not found"))?;
+            let indicator = this_start + header;
             let rest = &line[header..];
             let after_indicators =
                 rest[1..].find(|c: char| !matches!(c, '-' | '+' | '0'..='9')).map_or(rest.len(), |i| i + 1);
-            let comment = rest[after_indicators..].trim_end_matches('\r');
+            let comment = &rest[after_indicators..];
+            if indicator > end {
+                return Err(broken("header after its content"));
+            }
             let mut entry = Entry::new(name, line_no, indicator..end, value, Quote::None);
-            let newline = if end > 0 && bytes[end - 1] == b'\n' { "\n" } else { "" };
-            entry.trailer = format!("{}{}", comment, newline);
+            entry.trailer = format!("{comment}{newline}");
             return Ok(entry);
         }
-        line_end = line_start - 1;
+        line_end = this_start.saturating_sub(1);
     }
+}
+
+/// Where the line holding byte `at` starts (after an LF, a CR LF or a lone
+/// CR).
+fn line_start(text: &str, at: usize) -> usize {
+    let b = text.as_bytes();
+    let mut i = at.min(b.len());
+    // `at` on the LF of a CR LF belongs to the line the CR ends.
+    while i > 0 {
+        let c = b[i - 1];
+        if c == b'\n' || (c == b'\r' && b.get(i) != Some(&b'\n')) {
+            return i;
+        }
+        i -= 1;
+    }
+    0
 }
 
 /// Position of the `|` or `>` indicator of a block scalar header line.
