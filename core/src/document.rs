@@ -137,8 +137,12 @@ impl<'a> ConfigFile<'a> {
             (Format::Yaml, Ok(text)) => formats::yaml::line_break_hazard(text, &entries),
             _ => None,
         };
+        // Tokens as encstr reads them, or text a YAML 1.1 reader may read
+        // as one (inside what encstr reads as a plain value).
+        let holds_tokens =
+            || entries.iter().any(Entry::is_token) || memchr::memmem::find(bytes, b"ENCSTR:").is_some();
         if let Some(h) = hazard
-            && entries.iter().any(Entry::is_token)
+            && holds_tokens()
         {
             return Err(formats::yaml::hazard_error(h));
         }
@@ -578,7 +582,12 @@ mod tests {
             Entry::new(None, 3, span, formats::Text::Slice("v"), formats::Quote::None)
         };
         assert!(disjoint(Format::Yaml, &[e(0..2), e(2..4)], 4).is_ok());
-        for (entries, len) in [(vec![e(0..3), e(2..4)], 4), (vec![e(0..5)], 4), (vec![e(3..2)], 4)] {
+        for (entries, len) in [
+            (vec![e(0..3), e(2..4)], 4),
+            (vec![e(0..5)], 4),
+            (vec![e(3..3), e(2..4)], 4),
+            (vec![e(std::ops::Range { start: 3, end: 2 })], 4),
+        ] {
             let err = disjoint(Format::Yaml, &entries, len).unwrap_err();
             assert_eq!(
                 (err.kind(), err.to_string().starts_with("line 3: invalid yaml")),
