@@ -546,6 +546,10 @@ mod tests {
                 assert_eq!(err.kind(), "parse", "{doc:?}");
                 assert!(err.to_string().contains(what), "{err}");
             }
+            // Found by the differential test: encstr reads no token here (it
+            // is inside a plain value), PyYAML reads one under k00[0][1].
+            let hidden = format!("k00:  #\r- {c}\n  - v\n  - >-\n    ENCSTR:Tok1A\n");
+            assert_eq!(ConfigFile::parse(Format::Yaml, hidden.as_bytes(), "x").unwrap_err().kind(), "parse");
             // Inside quoted and block scalar values they are content.
             for doc in [
                 format!("db:\n  password: {t}\n  banner: \"a{c}b\"\n  motd: 'a{c}b'\n  text: |\n    a{c}b\n"),
