@@ -37,12 +37,27 @@ impl Outcome {
     }
 }
 
+/// The steps of a write, in order (tests inject a failure at each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Writing the new render directory.
+    Fill,
+    /// Pointing `..data` at it (the one atomic switch).
+    Point,
+    /// Making the top-level links match.
+    Link,
+    /// Removing earlier render directories.
+    Cleanup,
+}
+
 /// The target directory.
 #[derive(Debug, Clone)]
 pub struct Target {
     dir: PathBuf,
     file_mode: u32,
     dir_mode: u32,
+    /// A failure to inject at a step (tests only).
+    fault: Option<Step>,
 }
 
 impl Target {
@@ -50,7 +65,21 @@ impl Target {
     /// read bits plus search (x) where read is set.
     pub fn new(dir: impl Into<PathBuf>, file_mode: u32) -> Self {
         let r = file_mode & 0o444;
-        Target { dir: dir.into(), file_mode, dir_mode: r | (r >> 2) }
+        Target { dir: dir.into(), file_mode, dir_mode: r | (r >> 2), fault: None }
+    }
+
+    /// Fail at `step` (to test that every failure leaves the app's files).
+    #[doc(hidden)]
+    pub fn failing_at(mut self, step: Step) -> Self {
+        self.fault = Some(step);
+        self
+    }
+
+    fn step(&self, step: Step) -> io::Result<()> {
+        if self.fault == Some(step) {
+            return Err(io::Error::other(format!("injected failure at {step:?}")));
+        }
+        Ok(())
     }
 
     /// The directory `..data` currently points to.
@@ -58,7 +87,11 @@ impl Target {
         fs::read_link(self.dir.join(DATA)).ok().map(|l| self.dir.join(l))
     }
 
-    /// Make the target hold exactly `files`.
+    /// Make the target hold exactly `files`. On any failure the app keeps a
+    /// complete render: the previous one if `..data` was not switched yet
+    /// (the new directory is removed), else the new one (never removed once
+    /// `..data` points to it; top-level links a failure left out are made
+    /// by the next write, even one that changes no file).
     pub fn write(&self, files: &[(PathBuf, Zeroizing<Vec<u8>>)]) -> io::Result<Outcome> {
         fs::create_dir_all(&self.dir)?;
         for (rel, _) in files {
@@ -84,18 +117,22 @@ impl Target {
         outcome.changed =
             files.iter().zip(&same).filter(|(_, s)| !**s).map(|((p, _), _)| p.clone()).collect();
         if current.is_some() && outcome.is_empty() {
+            self.link_top(files)?;
             return Ok(outcome);
         }
 
         let name = format!("{RENDER_PREFIX}{}", unique_suffix());
         let fresh = self.dir.join(&name);
         fs::create_dir(&fresh)?;
-        let result =
-            self.fill(&fresh, current.as_deref(), files, &same).and_then(|()| self.switch(&name, files));
-        if let Err(e) = result {
+        let pointed = self.fill(&fresh, current.as_deref(), files, &same).and_then(|()| self.point(&name));
+        if let Err(e) = pointed {
+            // `..data` still points to the previous render: the app keeps it.
             let _ = remove_tree(&fresh);
             return Err(e);
         }
+        // From here `..data` is the new render: whatever fails, it stays.
+        self.link_top(files)?;
+        self.step(Step::Cleanup)?;
         // Old render directories (the previous one, and any left by a crash).
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -143,16 +180,22 @@ impl Target {
         if let Ok(d) = fs::File::open(fresh) {
             let _ = d.sync_all();
         }
-        Ok(())
+        self.step(Step::Fill)
     }
 
-    /// Point `..data` at `name` in one rename, then make the top-level
-    /// entries match.
-    fn switch(&self, name: &str, files: &[(PathBuf, Zeroizing<Vec<u8>>)]) -> io::Result<()> {
+    /// Point `..data` at `name` in one rename.
+    fn point(&self, name: &str) -> io::Result<()> {
+        self.step(Step::Point)?;
         let tmp = self.dir.join(DATA_TMP);
         let _ = fs::remove_file(&tmp);
         symlink(name, &tmp)?;
-        fs::rename(&tmp, self.dir.join(DATA))?;
+        fs::rename(&tmp, self.dir.join(DATA))
+    }
+
+    /// Make the top-level entries links through `..data` for `files`, and
+    /// remove those of earlier renders that are gone.
+    fn link_top(&self, files: &[(PathBuf, Zeroizing<Vec<u8>>)]) -> io::Result<()> {
+        self.step(Step::Link)?;
 
         let top: BTreeSet<String> = files
             .iter()
@@ -229,6 +272,7 @@ fn unique_suffix() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::os::unix::fs::MetadataExt as _;
 
     use super::*;
@@ -271,6 +315,66 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 4, "..data, one render dir, two links: {names:?}");
         remove_tree(&dir).unwrap();
+    }
+
+    /// What the app reads: every file under the target's top level,
+    /// through the links.
+    fn view(dir: &Path) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            if n.starts_with("..") {
+                continue;
+            }
+            let mut rel = Vec::new();
+            let p = dir.join(&n);
+            if p.is_dir() {
+                list_relative(&p, Path::new(&n), &mut rel).unwrap();
+            } else {
+                rel.push(PathBuf::from(&n));
+            }
+            // A dangling link is no file to the app.
+            for r in rel {
+                if let Ok(text) = fs::read_to_string(dir.join(&r)) {
+                    out.insert(r.display().to_string(), text);
+                }
+            }
+        }
+        out
+    }
+
+    /// A failure at any step of a write leaves the app a complete render:
+    /// the previous one before `..data` switched, the new one after (its
+    /// files never deleted), and the next write repairs the rest.
+    #[test]
+    fn a_failure_at_any_step_leaves_the_app_a_complete_render() {
+        let old = [("a.properties", "a=1"), ("sub/b.yaml", "b: 1"), ("gone.env", "G=1")];
+        let new = [("a.properties", "a=2"), ("sub/b.yaml", "b: 1"), ("c.env", "C=2")];
+        let want = |list: &[(&str, &str)]| -> BTreeMap<String, String> {
+            list.iter().map(|(p, c)| ((*p).to_owned(), (*c).to_owned())).collect()
+        };
+        for step in [Step::Fill, Step::Point, Step::Link, Step::Cleanup] {
+            let dir = std::env::temp_dir().join(format!("encstr-out-fault-{step:?}-{}", std::process::id()));
+            let _ = remove_tree(&dir);
+            Target::new(&dir, 0o440).write(&files(&old)).unwrap();
+            let failing = Target::new(&dir, 0o440).failing_at(step);
+            assert!(failing.write(&files(&new)).is_err(), "{step:?}");
+            let seen = view(&dir);
+            match step {
+                Step::Fill | Step::Point => assert_eq!(seen, want(&old), "{step:?}: the previous render"),
+                // The new content through the old links; the added file's
+                // link is not there yet, the removed one's dangles.
+                Step::Link => {
+                    assert_eq!(seen.get("a.properties").map(String::as_str), Some("a=2"));
+                    assert_eq!(seen.get("sub/b.yaml").map(String::as_str), Some("b: 1"));
+                }
+                Step::Cleanup => assert_eq!(seen, want(&new), "{step:?}"),
+            }
+            // The next write (the same files: no content change) repairs it.
+            Target::new(&dir, 0o440).write(&files(&new)).unwrap();
+            assert_eq!(view(&dir), want(&new), "{step:?}: repaired");
+            remove_tree(&dir).unwrap();
+        }
     }
 
     #[test]
