@@ -84,9 +84,35 @@ pub struct RenderedTree {
     pub plaintext: Vec<PlaintextValue>,
 }
 
+/// How often a render is tried again when the source volume was swapped
+/// while it was read.
+const SNAPSHOT_TRIES: usize = 5;
+
 /// Decrypt every file under `source`. All or nothing: if anything fails,
-/// every failure is returned and no output.
+/// every failure is returned and no output. The files are one version of a
+/// kubelet volume: if `..data` changed while they were read, they are read
+/// again.
 pub fn render_tree(
+    source: &Path,
+    keyring: &Keyring,
+    opts: &RenderOptions,
+) -> Result<RenderedTree, Vec<Failure>> {
+    for _ in 0..SNAPSHOT_TRIES {
+        let before = source::data_version(source);
+        let result = render_version(source, keyring, opts);
+        if source::data_version(source) == before {
+            return result;
+        }
+    }
+    Err(vec![Failure {
+        file: source.display().to_string(),
+        line: 0,
+        name: String::new(),
+        reason: "source_changing",
+    }])
+}
+
+fn render_version(
     source: &Path,
     keyring: &Keyring,
     opts: &RenderOptions,
@@ -209,4 +235,76 @@ pub fn failure_report(failures: &[Failure]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use encstr_core::keys::{Key, Seed};
+
+    use super::*;
+
+    /// kubelet swaps a ConfigMap volume's `..data` between two versions as
+    /// fast as it can while renders run: every render holds one version,
+    /// never a file of each.
+    #[test]
+    fn a_render_reads_one_version_of_a_volume_being_swapped() {
+        let root = std::env::temp_dir().join(format!("encstr-snapshot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let names: Vec<String> = (0..8).map(|i| format!("f{i}.properties")).collect();
+        for v in ["1", "2"] {
+            let dir = root.join(format!("..v{v}"));
+            std::fs::create_dir(&dir).unwrap();
+            for n in &names {
+                std::fs::write(dir.join(n), format!("version={v}\n")).unwrap();
+            }
+        }
+        symlink("..v1", root.join("..data")).unwrap();
+        for n in &names {
+            symlink(format!("..data/{n}"), root.join(n)).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (root, stop) = (root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let tmp = root.join("..data_tmp");
+                    let _ = std::fs::remove_file(&tmp);
+                    symlink(if i % 2 == 0 { "..v2" } else { "..v1" }, &tmp).unwrap();
+                    std::fs::rename(&tmp, root.join("..data")).unwrap();
+                    i += 1;
+                }
+            })
+        };
+        let ring = Keyring::new(vec![Key::from_seed(Seed::from_bytes([1; 32]))]).unwrap();
+        let opts = RenderOptions {
+            formats: FormatRules::parse(&[]).unwrap(),
+            name_prefix: String::new(),
+            plaintext_patterns: Vec::new(),
+            deny_plaintext: false,
+            max_file_size: 1 << 20,
+        };
+        let (mut rendered, mut changing) = (0, 0);
+        for _ in 0..400 {
+            match render_tree(&root, &ring, &opts) {
+                Ok(tree) => {
+                    rendered += 1;
+                    let versions: BTreeSet<&[u8]> = tree.files.iter().map(|(_, b)| b.as_slice()).collect();
+                    assert_eq!(versions.len(), 1, "a render mixed two versions of the volume");
+                    assert_eq!(tree.files.len(), names.len());
+                }
+                Err(f) if f[0].reason == "source_changing" => changing += 1,
+                Err(f) => panic!("{f:?}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(rendered > 0, "no render completed ({changing} saw the source changing throughout)");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

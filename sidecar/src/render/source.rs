@@ -77,14 +77,39 @@ impl From<io::Error> for SourceError {
     }
 }
 
+/// What a kubelet volume's `..data` link points to now (`None`: not such a
+/// volume). A render reads one version: this is the same before and after.
+pub fn data_version(root: &Path) -> Option<PathBuf> {
+    std::fs::read_link(root.join("..data")).ok()
+}
+
 /// Every regular file under `root`, sorted by path. Links are followed only
-/// within `root`.
+/// within `root`. In a kubelet volume, `..data` is resolved once and every
+/// top-level `name -> ..data/name` link is read through that one directory,
+/// so a swap during the walk cannot mix two versions (the caller checks
+/// [`data_version`] did not change while it read).
 pub fn list_files(root: &Path) -> Result<Vec<SourceFile>, SourceError> {
     let canonical_root = std::fs::canonicalize(root)?;
+    let data_link = canonical_root.join("..data");
+    let data = match std::fs::symlink_metadata(&data_link) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&data_link) {
+            Ok(d) if d.starts_with(&canonical_root) => Some(d),
+            Ok(_) => return Err(SourceError::LinkOutside { rel: PathBuf::from("..data") }),
+            // Swapped away meanwhile: the caller's version check retries.
+            Err(e) => return Err(SourceError::Io(e)),
+        },
+        _ => None,
+    };
     let mut out = Vec::new();
-    walk(&canonical_root, &canonical_root, Path::new(""), 0, &mut out)?;
+    walk(&canonical_root, &canonical_root, Path::new(""), 0, data.as_deref(), &mut out)?;
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
+}
+
+/// `..data/<rest>` of a top-level link, read in the resolved data directory.
+fn through_data(link: &Path, data: &Path) -> Option<PathBuf> {
+    let rest = link.strip_prefix("..data").ok()?;
+    rest.components().all(|c| matches!(c, std::path::Component::Normal(_))).then(|| data.join(rest))
 }
 
 fn walk(
@@ -92,6 +117,7 @@ fn walk(
     dir: &Path,
     rel: &Path,
     depth: usize,
+    data: Option<&Path>,
     out: &mut Vec<SourceFile>,
 ) -> Result<(), SourceError> {
     if depth > MAX_DEPTH {
@@ -106,8 +132,13 @@ fn walk(
         let rel = rel.join(&name);
         let mut path = entry.path();
         if entry.file_type()?.is_symlink() {
+            let pinned = match (depth, data) {
+                (0, Some(d)) => std::fs::read_link(&path).ok().and_then(|l| through_data(&l, d)),
+                _ => None,
+            };
+            let path_to_resolve = pinned.unwrap_or_else(|| path.clone());
             // A dangling link (kubelet mid-update) holds nothing to read.
-            let Ok(target) = std::fs::canonicalize(&path) else { continue };
+            let Ok(target) = std::fs::canonicalize(&path_to_resolve) else { continue };
             if !target.starts_with(root) {
                 return Err(SourceError::LinkOutside { rel });
             }
@@ -115,7 +146,7 @@ fn walk(
         }
         let meta = std::fs::metadata(&path)?;
         if meta.is_dir() {
-            walk(root, &path, &rel, depth + 1, out)?;
+            walk(root, &path, &rel, depth + 1, data, out)?;
         } else if meta.is_file() {
             out.push(SourceFile { rel, path });
         } else {
