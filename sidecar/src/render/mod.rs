@@ -275,7 +275,7 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     let tmp = root.join("..data_tmp");
                     let _ = std::fs::remove_file(&tmp);
-                    symlink(if i % 2 == 0 { "..v2" } else { "..v1" }, &tmp).unwrap();
+                    symlink(if i.is_multiple_of(2) { "..v2" } else { "..v1" }, &tmp).unwrap();
                     std::fs::rename(&tmp, root.join("..data")).unwrap();
                     i += 1;
                 }
