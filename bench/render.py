@@ -170,8 +170,55 @@ def peak_rss_watching(work, keyring, src):
         p.wait()
 
 
+def peak_rss_render(src, target, keyring):
+    """Peak RSS (MiB) of one `render` process (its own rusage)."""
+    proc = subprocess.Popen([BIN, "render", "--source", src, "--target", target, "--keyring", keyring],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024, proc.returncode
+
+
+def worst_case_names(work):
+    """The memory worst case of names: a ConfigMap-sized (1 MiB) YAML whose
+    names add up to just under the budget (8x the file): an explicit key of
+    4,000 bytes above as many sealed values as fit. Against the floor: the
+    same number of values under short names in a file of the same size."""
+    keyring = os.path.join(work, "keyring")
+    sh(BIN, "keys", "init", "--keyring", keyring)
+    token_src = os.path.join(work, "t.yaml")
+    with open(token_src, "w") as f:
+        f.write("x: v\n")
+    key = "k" * 4000
+    # Each value's name is the key plus "[i]" (about 4,006 bytes); the
+    # budget is 8 x size + 64 KiB: the values that fit in a 1 MiB file.
+    size = 1 << 20
+    budget = size * 8 + (64 << 10)
+    count = budget // (len(key) + 8) - 16
+    line = "  - ENCSTR:" + "A" * 40 + "\n"
+    padding = size - len(key) - 8 - count * len(line)
+    rows = []
+    for name, body in [("worst", f"? {key}\n:\n" + line * count + "#" + "p" * max(padding - 2, 0) + "\n"),
+                       ("floor", "".join(f"v{i}: x\n" for i in range(count)) + "#" + "p" * max(size - count * 12, 0) + "\n")]:
+        src = os.path.join(work, name)
+        os.makedirs(src)
+        with open(os.path.join(src, "app.yaml"), "w") as f:
+            f.write(body)
+        rss, rc = peak_rss_render(src, os.path.join(work, name + "-out"), keyring)
+        rows.append((name, os.path.getsize(os.path.join(src, "app.yaml")), rss, rc))
+    return count, rows
+
+
 def main():
     build()
+    shm0 = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm0) as work:
+        count, rows = worst_case_names(work)
+    (_, wsize, wrss, wrc), (_, fsize, frss, frc) = rows
+    print(f"names worst case, {count} values under a 4,000-byte key, {wsize / 1e6:.2f} MB file: "
+          f"peak RSS {wrss:.1f} MiB (exit {wrc}; the tokens are not this keyring's, so the render fails after"
+          f" reading every name); floor (short names, {fsize / 1e6:.2f} MB): {frss:.1f} MiB;"
+          f" ratio {wrss / frss:.2f}; chart limit 32 MiB: {wrss / 32:.0%} of it")
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=shm) as work:
         decrypt, cp1, render1, check1 = one_big_file(work)

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::{
-    Entry, Esc, MAX_DEPTH, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped,
+    Entry, Esc, MAX_DEPTH, NameBudget, Quote, Text, parse_error, path, plain_ascii, secret_string,
+    write_escaped,
 };
 use crate::error::{Error, Result};
 
@@ -18,11 +19,13 @@ struct Parser<'a> {
     pos: usize,
     line: usize,
     entries: Vec<Entry<'a>>,
+    budget: NameBudget,
 }
 
 /// Find every string value of a JSON document.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
-    let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, line: 1, entries: Vec::new() };
+    let budget = NameBudget::for_text(FORMAT, text.len());
+    let mut p = Parser { text, bytes: text.as_bytes(), pos: 0, line: 1, entries: Vec::new(), budget };
     // A UTF-8 byte order mark is tolerated, as most readers do.
     if text.starts_with('\u{feff}') {
         p.pos = 3;
@@ -73,6 +76,7 @@ impl<'a> Parser<'a> {
             Some(b'"') => {
                 let (line, start) = (self.line, self.pos);
                 let s = self.string()?;
+                self.budget.charge(line, path)?;
                 let name = Some(path.to_owned().into());
                 self.entries.push(Entry::new(name, line, start..self.pos, s, Quote::Double));
                 Ok(())

@@ -28,6 +28,54 @@ pub mod yaml;
 /// Nesting deeper than this is rejected instead of recursing further.
 pub(crate) const MAX_DEPTH: usize = 128;
 
+/// The longest secret name, in bytes.
+pub(crate) const MAX_NAME: usize = 4096;
+
+/// Bounds the memory the names of a file's values take. Each value owns
+/// its full name, so a long key above many values, or deep nesting, would
+/// multiply a small file many times over (a 100 KB ConfigMap could take
+/// gigabytes): no name may exceed [`MAX_NAME`], and all of them together
+/// at most eight times the file's size (plus 64 KiB).
+pub(crate) struct NameBudget {
+    format: &'static str,
+    left: usize,
+}
+
+impl NameBudget {
+    /// The budget for a text of `len` bytes.
+    pub(crate) fn for_text(format: &'static str, len: usize) -> Self {
+        NameBudget { format, left: len.saturating_mul(8).saturating_add(64 << 10) }
+    }
+
+    /// A name is kept: refuse it if it is too long or the names add up to
+    /// too much.
+    pub(crate) fn charge(&mut self, line: usize, name: &str) -> Result<()> {
+        self.charge_at(|| line, name)
+    }
+
+    /// [`NameBudget::charge`], the line worked out only for an error.
+    pub(crate) fn charge_at(&mut self, line: impl Fn() -> usize, name: &str) -> Result<()> {
+        if name.len() > MAX_NAME {
+            return Err(parse_error(
+                self.format,
+                line(),
+                format!(
+                    "a value's name is {} bytes long (at most {MAX_NAME}: keys too long or nested too deep)",
+                    name.len()
+                ),
+            ));
+        }
+        self.left = self.left.checked_sub(name.len()).ok_or_else(|| {
+            parse_error(
+                self.format,
+                line(),
+                "the names of the values add up to more than eight times the file's size (long keys above many values, or deep nesting)",
+            )
+        })?;
+        Ok(())
+    }
+}
+
 /// A configuration file format (ENCSTR v1 §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -417,7 +465,6 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-/// A `Parse` error.
 /// The 1-based line of byte `at`, with CR LF, lone CR and LF each one
 /// line break.
 pub(crate) fn line_at(text: &str, at: usize) -> usize {
@@ -426,6 +473,42 @@ pub(crate) fn line_at(text: &str, at: usize) -> usize {
     1 + memchr::memchr2_iter(b'\n', b'\r', b).count() - crlf
 }
 
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    /// A file whose names would take many times its size (a long key above
+    /// many values, deep nesting), or one very long name, is refused in
+    /// every tree format before the names are built.
+    #[test]
+    fn names_are_bounded_in_length_nesting_and_total() {
+        let long = "k".repeat(MAX_NAME + 1);
+        let wide = "w".repeat(3000);
+        let many_yaml: String = (0..4000).map(|_| "  - ENCSTR:x\n").collect();
+        let many_json = vec!["\"ENCSTR:x\""; 4000].join(",");
+        let many_toml = vec!["\"x\""; 4000].join(",");
+        let cases = [
+            // Implicit YAML keys stop at 1024 characters: these are explicit.
+            (Format::Yaml, format!("? {long}\n: v\n"), "bytes long"),
+            (Format::Yaml, format!("{}a{}\n", "[".repeat(200), "]".repeat(200)), "nested deeper than 128"),
+            (Format::Yaml, format!("? {wide}\n:\n{many_yaml}"), "add up to more than eight times"),
+            (Format::Json, format!("{{\"{long}\": \"v\"}}"), "bytes long"),
+            (Format::Json, format!("{{\"{wide}\": [{many_json}]}}"), "add up to more than eight times"),
+            (Format::Toml, format!("\"{long}\" = \"v\"\n"), "bytes long"),
+            (Format::Toml, format!("{wide} = [{many_toml}]\n"), "add up to more than eight times"),
+        ];
+        for (format, doc, want) in cases {
+            let err = scan(format, &doc, "x").unwrap_err();
+            assert_eq!(err.kind(), "parse", "{format}");
+            assert!(err.to_string().contains(want), "{format}: {err}");
+        }
+        // What configurations look like passes: nesting and keys of sane size.
+        let sane: String = (0..500).map(|i| format!("svc{i}:\n  db:\n    password: ENCSTR:x\n")).collect();
+        assert_eq!(scan(Format::Yaml, &sane, "x").unwrap().len(), 500);
+    }
+}
+
+/// A `Parse` error.
 pub(crate) fn parse_error(format: &'static str, line: usize, message: impl Into<String>) -> Error {
     Error::Parse { format, line, message: message.into() }
 }

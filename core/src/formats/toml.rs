@@ -14,7 +14,9 @@ use std::ops::Range;
 use toml_edit::{Document, InlineTable, Item, Table, Value};
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::{Entry, Esc, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped};
+use super::{
+    Entry, Esc, NameBudget, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped,
+};
 use crate::error::Result;
 
 const FORMAT: &str = "toml";
@@ -28,6 +30,13 @@ struct Found {
     value: Zeroizing<String>,
 }
 
+/// The values found so far, and the budget of their names.
+struct Collected<'t> {
+    text: &'t str,
+    list: Vec<Found>,
+    budget: NameBudget,
+}
+
 /// Find every string value of a TOML document.
 pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'static>>> {
     let doc = Document::parse(text).map_err(|e| {
@@ -36,8 +45,10 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'static>>> {
         message.truncate(120);
         parse_error(FORMAT, line, message)
     })?;
-    let mut found = Vec::new();
-    let walked = table(doc.as_table(), "", &mut found);
+    let mut collected =
+        Collected { text, list: Vec::new(), budget: NameBudget::for_text(FORMAT, text.len()) };
+    let walked = table(doc.as_table(), "", &mut collected);
+    let mut found = collected.list;
     // Whatever happened, wipe the strings toml_edit decoded (they may be
     // plaintexts being sealed); `into_table` keeps the spans (no copies of
     // the source are made, unlike `into_mut`).
@@ -59,14 +70,14 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'static>>> {
         .collect())
 }
 
-fn table(t: &Table, at: &str, found: &mut Vec<Found>) -> Result<()> {
+fn table(t: &Table, at: &str, found: &mut Collected<'_>) -> Result<()> {
     for (key, item) in t.iter() {
         self::item(item, &path::key(at, key), found)?;
     }
     Ok(())
 }
 
-fn item(item: &Item, name: &str, found: &mut Vec<Found>) -> Result<()> {
+fn item(item: &Item, name: &str, found: &mut Collected<'_>) -> Result<()> {
     match item {
         Item::None => Ok(()),
         Item::Value(v) => value(v, name, found),
@@ -77,13 +88,15 @@ fn item(item: &Item, name: &str, found: &mut Vec<Found>) -> Result<()> {
     }
 }
 
-fn value(v: &Value, name: &str, found: &mut Vec<Found>) -> Result<()> {
+fn value(v: &Value, name: &str, found: &mut Collected<'_>) -> Result<()> {
     match v {
         Value::String(s) => {
             let span = s.span().ok_or_else(|| parse_error(FORMAT, 1, "string without a source position"))?;
             let mut owned = secret_string(s.value().len());
             owned.push_str(s.value());
-            found.push(Found { name: name.to_owned(), span, value: owned });
+            let text = found.text;
+            found.budget.charge_at(|| super::line_of(text, span.start), name)?;
+            found.list.push(Found { name: name.to_owned(), span, value: owned });
             Ok(())
         }
         Value::Array(a) => a.iter().enumerate().try_for_each(|(i, v)| value(v, &path::index(name, i), found)),
@@ -92,7 +105,7 @@ fn value(v: &Value, name: &str, found: &mut Vec<Found>) -> Result<()> {
     }
 }
 
-fn inline(t: &InlineTable, at: &str, found: &mut Vec<Found>) -> Result<()> {
+fn inline(t: &InlineTable, at: &str, found: &mut Collected<'_>) -> Result<()> {
     t.iter().try_for_each(|(key, v)| value(v, &path::key(at, key), found))
 }
 

@@ -14,7 +14,10 @@ use zeroize::Zeroizing;
 
 use std::borrow::Cow;
 
-use super::{Alias, Entry, Esc, Quote, Text, parse_error, path, plain_ascii, secret_string, write_escaped};
+use super::{
+    Alias, Entry, Esc, MAX_DEPTH, NameBudget, Quote, Text, parse_error, path, plain_ascii, secret_string,
+    write_escaped,
+};
 use crate::error::Result;
 
 const FORMAT: &str = "yaml";
@@ -88,6 +91,7 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
     // Each anchor id: the entries its node holds.
     let mut anchors: std::collections::HashMap<usize, std::ops::Range<usize>> = Default::default();
     let mut aliases: Vec<(usize, Alias)> = Vec::new();
+    let mut budget = NameBudget::for_text(FORMAT, text.len());
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let mut msg = e.kind().to_string();
@@ -101,11 +105,13 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
             }
             Event::MappingStart(_, anchor, _) => {
                 let path = value_path(node_role(&mut stack, None));
+                nested(&stack, path.as_deref(), span.start.line())?;
                 stack.push(Frame::Map { path, key: None, expecting_key: true });
                 opened.push((anchor, entries.len()));
             }
             Event::SequenceStart(_, anchor, _) => {
                 let path = value_path(node_role(&mut stack, None));
+                nested(&stack, path.as_deref(), span.start.line())?;
                 stack.push(Frame::Seq { path, next: 0 });
                 opened.push((anchor, entries.len()));
             }
@@ -131,6 +137,9 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
                 let Role::Value(name) = node_role(&mut stack, Some(&value)) else {
                     continue;
                 };
+                if let Some(n) = &name {
+                    budget.charge(span.start.line(), n)?;
+                }
                 if anchor != 0 {
                     anchors.insert(anchor, entries.len()..entries.len() + 1);
                 }
@@ -162,6 +171,15 @@ pub(crate) fn scan(text: &str) -> Result<Vec<Entry<'_>>> {
         }
     }
     Ok(entries)
+}
+
+/// A collection may open here: not nested deeper than [`MAX_DEPTH`], its
+/// name not longer than a value's may be.
+fn nested(stack: &[Frame], path: Option<&str>, line: usize) -> Result<()> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(parse_error(FORMAT, line, format!("nested deeper than {MAX_DEPTH} levels")));
+    }
+    NameBudget::for_text(FORMAT, usize::MAX).charge(line, path.unwrap_or_default())
 }
 
 /// Account for a node starting at the top of the stack. `scalar` is the text
