@@ -473,6 +473,11 @@ pub(crate) fn line_at(text: &str, at: usize) -> usize {
     1 + memchr::memchr2_iter(b'\n', b'\r', b).count() - crlf
 }
 
+/// A `Parse` error.
+pub(crate) fn parse_error(format: &'static str, line: usize, message: impl Into<String>) -> Error {
+    Error::Parse { format, line, message: message.into() }
+}
+
 #[cfg(test)]
 mod name_tests {
     use super::*;
@@ -506,9 +511,4 @@ mod name_tests {
         let sane: String = (0..500).map(|i| format!("svc{i}:\n  db:\n    password: ENCSTR:x\n")).collect();
         assert_eq!(scan(Format::Yaml, &sane, "x").unwrap().len(), 500);
     }
-}
-
-/// A `Parse` error.
-pub(crate) fn parse_error(format: &'static str, line: usize, message: impl Into<String>) -> Error {
-    Error::Parse { format, line, message: message.into() }
 }
