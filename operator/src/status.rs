@@ -5,7 +5,7 @@ use encstr_core::{KeyId, Keyring};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{
-    Condition, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition, fmt_time,
+    Condition, Kept, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition, fmt_time,
 };
 use crate::desired::{Invalid, KeyMeta, key_states};
 use crate::usage::Usage;
@@ -67,6 +67,8 @@ pub struct Input<'a> {
     pub usage: Option<&'a Usage>,
     /// Keys retention wants gone but that are in use.
     pub blocked: &'a [KeyId],
+    /// Keys retention wants gone but keeps because they were imported.
+    pub kept_imported: &'a [KeyId],
     /// Target states (cluster kind).
     pub targets: Vec<TargetStatus>,
     /// Why the keyring cannot proceed (invalid spec, a guard, a conflict).
@@ -77,6 +79,9 @@ pub struct Input<'a> {
     pub backup: BackupInput<'a>,
     /// When the staged key will be promoted (if known).
     pub promotion_at: Option<Timestamp>,
+    /// A due rotation that waits for the minimum interval: why, until when,
+    /// and the interval.
+    pub rotation_deferred: Option<(&'a crate::desired::RotationReason, Timestamp, std::time::Duration)>,
     /// Now.
     pub now: Timestamp,
 }
@@ -99,6 +104,14 @@ fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &In
                         .then(|| meta.retired.get(&id).map(|t| fmt_time(*t)))
                         .flatten(),
                     in_use: input.usage.map(|u| u.count(id)).or_else(|| previous_use(&id.to_string())),
+                    imported: meta.imported.contains(&id),
+                    kept: if input.blocked.contains(&id) {
+                        Some(Kept::InUse)
+                    } else if input.kept_imported.contains(&id) {
+                        Some(Kept::Imported)
+                    } else {
+                        None
+                    },
                 })
                 .collect();
             status.primary_key_id = Some(ring.primary().id().to_string());
@@ -298,9 +311,26 @@ fn rotating(input: &Input<'_>, prev: &[Condition]) -> Condition {
             gen_,
             now,
         ),
-        (None, _) => {
-            condition(prev, condition::ROTATING, false, "Idle", "no rotation in progress".into(), gen_, now)
-        }
+        (None, _) => match input.rotation_deferred {
+            Some((why, at, interval)) => condition(
+                prev,
+                condition::ROTATING,
+                false,
+                "RotationDeferred",
+                crate::reconcile::events::rotation_deferred(why, at, interval),
+                gen_,
+                now,
+            ),
+            None => condition(
+                prev,
+                condition::ROTATING,
+                false,
+                "Idle",
+                "no rotation in progress".into(),
+                gen_,
+                now,
+            ),
+        },
     }
 }
 
@@ -372,11 +402,13 @@ mod tests {
             cluster: true,
             usage: None,
             blocked: &[],
+            kept_imported: &[],
             targets: vec![target(synced)],
             invalid: None,
             generation: Some(1),
             backup: BackupInput::Off,
             promotion_at: None,
+            rotation_deferred: None,
             now,
         };
         let s1 = compute(None, &input(true, t("2026-11-23T09:00:00Z")));
@@ -411,11 +443,13 @@ mod tests {
                 cluster: false,
                 usage: None,
                 blocked: &[],
+                kept_imported: &[],
                 targets: vec![],
                 invalid: Some(&inv),
                 generation: Some(2),
                 backup: BackupInput::Off,
                 promotion_at: None,
+                rotation_deferred: None,
                 now: t("2026-11-23T09:00:00Z"),
             },
         );
@@ -442,11 +476,13 @@ mod tests {
             cluster: false,
             usage: None,
             blocked: &[],
+            kept_imported: &[],
             targets: vec![],
             invalid: None,
             generation: Some(1),
             backup,
             promotion_at: None,
+            rotation_deferred: None,
             now: t("2026-11-23T09:00:00Z"),
         };
         let get = |s: &KeyringStatus, ty: &str| {

@@ -11,7 +11,7 @@ use super::escrow::BackupState;
 use super::events::Note;
 use crate::context::Ctx;
 use crate::crd::*;
-use crate::desired::{self, KeyMeta, ValidSpec};
+use crate::desired::{self, KeyMeta, RotationReason, ValidSpec};
 use crate::error::Result;
 use crate::keyring::{Id, KeyringResource, Kind};
 use crate::metrics::{KeyStateLabels, KeyringLabels, TargetLabels};
@@ -28,11 +28,13 @@ fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> statu
         cluster: K::KIND == Kind::Cluster,
         usage: None,
         blocked: &[],
+        kept_imported: &[],
         targets: Vec::new(),
         invalid: None,
         generation: k.meta().generation,
         backup,
         promotion_at: None,
+        rotation_deferred: None,
         now: Timestamp::now(),
     }
 }
@@ -69,7 +71,7 @@ pub async fn held<K: KeyringResource>(
     };
     let st = status::compute(k.keyring_status(), &input);
     writer::status(&ctx.shared.client, k, &st).await?;
-    Ok(if guard { Action::requeue(ctx.shared.resync) } else { Action::await_change() })
+    Ok(if hold.rechecks() { Action::requeue(ctx.shared.resync) } else { Action::await_change() })
 }
 
 /// A new keyring whose first backup failed: no master yet, the failure in
@@ -97,10 +99,14 @@ pub struct Report {
     pub usage: Option<Usage>,
     /// Keys retention wants gone that are still used.
     pub blocked: Vec<KeyId>,
+    /// Keys retention wants gone but keeps because they were imported.
+    pub kept_imported: Vec<KeyId>,
     /// Events, in order.
     pub notes: Vec<Note>,
     /// When the staged key is promoted.
     pub promotion_at: Option<Timestamp>,
+    /// A due rotation that waits for the minimum interval, and until when.
+    pub rotation_deferred: Option<(RotationReason, Timestamp)>,
 }
 
 /// Status, events and metrics of a usable master.
@@ -123,8 +129,13 @@ pub async fn converged<K: KeyringResource>(
         secret_name: Some(&spec.secret_name),
         usage: r.usage.as_ref(),
         blocked: &r.blocked,
+        kept_imported: &r.kept_imported,
         targets: r.targets,
         promotion_at: r.promotion_at,
+        rotation_deferred: r
+            .rotation_deferred
+            .as_ref()
+            .map(|(why, at)| (why, *at, ctx.shared.min_rotation_interval)),
         ..base(k, backup)
     };
     let st = status::compute(k.keyring_status(), &input);
