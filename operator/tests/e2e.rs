@@ -226,7 +226,7 @@ fn converges_despite_conflicts_server_errors_and_dropped_watches() {
 
 #[test]
 fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
-    let (env, _) = setup("invalid", &["platform"]);
+    let (env, _) = setup_with("invalid", &[], &["platform"], &["--resync", "3s"]);
     kubectl(
         &env,
         &[
@@ -278,6 +278,13 @@ fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
         "not a keyring line",
         "the import source untouched"
     );
+    // The import Secret created later: no watch sees it (it carries no
+    // encstr label), and the keyring is looked at again at the resync.
+    let keyring = "--from-literal=keyring=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    kubectl(&env, &["create", "secret", "generic", "nowhere", "-n", "platform", keyring]);
+    wait(30, "the import after the resync", || {
+        (condition(&status(&env, "platform", "missing-import"), "Ready")?.0 == "True").then_some(())
+    });
     // Fixing the spec makes it work.
     apply(
         &env,

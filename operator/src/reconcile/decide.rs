@@ -123,10 +123,14 @@ pub enum ImportProblem {
 
 impl Hold {
     /// Whether the hold is looked at again after the resync interval
-    /// without a change to the keyring (a guard, or a destination outside
-    /// the cluster that nothing watches).
+    /// without a change to the keyring: every hold but an invalid spec (only
+    /// an edit of the keyring fixes that, and it triggers a reconcile). The
+    /// fix of the others may be where no watch sees it: the import Secret
+    /// created or repaired, somebody else's Secret moved out of the master's
+    /// way (neither carries the keyring's label), the master's namespace
+    /// created, a backup destination emptied.
     pub fn rechecks(&self) -> bool {
-        matches!(self, Hold::Guard { .. } | Hold::BackupsExist { .. })
+        !matches!(self, Hold::Spec(_))
     }
 
     /// The guard, if a guard holds.

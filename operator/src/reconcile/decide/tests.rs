@@ -293,6 +293,17 @@ fn no_keyring_is_generated_over_existing_backups() {
     assert!(held.guard().is_none());
 }
 
+#[test]
+fn holds_the_keyrings_watch_cannot_see_fixed_are_looked_at_again() {
+    let import = Hold::Import(ImportProblem::NotFound { name: "legacy".into(), namespace: "print".into() });
+    let conflict = Hold::MasterConflict { place: "print/agents".into() };
+    let namespace = Hold::NamespaceMissing { namespace: "encstr".into(), why: "not found".into() };
+    for hold in [import, conflict, namespace] {
+        assert!(hold.rechecks(), "{hold:?}");
+    }
+    assert!(!Hold::Spec(Invalid::new("InvalidDuration", "x")).rechecks(), "an edit of the keyring fixes it");
+}
+
 fn import_spec() -> ValidSpec {
     let mut k = skr();
     k.spec.import_from =
