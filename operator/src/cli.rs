@@ -55,6 +55,12 @@ pub struct RunArgs {
     /// Scan a keyring's token usage (for pruning) at most this often.
     #[arg(long, default_value = "1m", value_parser = parse_resync)]
     pub usage_scan_interval: std::time::Duration,
+    /// No rotation (requested or scheduled) starts sooner than this after
+    /// the last one started: an `encstr.io/rotate` annotation bumped in a
+    /// loop, or a short `rotation.every`, cannot generate keys without
+    /// bound. A deferred rotation starts when the interval has passed.
+    #[arg(long, env = "ENCSTR_MIN_ROTATION_INTERVAL", default_value = "5m", value_parser = parse_interval)]
+    pub min_rotation_interval: std::time::Duration,
     /// The longest a backup write to one destination may take before it
     /// counts as failed (and is retried with backoff).
     #[arg(long, default_value = "25s", value_parser = parse_resync)]
@@ -117,6 +123,10 @@ fn parse_resources(s: &str) -> Result<serde_json::Value, String> {
 
 fn parse_endpoint(s: &str) -> Result<crate::backup::store::Endpoint, String> {
     crate::backup::store::Endpoint::parse(s.trim())
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    crate::desired::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (like 5m, or 0s)"))
 }
 
 fn parse_resync(s: &str) -> Result<std::time::Duration, String> {

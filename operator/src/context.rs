@@ -53,6 +53,8 @@ pub struct Shared {
     pub resync: Duration,
     /// Scan a keyring's token usage at most this often.
     pub scan_interval: Duration,
+    /// Start a rotation at most this often.
+    pub min_rotation_interval: Duration,
     /// The longest one backup write may take.
     pub backup_timeout: Duration,
     /// What namespaced keyrings' backups may use.
@@ -75,6 +77,8 @@ pub struct Settings {
     pub resync: Duration,
     /// Scan a keyring's token usage at most this often.
     pub scan_interval: Duration,
+    /// Start a rotation at most this often.
+    pub min_rotation_interval: Duration,
     /// The longest one backup write may take.
     pub backup_timeout: Duration,
     /// What namespaced keyrings' backups may use.
@@ -91,6 +95,7 @@ impl Shared {
             cluster_namespace: s.cluster_namespace,
             resync: s.resync,
             scan_interval: s.scan_interval,
+            min_rotation_interval: s.min_rotation_interval,
             backup_timeout: s.backup_timeout,
             backup_policy: s.backup_policy,
             memory: Mutex::default(),
@@ -192,10 +197,25 @@ impl Shared {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &k.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&ev, &event_reference(k, &self.cluster_namespace)).await {
             warn!(error = %e, "cannot publish event");
         }
     }
+}
+
+/// What an event about `k` refers to, which is also where it is created: a
+/// SecretKeyring and its namespace; a ClusterSecretKeyring (which has no
+/// namespace) in the cluster resource namespace, beside its master —
+/// not in `default`, where every reader of events would see its notes.
+pub fn event_reference<K: KeyringResource>(
+    k: &K,
+    cluster_namespace: &str,
+) -> k8s_openapi::api::core::v1::ObjectReference {
+    let mut r = k.object_ref(&());
+    if r.namespace.as_deref().is_none_or(str::is_empty) {
+        r.namespace = Some(cluster_namespace.to_owned());
+    }
+    r
 }
 
 /// A note cut to [`MAX_NOTE`] bytes on a character boundary.
@@ -271,6 +291,18 @@ mod tests {
     }
 
     #[test]
+    fn cluster_keyring_events_go_to_the_cluster_resource_namespace() {
+        use crate::crd::{ClusterSecretKeyring, SecretKeyring};
+        let c = ClusterSecretKeyring::new("payments", Default::default());
+        let r = event_reference(&c, "encstr");
+        assert_eq!((r.namespace.as_deref(), r.name.as_deref()), (Some("encstr"), Some("payments")));
+        assert_eq!(r.kind.as_deref(), Some("ClusterSecretKeyring"));
+        let mut n = SecretKeyring::new("agents", Default::default());
+        n.metadata.namespace = Some("print".into());
+        assert_eq!(event_reference(&n, "encstr").namespace.as_deref(), Some("print"));
+    }
+
+    #[test]
     fn notes_are_cut_on_a_character_boundary() {
         assert_eq!(cut_note("short".into()), "short");
         let cut = cut_note("é".repeat(1000));
@@ -285,6 +317,7 @@ mod tests {
             cluster_namespace: "encstr".into(),
             resync: RESYNC,
             scan_interval: Duration::from_secs(60),
+            min_rotation_interval: Duration::from_secs(300),
             backup_timeout: Duration::from_secs(1),
             backup_policy: Policy::default(),
         };

@@ -39,6 +39,8 @@ pub struct ValidSpec {
     pub max_keys: Option<usize>,
     /// Keep a former primary at least this long.
     pub min_decrypt_only_age: Duration,
+    /// Retention may remove imported keys too.
+    pub prune_imported: bool,
     /// Secret name and key to import from.
     pub import: Option<(String, String)>,
     /// Backups, if configured.
@@ -213,6 +215,7 @@ pub fn validate<K: KeyringResource>(k: &K) -> Result<ValidSpec, Invalid> {
         promotion_delay,
         max_keys,
         min_decrypt_only_age,
+        prune_imported: retention.prune_imported.unwrap_or(false),
         import,
         deletion_policy: c.deletion_policy,
     })
@@ -240,6 +243,8 @@ pub struct KeyMeta {
     pub last_rotation: Option<Timestamp>,
     /// When keys retention wants gone were last seen in use.
     pub last_used: BTreeMap<KeyId, Timestamp>,
+    /// Keys read from `spec.importFrom`.
+    pub imported: BTreeSet<KeyId>,
 }
 
 fn parse_times(v: Option<&String>) -> BTreeMap<KeyId, Timestamp> {
@@ -282,6 +287,10 @@ impl KeyMeta {
             rotate_handled: a.get(ANN_ROTATE_HANDLED).cloned(),
             last_rotation: time(ANN_LAST_ROTATION),
             last_used: parse_times(a.get(ANN_LAST_USED)),
+            imported: a
+                .get(ANN_IMPORTED)
+                .map(|v| v.split(',').filter_map(|id| id.parse().ok()).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -300,6 +309,11 @@ impl KeyMeta {
         write_times(&mut a, ANN_PROMOTED, &self.promoted, &ids);
         write_times(&mut a, ANN_RETIRED, &self.retired, &ids);
         write_times(&mut a, ANN_LAST_USED, &self.last_used, &ids);
+        let imported: Vec<String> =
+            ids.iter().filter(|id| self.imported.contains(id)).map(ToString::to_string).collect();
+        if !imported.is_empty() {
+            a.insert(ANN_IMPORTED.to_owned(), imported.join(","));
+        }
         if !self.pruned.is_empty() {
             a.insert(
                 ANN_PRUNED.to_owned(),
@@ -403,6 +417,8 @@ pub struct Observed<'a> {
     /// Token counts per key id, from a complete scan (`None`: not counted,
     /// or a list failed).
     pub usage: Option<&'a BTreeMap<KeyId, u32>>,
+    /// The least time between the starts of two rotations.
+    pub min_rotation_interval: Duration,
     /// Now.
     pub now: Timestamp,
 }
@@ -411,10 +427,10 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or_default()
 }
 
-/// Keys retention wants gone, oldest first: decrypt-only keys beyond
-/// `maxKeys` that have been decrypt-only for `minDecryptOnlyAge`. (Usage is
-/// checked afterwards.)
-pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: Timestamp) -> Vec<KeyId> {
+/// Keys `maxKeys` wants gone, oldest first: decrypt-only keys beyond
+/// `maxKeys` that have been decrypt-only for `minDecryptOnlyAge`, imported
+/// ones included.
+fn beyond_max(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: Timestamp) -> Vec<KeyId> {
     let Some(max) = spec.max_keys else { return Vec::new() };
     let excess = ring.len().saturating_sub(max);
     key_states(ring, meta)
@@ -424,6 +440,27 @@ pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: T
         .take(excess)
         .filter(|id| meta.retired.get(id).is_some_and(|t| elapsed(*t, now) >= spec.min_decrypt_only_age))
         .collect()
+}
+
+/// Whether retention keeps `id` because it was imported: its tokens may
+/// live outside the cluster, where the usage count cannot see them, so
+/// only `retention.pruneImported` lets it go.
+fn kept_as_imported(spec: &ValidSpec, meta: &KeyMeta, id: KeyId) -> bool {
+    !spec.prune_imported && meta.imported.contains(&id)
+}
+
+/// Keys retention wants gone, oldest first: decrypt-only keys beyond
+/// `maxKeys` that have been decrypt-only for `minDecryptOnlyAge`, except
+/// imported ones without `retention.pruneImported` (they still take their
+/// place among the oldest). (Usage is checked afterwards.)
+pub fn prune_candidates(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: Timestamp) -> Vec<KeyId> {
+    beyond_max(spec, ring, meta, now).into_iter().filter(|id| !kept_as_imported(spec, meta, *id)).collect()
+}
+
+/// Keys `maxKeys` wants gone that retention keeps because they were
+/// imported (see [`prune_candidates`]).
+pub fn kept_imported(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, now: Timestamp) -> Vec<KeyId> {
+    beyond_max(spec, ring, meta, now).into_iter().filter(|id| kept_as_imported(spec, meta, *id)).collect()
 }
 
 /// When the next key retention wants gone becomes old enough to be pruned
@@ -436,35 +473,58 @@ pub fn next_prune_at(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta) -> Option
         .into_iter()
         .filter(|(_, s)| *s == KeyState::DecryptOnly)
         .take(excess)
+        .filter(|(id, _)| !kept_as_imported(spec, meta, *id))
         .filter_map(|(id, _)| meta.retired.get(&id).map(|t| *t + age))
         .min()
 }
 
+/// Why a rotation is due (requested or scheduled), if one is and no key
+/// is staged.
+fn rotation_due(o: &Observed<'_>) -> Option<RotationReason> {
+    if o.meta.staged.is_some_and(|s| o.ring.contains(s)) {
+        return None;
+    }
+    if o.rotate_request.is_some_and(|r| Some(r) != o.meta.rotate_handled.as_deref()) {
+        return Some(RotationReason::Requested);
+    }
+    let every = o.spec.every?;
+    o.meta
+        .primary_since(o.ring)
+        .is_none_or(|t| elapsed(t, o.now) >= every)
+        .then_some(RotationReason::Scheduled)
+}
+
+/// When a due rotation may start, if it must wait: not sooner than the
+/// minimum interval after the last rotation started (so an
+/// `encstr.io/rotate` annotation bumped in a loop, or a short
+/// `rotation.every`, cannot generate keys without bound).
+pub fn rotation_deferred(o: &Observed<'_>) -> Option<(RotationReason, Timestamp)> {
+    let why = rotation_due(o)?;
+    let last = o.meta.last_rotation?;
+    let at = last + k8s_openapi::jiff::SignedDuration::try_from(o.min_rotation_interval).ok()?;
+    (o.now < at).then_some((why, at))
+}
+
 /// Decide the next change to the master, if any.
 pub fn next_step(o: &Observed<'_>) -> Option<Step> {
-    let requested = o.rotate_request.is_some_and(|r| Some(r) != o.meta.rotate_handled.as_deref());
-    match o.meta.staged.filter(|s| o.ring.contains(*s)) {
-        Some(_) => {
-            if requested {
-                return Some(Step::AcknowledgeRequest);
-            }
-            match o.meta.distributed_at {
-                None if o.all_copies_current => return Some(Step::MarkDistributed),
-                Some(at) if o.all_copies_current && elapsed(at, o.now) >= o.spec.promotion_delay => {
-                    return Some(Step::Promote);
-                }
-                _ => {}
-            }
+    // No key staged: a rotation that is due starts, unless the minimum
+    // interval defers it (`rotation_deferred`).
+    if rotation_deferred(o).is_none()
+        && let Some(why) = rotation_due(o)
+    {
+        return Some(Step::Stage(why));
+    }
+    if o.meta.staged.is_some_and(|s| o.ring.contains(s)) {
+        let requested = o.rotate_request.is_some_and(|r| Some(r) != o.meta.rotate_handled.as_deref());
+        if requested {
+            return Some(Step::AcknowledgeRequest);
         }
-        None => {
-            if requested {
-                return Some(Step::Stage(RotationReason::Requested));
+        match o.meta.distributed_at {
+            None if o.all_copies_current => return Some(Step::MarkDistributed),
+            Some(at) if o.all_copies_current && elapsed(at, o.now) >= o.spec.promotion_delay => {
+                return Some(Step::Promote);
             }
-            if let Some(every) = o.spec.every
-                && o.meta.primary_since(o.ring).is_none_or(|t| elapsed(t, o.now) >= every)
-            {
-                return Some(Step::Stage(RotationReason::Scheduled));
-            }
+            _ => {}
         }
     }
     // Pruning needs a complete count of every target, and a quiet period
@@ -521,6 +581,33 @@ pub fn record_use(
     changed
 }
 
+/// How many keys [`fresh_key`] draws before it gives up (a collision of
+/// 4-byte ids is a one in millions event; many in a row mean a broken
+/// generator).
+const KEY_DRAWS: usize = 16;
+
+/// A new key from `generate` whose id no key of `ring` has, and that the
+/// operator did not prune itself: two keys of one id would make promotion,
+/// pruning and the lifecycle ambiguous, and a pruned id coming back would
+/// confuse tokens and the guards. A colliding key is dropped and another
+/// drawn.
+pub fn fresh_key(
+    ring: &Keyring,
+    meta: &KeyMeta,
+    mut generate: impl FnMut() -> Result<Key, encstr_core::Error>,
+) -> Result<Key, encstr_core::Error> {
+    let mut last = None;
+    for _ in 0..KEY_DRAWS {
+        let key = generate()?;
+        let id = key.id();
+        if !ring.contains(id) && !meta.pruned.contains(&id) {
+            return Ok(key);
+        }
+        last = Some(id);
+    }
+    Err(encstr_core::Error::DuplicateKey { line: ring.len() + 1, key_id: last.expect("drawn") })
+}
+
 /// Apply a step to the keyring and its lifecycle (generating a key for
 /// `Stage`).
 pub fn apply_step(
@@ -530,9 +617,21 @@ pub fn apply_step(
     rotate_request: Option<&str>,
     now: Timestamp,
 ) -> Result<(), encstr_core::Error> {
+    apply_step_with(step, ring, meta, rotate_request, now, Key::generate)
+}
+
+/// [`apply_step`] with the key generator given.
+pub fn apply_step_with(
+    step: &Step,
+    ring: &mut Keyring,
+    meta: &mut KeyMeta,
+    rotate_request: Option<&str>,
+    now: Timestamp,
+    generate: impl FnMut() -> Result<Key, encstr_core::Error>,
+) -> Result<(), encstr_core::Error> {
     match step {
         Step::Stage(_) => {
-            let key = Key::generate()?;
+            let key = fresh_key(ring, meta, generate)?;
             let id = key.id();
             ring.stage(key)?;
             meta.staged = Some(id);
@@ -560,6 +659,7 @@ pub fn apply_step(
                 meta.created.remove(id);
                 meta.promoted.remove(id);
                 meta.retired.remove(id);
+                meta.imported.remove(id);
                 meta.pruned.push(*id);
             }
             let excess = meta.pruned.len().saturating_sub(PRUNED_MEMORY);
@@ -717,9 +817,13 @@ mod tests {
         spec.targets.namespaces = vec!["Bad_NS".into()];
         assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidNamespace");
         spec.targets.namespaces = vec!["ok-ns".into()];
-        spec.retention = Some(Retention { max_keys: Some(0), min_decrypt_only_age: None });
+        spec.retention = Some(Retention { max_keys: Some(0), ..Default::default() });
         assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidRetention");
-        spec.retention = Some(Retention { max_keys: Some(2), min_decrypt_only_age: Some("forever".into()) });
+        spec.retention = Some(Retention {
+            max_keys: Some(2),
+            min_decrypt_only_age: Some("forever".into()),
+            ..Default::default()
+        });
         assert_eq!(validate(&cskr(spec.clone())).unwrap_err().reason, "InvalidDuration");
         spec.retention = None;
         let v = validate(&cskr(spec.clone())).unwrap();
@@ -747,6 +851,7 @@ mod tests {
             promoted: BTreeMap::from([(key(3).id(), t("2026-06-01T00:00:00Z"))]),
             retired: BTreeMap::from([(key(1).id(), t("2026-06-01T00:00:00Z"))]),
             last_used: BTreeMap::from([(key(1).id(), t("2026-11-20T00:00:00Z"))]),
+            imported: BTreeSet::from([key(1).id()]),
             pruned: vec![key(9).id()],
             rotate_handled: Some("17".into()),
             last_rotation: Some(t("2026-11-23T08:00:00Z")),
@@ -776,6 +881,7 @@ mod tests {
                 all_copies_current: current,
                 targets_complete: true,
                 usage: None,
+                min_rotation_interval: Duration::ZERO,
                 now,
             })
         };
@@ -809,7 +915,11 @@ mod tests {
     fn scheduled_rotation_and_safe_pruning() {
         let spec = validate(&cskr(ClusterSecretKeyringSpec {
             rotation: Some(Rotation { every: Some("24h".into()), promotion_delay: None }),
-            retention: Some(Retention { max_keys: Some(2), min_decrypt_only_age: Some("1h".into()) }),
+            retention: Some(Retention {
+                max_keys: Some(2),
+                min_decrypt_only_age: Some("1h".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
         .unwrap();
@@ -829,6 +939,7 @@ mod tests {
             all_copies_current: true,
             targets_complete: true,
             usage,
+            min_rotation_interval: Duration::ZERO,
             now,
         };
         assert_eq!(
@@ -858,7 +969,11 @@ mod tests {
     #[test]
     fn a_key_seen_in_use_is_pruned_only_after_a_quiet_period_and_a_complete_count() {
         let spec = validate(&cskr(ClusterSecretKeyringSpec {
-            retention: Some(Retention { max_keys: Some(1), min_decrypt_only_age: Some("4h".into()) }),
+            retention: Some(Retention {
+                max_keys: Some(1),
+                min_decrypt_only_age: Some("4h".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
         .unwrap();
@@ -881,6 +996,7 @@ mod tests {
                 all_copies_current: true,
                 targets_complete: complete,
                 usage: Some(usage),
+                min_rotation_interval: Duration::ZERO,
                 now,
             })
         };
@@ -906,6 +1022,136 @@ mod tests {
         assert_eq!(step(&meta, &used, true, later), None, "in use");
         let ann = meta.to_annotations(&ring);
         assert_eq!(KeyMeta::from_annotations(&ann).last_used, meta.last_used, "kept in the master");
+    }
+
+    #[test]
+    fn a_staged_key_never_shares_an_id_with_a_key_of_the_keyring_or_a_pruned_one() {
+        let mut ring = Keyring::new(vec![key(1), key(2)]).unwrap();
+        let now = t("2026-11-23T09:00:00Z");
+        let mut meta = KeyMeta { pruned: vec![key(3).id()], ..KeyMeta::initial(&ring, None, now) };
+        // The generator draws a key of the keyring, a pruned one, then a new one.
+        let mut draws = vec![key(1), key(3), key(4)].into_iter();
+        let step = Step::Stage(RotationReason::Requested);
+        apply_step_with(&step, &mut ring, &mut meta, Some("1"), now, || Ok(draws.next().unwrap())).unwrap();
+        assert_eq!(meta.staged, Some(key(4).id()));
+        assert_eq!(ring.ids(), vec![key(1).id(), key(4).id(), key(2).id()]);
+        // A generator that only collides is stopped, not looped on.
+        let mut n = 0;
+        let stuck = fresh_key(&ring, &meta, || {
+            n += 1;
+            Ok(key(2))
+        });
+        assert!(stuck.is_err() && n == KEY_DRAWS, "{n}");
+    }
+
+    #[test]
+    fn rotations_start_at_most_once_per_minimum_interval() {
+        let spec = validate(&cskr(ClusterSecretKeyringSpec {
+            rotation: Some(Rotation { every: Some("1s".into()), promotion_delay: Some("0s".into()) }),
+            ..Default::default()
+        }))
+        .unwrap();
+        let mut ring = Keyring::new(vec![key(1)]).unwrap();
+        let start = t("2026-11-23T09:00:00Z");
+        let mut meta = KeyMeta::initial(&ring, None, start);
+        let interval = Duration::from_secs(300);
+        let decide = |ring: &Keyring, meta: &KeyMeta, req: Option<&str>, now: Timestamp| {
+            let o = Observed {
+                spec: &spec,
+                ring,
+                meta,
+                rotate_request: req,
+                all_copies_current: true,
+                targets_complete: true,
+                usage: None,
+                min_rotation_interval: interval,
+                now,
+            };
+            (next_step(&o), rotation_deferred(&o))
+        };
+        // Never rotated: the first rotation is not deferred.
+        let now = t("2026-11-23T09:00:02Z");
+        assert_eq!(
+            decide(&ring, &meta, Some("1"), now),
+            (Some(Step::Stage(RotationReason::Requested)), None)
+        );
+        for step in [Step::Stage(RotationReason::Requested), Step::MarkDistributed, Step::Promote] {
+            apply_step(&step, &mut ring, &mut meta, Some("1"), now).unwrap();
+        }
+        // Asked again at once (an annotation bumped in a loop), and the
+        // schedule (every 1s) due too: deferred until the interval ends.
+        let soon = t("2026-11-23T09:00:12Z");
+        let until = t("2026-11-23T09:05:02Z");
+        assert_eq!(decide(&ring, &meta, Some("2"), soon), (None, Some((RotationReason::Requested, until))));
+        assert_eq!(decide(&ring, &meta, Some("1"), soon), (None, Some((RotationReason::Scheduled, until))));
+        assert_eq!(
+            decide(&ring, &meta, Some("2"), until),
+            (Some(Step::Stage(RotationReason::Requested)), None),
+            "then it starts"
+        );
+        // A request while a key is staged is still covered by that rotation.
+        let mut staged = meta.clone();
+        apply_step(&Step::Stage(RotationReason::Requested), &mut ring, &mut staged, Some("2"), until)
+            .unwrap();
+        let later = t("2026-11-23T09:05:03Z");
+        assert_eq!(decide(&ring, &staged, Some("3"), later), (Some(Step::AcknowledgeRequest), None));
+    }
+
+    #[test]
+    fn imported_keys_are_pruned_only_with_the_opt_in() {
+        let spec_with = |opt_in| {
+            validate(&cskr(ClusterSecretKeyringSpec {
+                retention: Some(Retention {
+                    max_keys: Some(1),
+                    min_decrypt_only_age: Some("1h".into()),
+                    prune_imported: opt_in,
+                }),
+                ..Default::default()
+            }))
+            .unwrap()
+        };
+        // Imported: keys 1 and 2; generated by a rotation since: 3, then 4.
+        let ring = Keyring::new(vec![key(1), key(2), key(3), key(4)]).unwrap();
+        let start = t("2026-11-23T00:00:00Z");
+        let meta = KeyMeta {
+            promoted: BTreeMap::from([(key(4).id(), start)]),
+            retired: [1, 2, 3].map(|b| (key(b).id(), start)).into_iter().collect(),
+            imported: BTreeSet::from([key(1).id(), key(2).id()]),
+            ..KeyMeta::default()
+        };
+        let later = t("2026-11-23T05:00:00Z");
+        let unused = BTreeMap::new();
+        let step = |spec: &ValidSpec| {
+            next_step(&Observed {
+                spec,
+                ring: &ring,
+                meta: &meta,
+                rotate_request: None,
+                all_copies_current: true,
+                targets_complete: true,
+                usage: Some(&unused),
+                min_rotation_interval: Duration::ZERO,
+                now: later,
+            })
+        };
+        for opt_in in [None, Some(false)] {
+            let spec = spec_with(opt_in);
+            assert_eq!(prune_candidates(&spec, &ring, &meta, later), vec![key(3).id()], "{opt_in:?}");
+            assert_eq!(kept_imported(&spec, &ring, &meta, later), vec![key(1).id(), key(2).id()]);
+            assert_eq!(step(&spec), Some(Step::Prune(vec![key(3).id()])), "the generated key goes");
+            assert_eq!(next_prune_at(&spec, &ring, &meta), Some(t("2026-11-23T01:00:00Z")));
+        }
+        let spec = spec_with(Some(true));
+        let all = vec![key(1).id(), key(2).id(), key(3).id()];
+        assert_eq!(prune_candidates(&spec, &ring, &meta, later), all);
+        assert!(kept_imported(&spec, &ring, &meta, later).is_empty());
+        assert_eq!(step(&spec), Some(Step::Prune(all)));
+        // Only imported keys beyond maxKeys: no look is scheduled for them.
+        let two = Keyring::new(vec![key(1), key(4)]).unwrap();
+        assert_eq!(next_prune_at(&spec_with(None), &two, &meta), None);
+        let (mut r, mut m) = (ring.clone(), meta.clone());
+        apply_step(&Step::Prune(vec![key(1).id()]), &mut r, &mut m, None, later).unwrap();
+        assert_eq!(m.imported, BTreeSet::from([key(2).id()]));
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub fn recorded(keys: &[u8], secret_name: &str) -> KeyringStatus {
                 promoted_at: None,
                 retired_at: None,
                 in_use: None,
+                imported: false,
+                kept: None,
             })
             .collect(),
         ..KeyringStatus::default()

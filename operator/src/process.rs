@@ -98,6 +98,7 @@ async fn lead(
             cluster_namespace: l.cluster_ns.clone(),
             resync: args.resync,
             scan_interval: args.usage_scan_interval,
+            min_rotation_interval: args.min_rotation_interval,
             backup_timeout: args.backup_timeout,
             backup_policy: backup::store::Policy {
                 allowed_endpoints: args.backup_allowed_endpoint.clone(),

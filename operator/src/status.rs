@@ -5,7 +5,7 @@ use encstr_core::{KeyId, Keyring};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{
-    Condition, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition, fmt_time,
+    Condition, Kept, KeyState, KeyStatus, KeyringStatus, LastBackup, TargetStatus, condition, fmt_time,
 };
 use crate::desired::{Invalid, KeyMeta, key_states};
 use crate::usage::Usage;
@@ -67,6 +67,8 @@ pub struct Input<'a> {
     pub usage: Option<&'a Usage>,
     /// Keys retention wants gone but that are in use.
     pub blocked: &'a [KeyId],
+    /// Keys retention wants gone but keeps because they were imported.
+    pub kept_imported: &'a [KeyId],
     /// Target states (cluster kind).
     pub targets: Vec<TargetStatus>,
     /// Why the keyring cannot proceed (invalid spec, a guard, a conflict).
@@ -83,6 +85,9 @@ pub struct Input<'a> {
     /// A SecretKeyring's own namespace, when its recipient ConfigMap cannot
     /// be written there (a ClusterSecretKeyring says so per target).
     pub local: Option<TargetStatus>,
+    /// A due rotation that waits for the minimum interval: why, until when,
+    /// and the interval.
+    pub rotation_deferred: Option<(&'a crate::desired::RotationReason, Timestamp, std::time::Duration)>,
     /// Now.
     pub now: Timestamp,
 }
@@ -105,6 +110,14 @@ fn keys(status: &mut KeyringStatus, previous: Option<&KeyringStatus>, input: &In
                         .then(|| meta.retired.get(&id).map(|t| fmt_time(*t)))
                         .flatten(),
                     in_use: input.usage.map(|u| u.count(id)).or_else(|| previous_use(&id.to_string())),
+                    imported: meta.imported.contains(&id),
+                    kept: if input.blocked.contains(&id) {
+                        Some(Kept::InUse)
+                    } else if input.kept_imported.contains(&id) {
+                        Some(Kept::Imported)
+                    } else {
+                        None
+                    },
                 })
                 .collect();
             status.primary_key_id = Some(ring.primary().id().to_string());
@@ -317,9 +330,26 @@ fn rotating(input: &Input<'_>, prev: &[Condition]) -> Condition {
             gen_,
             now,
         ),
-        (None, _) => {
-            condition(prev, condition::ROTATING, false, "Idle", "no rotation in progress".into(), gen_, now)
-        }
+        (None, _) => match input.rotation_deferred {
+            Some((why, at, interval)) => condition(
+                prev,
+                condition::ROTATING,
+                false,
+                "RotationDeferred",
+                crate::reconcile::events::rotation_deferred(why, at, interval),
+                gen_,
+                now,
+            ),
+            None => condition(
+                prev,
+                condition::ROTATING,
+                false,
+                "Idle",
+                "no rotation in progress".into(),
+                gen_,
+                now,
+            ),
+        },
     }
 }
 
@@ -391,6 +421,7 @@ mod tests {
             cluster: true,
             usage: None,
             blocked: &[],
+            kept_imported: &[],
             targets: vec![target(synced)],
             invalid: None,
             generation: Some(1),
@@ -398,6 +429,7 @@ mod tests {
             promotion_at: None,
             recipient: None,
             local: None,
+            rotation_deferred: None,
             now,
         };
         let s1 = compute(None, &input(true, t("2026-11-23T09:00:00Z")));
@@ -432,6 +464,7 @@ mod tests {
                 cluster: false,
                 usage: None,
                 blocked: &[],
+                kept_imported: &[],
                 targets: vec![],
                 invalid: Some(&inv),
                 generation: Some(2),
@@ -439,6 +472,7 @@ mod tests {
                 promotion_at: None,
                 recipient: None,
                 local: None,
+                rotation_deferred: None,
                 now: t("2026-11-23T09:00:00Z"),
             },
         );
@@ -465,6 +499,7 @@ mod tests {
             cluster: false,
             usage: None,
             blocked: &[],
+            kept_imported: &[],
             targets: vec![],
             invalid: None,
             generation: Some(1),
@@ -472,6 +507,7 @@ mod tests {
             promotion_at: None,
             recipient: None,
             local: None,
+            rotation_deferred: None,
             now: t("2026-11-23T09:00:00Z"),
         };
         let get = |s: &KeyringStatus, ty: &str| {
@@ -516,6 +552,7 @@ mod tests {
             cluster: false,
             usage: None,
             blocked: &[],
+            kept_imported: &[],
             targets: vec![],
             invalid: None,
             generation: Some(1),
@@ -523,6 +560,7 @@ mod tests {
             promotion_at: None,
             recipient: master.then(|| shown.clone()),
             local,
+            rotation_deferred: None,
             now: t("2026-11-23T09:00:00Z"),
         };
         let ok = compute(None, &input(true, None));

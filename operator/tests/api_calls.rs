@@ -38,6 +38,7 @@ async fn ctx<K: KeyringResource>(client: &Client) -> Ctx {
         cluster_namespace: OPERATOR_NS.into(),
         resync: Duration::from_secs(300),
         scan_interval: Duration::from_secs(60),
+        min_rotation_interval: Duration::from_secs(300),
         backup_timeout: Duration::from_secs(5),
         backup_policy: Policy::default(),
     };
@@ -114,7 +115,7 @@ async fn create_then_distribute_then_a_rotation_step() {
             "get secrets encstr/payments 404",
             "list secrets / 200",
             "create secrets encstr/ 201",
-            "create events default/ 201",
+            "create events encstr/ 201",
             "patch clustersecretkeyrings/status /payments 200",
         ],
     );
@@ -143,7 +144,7 @@ async fn create_then_distribute_then_a_rotation_step() {
         &[
             "get secrets encstr/payments 200",
             "update secrets encstr/payments 200",
-            "create events default/ 201",
+            "create events encstr/ 201",
             "get secrets team-a/payments 200",
             "update secrets team-a/payments 200",
             "patch clustersecretkeyrings/status /payments 200",
@@ -169,7 +170,7 @@ async fn a_guard_holds_and_a_restore_rebuilds_the_master_from_a_copy() {
         &calls,
         &[
             "get secrets encstr/payments 404",
-            "create events default/ 201",
+            "create events encstr/ 201",
             "patch clustersecretkeyrings/status /payments 200",
         ],
     );
@@ -184,7 +185,7 @@ async fn a_guard_holds_and_a_restore_rebuilds_the_master_from_a_copy() {
             "get secrets encstr/payments 404",
             "get secrets team-a/payments 200",
             "create secrets encstr/ 201",
-            "create events default/ 201",
+            "create events encstr/ 201",
             "patch clustersecretkeyrings /payments 200",
         ],
     );

@@ -126,7 +126,7 @@ fn every_key_is_backed_up_before_a_copy_holds_it_and_a_lost_master_comes_back_fr
         .min()
         .expect("a copy with the new key");
     assert!(backed < copied, "backup at resourceVersion {backed}, first copy at {copied}");
-    let reasons: Vec<String> = events(&env, "default").into_iter().map(|(_, r, _)| r).collect();
+    let reasons: Vec<String> = events(&env, OPERATOR_NS).into_iter().map(|(_, r, _)| r).collect();
     assert!(reasons.contains(&"BackupWritten".to_owned()), "{reasons:?}");
     let metrics = scrape(&metrics_addr(&env, "operator")).unwrap();
     assert!(
@@ -223,7 +223,7 @@ fn bad_recipients_generate_nothing_and_foreign_configmaps_are_left_alone() {
         message.contains("configmap encstr/theirs: exists and is not managed by this keyring"),
         "{message}"
     );
-    assert!(events(&env, "default").iter().any(|(t, r, _)| t == "Warning" && r == "BackupConflict"));
+    assert!(events(&env, OPERATOR_NS).iter().any(|(t, r, _)| t == "Warning" && r == "BackupConflict"));
     assert!(keyring_secret(&env, OPERATOR_NS, "other").is_none(), "no master before a backup holds its key");
     let theirs = kubectl_json(&env, &["get", "configmap", "theirs", "-n", OPERATOR_NS]).unwrap();
     assert_eq!(theirs["data"], serde_json::json!({"a": "b"}));
@@ -338,7 +338,7 @@ fn an_s3_store_gets_new_objects_and_while_it_is_unreachable_only_new_keys_wait()
     assert_eq!(reason, "BackupFailed");
     assert!(message.contains("s3://escrow/keyrings/payments"), "{message}");
     assert!(
-        events(&env, "default")
+        events(&env, OPERATOR_NS)
             .iter()
             .any(|(t, r, n)| t == "Warning" && r == "BackupFailed" && n.contains("s3://escrow"))
     );
@@ -684,10 +684,12 @@ fn a_clock_step_back_does_not_trim_the_backup_just_written() {
         &env,
         &["label", "configmap", "payments-backup", "-n", OPERATOR_NS, "encstr.io/cluster-keyring=payments"],
     );
+    // Those entries look like backups of an earlier keyring: generating a
+    // new one over them takes the annotation (see BackupsExist).
     apply(
         &env,
         &format!(
-            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  backup: {{recipients: [\"{r}\"], configMap: {{name: payments-backup}}, keep: 2}}\n"
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments, annotations: {{encstr.io/ignore-existing-backups: \"true\"}}}}\nspec:\n  backup: {{recipients: [\"{r}\"], configMap: {{name: payments-backup}}, keep: 2}}\n"
         ),
     );
     let st = wait(20, "Ready and BackupCurrent", || {
@@ -767,8 +769,149 @@ fn turning_backups_back_on_with_a_failing_destination_takes_no_key_from_a_copy()
         assert!(text == rotated, "retained whole");
         assert!(s["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none(), "no longer managed");
     }
-    let warned = events(&env, "default")
+    let warned = events(&env, OPERATOR_NS)
         .into_iter()
         .any(|(t, r, n)| t == "Warning" && r == "DeletionRetained" && n.contains("BackupPending"));
     assert!(warned, "a DeletionRetained Warning says the keys are in no backup");
+}
+
+/// A ClusterSecretKeyring deleted (Retain), its master and copy lost, and
+/// made again: its backups are still in the ConfigMap, so no new keyring
+/// is generated over them (`BackupsExist`, a Warning) until the one-shot
+/// annotation `encstr.io/ignore-existing-backups` says so — which wakes
+/// the keyring at once (long before a resync) and is removed after use.
+#[test]
+fn a_keyring_made_again_over_its_config_map_backups_generates_nothing_until_told() {
+    let (env, _) = setup_with("backup-exists", &["backup.configMapNamespaces={encstr}"], &["team-a"], &[]);
+    let (_, r) = age_identity(&env, "alice.txt");
+    let keyring = format!(
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  backup: {{recipients: [\"{r}\"], configMap: {{name: payments-backup}}}}\n  deletionPolicy: Retain\n"
+    );
+    apply(&env, &keyring);
+    let first = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    wait(20, "BackupCurrent", || {
+        (condition(&cstatus(&env, "payments"), "BackupCurrent")?.0 == "True").then_some(())
+    });
+    kubectl(&env, &["delete", "cskr", "payments", "--wait=true"]);
+    wait(30, "the keyring gone", || kubectl_json(&env, &["get", "cskr", "payments"]).is_none().then_some(()));
+    for ns in [OPERATOR_NS, "team-a"] {
+        kubectl(&env, &["delete", "secret", "payments", "-n", ns]);
+    }
+    apply(&env, &keyring);
+    let (_, _, message) = wait(30, "BackupsExist", || {
+        condition(&cstatus(&env, "payments"), "Ready").filter(|c| c.0 == "False" && c.1 == "BackupsExist")
+    });
+    assert!(message.contains("configmap encstr/payments-backup: 1 backup(s)"), "{message}");
+    assert!(message.contains("encstr.io/ignore-existing-backups"), "{message}");
+    let said = events(&env, OPERATOR_NS);
+    assert!(
+        said.iter().any(|(t, r, n)| t == "Warning" && r == "BackupsExist" && n.contains("payments-backup"))
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none(), "a keyring was generated over backups");
+    assert!(keyring_secret(&env, "team-a", "payments").is_none());
+    let cm = kubectl_json(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS]).unwrap();
+    assert_eq!(backup_entries(&cm).len(), 1, "nothing written");
+    // Told: a new keyring (the operator resyncs only every 5 minutes, so
+    // the annotation itself woke it).
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/ignore-existing-backups=true"]);
+    let second = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    assert_ne!(second, first);
+    wait(20, "the annotation removed", || {
+        let k = kubectl_json(&env, &["get", "cskr", "payments"])?;
+        k["metadata"]["annotations"].get("encstr.io/ignore-existing-backups").is_none().then_some(())
+    });
+    wait(20, "Ready", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
+    let cm = kubectl_json(&env, &["get", "configmap", "payments-backup", "-n", OPERATOR_NS]).unwrap();
+    assert_eq!(backup_entries(&cm).len(), 2, "the new keyring backed up beside the old");
+    assert_no_forbidden(&env);
+}
+
+/// The same with an object store (a rebuilt cluster, the bucket outside
+/// it): `BackupsExist` names the store; the master restored by hand from
+/// the newest object is taken as it is.
+#[test]
+fn a_keyring_made_again_over_its_object_store_backups_takes_the_restored_master() {
+    let port = free_port();
+    let moto = Moto::start(port);
+    let (env, _) = setup("backup-exists-s3", &["team-a"]);
+    let (alice, r) = age_identity(&env, "alice.txt");
+    kubectl(
+        &env,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s3",
+            "-n",
+            OPERATOR_NS,
+            "--from-literal=AWS_ACCESS_KEY_ID=escrow",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=escrow-secret",
+        ],
+    );
+    let keyring = format!(
+        "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  backup:\n    recipients: [\"{r}\"]\n    objectStore: {{url: \"s3://escrow/keyrings/payments\", endpoint: \"http://127.0.0.1:{port}\", region: us-east-1, credentialsSecretRef: {{name: s3}}}}\n"
+    );
+    apply(&env, &keyring);
+    let first = converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+    wait(20, "BackupCurrent", || {
+        (condition(&cstatus(&env, "payments"), "BackupCurrent")?.0 == "True").then_some(())
+    });
+    kubectl(&env, &["delete", "cskr", "payments", "--wait=true"]);
+    wait(30, "the keyring gone", || kubectl_json(&env, &["get", "cskr", "payments"]).is_none().then_some(()));
+    for ns in [OPERATOR_NS, "team-a"] {
+        kubectl(&env, &["delete", "secret", "payments", "-n", ns]);
+    }
+    apply(&env, &keyring);
+    let (_, _, message) = wait(30, "BackupsExist", || {
+        condition(&cstatus(&env, "payments"), "Ready").filter(|c| c.0 == "False" && c.1 == "BackupsExist")
+    });
+    assert!(message.contains("s3://escrow/keyrings/payments"), "{message}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none(), "a keyring was generated over backups");
+    let objects: Vec<String> = moto.s3(&["list", "escrow"]).lines().map(str::to_owned).collect();
+    assert_eq!(objects.len(), 1, "nothing written: {objects:?}");
+    // Restored by hand from the newest object.
+    let restored = write(&env, &age_decrypt(&env, &alice, &moto.s3(&["get", "escrow", &objects[0]])));
+    let from_file = format!("--from-file=keyring={}", restored.display());
+    kubectl(&env, &["create", "secret", "generic", "payments", "-n", OPERATOR_NS, &from_file]);
+    let labels = ["encstr.io/cluster-keyring=payments", "encstr.io/role=master"];
+    kubectl(&env, &[&["label", "secret", "payments", "-n", OPERATOR_NS][..], &labels[..]].concat());
+    wait(30, "Ready again", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
+    assert_eq!(converged(&env, OPERATOR_NS, "payments", &["team-a"]), first, "the old keyring, everywhere");
+    assert_no_forbidden(&env);
+}
+
+/// `spec.backup` names another destination: a backup written to the old
+/// one does not count there, so every key the keyring holds is backed up
+/// to the new one at once, without waiting for a keyring change.
+#[test]
+fn a_new_backup_destination_gets_every_key_at_once() {
+    let (env, _) = setup_with("backup-moved", &["backup.configMapNamespaces={encstr}"], &["team-a"], &[]);
+    let (alice, r) = age_identity(&env, "alice.txt");
+    let keyring = |cm: &str| {
+        format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: ClusterSecretKeyring\nmetadata: {{name: payments}}\nspec:\n  targets: {{namespaces: [team-a]}}\n  rotation: {{promotionDelay: 1s}}\n  backup: {{recipients: [\"{r}\"], configMap: {{name: {cm}}}}}\n"
+        )
+    };
+    apply(&env, &keyring("old-backup"));
+    settled(&env, "payments", &["team-a"], 1);
+    kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1"]);
+    let ring = settled(&env, "payments", &["team-a"], 2);
+    wait(20, "BackupCurrent", || {
+        (condition(&cstatus(&env, "payments"), "BackupCurrent")?.0 == "True").then_some(())
+    });
+    apply(&env, &keyring("new-backup"));
+    let st = wait(20, "backed up to the new ConfigMap", || {
+        let st = cstatus(&env, "payments");
+        let at_new = st["lastBackup"]["location"].as_str()?.contains("configmap:encstr/new-backup#");
+        (at_new && condition(&st, "BackupCurrent")?.0 == "True").then_some(st)
+    });
+    let cm = kubectl_json(&env, &["get", "configmap", "new-backup", "-n", OPERATOR_NS]).unwrap();
+    let entries = backup_entries(&cm);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].1, key_ids(&st).join(","), "every key");
+    assert_eq!(age_decrypt(&env, &alice, &entries[0].2), ring);
+    assert_eq!(keyring_secret(&env, OPERATOR_NS, "payments").unwrap().0, ring, "no keyring change needed");
+    assert_no_forbidden(&env);
 }

@@ -57,11 +57,11 @@ fn distributes_identical_copies_to_listed_and_selected_namespaces() {
     );
     // Key material is nowhere but in the Secrets' data.
     let object = serde_json::to_string(&kubectl_json(&env, &["get", "cskr", "payments"]).unwrap()).unwrap();
-    let evs = serde_json::to_string(&events(&env, "default")).unwrap();
+    let evs = serde_json::to_string(&events(&env, OPERATOR_NS)).unwrap();
     for line in master.lines() {
         assert!(!object.contains(line) && !evs.contains(line) && !env.log("operator").contains(line));
     }
-    assert!(events(&env, "default").iter().any(|(_, r, _)| r == "KeyringGenerated"));
+    assert!(events(&env, OPERATOR_NS).iter().any(|(_, r, _)| r == "KeyringGenerated"));
     let table = kubectl(&env, &["get", "cskr"]);
     assert!(
         table
@@ -116,7 +116,7 @@ fn restores_copies_and_leaves_unmanaged_secrets_alone() {
     assert!(t["message"].as_str().unwrap().contains("not managed by this keyring"));
     assert_eq!(condition(&st, "KeyringDistributed").unwrap().0, "False");
     assert!(
-        events(&env, "default")
+        events(&env, OPERATOR_NS)
             .iter()
             .any(|(ty, r, n)| ty == "Warning" && r == "SecretConflict" && n.contains("team-c"))
     );
@@ -164,7 +164,7 @@ fn rotation_by_annotation_stages_then_promotes_and_apps_keep_decrypting() {
     assert!(st["lastRotationTime"].is_string() && st["keys"][0]["retiredAt"].is_string());
     let (copy, _, _) = keyring_secret(&env, "team-b", "payments").unwrap();
     assert_eq!(render_ok(&env, &copy, &config), "db.password = old-secret\nsmtp.password = new-secret\n");
-    let reasons: Vec<String> = events(&env, "default").into_iter().map(|(_, r, _)| r).collect();
+    let reasons: Vec<String> = events(&env, OPERATOR_NS).into_iter().map(|(_, r, _)| r).collect();
     assert!(reasons.contains(&"KeyStaged".into()) && reasons.contains(&"KeyPromoted".into()), "{reasons:?}");
     // The same annotation value again changes nothing.
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/rotate=1", "--overwrite"]);
@@ -216,7 +216,7 @@ fn converges_despite_conflicts_server_errors_and_dropped_watches() {
     let codes: BTreeSet<u16> = env.server.recent_requests().iter().map(|r| r.code).collect();
     assert!(codes.contains(&500) && codes.contains(&409), "faults were hit: {codes:?}");
     let warnings: Vec<String> =
-        events(&env, "default").into_iter().filter(|(t, _, _)| t == "Warning").map(|(_, r, _)| r).collect();
+        events(&env, OPERATOR_NS).into_iter().filter(|(t, _, _)| t == "Warning").map(|(_, r, _)| r).collect();
     assert!(
         warnings.iter().any(|r| r == "ApiServerError" || r == "WriteConflict"),
         "Warning events carry the real reason: {warnings:?}"
@@ -226,7 +226,7 @@ fn converges_despite_conflicts_server_errors_and_dropped_watches() {
 
 #[test]
 fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
-    let (env, _) = setup("invalid", &["platform"]);
+    let (env, _) = setup_with("invalid", &[], &["platform"], &["--resync", "3s"]);
     kubectl(
         &env,
         &[
@@ -278,6 +278,13 @@ fn invalid_specs_set_ready_false_with_a_warning_and_write_nothing() {
         "not a keyring line",
         "the import source untouched"
     );
+    // The import Secret created later: no watch sees it (it carries no
+    // encstr label), and the keyring is looked at again at the resync.
+    let keyring = "--from-literal=keyring=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    kubectl(&env, &["create", "secret", "generic", "nowhere", "-n", "platform", keyring]);
+    wait(30, "the import after the resync", || {
+        (condition(&status(&env, "platform", "missing-import"), "Ready")?.0 == "True").then_some(())
+    });
     // Fixing the spec makes it work.
     apply(
         &env,
@@ -427,4 +434,57 @@ fn a_master_conflict_clears_by_itself_once_the_other_secret_is_gone() {
     });
     kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
     converged(&env, OPERATOR_NS, "payments", &["team-a"]);
+}
+
+/// `encstr.io/rotate` changed again right after a rotation (a loop bumping
+/// it) does not rotate again before the minimum interval: the rotation is
+/// deferred (`RotationDeferred`, condition and event, saying until when),
+/// no key is generated meanwhile, and it happens once the interval ends.
+#[test]
+fn rotations_start_at_most_once_per_minimum_interval() {
+    let (mut env, install) = setup("rotation-interval", &["print"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--min-rotation-interval", "15s"]);
+    apply(
+        &env,
+        "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {name: agents, namespace: print}\nspec:\n  rotation: {promotionDelay: 1s}\n",
+    );
+    let count = |env: &Env| status(env, "print", "agents")["keyCount"].as_u64();
+    wait(20, "the master", || (count(&env) == Some(1)).then_some(()));
+    let rotate = |i: u32| {
+        kubectl(
+            &env,
+            &["annotate", "skr", "agents", "-n", "print", &format!("encstr.io/rotate={i}"), "--overwrite"],
+        )
+    };
+    rotate(1);
+    wait(30, "the first rotation", || {
+        let st = status(&env, "print", "agents");
+        (count(&env) == Some(2) && condition(&st, "RotationInProgress")?.1 == "Idle").then_some(())
+    });
+    let started = std::time::Instant::now();
+    for i in 2..=5 {
+        rotate(i);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, _, message) = wait(10, "RotationDeferred", || {
+        condition(&status(&env, "print", "agents"), "RotationInProgress")
+            .filter(|c| c.1 == "RotationDeferred")
+    });
+    assert!(message.contains("--min-rotation-interval") && message.contains("15s"), "{message}");
+    let said = events(&env, "print");
+    assert!(
+        said.iter().any(|(t, r, n)| t == "Normal" && r == "RotationDeferred" && n.contains("15s")),
+        "{said:?}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(count(&env), Some(2), "a key was generated within the interval");
+    // Once the interval ends, one rotation covers every request made meanwhile.
+    wait(40, "the deferred rotation", || {
+        let st = status(&env, "print", "agents");
+        (count(&env) == Some(3) && condition(&st, "RotationInProgress")?.1 == "Idle").then_some(())
+    });
+    assert!(started.elapsed() >= Duration::from_secs(10), "not before the interval");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&env), Some(3));
 }

@@ -50,6 +50,7 @@ fn two_replicas(env: &mut Env) -> (BTreeMap<&'static str, u32>, &'static str, &'
         let mut cmd = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
         cmd.env("KUBECONFIG", &kc).env("POD_NAMESPACE", OPERATOR_NS);
         cmd.args(["run", "--listen", "127.0.0.1:0", "--lease-duration", "3", "--identity", id]);
+        cmd.args(["--min-rotation-interval", "0s"]);
         pids.insert(id, env.spawn(id, cmd));
     }
     let (a, b) = (metrics_addr(env, "one"), metrics_addr(env, "two"));
@@ -246,7 +247,7 @@ fn sigkill_at_random_points_during_rotations_loses_no_key_and_makes_none_twice()
     let ever: BTreeSet<String> = versions.iter().flat_map(|v| lines(&v.0)).collect();
     // Announced at most once per key (a SIGKILL right after a staging write
     // may lose its event, never double it).
-    let staged_events = events(&env, "default").iter().filter(|(_, r, _)| r == "KeyStaged").count();
+    let staged_events = events(&env, OPERATOR_NS).iter().filter(|(_, r, _)| r == "KeyStaged").count();
     assert!(staged_events < ever.len(), "{staged_events} KeyStaged events for {} new keys", ever.len() - 1);
     assert_eq!(lines(&keys), ever, "no key lost");
     assert_no_forbidden(&env);

@@ -42,7 +42,7 @@ fn a_deleted_master_holds_everything_until_restored_from_a_copy() {
     kubectl(&env, &["delete", "secret", "payments", "-n", OPERATOR_NS]);
     let msg = guarded(&env, "payments", "MasterMissing");
     assert!(msg.contains("copies exist in team-a/payments, team-b/payments"), "{msg}");
-    assert!(events(&env, "default").iter().any(|(t, r, _)| t == "Warning" && r == "MasterMissing"));
+    assert!(events(&env, OPERATOR_NS).iter().any(|(t, r, _)| t == "Warning" && r == "MasterMissing"));
     assert_eq!(wait(10, "the guard gauge", || guard_metric(&env, "MasterMissing").filter(|v| v == "1")), "1");
     // Nothing is generated, nothing is written.
     std::thread::sleep(Duration::from_secs(2));
@@ -54,7 +54,7 @@ fn a_deleted_master_holds_everything_until_restored_from_a_copy() {
     // A restore from a namespace without a copy is refused, and the request cleared.
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/restore-from=nowhere"]);
     wait(20, "the refusal", || {
-        events(&env, "default")
+        events(&env, OPERATOR_NS)
             .iter()
             .any(|(t, r, n)| t == "Warning" && r == "RestoreRefused" && n.contains("nowhere"))
             .then_some(())
@@ -72,7 +72,7 @@ fn a_deleted_master_holds_everything_until_restored_from_a_copy() {
         wait(20, "the master rebuilt", || keyring_secret(&env, OPERATOR_NS, "payments").map(|(t, _, _)| t));
     assert_eq!(restored, before, "all keys intact, in order");
     wait(20, "Ready again", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
-    assert!(events(&env, "default").iter().any(|(_, r, n)| r == "MasterRestored" && n.contains("team-a")));
+    assert!(events(&env, OPERATOR_NS).iter().any(|(_, r, n)| r == "MasterRestored" && n.contains("team-a")));
     assert!(
         kubectl_json(&env, &["get", "cskr", "payments"]).unwrap()["metadata"]["annotations"]
             .get("encstr.io/restore-from")
@@ -124,7 +124,7 @@ fn a_master_that_lost_keys_is_not_distributed_until_the_loss_is_accepted() {
     // A wrong acknowledgement is refused.
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/accept-missing-keys=00000000"]);
     wait(20, "the refusal", || {
-        events(&env, "default").iter().any(|(_, r, _)| r == "AcceptRefused").then_some(())
+        events(&env, OPERATOR_NS).iter().any(|(_, r, _)| r == "AcceptRefused").then_some(())
     });
     assert_eq!(condition(&cstatus(&env, "payments"), "Ready").unwrap().1, "KeysMissing");
     // Acknowledged: the shrunken keyring is the keyring now.
@@ -138,7 +138,7 @@ fn a_master_that_lost_keys_is_not_distributed_until_the_loss_is_accepted() {
     assert!(!ids.contains(&old_id), "the master's annotations follow its keys: {ids}");
     wait(20, "Ready again", || (condition(&cstatus(&env, "payments"), "Ready")?.0 == "True").then_some(()));
     assert!(
-        events(&env, "default")
+        events(&env, OPERATOR_NS)
             .iter()
             .any(|(t, r, n)| t == "Warning" && r == "KeysAccepted" && n.contains(&old_id))
     );
@@ -317,7 +317,7 @@ fn delete_while_a_guard_holds_retains_the_last_copies() {
     let (copy, _, s) = keyring_secret(&env, "team-a", "payments").expect("the last copy is retained");
     assert!(copy == text, "the retained copy holds the keys");
     assert!(s["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none(), "no longer managed");
-    let warned = events(&env, "default")
+    let warned = events(&env, OPERATOR_NS)
         .into_iter()
         .any(|(t, r, n)| t == "Warning" && r == "DeletionRetained" && n.contains("MasterMissing"));
     assert!(warned, "a DeletionRetained Warning names the guard");
@@ -343,7 +343,7 @@ fn restore_from_refuses_a_copy_the_others_disagree_with() {
     kubectl(&env, &["patch", "secret", "payments", "-n", "team-b", "--type=merge", "-p", &patch]);
     kubectl(&env, &["annotate", "cskr", "payments", "encstr.io/restore-from=team-b"]);
     wait(20, "RestoreRefused", || {
-        events(&env, "default").into_iter().find(|(_, r, n)| r == "RestoreRefused" && n.contains("differs"))
+        events(&env, OPERATOR_NS).into_iter().find(|(_, r, n)| r == "RestoreRefused" && n.contains("differs"))
     });
     std::thread::sleep(Duration::from_secs(2));
     assert!(keyring_secret(&env, OPERATOR_NS, "payments").is_none(), "the changed copy became the master");

@@ -54,13 +54,19 @@ fn cluster_wide_the_chart_grants_exactly_what_the_operator_uses() {
     wait(40, "the former primary pruned", || {
         let st = cstatus(&env, "payments");
         (st["keys"].as_array()?.len() == 1
-            && events(&env, "default").iter().any(|(_, r, _)| r == "KeysPruned"))
+            && events(&env, OPERATOR_NS).iter().any(|(_, r, _)| r == "KeysPruned"))
         .then_some(())
     });
-    let series = kubectl_json(&env, &["get", "events.events.k8s.io", "-n", "default"]).unwrap();
+    let series = kubectl_json(&env, &["get", "events.events.k8s.io", "-n", OPERATOR_NS]).unwrap();
     assert!(
         series["items"].as_array().unwrap().iter().any(|e| e["series"]["count"].as_u64() >= Some(2)),
         "a repeated event was patched"
+    );
+    let default = kubectl_json(&env, &["get", "events.events.k8s.io", "-n", "default"]).unwrap();
+    assert_eq!(
+        default["items"],
+        serde_json::json!([]),
+        "a ClusterSecretKeyring's events go beside its master"
     );
     kubectl(&env, &["delete", "cskr", "payments"]);
     kubectl(&env, &["delete", "skr", "agents", "-n", "print"]);

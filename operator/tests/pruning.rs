@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use encstr_core::{Key, Keyring};
 use encstr_tests::apiserver::{Fault, Matcher};
 
 fn blocked_by(env: &encstr_tests::harness::Env, place: &str) -> String {
@@ -56,7 +57,7 @@ fn keys_in_use_anywhere_a_copy_went_are_kept_and_the_rest_pruned() {
     assert!(msg.contains(&format!("key {old_id} is used by 1 token(s)")), "{msg}");
     assert_eq!(keyring_secret(&env, OPERATOR_NS, "payments").unwrap().0.lines().count(), 3);
     assert!(
-        events(&env, "default")
+        events(&env, OPERATOR_NS)
             .iter()
             .any(|(t, r, n)| t == "Warning" && r == "PruneBlocked" && n.contains("app-creds"))
     );
@@ -131,7 +132,7 @@ fn keys_in_use_anywhere_a_copy_went_are_kept_and_the_rest_pruned() {
     wait(20, "PruneBlocked cleared", || {
         (condition(&cstatus(&env, "payments"), "PruneBlocked")?.0 == "False").then_some(())
     });
-    assert!(events(&env, "default").iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id)));
+    assert!(events(&env, OPERATOR_NS).iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id)));
     // The keyring with the default minDecryptOnlyAge (24h) kept its former primary.
     assert_eq!(
         keyring_secret(&env, OPERATOR_NS, "young").unwrap().0.lines().count(),
@@ -196,8 +197,9 @@ fn a_namespace_deleted_and_made_again_keeps_its_keys() {
         assert_eq!(text.lines().count(), 2, "{name}: the key team-b's config uses was pruned");
     }
     for id in &old_ids {
-        let pruned =
-            events(&env, "default").into_iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(id.as_str()));
+        let pruned = events(&env, OPERATOR_NS)
+            .into_iter()
+            .any(|(_, r, n)| r == "KeysPruned" && n.contains(id.as_str()));
         assert!(!pruned, "key {id} was pruned and put back?");
     }
     let listed_line = config.lines().next().unwrap();
@@ -272,7 +274,7 @@ fn a_namespace_gone_before_its_key_is_a_candidate_keeps_the_key() {
     let (text, _, _) = keyring_secret(&env, OPERATOR_NS, "selected").unwrap();
     assert_eq!(text.lines().count(), 2, "the key team-b's config uses was pruned");
     let pruned =
-        events(&env, "default").into_iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id));
+        events(&env, OPERATOR_NS).into_iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(&old_id));
     assert!(!pruned);
 }
 
@@ -317,4 +319,77 @@ fn labelled_secrets_count_and_an_unreadable_token_keeps_every_key() {
     wait(30, "the unused key pruned", || {
         (keyring_secret(&env, "print", "agents")?.0.lines().count() == 1).then_some(())
     });
+}
+
+/// Imported keys may protect tokens outside the cluster, where the usage
+/// count cannot see them: with no token in the cluster and long past
+/// `minDecryptOnlyAge`, they are kept (status `kept: Imported`, an event
+/// saying why) while keys generated since are pruned as usual; with
+/// `retention.pruneImported: true` they go too.
+#[test]
+fn imported_keys_are_pruned_only_with_the_opt_in() {
+    let (mut env, install) = setup("prune-imported", &["print"]);
+    env.kill("operator");
+    start_operator(&mut env, &install, "operator", &["--usage-scan-interval", "1s"]);
+    let legacy = Keyring::new(vec![Key::generate().unwrap(), Key::generate().unwrap()]).unwrap();
+    let imported: Vec<String> = legacy.ids().iter().map(ToString::to_string).collect();
+    let file = write(&env, &legacy.to_text());
+    let from_file = format!("--from-file=keyring={}", file.display());
+    kubectl(&env, &["create", "secret", "generic", "legacy", "-n", "print", &from_file]);
+    let spec = |opt_in: &str| {
+        format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: agents, namespace: print}}\nspec:\n  importFrom: {{secretRef: {{name: legacy}}}}\n  rotation: {{promotionDelay: 1s}}\n  retention: {{maxKeys: 1, minDecryptOnlyAge: 1s{opt_in}}}\n"
+        )
+    };
+    apply(&env, &spec(""));
+    let ids = |env: &encstr_tests::harness::Env| -> Vec<String> {
+        status(env, "print", "agents")["keys"]
+            .as_array()
+            .map(|a| a.iter().map(|k| k["id"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    wait(20, "the imported master", || (ids(&env) == imported).then_some(()));
+    // Two rotations: the first generated key is pruned once the second is
+    // primary; the imported ones stay.
+    let mut generated = Vec::new();
+    for i in 1..=2 {
+        kubectl(
+            &env,
+            &["annotate", "skr", "agents", "-n", "print", &format!("encstr.io/rotate={i}"), "--overwrite"],
+        );
+        let primary = wait(40, "the rotation", || {
+            let st = status(&env, "print", "agents");
+            let p = st["primaryKeyId"].as_str()?.to_owned();
+            (!imported.contains(&p)
+                && !generated.contains(&p)
+                && condition(&st, "RotationInProgress")?.0 == "False")
+                .then_some(p)
+        });
+        generated.push(primary);
+    }
+    let kept = [imported.clone(), vec![generated[1].clone()]].concat();
+    wait(30, "the generated former primary pruned", || (ids(&env) == kept).then_some(()));
+    // Long past minDecryptOnlyAge and the quiet period, scanned many times.
+    std::thread::sleep(Duration::from_secs(5));
+    let (text, _, _) = keyring_secret(&env, "print", "agents").unwrap();
+    assert_eq!(text.lines().count(), 3, "an imported key was pruned");
+    let st = status(&env, "print", "agents");
+    for k in &st["keys"].as_array().unwrap()[..2] {
+        assert_eq!((k["imported"].as_bool(), k["kept"].as_str()), (Some(true), Some("Imported")), "{k}");
+    }
+    assert!(st["keys"][2].get("kept").is_none() && st["keys"][2].get("imported").is_none(), "{st}");
+    let said = events(&env, "print");
+    assert!(
+        said.iter().any(|(t, r, n)| t == "Normal"
+            && r == "ImportedKeysKept"
+            && n.contains(&imported[0])
+            && n.contains("retention.pruneImported")),
+        "{said:?}"
+    );
+    let pruned = |id: &str| events(&env, "print").iter().any(|(_, r, n)| r == "KeysPruned" && n.contains(id));
+    assert!(pruned(&generated[0]) && !pruned(&imported[0]) && !pruned(&imported[1]));
+    // The opt-in.
+    apply(&env, &spec(", pruneImported: true"));
+    wait(30, "the imported keys pruned", || (ids(&env) == [generated[1].clone()]).then_some(()));
+    assert_eq!(keyring_secret(&env, "print", "agents").unwrap().0.lines().count(), 1);
 }

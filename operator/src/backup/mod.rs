@@ -8,6 +8,7 @@
 //! What an object store client may be given is decided in `store`; the
 //! writes are in `write`.
 
+pub mod existing;
 pub mod store;
 pub mod write;
 
@@ -18,6 +19,7 @@ use encstr_core::{KeyId, Keyring};
 use k8s_openapi::jiff::{SignedDuration, Timestamp, tz::TimeZone};
 
 use crate::crd::{self, LastBackup};
+pub use existing::existing;
 pub use write::{Destination, Owner, write};
 
 /// Default `spec.backup.keep`.

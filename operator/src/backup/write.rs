@@ -154,7 +154,7 @@ async fn to_config_map(
 
 /// Options for `object_store`, as `store::options` allows them, from the
 /// operator's environment and the credentials Secret.
-async fn store_options(
+pub(super) async fn store_options(
     client: &Client,
     to: Destination<'_>,
     os: &crd::ObjectStore,

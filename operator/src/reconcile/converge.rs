@@ -20,7 +20,7 @@ use super::report::{self, Report};
 use crate::backup;
 use crate::context::Ctx;
 use crate::crd::*;
-use crate::desired::{self, KeyMeta, Observed, Step, ValidSpec};
+use crate::desired::{self, KeyMeta, Observed, RotationReason, Step, ValidSpec};
 use crate::error::Result;
 use crate::keyring::{KeyringResource, Kind};
 use crate::metrics::KeyringLabels;
@@ -32,8 +32,12 @@ struct Plan {
     step: Option<Step>,
     /// Keys retention wants gone.
     candidates: Vec<KeyId>,
+    /// Keys retention wants gone but keeps because they were imported.
+    kept_imported: Vec<KeyId>,
     /// The usage scan.
     scan: Scan,
+    /// A due rotation that waits for the minimum interval, and until when.
+    deferred: Option<(RotationReason, Timestamp)>,
 }
 
 /// Converge the master `m` and its copies.
@@ -103,6 +107,14 @@ pub async fn keyring<K: KeyringResource>(
         decide::prune_blocked(k.keyring_status(), &plan.candidates, &ring, r.usage.as_ref());
     r.blocked = blocked;
     r.notes.extend(note);
+    r.notes.extend(decide::imported_kept(k.keyring_status(), &plan.kept_imported));
+    r.kept_imported = plan.kept_imported;
+    // A rotation deferred by this reconcile's own step (a promotion, a
+    // prune) is looked at again next time.
+    r.rotation_deferred = plan.deferred.filter(|_| !stepped);
+    r.notes.extend(r.rotation_deferred.as_ref().and_then(|(why, at)| {
+        decide::rotation_deferred_note(k.keyring_status(), why, *at, ctx.shared.min_rotation_interval)
+    }));
     r.promotion_at = decide::promotion_at(spec, &meta);
     let timing = Timing {
         resync: ctx.shared.resync,
@@ -110,6 +122,7 @@ pub async fn keyring<K: KeyringResource>(
         promotion_at: r.promotion_at,
         backup_retry: r.backup.retry,
         rescan: (!plan.candidates.is_empty()).then_some(ctx.shared.scan_interval),
+        rotation_at: r.rotation_deferred.as_ref().map(|(_, at)| *at),
         now,
     };
     report::converged(k, ctx, spec, &ring, &meta, r).await?;
@@ -141,6 +154,7 @@ async fn plan<K: KeyringResource>(
         true
     };
     let candidates = desired::prune_candidates(spec, &m.ring, &m.meta, now);
+    let kept_imported = desired::kept_imported(spec, &m.ring, &m.meta, now);
     let scan = if candidates.is_empty() {
         Scan::default()
     } else {
@@ -149,7 +163,7 @@ async fn plan<K: KeyringResource>(
     if let Some(fresh) = &scan.fresh {
         desired::record_use(spec, &mut m.meta, &candidates, &fresh.counts, now);
     }
-    let mut step = desired::next_step(&Observed {
+    let observed = Observed {
         spec,
         ring: &m.ring,
         meta: &m.meta,
@@ -159,8 +173,11 @@ async fn plan<K: KeyringResource>(
         // An ENCSTR occurrence whose key id cannot be read could be any
         // key's: then nothing is pruned.
         usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0).map(|u| &u.counts),
+        min_rotation_interval: ctx.shared.min_rotation_interval,
         now,
-    });
+    };
+    let mut step = desired::next_step(&observed);
+    let deferred = desired::rotation_deferred(&observed);
     if let Some(Step::Prune(ids)) = &step {
         // The same decision on a count made just now: a token written since
         // the scan keeps its key.
@@ -170,7 +187,7 @@ async fn plan<K: KeyringResource>(
             step = None;
         }
     }
-    Ok(Plan { step, candidates, scan })
+    Ok(Plan { step, candidates, kept_imported, scan, deferred })
 }
 
 /// Write the master: the step (with the resourceVersion it was computed

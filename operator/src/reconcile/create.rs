@@ -77,9 +77,28 @@ pub async fn master<K: KeyringResource>(
         Ok(imported) => imported,
         Err(hold) => return report::held(k, ctx, None, &hold).await,
     };
+    let ignore = k.annotations().contains_key(ANN_IGNORE_EXISTING_BACKUPS);
     let (ring, origin) = match imported {
         Some(ring) => (ring, Origin::Imported),
-        None => (Keyring::generate()?, Origin::Generated),
+        None => {
+            // Observe, decide: no fresh keyring over backups of one that is
+            // gone (a deleted namespace, a rebuilt cluster).
+            let wrote = ctx.shared.last_backup(&k.id(), None).is_some();
+            if let Some(plan) = spec.backup.as_ref().filter(|_| decide::look_for_backups(spec, ignore, wrote))
+            {
+                let mut r = Report::default();
+                let Some(found) =
+                    escrow::existing(k, ctx, plan, master_ns, &mut r.backup, &mut r.notes).await
+                else {
+                    report::not_backed_up(k, ctx, &r.backup, r.notes).await?;
+                    return Ok(Action::requeue(r.backup.retry.unwrap_or(Duration::from_secs(60))));
+                };
+                if let Err(hold) = decide::generate(&found) {
+                    return report::held(k, ctx, None, &hold).await;
+                }
+            }
+            (Keyring::generate()?, Origin::Generated)
+        }
     };
     // Act: backed up before the master exists (no key without an escrow
     // copy), then the master.
@@ -89,7 +108,12 @@ pub async fn master<K: KeyringResource>(
         report::not_backed_up(k, ctx, &r.backup, r.notes).await?;
         return Ok(Action::requeue(r.backup.retry.unwrap_or(Duration::from_secs(60))));
     }
-    let meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
+    let mut meta = KeyMeta::initial(&ring, k.annotations().get(ANN_ROTATE).map(String::as_str), now);
+    if origin == Origin::Imported {
+        // Their tokens may live outside the cluster: never pruned without
+        // retention.pruneImported.
+        meta.imported = ring.ids().into_iter().collect();
+    }
     match writer::create(&ctx.shared.client, &new_master(k, spec, master_ns, &ring, &meta)).await? {
         Created::Yes(_) => {}
         // Created meanwhile (a retry, another replica): read it next time.
@@ -102,6 +126,9 @@ pub async fn master<K: KeyringResource>(
     let note = Note::MasterCreated { origin, primary: ring.primary().id(), master: place };
     info!(keys = ring.len(), "{}", note.note());
     report::publish(k, ctx, vec![note]).await;
+    if ignore {
+        writer::remove_annotation(&ctx.shared.client, k, ANN_IGNORE_EXISTING_BACKUPS).await?;
+    }
     // Report.
     report::converged(k, ctx, spec, &ring, &meta, r).await?;
     Ok(Action::requeue(Duration::from_millis(50)))

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::events::{self, Note};
 use super::observe::Target;
 use crate::crd::*;
-use crate::desired::{self, Invalid, KeyMeta, Step, ValidSpec};
+use crate::desired::{self, Invalid, KeyMeta, RotationReason, Step, ValidSpec};
 use crate::guard::{self, Guard};
 use crate::keyring::{KeyringResource, is_managed};
 use crate::usage::Usage;
@@ -73,6 +73,12 @@ pub enum Hold {
         /// The keys no backup holds.
         keys: Vec<KeyId>,
     },
+    /// No master, and the backup destinations already hold backups: no new
+    /// keyring is generated over them.
+    BackupsExist {
+        /// The destinations holding backups, described.
+        found: Vec<String>,
+    },
     /// A key-loss guard holds writes back.
     Guard {
         /// The guard.
@@ -116,6 +122,17 @@ pub enum ImportProblem {
 }
 
 impl Hold {
+    /// Whether the hold is looked at again after the resync interval
+    /// without a change to the keyring: every hold but an invalid spec (only
+    /// an edit of the keyring fixes that, and it triggers a reconcile). The
+    /// fix of the others may be where no watch sees it: the import Secret
+    /// created or repaired, somebody else's Secret moved out of the master's
+    /// way (neither carries the keyring's label), the master's namespace
+    /// created, a backup destination emptied.
+    pub fn rechecks(&self) -> bool {
+        !matches!(self, Hold::Spec(_))
+    }
+
     /// The guard, if a guard holds.
     pub fn guard(&self) -> Option<&Guard> {
         match self {
@@ -125,7 +142,8 @@ impl Hold {
     }
 }
 
-/// Read the master Secret: this keyring's and parsable, or why it is held.
+/// Read the master Secret: this keyring's (its label and role `master`)
+/// and parsable, or why it is held.
 /// A master put back by hand (no encstr.io annotations: from a backup or an
 /// offline file) takes its lifecycle from the status's record, so nothing
 /// (like an old rotation request) is done twice.
@@ -136,7 +154,12 @@ pub fn master<K: KeyringResource>(
     now: Timestamp,
 ) -> Result<Option<Master>, Hold> {
     let Some(secret) = secret else { return Ok(None) };
-    if secret.labels().get(K::KIND.label()) != Some(&k.name_any()) {
+    // Name (how it was read), label, role, and content (below), as copies
+    // are matched: a labelled Secret of another role is not the master.
+    let labels = secret.labels();
+    if labels.get(K::KIND.label()) != Some(&k.name_any())
+        || labels.get(LABEL_ROLE).map(String::as_str) != Some("master")
+    {
         return Err(Hold::MasterConflict { place: place.to_owned() });
     }
     let ring = parse_ring(&secret)
@@ -172,6 +195,9 @@ pub fn meta_from_status(
         }
         if let Some(t) = time(&k.retired_at) {
             meta.retired.insert(id, t);
+        }
+        if k.imported {
+            meta.imported.insert(id);
         }
         if k.state == KeyState::Staged && id != ring.primary().id() {
             meta.staged = Some(id);
@@ -332,6 +358,26 @@ pub fn create(place: &str, labelled_on_server: Vec<String>) -> Result<(), Hold> 
     Err(Hold::Guard { guard: Guard::MasterMissing { copies: labelled_on_server }, master: place.to_owned() })
 }
 
+/// Whether a new keyring's backup destinations must be looked at before
+/// one is generated: backups are on, nobody said
+/// `encstr.io/ignore-existing-backups`, and this process has not backed
+/// this keyring up itself (a retry after the master could not be created
+/// finds its own backups).
+pub fn look_for_backups(spec: &ValidSpec, ignore: bool, wrote_backup: bool) -> bool {
+    spec.backup.is_some() && !ignore && !wrote_backup
+}
+
+/// Whether a new keyring may be generated, given the backup destinations
+/// that hold backups: not over backups of a keyring that is gone (its keys
+/// may protect data: restore it instead). (A destination that cannot be
+/// looked at is a failed backup: nothing is generated either.)
+pub fn generate(found: &[String]) -> Result<(), Hold> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Hold::BackupsExist { found: found.to_vec() })
+}
+
 /// Whether the copy in `ns` (its keyring's digest `digest`) may rebuild the
 /// master: `ns` is an active target, and every copy the cache holds in the
 /// targets holds that same keyring. A Secret planted with the keyring's
@@ -433,6 +479,31 @@ pub fn prune_blocked(
     (blocked, note)
 }
 
+/// Imported keys retention keeps (see `desired::kept_imported`), and a
+/// Normal event when that is news (the status does not already say
+/// `kept: Imported` for each of them).
+pub fn imported_kept(status: Option<&KeyringStatus>, kept: &[KeyId]) -> Option<Note> {
+    let shown = |id: &KeyId| {
+        status
+            .is_some_and(|s| s.keys.iter().any(|k| k.id == id.to_string() && k.kept == Some(Kept::Imported)))
+    };
+    (!kept.iter().all(shown)).then(|| Note::ImportedKept(kept.to_vec()))
+}
+
+/// The event saying a due rotation waits for the minimum interval, when
+/// that is news (the RotationInProgress condition does not say so yet).
+pub fn rotation_deferred_note(
+    status: Option<&KeyringStatus>,
+    why: &RotationReason,
+    at: Timestamp,
+    interval: Duration,
+) -> Option<Note> {
+    let said = status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::ROTATING))
+        .is_some_and(|c| c.reason == "RotationDeferred");
+    (!said).then(|| Note::RotationDeferred { why: why.clone(), at, interval })
+}
+
 /// The event announcing a step written to the master.
 pub fn step_note(step: &Step, before: &Keyring, after: &Keyring, meta: &KeyMeta) -> Option<Note> {
     match step {
@@ -460,6 +531,8 @@ pub struct Timing {
     pub backup_retry: Option<Duration>,
     /// The usage scan interval, when retention wants keys gone.
     pub rescan: Option<Duration>,
+    /// When a deferred rotation may start.
+    pub rotation_at: Option<Timestamp>,
     /// Now.
     pub now: Timestamp,
 }
@@ -475,9 +548,12 @@ pub fn next_look(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, t: Timing) ->
     } else if meta.staged.is_some() {
         Duration::from_secs(2)
     } else {
-        let rotation_due = spec.every.map(|every| {
-            let since = meta.promoted.values().max().copied().unwrap_or(now);
-            since + SignedDuration::try_from(every).unwrap_or_default()
+        // A rotation deferred by the minimum interval is due when it ends.
+        let rotation_due = t.rotation_at.or_else(|| {
+            spec.every.map(|every| {
+                let since = meta.promoted.values().max().copied().unwrap_or(now);
+                since + SignedDuration::try_from(every).unwrap_or_default()
+            })
         });
         let prune_due = desired::next_prune_at(spec, ring, meta);
         match [rotation_due, prune_due].into_iter().flatten().min() {
@@ -491,6 +567,7 @@ pub fn next_look(spec: &ValidSpec, ring: &Keyring, meta: &KeyMeta, t: Timing) ->
     if let Some(retry) = t.backup_retry {
         wait = wait.min(retry);
     }
+
     // Keys retention wants gone are looked at again after the scan interval
     // (ConfigMaps and Secrets are not watched).
     if let Some(rescan) = t.rescan {

@@ -43,6 +43,56 @@ impl BackupState {
     }
 }
 
+/// Where and how a keyring's backups are written (and looked for).
+pub fn destination<'a, K: KeyringResource>(
+    _k: &K,
+    ctx: &'a Ctx,
+    master_ns: &'a str,
+) -> backup::Destination<'a> {
+    backup::Destination {
+        master_ns,
+        writer: match K::KIND {
+            Kind::Namespaced => Writer::Tenant,
+            Kind::Cluster => Writer::Admin,
+        },
+        policy: &ctx.shared.backup_policy,
+        timeout: ctx.shared.backup_timeout,
+    }
+}
+
+/// The destinations of `plan` that already hold backups, before a new
+/// keyring is generated; `None` when one cannot be looked at (or backups
+/// are backing off after a failure): a failed backup, with its events,
+/// metrics and retry delay — nothing is generated.
+pub async fn existing<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    plan: &backup::Plan,
+    master_ns: &str,
+    b: &mut BackupState,
+    notes: &mut Vec<Note>,
+) -> Option<Vec<String>> {
+    if let Err((why, wait)) = ctx.shared.may_back_up(&k.id()) {
+        b.failure = Some(why);
+        b.retry = Some(wait.max(Duration::from_millis(100)));
+        return None;
+    }
+    match backup::existing(&ctx.shared.client, plan, destination(k, ctx, master_ns)).await {
+        Ok(found) => Some(found),
+        Err(failure) => {
+            ctx.shared.metrics.backup_failures.get_or_create(&KeyringLabels::of(&k.id())).inc();
+            b.retry = ctx.shared.backed_up(&k.id(), Some(&failure.to_string()));
+            warn!(error = %failure, "cannot look for existing backups");
+            b.failure = Some(failure.to_string());
+            notes.push(Note::BackupFailed { keys: NO_KEYS_YET.into(), failure });
+            None
+        }
+    }
+}
+
+/// What a failed look for existing backups names as the keys.
+const NO_KEYS_YET: &str = "(none yet: looking for backups of an earlier keyring)";
+
 /// Back `ring` up to every destination (when the spec asks for backups):
 /// events, metrics and the retry delay follow the outcome. Whether every
 /// key of `ring` is now in a backup.
@@ -66,15 +116,7 @@ pub async fn back_up<K: KeyringResource>(
         labels: k.managed_labels("backup"),
         label: (K::KIND.label().to_owned(), k.name_any()),
     };
-    let to = backup::Destination {
-        master_ns,
-        writer: match K::KIND {
-            Kind::Namespaced => Writer::Tenant,
-            Kind::Cluster => Writer::Admin,
-        },
-        policy: &ctx.shared.backup_policy,
-        timeout: ctx.shared.backup_timeout,
-    };
+    let to = destination(k, ctx, master_ns);
     let kl = KeyringLabels::of(&k.id());
     let keys = backup::ids(ring).join(",");
     match backup::write(&ctx.shared.client, plan, to, &owner, ring, Timestamp::now(), b.last.as_ref()).await {

@@ -3,6 +3,7 @@
 //! namespaces only — never key material — and each says what to do.
 
 use encstr_core::KeyId;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 
 use super::decide::{Hold, ImportProblem};
@@ -43,12 +44,17 @@ pub enum Note {
     BackupFailed { keys: String, failure: Failure },
     /// A rotation staged a key.
     KeyStaged { why: RotationReason, staged: KeyId, primary: KeyId },
+    /// A due rotation waits for the minimum interval between rotations.
+    RotationDeferred { why: RotationReason, at: Timestamp, interval: std::time::Duration },
     /// A staged key became primary.
     KeyPromoted { primary: KeyId, former: KeyId },
     /// Unused keys were pruned.
     KeysPruned(Vec<KeyId>),
     /// Keys retention wants gone are still used.
     PruneBlocked { keys: Vec<KeyId>, places: Vec<String> },
+    /// Imported keys retention wants gone are kept (no
+    /// `retention.pruneImported`).
+    ImportedKept(Vec<KeyId>),
     /// A target holds somebody else's Secret of the keyring's name.
     SecretConflict { namespace: String, message: String },
     /// A namespace holds somebody else's ConfigMap of the recipient's name.
@@ -92,8 +98,10 @@ impl Note {
             Note::BackupFailed { failure, .. } => failure.kind.reason(),
             Note::KeyStaged { .. } => "KeyStaged",
             Note::KeyPromoted { .. } => "KeyPromoted",
+            Note::RotationDeferred { .. } => "RotationDeferred",
             Note::KeysPruned(_) => "KeysPruned",
             Note::PruneBlocked { .. } => "PruneBlocked",
+            Note::ImportedKept(_) => "ImportedKeysKept",
             Note::SecretConflict { .. } => "SecretConflict",
             Note::RecipientConflict { .. } => "RecipientConflict",
             Note::DeletionRetained(_) => "DeletionRetained",
@@ -137,6 +145,7 @@ impl Note {
                     "rotation {why}: staged key {staged} (primary stays {primary} until every target holds it)"
                 )
             }
+            Note::RotationDeferred { why, at, interval } => rotation_deferred(why, *at, *interval),
             Note::KeyPromoted { primary, former } => {
                 format!("key {primary} is now primary; {former} is decrypt-only")
             }
@@ -145,6 +154,10 @@ impl Note {
                 "key(s) {} exceed retention.maxKeys but are still used: {}",
                 guard::ids(keys),
                 places.join(", ")
+            ),
+            Note::ImportedKept(ids) => format!(
+                "key(s) {} exceed retention.maxKeys but were imported (spec.importFrom): tokens outside the cluster, which the usage count cannot see, may need them; they are kept (set spec.retention.pruneImported: true to let retention remove them)",
+                guard::ids(ids)
             ),
             Note::SecretConflict { namespace, message } | Note::RecipientConflict { namespace, message } => {
                 format!("namespace {namespace}: {message}")
@@ -168,7 +181,7 @@ impl Hold {
             Hold::MasterConflict { place } => Invalid::new(
                 "SecretConflict",
                 format!(
-                    "Secret {place} exists and is not this keyring's master; it is left alone (choose another spec.secretName, or import it with spec.importFrom)"
+                    "Secret {place} exists and is not this keyring's master; it is left alone (choose another spec.secretName, or import it with spec.importFrom; a master put back by hand needs the keyring's label and encstr.io/role=master)"
                 ),
             ),
             Hold::MasterInvalid { place, error } => Invalid::new(
@@ -185,6 +198,13 @@ impl Hold {
                 format!(
                     "key(s) {} are in no backup at the destinations spec.backup names; the master and copies are their only holders",
                     guard::ids(keys)
+                ),
+            ),
+            Hold::BackupsExist { found } => Invalid::new(
+                "BackupsExist",
+                format!(
+                    "no master exists, but spec.backup's destinations hold backups of an earlier keyring ({}); a new keyring is not generated over keys that may still protect data: restore the master from the newest backup (see docs/backup.md) or import it with spec.importFrom; or annotate the keyring encstr.io/ignore-existing-backups=true to generate a new keyring anyway",
+                    found.join("; ")
                 ),
             ),
             Hold::Guard { guard, master } => Invalid::new(guard.reason(), guard.message(master)),
@@ -212,6 +232,19 @@ fn import_problem(p: &ImportProblem) -> Invalid {
             format!("spec.importFrom: Secret {name:?} key {key:?} is not a valid keyring: {error}"),
         ),
     }
+}
+
+/// Why a due rotation waits, and until when (event and condition).
+pub fn rotation_deferred(why: &RotationReason, at: Timestamp, interval: std::time::Duration) -> String {
+    let what = match why {
+        RotationReason::Requested => "the rotation requested with encstr.io/rotate",
+        RotationReason::Scheduled => "the rotation scheduled by spec.rotation.every",
+    };
+    format!(
+        "{what} starts at {}: rotations start at most every {}s (the operator's --min-rotation-interval), so a rotate annotation changed in a loop cannot generate keys without bound",
+        crate::crd::fmt_time(at),
+        interval.as_secs()
+    )
 }
 
 /// What deletion did to the keyring's Secrets.

@@ -11,7 +11,7 @@ use super::escrow::BackupState;
 use super::events::Note;
 use crate::context::Ctx;
 use crate::crd::*;
-use crate::desired::{self, KeyMeta, ValidSpec};
+use crate::desired::{self, KeyMeta, RotationReason, ValidSpec};
 use crate::error::Result;
 use crate::keyring::{Id, KeyringResource, Kind};
 use crate::metrics::{KeyStateLabels, KeyringLabels, TargetLabels};
@@ -28,6 +28,7 @@ fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> statu
         cluster: K::KIND == Kind::Cluster,
         usage: None,
         blocked: &[],
+        kept_imported: &[],
         targets: Vec::new(),
         invalid: None,
         generation: k.meta().generation,
@@ -35,6 +36,7 @@ fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> statu
         promotion_at: None,
         recipient: None,
         local: None,
+        rotation_deferred: None,
         now: Timestamp::now(),
     }
 }
@@ -79,12 +81,13 @@ pub async fn held<K: KeyringResource>(
 /// keyring (its own event wakes it); what else holds it may be fixed in
 /// objects no watch covers (somebody else's Secret at the master's place
 /// deleted, an import source created, the master's namespace made), so it
-/// looks again after the resync interval, at most a minute.
+/// looks again after the resync interval, at most a minute; a guard at the
+/// resync interval.
 pub fn held_wake(hold: &Hold, resync: std::time::Duration) -> Action {
     match hold {
-        Hold::Spec(_) => Action::await_change(),
         Hold::Guard { .. } => Action::requeue(resync),
-        _ => Action::requeue(resync.min(std::time::Duration::from_secs(60))),
+        h if h.rechecks() => Action::requeue(resync.min(std::time::Duration::from_secs(60))),
+        _ => Action::await_change(),
     }
 }
 
@@ -113,6 +116,8 @@ pub struct Report {
     pub usage: Option<Usage>,
     /// Keys retention wants gone that are still used.
     pub blocked: Vec<KeyId>,
+    /// Keys retention wants gone but keeps because they were imported.
+    pub kept_imported: Vec<KeyId>,
     /// Events, in order.
     pub notes: Vec<Note>,
     /// When the staged key is promoted.
@@ -122,6 +127,8 @@ pub struct Report {
     /// A SecretKeyring's own namespace, when its recipient ConfigMap
     /// cannot be written there.
     pub local: Option<TargetStatus>,
+    /// A due rotation that waits for the minimum interval, and until when.
+    pub rotation_deferred: Option<(RotationReason, Timestamp)>,
 }
 
 /// Status, events and metrics of a usable master.
@@ -144,10 +151,15 @@ pub async fn converged<K: KeyringResource>(
         secret_name: Some(&spec.secret_name),
         usage: r.usage.as_ref(),
         blocked: &r.blocked,
+        kept_imported: &r.kept_imported,
         targets: r.targets,
         promotion_at: r.promotion_at,
         recipient: r.recipient,
         local: r.local,
+        rotation_deferred: r
+            .rotation_deferred
+            .as_ref()
+            .map(|(why, at)| (why, *at, ctx.shared.min_rotation_interval)),
         ..base(k, backup)
     };
     let st = status::compute(k.keyring_status(), &input);

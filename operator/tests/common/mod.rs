@@ -164,11 +164,16 @@ pub fn install(env: &Env, set: &[&str]) -> Install {
     Install { kubeconfig, set: set.iter().map(|s| (*s).to_owned()).collect() }
 }
 
-/// Start an operator replica as the chart's ServiceAccount.
+/// Start an operator replica as the chart's ServiceAccount. Rotations may
+/// follow each other at once (the tests rotate in quick succession)
+/// unless `extra` sets `--min-rotation-interval`.
 pub fn start_operator(env: &mut Env, install: &Install, label: &str, extra: &[&str]) -> u32 {
     let mut cmd = env.command(env!("CARGO_BIN_EXE_encstr-operator"));
     cmd.env("KUBECONFIG", &install.kubeconfig).env("POD_NAMESPACE", OPERATOR_NS);
     cmd.args(["run", "--listen", "127.0.0.1:0", "--lease-duration", "3", "--identity", label]);
+    if !extra.iter().any(|a| a.starts_with("--min-rotation-interval")) {
+        cmd.args(["--min-rotation-interval", "0s"]);
+    }
     cmd.args(extra);
     env.spawn(label, cmd)
 }
@@ -287,7 +292,8 @@ pub fn condition(st: &Value, type_: &str) -> Option<(String, String, String)> {
     })
 }
 
-/// Events in a namespace (a ClusterSecretKeyring's are in `default`).
+/// Events in a namespace (a ClusterSecretKeyring's are in the cluster
+/// resource namespace).
 pub fn events(env: &Env, ns: &str) -> Vec<(String, String, String)> {
     let list = kubectl_json(env, &["get", "events.events.k8s.io", "-n", ns]).unwrap();
     list["items"]

@@ -178,12 +178,25 @@ fn the_master_is_this_keyrings_and_parses_or_it_is_held() {
     let held = master(&k, "print/agents", Some(foreign), now).unwrap_err();
     assert_eq!(held, Hold::MasterConflict { place: "print/agents".into() });
     assert_eq!(held.invalid().reason, "SecretConflict");
-    let broken = secret(&[(LABEL_KEYRING, "agents")], &[], Some("not a keyring"));
+    // The name and the keyring's label, but not the master's role: a copy,
+    // a backup's role, or none (somebody else's Secret, labelled).
+    for role in [Some("copy"), Some("backup"), None] {
+        let mut labels = vec![(LABEL_KEYRING, "agents")];
+        labels.extend(role.map(|r| (LABEL_ROLE, r)));
+        let other = secret(&labels, &[(ANN_KEY_IDS, "x")], Some(&ring(&[1]).to_text()));
+        let held = master(&k, "print/agents", Some(other), now).unwrap_err();
+        assert_eq!(held, Hold::MasterConflict { place: "print/agents".into() }, "{role:?}");
+    }
+    let broken = secret(&[(LABEL_KEYRING, "agents"), (LABEL_ROLE, "master")], &[], Some("not a keyring"));
     let inv = master(&k, "print/agents", Some(broken), now).unwrap_err().invalid();
     assert_eq!(inv.reason, "MasterInvalid");
     assert!(!inv.message.contains("not a keyring"), "no content quoted: {}", inv.message);
     let r = ring(&[1, 2]);
-    let annotated = secret(&[(LABEL_KEYRING, "agents")], &[(ANN_KEY_IDS, "x")], Some(&r.to_text()));
+    let annotated = secret(
+        &[(LABEL_KEYRING, "agents"), (LABEL_ROLE, "master")],
+        &[(ANN_KEY_IDS, "x")],
+        Some(&r.to_text()),
+    );
     let m = master(&k, "print/agents", Some(annotated), now).unwrap().unwrap();
     assert_eq!(m.ring.ids(), r.ids());
 }
@@ -199,12 +212,56 @@ fn a_master_put_back_by_hand_takes_its_lifecycle_from_the_status() {
     st.keys[1].promoted_at = Some("2026-06-01T00:00:00Z".into());
     k.status = Some(st);
     k.metadata.annotations = Some(BTreeMap::from([(ANN_ROTATE.to_owned(), "7".to_owned())]));
-    let plain = secret(&[(LABEL_KEYRING, "agents")], &[], Some(&r.to_text()));
+    let plain = secret(&[(LABEL_KEYRING, "agents"), (LABEL_ROLE, "master")], &[], Some(&r.to_text()));
     let m = master(&k, "print/agents", Some(plain), at("2026-07-01T00:00:00Z")).unwrap().unwrap();
     assert_eq!(m.meta.retired[&k1.id()], at("2026-06-01T00:00:00Z"));
     assert_eq!(m.meta.promoted[&k2.id()], at("2026-06-01T00:00:00Z"));
     assert_eq!(m.meta.rotate_handled.as_deref(), Some("7"), "a restore does not start a rotation");
     assert_eq!(m.meta.staged, None);
+    assert!(m.meta.imported.is_empty());
+}
+
+#[test]
+fn a_master_put_back_by_hand_keeps_its_imported_keys_imported() {
+    let mut k = skr();
+    let r = ring(&[1, 2]);
+    let mut st = recorded(&[1, 2], "agents");
+    st.keys[0].imported = true;
+    k.status = Some(st);
+    let plain = secret(&[(LABEL_KEYRING, "agents"), (LABEL_ROLE, "master")], &[], Some(&r.to_text()));
+    let m = master(&k, "print/agents", Some(plain), at("2026-07-01T00:00:00Z")).unwrap().unwrap();
+    assert_eq!(m.meta.imported, [id(1)].into_iter().collect());
+}
+
+#[test]
+fn a_deferred_rotation_is_announced_once() {
+    let until = at("2026-11-23T09:05:02Z");
+    let interval = Duration::from_secs(300);
+    let note = rotation_deferred_note(None, &RotationReason::Requested, until, interval).expect("news");
+    assert_eq!((note.reason(), note.type_()), ("RotationDeferred", EventType::Normal));
+    assert!(note.note().contains("2026-11-23T09:05:02Z") && note.note().contains("300s"), "{}", note.note());
+    let mut st = KeyringStatus::default();
+    st.conditions.push(Condition {
+        type_: condition::ROTATING.into(),
+        status: "False".into(),
+        reason: "RotationDeferred".into(),
+        message: String::new(),
+        last_transition_time: String::new(),
+        observed_generation: None,
+    });
+    assert_eq!(rotation_deferred_note(Some(&st), &RotationReason::Requested, until, interval), None);
+}
+
+#[test]
+fn imported_keys_kept_are_announced_once() {
+    assert_eq!(imported_kept(None, &[]), None);
+    let note = imported_kept(None, &[id(1)]).expect("news");
+    assert_eq!((note.reason(), note.type_()), ("ImportedKeysKept", EventType::Normal));
+    assert!(note.note().contains("retention.pruneImported"), "{}", note.note());
+    let mut st = recorded(&[1, 2], "agents");
+    st.keys[0].kept = Some(Kept::Imported);
+    assert_eq!(imported_kept(Some(&st), &[id(1)]), None, "already said");
+    assert!(imported_kept(Some(&st), &[id(1), id(2)]).is_some(), "a second key is news");
 }
 
 #[test]
@@ -212,6 +269,39 @@ fn a_labelled_secret_on_the_server_blocks_creation() {
     assert_eq!(create("encstr/payments", vec![]), Ok(()));
     let held = create("encstr/payments", vec!["team-a/payments".into()]).unwrap_err();
     assert_eq!(held.guard(), Some(&Guard::MasterMissing { copies: vec!["team-a/payments".into()] }));
+}
+
+#[test]
+fn no_keyring_is_generated_over_existing_backups() {
+    let mut spec = desired::validate(&skr()).unwrap();
+    assert!(!look_for_backups(&spec, false, false), "no backups configured");
+    spec.backup = Some(Plan { recipients: vec![], config_map: None, keep: 1, object_store: None });
+    assert!(look_for_backups(&spec, false, false));
+    assert!(!look_for_backups(&spec, true, false), "encstr.io/ignore-existing-backups");
+    assert!(!look_for_backups(&spec, false, true), "this process's own backup of the new keyring");
+    assert_eq!(generate(&[]), Ok(()));
+    let held = generate(&["configmap encstr/payments-backup: 2 backup(s)".into()]).unwrap_err();
+    let inv = held.invalid();
+    assert_eq!(inv.reason, "BackupsExist");
+    assert!(
+        inv.message.contains("configmap encstr/payments-backup")
+            && inv.message.contains("encstr.io/ignore-existing-backups"),
+        "{}",
+        inv.message
+    );
+    assert!(held.rechecks(), "a bucket emptied by hand is noticed");
+    assert!(held.guard().is_none());
+}
+
+#[test]
+fn holds_the_keyrings_watch_cannot_see_fixed_are_looked_at_again() {
+    let import = Hold::Import(ImportProblem::NotFound { name: "legacy".into(), namespace: "print".into() });
+    let conflict = Hold::MasterConflict { place: "print/agents".into() };
+    let namespace = Hold::NamespaceMissing { namespace: "encstr".into(), why: "not found".into() };
+    for hold in [import, conflict, namespace] {
+        assert!(hold.rechecks(), "{hold:?}");
+    }
+    assert!(!Hold::Spec(Invalid::new("InvalidDuration", "x")).rechecks(), "an edit of the keyring fixes it");
 }
 
 fn import_spec() -> ValidSpec {
@@ -316,6 +406,7 @@ fn the_next_look_follows_what_is_pending() {
         promotion_at: None,
         backup_retry: None,
         rescan: None,
+        rotation_at: None,
         now,
     };
     assert_eq!(next_look(&spec, &r, &meta, quiet), Duration::from_secs(300), "nothing pending: resync");
@@ -336,6 +427,12 @@ fn the_next_look_follows_what_is_pending() {
     assert_eq!(next_look(&spec, &r, &meta, retry), Duration::from_secs(4));
     let rescan = Timing { rescan: Some(Duration::from_millis(10)), ..quiet };
     assert_eq!(next_look(&spec, &r, &meta, rescan), Duration::from_millis(200), "at least 200 ms");
+    // A scheduled rotation overdue but deferred: looked at when the
+    // interval ends, not every 200 ms meanwhile.
+    let overdue =
+        KeyMeta { promoted: BTreeMap::from([(id(1), now - SignedDuration::from_hours(2))]), ..meta };
+    let deferred = Timing { rotation_at: Some(now + SignedDuration::from_secs(90)), ..quiet };
+    assert_eq!(next_look(&spec, &r, &overdue, deferred), Duration::from_secs(90));
 }
 
 #[test]
@@ -518,5 +615,55 @@ fn recipient_configmaps_go_where_the_copy_holds_the_key_and_targets_count_as_pro
         events::TargetState::WriteFailed { reason: "ApiError", error: "x".into() },
     ] {
         assert_eq!(holding(&unknown, &r), Some(Holding::Unknown), "{unknown:?}");
+    }
+}
+
+/// Each step writes the master first and the status record after. A crash
+/// in between leaves the status behind the master: that trips no guard
+/// (the master holds every recorded key, or records that the operator
+/// pruned it), and the next reconcile's status records every key of the
+/// master again. (The other order could leave a status claiming a key no
+/// master holds: a false `KeysMissing`.)
+#[test]
+fn a_crash_between_the_master_and_the_status_trips_no_guard_and_the_record_catches_up() {
+    let t0 = at("2026-01-01T00:00:00Z");
+    let mut ring = ring(&[1, 2]);
+    let mut meta = KeyMeta::initial(&ring, None, t0);
+    let record = |ring: &Keyring, meta: &KeyMeta| {
+        let input = crate::status::Input {
+            master: Some((ring, meta)),
+            secret_name: Some("agents"),
+            cluster: false,
+            usage: None,
+            blocked: &[],
+            kept_imported: &[],
+            targets: Vec::new(),
+            invalid: None,
+            generation: None,
+            backup: crate::status::BackupInput::Off,
+            promotion_at: None,
+            recipient: None,
+            local: None,
+            rotation_deferred: None,
+            now: t0,
+        };
+        crate::status::compute(None, &input)
+    };
+    let steps = [
+        Step::Stage(RotationReason::Requested),
+        Step::MarkDistributed,
+        Step::Promote,
+        Step::Prune(vec![id(1)]),
+    ];
+    for step in steps {
+        let before = record(&ring, &meta);
+        desired::apply_step(&step, &mut ring, &mut meta, Some("1"), t0).unwrap();
+        // The master is written; the status is not (yet).
+        let m = Master { secret: Secret::default(), ring: ring.clone(), meta: meta.clone() };
+        let d = keyring(&seen(Some(&m), Some(&before), &[]));
+        assert_eq!(d.next, Next::Converge, "after {step:?}: {d:?}");
+        let after = record(&ring, &meta);
+        let recorded: Vec<String> = after.keys.iter().map(|k| k.id.clone()).collect();
+        assert_eq!(recorded, desired::key_ids(&ring).split(',').map(str::to_owned).collect::<Vec<_>>());
     }
 }
