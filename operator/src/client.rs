@@ -191,13 +191,26 @@ pub async fn build(fence: &Fence) -> Result<kube::Client, String> {
     config.read_timeout = Some(SOCKET_READ_TIMEOUT);
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| format!("cannot connect to Kubernetes: {e}"))?;
-    // A retry needs a service it can clone; the buffer makes kube's one so.
-    let stack = tower::ServiceBuilder::new()
+    Ok(builder.with_layer(&layers(fence).into_inner()).build())
+}
+
+/// The layers over kube's stack: retries outside, the fence on every
+/// attempt, and a buffer (a retry needs a service it can clone).
+pub fn layers(fence: &Fence) -> tower::ServiceBuilder<Layers> {
+    tower::ServiceBuilder::new()
         .layer(RetryLayer::new(Retries::default()))
         .layer(FenceLayer(fence.clone()))
-        .layer(tower::buffer::BufferLayer::new(1024));
-    Ok(builder.with_layer(&stack.into_inner()).build())
+        .layer(tower::buffer::BufferLayer::new(1024))
 }
+
+/// The type of [`layers`].
+pub type Layers = tower::layer::util::Stack<
+    tower::buffer::BufferLayer<Request<Body>>,
+    tower::layer::util::Stack<
+        FenceLayer,
+        tower::layer::util::Stack<RetryLayer<Retries>, tower::layer::util::Identity>,
+    >,
+>;
 
 #[cfg(test)]
 mod tests {
@@ -241,7 +254,8 @@ mod tests {
                 std::future::ready(Ok::<_, BoxError>(answer))
             })
         };
-        let svc = RetryLayer::new(Retries::default()).layer(FenceLayer(fence.clone()).layer(inner));
+        // The client's own layers, as `build` stacks them.
+        let svc = layers(&fence).service(inner);
         let req = Request::builder().method("PATCH").uri("/apis/x").body(Body::from(b"{}".to_vec())).unwrap();
         let err = svc.oneshot(req).await.expect_err("the retry is refused");
         assert!(err.is::<NotLeader>(), "{err}");

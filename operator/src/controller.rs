@@ -84,14 +84,20 @@ async fn finalize<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// When a keyring whose write the fence refused is tried again.
+pub const NOT_LEADER_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Transient errors requeue with exponential backoff and a Warning event
-/// carrying the real reason. A write the fence refused is not retried
-/// here: the process is about to exit.
+/// carrying the real reason. A write the fence refused is tried again after
+/// a lease's time, without an event: if the lease was lost the controllers
+/// stop before then; if its renewal was only slow (the fence lapsed while
+/// the lease was kept), the keyring must not wait for a change that may
+/// never come.
 pub fn error_policy<K: KeyringResource>(k: Arc<K>, error: &Error, ctx: Arc<Ctx>) -> Action {
     let id = k.id();
     if error.is_not_leader() {
-        warn!(%id, "write refused: not the leader");
-        return Action::await_change();
+        warn!(%id, "write refused: not the leader (or the lease's renewal is late); trying again");
+        return Action::requeue(NOT_LEADER_RETRY);
     }
     let attempts = ctx.shared.failed(&id);
     warn!(%id, reason = error.reason(), error = %error, "reconcile failed; retrying");

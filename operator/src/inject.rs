@@ -474,6 +474,10 @@ fn add(path: String, value: Value) -> Value {
 }
 
 /// Decide what happens to a pod being created.
+/// The sidecar image's group (its user is 65532:65532): the pod's fsGroup
+/// when it sets none.
+pub const SIDECAR_GROUP: i64 = 65532;
+
 pub fn decide(pod: &Value, d: &Defaults) -> Decision {
     if pod["metadata"]["labels"][INJECT_LABEL].as_str() != Some("true") {
         return Decision::Skip("not labelled encstr.io/inject=true");
@@ -486,16 +490,18 @@ pub fn decide(pod: &Value, d: &Defaults) -> Decision {
         Ok(s) => s,
         Err(e) => return Decision::Deny(e.to_string()),
     };
+    let mut ops = Vec::new();
     // The keyring volume is mode 0400, owned by root: a non-root sidecar
     // reads it only through the pod's fsGroup (kubelet then makes it 0440,
-    // group fsGroup). Without one the sidecar could never start: say so now.
-    if spec["securityContext"]["fsGroup"].as_i64().is_none() {
-        return Decision::Deny(format!(
-            "spec.securityContext.fsGroup is required: the sidecar runs as a non-root user and reads the \
-             keyring Secret {:?} (mode 0400) through the pod's fsGroup (set it, e.g. to 65532, the sidecar \
-             image's group)",
-            s.keyring_secret
-        ));
+    // group fsGroup, a supplementary group of every container). A pod
+    // without one gets the sidecar image's group; any fsGroup a later
+    // webhook sets works as well.
+    if spec["securityContext"]["fsGroup"].is_null() {
+        if spec["securityContext"].is_object() {
+            ops.push(add("/spec/securityContext/fsGroup".into(), json!(SIDECAR_GROUP)));
+        } else {
+            ops.push(add("/spec/securityContext".into(), json!({"fsGroup": SIDECAR_GROUP})));
+        }
     }
     let taken: Vec<&str> = names(&spec["volumes"]).into_iter().filter(|v| VOLUMES.contains(v)).collect();
     if !taken.is_empty() {
@@ -507,7 +513,6 @@ pub fn decide(pod: &Value, d: &Defaults) -> Decision {
     if names(&spec["containers"]).contains(&CONTAINER) {
         return Decision::Deny(format!("the pod already has a container named {CONTAINER:?}"));
     }
-    let mut ops = Vec::new();
     // First, so later init containers find the files rendered.
     if spec["initContainers"].as_array().is_some_and(|a| !a.is_empty()) {
         ops.push(add("/spec/initContainers/0".into(), container(&s)));
@@ -559,15 +564,26 @@ mod tests {
         doc
     }
 
+    /// Without an fsGroup the non-root sidecar could never read the 0400
+    /// keyring volume: a pod without one gets the sidecar's group, one
+    /// with its own keeps it.
     #[test]
-    fn a_pod_without_an_fs_group_is_denied_as_its_sidecar_could_not_read_the_keyring() {
-        let mut p = pod(base());
-        p["spec"]["securityContext"] = json!({"runAsUser": 1000});
-        let Decision::Deny(why) = decide(&p, &Defaults::default()) else { panic!("not denied") };
-        assert!(why.starts_with("spec.securityContext.fsGroup is required"), "{why}");
-        assert!(why.contains("\"payments\""), "{why}");
-        p["spec"]["securityContext"]["fsGroup"] = json!(2000);
-        assert!(matches!(decide(&p, &Defaults::default()), Decision::Inject(_)));
+    fn a_pod_without_an_fs_group_gets_the_sidecars_group() {
+        for (context, want) in [
+            (None, json!({"fsGroup": 65532})),
+            (Some(json!({"runAsUser": 1000})), json!({"runAsUser": 1000, "fsGroup": 65532})),
+            (Some(json!({"fsGroup": 2000})), json!({"fsGroup": 2000})),
+        ] {
+            let mut p = pod(base());
+            match context {
+                Some(c) => p["spec"]["securityContext"] = c,
+                None => {
+                    p["spec"].as_object_mut().unwrap().remove("securityContext");
+                }
+            }
+            let Decision::Inject(ops) = decide(&p, &Defaults::default()) else { panic!("not injected") };
+            assert_eq!(patched(&p, &ops)["spec"]["securityContext"], want);
+        }
     }
 
     #[test]

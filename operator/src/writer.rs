@@ -128,10 +128,19 @@ pub async fn remove_annotation<K: KeyringResource>(
         {"op": "remove", "path": path},
     ]);
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSON patch of two valid operations");
-    match keyring_api(client, k).patch(&k.name_any(), &merge_params(), &Patch::<()>::Json(patch)).await {
+    let api = keyring_api(client, k);
+    match api.patch(&k.name_any(), &merge_params(), &Patch::<()>::Json(patch)).await {
         Ok(written) => Ok(written.resource_version()),
-        // Changed or removed since it was read (422), or the keyring is gone.
-        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 404 => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        // A failed test (the value changed or is gone) is a 422; so is a
+        // policy or validation refusing the patch: only the first is fine.
+        Err(kube::Error::Api(e)) if e.code == 422 => {
+            let now = api.get_opt(&k.name_any()).await?;
+            match now.as_ref().and_then(|n| n.annotations().get(key)) {
+                Some(v) if v == seen => Err(kube::Error::Api(e).into()),
+                _ => Ok(None),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -160,7 +169,7 @@ pub async fn status<K: KeyringResource>(client: &Client, k: &K, st: &KeyringStat
         // The keyring changed since it was read: that newer version is
         // reconciled in turn (its watch event), and computes its own status.
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            tracing::debug!(keyring = %k.name_any(), "status not written: the keyring changed since it was read");
+            tracing::info!(keyring = %k.name_any(), "status not written: the keyring changed since it was read (the newer one reports)");
             Ok(())
         }
         Err(e) => Err(e.into()),

@@ -50,7 +50,12 @@ pub fn under_prefix(url: &str, prefix: &str, namespace: &str) -> bool {
     };
     let (Some(have), Some(mut want)) = (segments(&u), segments(&p)) else { return false };
     want.push(namespace.to_owned());
+    // The user part names the container for Azure URLs
+    // (`abfss://container@account…`): it must be the prefix's, as the port.
     u.scheme() == p.scheme()
+        && u.username() == p.username()
+        && u.password() == p.password()
+        && u.port() == p.port()
         && u.host_str() == p.host_str()
         && u.query().is_none()
         && u.fragment().is_none()
@@ -664,6 +669,17 @@ mod tests {
             assert!(!under_prefix(bad, p, "team-a"), "{bad}");
         }
         assert!(under_prefix("s3://backups/team-a/p", "s3://backups", "team-a"), "a bucket as the prefix");
+        // Azure names the container in the user part: it cannot change.
+        let az = "abfss://tenants@acct.dfs.core.windows.net/backups";
+        assert!(under_prefix("abfss://tenants@acct.dfs.core.windows.net/backups/team-a", az, "team-a"));
+        for bad in [
+            "abfss://prod@acct.dfs.core.windows.net/backups/team-a",
+            "abfss://acct.dfs.core.windows.net/backups/team-a",
+            "abfss://tenants:x@acct.dfs.core.windows.net/backups/team-a",
+            "abfss://tenants@acct.dfs.core.windows.net:8443/backups/team-a",
+        ] {
+            assert!(!under_prefix(bad, az, "team-a"), "{bad}");
+        }
     }
 
     #[test]
