@@ -284,6 +284,11 @@ impl ConfigMapEntry {
         lookup(&self.labels, key)
     }
 
+    /// Whether it publishes `recipient` (whatever its labels).
+    pub fn publishes(&self, recipient: &str) -> bool {
+        self.recipient == Some(digest(recipient.as_bytes()))
+    }
+
     /// Whether it already publishes `recipient` with these labels.
     pub fn is_current<'a>(
         &self,

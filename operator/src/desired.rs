@@ -419,6 +419,10 @@ pub struct Observed<'a> {
     pub usage: Option<&'a BTreeMap<KeyId, u32>>,
     /// The least time between the starts of two rotations.
     pub min_rotation_interval: Duration,
+    /// Keys whose recipient is published (the status, or a recipient
+    /// ConfigMap of the keyring's): never pruned, since values sealed to
+    /// them may not be deployed yet.
+    pub published: &'a [KeyId],
     /// Now.
     pub now: Timestamp,
 }
@@ -535,6 +539,7 @@ pub fn next_step(o: &Observed<'_>) -> Option<Step> {
         .into_iter()
         .filter(|id| usage.get(id).copied().unwrap_or(0) == 0)
         .filter(|id| quiet(o.spec, o.meta, *id, o.now))
+        .filter(|id| !o.published.contains(id))
         .collect();
     (!removable.is_empty()).then_some(Step::Prune(removable))
 }
@@ -882,6 +887,7 @@ mod tests {
                 targets_complete: true,
                 usage: None,
                 min_rotation_interval: Duration::ZERO,
+                published: &[],
                 now,
             })
         };
@@ -940,6 +946,7 @@ mod tests {
             targets_complete: true,
             usage,
             min_rotation_interval: Duration::ZERO,
+            published: &[],
             now,
         };
         assert_eq!(
@@ -959,6 +966,15 @@ mod tests {
             "key 1 is in use"
         );
         assert_eq!(next_step(&o(later, None)), None, "no complete count, nothing pruned");
+        // A key whose recipient is still published (a copy that never took
+        // the new primary keeps the former one advertised) is kept: values
+        // sealed to it may not be deployed yet.
+        let published = [key(2).id()];
+        assert_eq!(
+            next_step(&Observed { published: &published, ..o(later, Some(&usage)) }),
+            None,
+            "published"
+        );
         let mut r = ring.clone();
         let mut m = meta.clone();
         apply_step(&Step::Prune(vec![key(2).id()]), &mut r, &mut m, None, later).unwrap();
@@ -997,6 +1013,7 @@ mod tests {
                 targets_complete: complete,
                 usage: Some(usage),
                 min_rotation_interval: Duration::ZERO,
+                published: &[],
                 now,
             })
         };
@@ -1065,6 +1082,7 @@ mod tests {
                 targets_complete: true,
                 usage: None,
                 min_rotation_interval: interval,
+                published: &[],
                 now,
             };
             (next_step(&o), rotation_deferred(&o))
@@ -1131,6 +1149,7 @@ mod tests {
                 targets_complete: true,
                 usage: Some(&unused),
                 min_rotation_interval: Duration::ZERO,
+                published: &[],
                 now: later,
             })
         };

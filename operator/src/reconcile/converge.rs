@@ -18,6 +18,7 @@ use super::observe::{self, Scan, Target};
 use super::publish;
 use super::report::{self, Report};
 use crate::backup;
+use crate::cache::ConfigMapEntry;
 use crate::context::Ctx;
 use crate::crd::*;
 use crate::desired::{self, KeyMeta, Observed, RotationReason, Step, ValidSpec};
@@ -174,6 +175,7 @@ async fn plan<K: KeyringResource>(
         // key's: then nothing is pruned.
         usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0).map(|u| &u.counts),
         min_rotation_interval: ctx.shared.min_rotation_interval,
+        published: &published_keys(k, ctx, spec, master_ns, &m.ring, targets),
         now,
     };
     let mut step = desired::next_step(&observed);
@@ -188,6 +190,39 @@ async fn plan<K: KeyringResource>(
         }
     }
     Ok(Plan { step, candidates, kept_imported, scan, deferred })
+}
+
+/// The keys whose recipient the keyring publishes: in its status, or in a
+/// recipient ConfigMap of its own (name, role and keyring label) in its
+/// namespace or a target.
+fn published_keys<K: KeyringResource>(
+    k: &K,
+    ctx: &Ctx,
+    spec: &ValidSpec,
+    master_ns: &str,
+    ring: &Keyring,
+    targets: &[Target],
+) -> Vec<KeyId> {
+    let name = desired::recipient_config_map_name(&spec.secret_name);
+    let kind = k.name_any();
+    let ours: Vec<ConfigMapEntry> = match K::KIND {
+        Kind::Namespaced => vec![master_ns.to_owned()],
+        Kind::Cluster => targets.iter().map(|t| t.name().to_owned()).collect(),
+    }
+    .iter()
+    .filter_map(|ns| ctx.config_maps.get(ns, &name))
+    .filter(|c| {
+        c.label(K::KIND.label()) == Some(kind.as_str()) && c.label(LABEL_ROLE) == Some(ROLE_RECIPIENT)
+    })
+    .collect();
+    let status = k.keyring_status().and_then(|s| s.recipient.as_deref());
+    ring.keys()
+        .filter(|key| {
+            let text = key.recipient().to_string();
+            status == Some(text.as_str()) || ours.iter().any(|c| c.publishes(&text))
+        })
+        .map(|key| key.id())
+        .collect()
 }
 
 /// Write the master: the step (with the resourceVersion it was computed
