@@ -797,6 +797,8 @@ fn a_keyring_made_again_over_its_config_map_backups_generates_nothing_until_told
     for ns in [OPERATOR_NS, "team-a"] {
         kubectl(&env, &["delete", "secret", "payments", "-n", ns]);
     }
+    // Retain left the recipient ConfigMap too, unmanaged: never taken over.
+    kubectl(&env, &["delete", "configmap", "payments-recipient", "-n", "team-a"]);
     apply(&env, &keyring);
     let (_, _, message) = wait(30, "BackupsExist", || {
         condition(&cstatus(&env, "payments"), "Ready").filter(|c| c.0 == "False" && c.1 == "BackupsExist")
@@ -862,6 +864,8 @@ fn a_keyring_made_again_over_its_object_store_backups_takes_the_restored_master(
     for ns in [OPERATOR_NS, "team-a"] {
         kubectl(&env, &["delete", "secret", "payments", "-n", ns]);
     }
+    // Retain left the recipient ConfigMap too, unmanaged: never taken over.
+    kubectl(&env, &["delete", "configmap", "payments-recipient", "-n", "team-a"]);
     apply(&env, &keyring);
     let (_, _, message) = wait(30, "BackupsExist", || {
         condition(&cstatus(&env, "payments"), "Ready").filter(|c| c.0 == "False" && c.1 == "BackupsExist")
