@@ -91,9 +91,48 @@ async fn inject_handler(State(w): State<Arc<Webhook>>, body: Bytes) -> Response 
 
 /// At most this many TLS handshakes run at once; further connections wait
 /// in the kernel's accept queue.
-pub const MAX_HANDSHAKES: usize = 64;
+pub const MAX_HANDSHAKES: usize = 1024;
+/// At most this many handshakes from one address at once; more are closed
+/// at once (the API server needs a few; a pod opening silent connections
+/// cannot hold the webhook's capacity).
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
 /// How long a handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many handshakes may run: in all, and per client address.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    total: usize,
+    per_address: usize,
+    timeout: Duration,
+}
+
+/// Handshakes in flight per client address.
+#[derive(Debug, Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerAddress {
+    /// Count one more from `ip` unless it has `max` already.
+    fn take(&self, ip: std::net::IpAddr, max: usize) -> bool {
+        let mut m = self.0.lock().expect("lock");
+        let n = m.entry(ip).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, ip: std::net::IpAddr) {
+        let mut m = self.0.lock().expect("lock");
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
 
 /// A TLS listener for axum: handshakes run concurrently, so a slow or
 /// broken client never holds up others, and boundedly: silent connections
@@ -111,13 +150,13 @@ impl TlsListener {
     fn new(
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,
-        limit: usize,
-        timeout: Duration,
+        limits: Limits,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+        let permits = Arc::new(tokio::sync::Semaphore::new(limits.total));
+        let per_address = Arc::new(PerAddress::default());
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
         tokio::spawn(async move {
@@ -127,13 +166,23 @@ impl TlsListener {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let (acceptor, tx, counter) = (acceptor.clone(), tx.clone(), counter.clone());
-                if counter.fetch_add(1, Ordering::SeqCst) + 1 == limit {
-                    warn!(limit, "webhook TLS handshakes at their limit: further connections wait");
+                if !per_address.take(peer.ip(), limits.per_address) {
+                    // Closed at once: one client cannot hold the capacity.
+                    drop(tcp);
+                    continue;
+                }
+                let (acceptor, tx, counter, per_address) =
+                    (acceptor.clone(), tx.clone(), counter.clone(), per_address.clone());
+                if counter.fetch_add(1, Ordering::SeqCst) + 1 == limits.total {
+                    warn!(
+                        limit = limits.total,
+                        "webhook TLS handshakes at their limit: further connections wait"
+                    );
                 }
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                    let handshake = tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await;
                     counter.fetch_sub(1, Ordering::SeqCst);
+                    per_address.give_back(peer.ip());
                     drop(permit);
                     match handshake {
                         Ok(Ok(tls)) => {
@@ -181,7 +230,9 @@ pub async fn serve(
             .with_no_client_auth()
             .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = TlsListener::new(listener, Arc::new(config), MAX_HANDSHAKES, HANDSHAKE_TIMEOUT)?;
+    let limits =
+        Limits { total: MAX_HANDSHAKES, per_address: MAX_HANDSHAKES_PER_ADDRESS, timeout: HANDSHAKE_TIMEOUT };
+    let tls = TlsListener::new(listener, Arc::new(config), limits)?;
     let bound = tls.addr;
     let router = Router::new().route("/inject", axum::routing::post(inject_handler)).with_state(webhook);
     let task = tokio::spawn(async move {
@@ -220,32 +271,48 @@ mod tests {
         assert!(text.contains("encstr_webhook_request_duration_seconds_count 3"), "{text}");
     }
 
-    /// Connections that never start a handshake occupy at most the limit,
-    /// and a real client is served once their time is up.
+    /// Connections that never start a handshake occupy at most the limit
+    /// per address (more from that address are closed at once) and in all;
+    /// another address still gets its handshakes; nothing is left running.
     #[tokio::test]
-    async fn silent_connections_hold_a_bounded_number_of_handshakes() {
+    async fn silent_connections_hold_a_bounded_number_of_handshakes_per_address() {
         let config =
             rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(Resolver::default()));
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tls = TlsListener::new(tcp, Arc::new(config), 4, Duration::from_millis(300)).unwrap();
+        let tcp = TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let limits = Limits { total: 6, per_address: 4, timeout: Duration::from_millis(400) };
+        let tls = TlsListener::new(tcp, Arc::new(config), limits).unwrap();
+        let from = |ip: [u8; 4]| async move {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind(SocketAddr::from((ip, 0))).unwrap();
+            s.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
+        };
         let mut silent = Vec::new();
         for _ in 0..20 {
-            silent.push(TcpStream::connect(tls.addr).await.unwrap());
+            silent.push(from([127, 0, 0, 1]).await);
         }
-        let mut most = 0;
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            most = most.max(tls.in_flight.load(Ordering::SeqCst));
-        }
-        assert_eq!(most, 4, "handshakes in flight for 20 silent connections");
-        // They all time out in turn; nothing is left running.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let most = |tls: &TlsListener| {
+            let tls_in_flight = tls.in_flight.clone();
+            async move {
+                let mut most = 0;
+                for _ in 0..15 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    most = most.max(tls_in_flight.load(Ordering::SeqCst));
+                }
+                most
+            }
+        };
+        assert_eq!(most(&tls).await, 4, "handshakes in flight for 20 silent connections from one address");
+        let other = from([127, 0, 0, 2]).await;
+        assert_eq!(most(&tls).await, 5, "another address is not held back");
+        // They time out; nothing is left running.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(tls.in_flight.load(Ordering::SeqCst), 0);
-        drop(silent);
+        drop((silent, other));
     }
 
     #[test]
