@@ -102,6 +102,11 @@ pub struct RunArgs {
     /// read the Secret.
     #[arg(long)]
     pub webhook_cert_manager: bool,
+    /// After a new webhook CA joins the caBundle, wait this long before
+    /// serving a certificate of it (API servers reload the bundle each in
+    /// its own time).
+    #[arg(long, default_value = "60s", value_parser = parse_resync)]
+    pub webhook_ca_grace: std::time::Duration,
     /// The injected sidecar's image.
     #[arg(long, env = "ENCSTR_SIDECAR_IMAGE", default_value = "ghcr.io/encstr/encstr:0.1.0")]
     pub sidecar_image: String,

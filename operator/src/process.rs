@@ -185,6 +185,7 @@ async fn start_webhook(
         secret: args.webhook_secret.clone(),
         service: args.webhook_service.clone(),
         configuration: (!args.webhook_cert_manager).then(|| args.webhook_configuration.clone()),
+        ca_grace: args.webhook_ca_grace,
     };
     tokio::spawn(webhook_tls::keep(
         client,

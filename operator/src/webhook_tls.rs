@@ -342,6 +342,10 @@ pub struct Settings {
     /// The `MutatingWebhookConfiguration` whose `caBundle` is kept (`None`:
     /// cert-manager owns the Secret and the bundle).
     pub configuration: Option<String>,
+    /// How long a new CA must have been in the `caBundle` before a replica
+    /// serves a certificate of it (every API server reloads webhook
+    /// configurations through its own informer, some later than others).
+    pub ca_grace: Duration,
 }
 
 impl Settings {
@@ -395,7 +399,17 @@ pub fn ours(s: &Secret) -> bool {
 
 /// One pass: make or renew the certificate if it needs it, serve what the
 /// Secret holds, and keep the `caBundle`.
-async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Result<(), String> {
+/// When this replica first knew the `caBundle` to hold a CA it does not
+/// serve yet.
+type Bundled = Option<(String, std::time::Instant)>;
+
+/// One pass; `Some(wait)`: look again that soon (a new CA's grace).
+async fn pass(
+    client: &kube::Client,
+    s: &Settings,
+    resolver: &Resolver,
+    bundled: &mut Bundled,
+) -> Result<Option<Duration>, String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &s.namespace);
     let name = &s.secret;
     let mut may_issue = s.configuration.is_some();
@@ -423,7 +437,12 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
         }
         // Issue at most once a pass; then serve what the Secret holds.
         may_issue = false;
-        let serving = resolver.served_ca();
+        // The CA replaced: the one served here, else the bundle's (another
+        // replica serves it), so it stays trusted through the overlap.
+        let serving = match resolver.served_ca() {
+            Some(ca) => Some(ca),
+            None => current_bundle(client, s).await.and_then(|b| first_certificate(&b)),
+        };
         let new = issue(material.as_ref(), p, &dns, SystemTime::now(), serving.as_deref())?;
         let secret = Secret {
             metadata: ObjectMeta {
@@ -483,15 +502,41 @@ async fn pass(client: &kube::Client, s: &Settings, resolver: &Resolver) -> Resul
     }
     if !resolver.serves(&m) {
         let served = resolver.served_ca();
-        if !may_serve(&m, served.as_deref(), bundle_before.as_deref()) {
-            info!(secret = %format!("{}/{name}", s.namespace), "a new webhook CA: serving its certificate once the caBundle holds it");
-            return Ok(());
+        let new_ca = bundle_before.is_some() && served.as_deref().is_some_and(|ca| ca != m.ca_pem);
+        if new_ca {
+            // The bundle holds the new CA from now (written just now, or
+            // before): serve it once every API server has had time to load it.
+            let since = match bundled.as_ref() {
+                Some((ca, t)) if *ca == m.ca_pem => *t,
+                _ => bundled.insert((m.ca_pem.clone(), std::time::Instant::now())).1,
+            };
+            let left = s.ca_grace.saturating_sub(since.elapsed());
+            if !may_serve(&m, served.as_deref(), bundle_before.as_deref()) || !left.is_zero() {
+                info!(secret = %format!("{}/{name}", s.namespace), wait_s = left.as_secs(), "a new webhook CA: serving its certificate once every API server trusts it");
+                return Ok(Some(left.max(Duration::from_millis(200))));
+            }
         }
         if resolver.load(&m)? {
             info!(secret = %format!("{}/{name}", s.namespace), "serving the webhook certificate from the Secret");
         }
+        *bundled = None;
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The `caBundle` of our webhooks now, if the operator keeps it.
+async fn current_bundle(client: &kube::Client, s: &Settings) -> Option<String> {
+    let config = s.configuration.as_ref()?;
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    api.get_opt(config).await.ok().flatten().and_then(|mwc| ours_bundle(&mwc, s))
+}
+
+/// The first certificate of a PEM bundle, as PEM.
+fn first_certificate(bundle: &str) -> Option<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = bundle.find("-----BEGIN CERTIFICATE-----")?;
+    let end = bundle[start..].find(END)? + start + END.len();
+    Some(format!("{}\n", &bundle[start..end]))
 }
 
 /// The `caBundle` of the configuration's first webhook calling our Service.
@@ -531,12 +576,13 @@ pub async fn keep(
         None => secret_changes.boxed(),
     };
     tokio::pin!(stop);
+    let mut bundled: Bundled = None;
     let mut failures = 0u32;
     loop {
-        let wait = match pass(&client, &s, &resolver).await {
-            Ok(()) => {
+        let wait = match pass(&client, &s, &resolver, &mut bundled).await {
+            Ok(soon) => {
                 failures = 0;
-                interval
+                soon.map_or(interval, |d| d.min(interval))
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -700,12 +746,25 @@ mod tests {
     }
 
     #[test]
+    fn the_first_certificate_of_a_bundle_is_the_ca_kept_as_previous() {
+        let now = SystemTime::now();
+        let (a, b) = (
+            issue(None, Plan::Create, DNS, now, None).unwrap(),
+            issue(None, Plan::Create, DNS, now, None).unwrap(),
+        );
+        let bundle = format!("{}{}", a.ca_pem, b.ca_pem);
+        assert_eq!(first_certificate(&bundle).as_deref(), Some(a.ca_pem.as_str()));
+        assert_eq!(first_certificate("no certificate"), None);
+    }
+
+    #[test]
     fn the_ca_bundle_is_set_on_our_webhooks_only() {
         let s = Settings {
             namespace: "encstr-system".into(),
             secret: "tls".into(),
             service: "encstr-operator-webhook".into(),
             configuration: Some("encstr-operator".into()),
+            ca_grace: Duration::from_secs(60),
         };
         let mwc: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "encstr-operator"},

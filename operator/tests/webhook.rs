@@ -39,7 +39,7 @@ fn chart_webhook_args(env: &Env) -> Vec<String> {
 
 /// Start a replica serving the webhook on `port` of 127.0.0.1.
 fn start_replica(env: &mut Env, install: &Install, label: &str, port: u16) {
-    let mut args = vec![format!("--webhook-listen=127.0.0.1:{port}")];
+    let mut args = vec![format!("--webhook-listen=127.0.0.1:{port}"), "--webhook-ca-grace=2s".to_owned()];
     args.extend(chart_webhook_args(env));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     start_operator(env, install, label, &refs);
