@@ -183,6 +183,10 @@ pub async fn restore<K: KeyringResource>(
         Restore::Refused(why) => Some(Note::RestoreRefused(why)),
     };
     report::publish(k, ctx, note.into_iter().collect()).await;
-    writer::remove_annotation(&ctx.shared.client, k, ANN_RESTORE_FROM).await?;
-    Ok(Action::requeue(Duration::from_millis(50)))
+    // Looked at again at once when the request is consumed; if it could
+    // not be removed (changed meanwhile, or refused), not in a loop.
+    Ok(match writer::remove_annotation(&ctx.shared.client, k, ANN_RESTORE_FROM).await? {
+        Some(_) => Action::requeue(Duration::from_millis(50)),
+        None => Action::requeue(ctx.shared.resync.min(Duration::from_secs(60))),
+    })
 }
