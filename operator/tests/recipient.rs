@@ -105,7 +105,7 @@ fn publishes_the_primarys_recipient_in_every_target_under_the_copy_rules() {
     assert_eq!(theirs["data"]["recipient"], "someone-elses");
     assert!(theirs["metadata"]["labels"].get("encstr.io/cluster-keyring").is_none());
     assert!(
-        events(&env, "default")
+        events(&env, OPERATOR_NS)
             .iter()
             .any(|(t, r, n)| t == "Warning" && r == "RecipientConflict" && n.contains("team-c")),
         "a Warning event"
