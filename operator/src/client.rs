@@ -34,6 +34,8 @@ use kube::client::Body;
 use tower::retry::{Policy, RetryLayer};
 use tower::{BoxError, Layer, Service};
 
+#[cfg(test)]
+use crate::lease::BootTime;
 use crate::lease::{Fence, NotLeader};
 
 /// Retries of one request after 429, 503 or 504.
@@ -73,11 +75,10 @@ fn admit<B>(fence: &Fence, req: &Request<B>) -> Admit {
     if fence.is_election(req) {
         return Admit::Until(Some((now + WRITE_TIMEOUT, "write timeout")));
     }
-    match fence.deadline() {
+    match fence.remaining() {
         None => Admit::Refused,
-        Some(until) => Admit::Until(Some(until.min(now + WRITE_TIMEOUT)).map(|u| {
-            (u, if u < now + WRITE_TIMEOUT { "end of this replica's lease" } else { "write timeout" })
-        })),
+        Some(left) if left < WRITE_TIMEOUT => Admit::Until(Some((now + left, "end of this replica's lease"))),
+        Some(_) => Admit::Until(Some((now + WRITE_TIMEOUT, "write timeout"))),
     }
 }
 
@@ -243,7 +244,7 @@ mod tests {
     #[tokio::test]
     async fn a_retry_after_the_fence_closed_is_not_sent() {
         let fence = Fence::new("encstr");
-        fence.extend(Instant::now() + Duration::from_secs(60));
+        fence.extend(BootTime::now() + Duration::from_secs(60));
         let calls = Arc::new(AtomicU32::new(0));
         let inner = {
             let (calls, fence) = (calls.clone(), fence.clone());
@@ -276,9 +277,13 @@ mod tests {
             panic!("a read has a deadline")
         };
         assert_eq!(what, "read timeout");
-        let until = Instant::now() + Duration::from_secs(5);
-        fence.extend(until);
-        assert_eq!(admit(&fence, &write), Admit::Until(Some((until, "end of this replica's lease"))));
+        fence.extend(BootTime::now() + Duration::from_secs(5));
+        let Admit::Until(Some((until, what))) = admit(&fence, &write) else { panic!("admitted") };
+        assert_eq!(what, "end of this replica's lease");
+        assert!(
+            until <= Instant::now() + Duration::from_secs(5)
+                && until > Instant::now() + Duration::from_secs(4)
+        );
         fence.revoke();
         assert_eq!(admit(&fence, &write), Admit::Refused);
     }
@@ -286,7 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_cannot_outlive_the_fence() {
         let fence = Fence::new("encstr");
-        fence.extend(Instant::now() + Duration::from_millis(200));
+        fence.extend(BootTime::now() + Duration::from_millis(200));
         let inner = tower::service_fn(|_req: Request<Body>| async {
             tokio::time::sleep(Duration::from_secs(10)).await;
             Ok::<_, BoxError>(Response::new(()))

@@ -25,13 +25,41 @@ use tracing::{info, warn};
 #[error("not the leader (the lease may have passed to another replica): write refused")]
 pub struct NotLeader;
 
+/// A point in time on the clock that keeps counting while the machine is
+/// suspended (`CLOCK_BOOTTIME`): a replica whose VM was frozen past its
+/// lease sees the time that passed, where `Instant` (`CLOCK_MONOTONIC`)
+/// would not and would let it write on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BootTime(Duration);
+
+impl BootTime {
+    /// Now.
+    pub fn now() -> BootTime {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        BootTime(Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32))
+    }
+
+    /// How long from `self` to `later` (zero if `later` is earlier).
+    pub fn until(self, later: BootTime) -> Duration {
+        later.0.saturating_sub(self.0)
+    }
+}
+
+impl std::ops::Add<Duration> for BootTime {
+    type Output = BootTime;
+
+    fn add(self, d: Duration) -> BootTime {
+        BootTime(self.0.saturating_add(d))
+    }
+}
+
 /// How long this replica may write.
 #[derive(Debug, Clone)]
 pub struct Fence(Arc<FenceState>);
 
 #[derive(Debug)]
 struct FenceState {
-    until: Mutex<Option<Instant>>,
+    until: Mutex<Option<BootTime>>,
     lease_path: String,
 }
 
@@ -47,11 +75,11 @@ impl Fence {
 
     /// Whether writes are allowed now.
     pub fn valid(&self) -> bool {
-        self.0.until.lock().expect("lock").is_some_and(|u| Instant::now() < u)
+        self.remaining().is_some()
     }
 
     /// Allow writes until `until`.
-    pub fn extend(&self, until: Instant) {
+    pub fn extend(&self, until: BootTime) {
         *self.0.until.lock().expect("lock") = Some(until);
     }
 
@@ -60,9 +88,11 @@ impl Fence {
         *self.0.until.lock().expect("lock") = None;
     }
 
-    /// Until when writes are allowed, if they are now.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.0.until.lock().expect("lock").filter(|u| Instant::now() < *u)
+    /// How long writes are still allowed, if they are now.
+    pub fn remaining(&self) -> Option<Duration> {
+        let until = (*self.0.until.lock().expect("lock"))?;
+        let left = BootTime::now().until(until);
+        (!left.is_zero()).then_some(left)
     }
 
     /// Whether a request is the election's own (it needs no lease).
@@ -143,11 +173,12 @@ pub async fn run(
     let mut seen: Seen = None;
     loop {
         let attempt = Instant::now();
+        let attempt_boot = BootTime::now();
         let leading = *leader.borrow();
         let outcome = step(&api, &s, &mut seen, attempt).await;
         match outcome {
             Ok(true) => {
-                fence.extend(attempt + s.renew_deadline());
+                fence.extend(attempt_boot + s.renew_deadline());
                 if !leading {
                     info!(identity = %s.identity, "acquired the lease");
                     let _ = leader.send(true);
@@ -279,15 +310,16 @@ mod tests {
         };
         assert!(s.renew_deadline() < s.duration);
         let fence = Fence::new("n");
-        assert!(fence.deadline().is_none());
-        let until = Instant::now() + Duration::from_secs(10);
-        fence.extend(until);
-        assert_eq!(fence.deadline(), Some(until));
-        fence.extend(Instant::now() - Duration::from_millis(1));
-        assert!(fence.deadline().is_none(), "expired");
-        fence.extend(until);
+        assert!(fence.remaining().is_none());
+        fence.extend(BootTime::now() + Duration::from_secs(10));
+        assert!(
+            fence.remaining().is_some_and(|r| r <= Duration::from_secs(10) && r > Duration::from_secs(9))
+        );
+        fence.extend(BootTime::now());
+        assert!(fence.remaining().is_none(), "expired");
+        fence.extend(BootTime::now() + Duration::from_secs(10));
         fence.revoke();
-        assert!(fence.deadline().is_none());
+        assert!(fence.remaining().is_none());
         let lease =
             Request::builder().uri("/apis/coordination.k8s.io/v1/namespaces/n/leases/l").body(()).unwrap();
         let other =
