@@ -159,7 +159,7 @@ pub struct RenderArgs {
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
     pub debounce: Duration,
     /// Re-render this often even without change events (with --watch).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_period)]
     pub resync: Duration,
     /// After a render that changed files, send this signal (HUP, USR1,
     /// USR2, TERM, ...) to every process named by --notify-process (with
@@ -196,18 +196,33 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal file mode readable by its owner (like 0440)"))
 }
 
-/// Parse `250ms`, `2s`, `5m` or `1h`.
+/// The longest duration an option takes (a year: timers far beyond it
+/// would overflow the clock).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// Parse `250ms`, `2s`, `5m` or `1h` (at most a year).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration like 250ms, 2s or 5m"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs);
+    let d = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" | "" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
         _ => return Err(format!("{s:?} is not a duration like 250ms, 2s or 5m")),
-    })
+    };
+    d.filter(|d| *d <= MAX_DURATION).ok_or_else(|| format!("{s:?} is longer than a year"))
+}
+
+/// A period (a timer's interval): a duration greater than zero.
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    parse_duration(s)?
+        .is_zero()
+        .then(|| Err(format!("{s:?}: must be greater than zero")))
+        .unwrap_or(Ok(()))?;
+    parse_duration(s)
 }
 
 /// `encstr keys ...`

@@ -718,6 +718,35 @@ fn values_read_under_another_name_are_aliased_everywhere() {
     assert!(re.stderr.starts_with("app.yaml:2 db.password: aliased: "), "{}", re.stderr);
 }
 
+/// Durations are checked: a zero period and durations beyond a year (or
+/// overflowing) are usage errors, not panics.
+#[test]
+fn durations_out_of_range_are_usage_errors() {
+    let d = Dir::new("durations");
+    d.keyring(&[KEY_A]);
+    for (flag, value, want) in [
+        ("--resync", "0", "must be greater than zero"),
+        ("--resync", "0ms", "must be greater than zero"),
+        ("--resync", "99999999999999999h", "longer than a year"),
+        ("--debounce", "9000h", "longer than a year"),
+    ] {
+        let out = d.run(&[
+            "render",
+            "--watch",
+            "--source",
+            ".",
+            "--target",
+            "out",
+            "--keyring",
+            "keyring",
+            flag,
+            value,
+        ]);
+        assert_eq!(out.code, 2, "{flag} {value}: {}", out.stderr);
+        assert!(out.stderr.contains(want), "{flag} {value}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn keys_recipient_prints_the_primary_and_never_key_material() {
     let d = Dir::new("recipient");
