@@ -218,11 +218,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A period (a timer's interval): a duration greater than zero.
 pub fn parse_period(s: &str) -> Result<Duration, String> {
-    parse_duration(s)?
-        .is_zero()
-        .then(|| Err(format!("{s:?}: must be greater than zero")))
-        .unwrap_or(Ok(()))?;
-    parse_duration(s)
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be greater than zero"));
+    }
+    Ok(d)
 }
 
 /// `encstr keys ...`
