@@ -236,7 +236,11 @@ impl<'a> ConfigFile<'a> {
                 continue;
             }
             let full = full_name(prefix, name);
-            let result = named(entry).and_then(|()| make(&full, entry.value.as_bytes()));
+            // A value that could never be rendered back (dotenv `${...}`,
+            // which readers expand) is refused now, not at render time.
+            let result = named(entry)
+                .and_then(|()| formats::check_plaintext(self.format, entry, entry.value.as_bytes()))
+                .and_then(|()| make(&full, entry.value.as_bytes()));
             match result {
                 Ok(token) => {
                     edits.push((entry, self.token_text(entry, &token)));
@@ -599,6 +603,16 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn seal_refuses_dotenv_values_that_could_never_render() {
+        let ring = ring();
+        let file =
+            ConfigFile::parse(Format::Dotenv, b"API_PASSWORD=a${B}c\nDB_PASSWORD=fine\n", "x").unwrap();
+        let errors = file.seal(&ring, &Pattern::defaults(), "").unwrap_err();
+        let got: Vec<_> = errors.iter().map(|e| (e.line, e.error.kind())).collect();
+        assert_eq!(got, [(1, "unrepresentable")]);
     }
 
     #[test]
