@@ -281,7 +281,7 @@ pub(crate) fn scan<'t>(format: Format, text: &'t str, base_name: &str) -> Result
         Format::Yaml => yaml::scan(text),
         Format::Json => json::scan(text),
         Format::Toml => toml::scan(text),
-        Format::Raw => Ok(raw::scan(text, base_name)),
+        Format::Raw => raw::scan(text, base_name),
     }
 }
 
