@@ -34,7 +34,9 @@ fn bad(what: String) -> Error {
     Error::Backup(what)
 }
 
-/// The start of a recipient, enough to find it in a list (it is public).
+/// The start of a recipient, enough to find it in a list; only for text
+/// that starts as a public recipient does (`age1`, `ssh-`, the ENCSTR
+/// recipient prefix).
 fn shown(s: &str) -> String {
     let short: String = s.chars().take(20).collect();
     if short.len() < s.len() { format!("{short}…") } else { short }
@@ -67,12 +69,24 @@ pub fn parse_recipient(s: &str) -> Result<Recipient> {
             };
             bad(format!("recipient {:?}: {why}", shown(s)))
         })
+    } else if looks_secret(s) {
+        // Not a character of it is shown: it is a secret.
+        Err(bad("this is a secret key (an age identity or a private key), not a recipient: give its public recipient instead (`age-keygen -y FILE`, or the `.pub` file); nothing of it is shown".into()))
     } else {
+        // Unknown text may be anything (a key pasted in the wrong place):
+        // it is not echoed.
         Err(bad(format!(
-            "recipient {:?}: not an age recipient (age1…) or an SSH public key (ssh-ed25519, ssh-rsa)",
-            shown(s)
+            "a recipient of {} characters (not shown) is not an age recipient (age1…) or an SSH public key (ssh-ed25519, ssh-rsa)",
+            s.chars().count()
         )))
     }
+}
+
+/// Whether text given as a recipient is a secret: an age identity, a
+/// plugin identity, or a PEM/OpenSSH private key.
+fn looks_secret(s: &str) -> bool {
+    let upper = s.to_ascii_uppercase();
+    upper.starts_with("AGE-SECRET-KEY-") || upper.starts_with("AGE-PLUGIN-") || upper.contains("PRIVATE KEY")
 }
 
 /// Parse a recipients file: one recipient per line; blank lines and lines
@@ -172,6 +186,26 @@ mod tests {
     use age::secrecy::ExposeSecret;
 
     use super::*;
+
+    #[test]
+    fn a_secret_key_or_unknown_text_given_as_a_recipient_is_never_echoed() {
+        let identity = "AGE-SECRET-KEY-1QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7LQPZRY9X8GF2TVDW0S3JN54KHCE6";
+        let lower = identity.to_lowercase();
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA";
+        for (text, want) in [
+            (identity, "secret key"),
+            (lower.as_str(), "secret key"),
+            (pem, "secret key"),
+            ("hunter2-my-password", "(not shown)"),
+        ] {
+            let Err(e) = parse_recipient(text) else { panic!("accepted") };
+            let msg = e.to_string();
+            assert!(msg.contains(want), "{msg}");
+            for piece in [&text[..8], &text[text.len() - 8..], "QPZRY", "qpzry", "hunter"] {
+                assert!(!msg.contains(piece), "{piece:?} echoed: {msg}");
+            }
+        }
+    }
 
     fn ring() -> Keyring {
         let mut r = Keyring::generate().expect("keyring");
