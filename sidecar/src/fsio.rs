@@ -113,6 +113,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], default_mode: u32) -> Result<()> 
     write_atomic_mode(path, bytes, mode_of(path).unwrap_or(default_mode))
 }
 
+/// [`write_atomic`] through a symbolic link: the file it leads to is
+/// replaced and the link stays (replacing the link would leave the file it
+/// led to, a plaintext, where it was).
+pub fn write_through(path: &Path, bytes: &[u8], default_mode: u32) -> Result<()> {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return write_atomic(path, bytes, default_mode);
+    }
+    let real = fs::canonicalize(path).map_err(CliError::io(path))?;
+    write_atomic(&real, bytes, default_mode)
+}
+
 /// Replace `path` with `bytes` atomically, with `mode`.
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let tmp = write_temp(path, bytes, mode)?;

@@ -747,6 +747,29 @@ fn durations_out_of_range_are_usage_errors() {
     }
 }
 
+/// Sealing (and re-encrypting) through a symbolic link writes the file it
+/// leads to: the link stays, and no plaintext is left behind.
+#[test]
+fn seal_through_a_symlink_writes_the_file_it_leads_to() {
+    let d = Dir::new("seal-link");
+    d.keyring(&[KEY_A]);
+    d.write("real.properties", "db.password=s3cr3t\n");
+    std::os::unix::fs::symlink("real.properties", d.path("link.properties")).unwrap();
+    let out = d.run(&["seal", "--keyring", "keyring", "link.properties"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        std::fs::symlink_metadata(d.path("link.properties")).unwrap().file_type().is_symlink(),
+        "the link stays"
+    );
+    let real = d.read("real.properties");
+    assert!(real.starts_with("db.password=ENCSTR:") && !real.contains("s3cr3t"), "{real}");
+    d.keyring(&[KEY_A, KEY_B]);
+    let re = d.run(&["reencrypt", "--keyring", "keyring", "link.properties"]);
+    assert_eq!(re.code, 0, "{}", re.stderr);
+    assert!(std::fs::symlink_metadata(d.path("link.properties")).unwrap().file_type().is_symlink());
+    assert_ne!(d.read("real.properties"), real, "re-encrypted in place");
+}
+
 #[test]
 fn keys_recipient_prints_the_primary_and_never_key_material() {
     let d = Dir::new("recipient");

@@ -115,7 +115,7 @@ pub fn seal(
                 return say(format_args!("{}: nothing to seal", input.shown)).map(|()| 0);
             };
             if !dry_run {
-                fsio::write_atomic(&input.path, &bytes, 0o600)?;
+                fsio::write_through(&input.path, &bytes, 0o600)?;
             }
             let how = if to.is_ok() { "to the recipient of key" } else { "with key" };
             for c in &changed {
@@ -156,7 +156,7 @@ pub fn reencrypt(files: &[PathBuf], opts: &FileArgs, keyring: &KeyringArgs) -> R
             match file.reencrypt(&ring, &opts.name_prefix) {
                 Ok(encstr_core::document::Reencrypted { bytes, changed, current }) => {
                     if let Some(bytes) = bytes {
-                        fsio::write_atomic(&input.path, &bytes, 0o600)?;
+                        fsio::write_through(&input.path, &bytes, 0o600)?;
                     }
                     say(format_args!(
                         "{}: {} re-encrypted under key {primary}, {current} already under it",
