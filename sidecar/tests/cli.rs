@@ -770,6 +770,24 @@ fn seal_through_a_symlink_writes_the_file_it_leads_to() {
     assert_ne!(d.read("real.properties"), real, "re-encrypted in place");
 }
 
+/// A secret name holding control characters or bidirectional marks (a
+/// properties key can hold any) is shown escaped: it cannot recolour,
+/// erase or reorder what the terminal shows.
+#[test]
+fn control_and_bidi_characters_in_names_are_shown_escaped() {
+    let d = Dir::new("names-escaped");
+    d.keyring(&[KEY_A]);
+    d.write("app.properties", "db\\u001b[2K\\u202Eevil.password=s3cr3t\nok\\nfake.password=x\n");
+    let seal = d.run(&["seal", "--keyring", "keyring", "--match", "*password*", "app.properties"]);
+    assert_eq!(seal.code, 0, "{}", seal.stderr);
+    let check = d.run(&["check", "app.properties"]);
+    for out in [&seal.stdout, &check.stdout] {
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{202e}'), "raw in output: {out:?}");
+        assert!(out.contains("db\\u{1b}[2K\\u{202e}evil.password"), "{out}");
+        assert!(out.contains("ok\\u{a}fake.password") && !out.contains("\nfake"), "a forged line: {out}");
+    }
+}
+
 #[test]
 fn keys_recipient_prints_the_primary_and_never_key_material() {
     let d = Dir::new("recipient");

@@ -119,7 +119,13 @@ pub fn seal(
             }
             let how = if to.is_ok() { "to the recipient of key" } else { "with key" };
             for c in &changed {
-                say(format_args!("{}:{} {}: {verb} {how} {}", input.shown, c.line, c.name, c.key_id))?;
+                say(format_args!(
+                    "{}:{} {}: {verb} {how} {}",
+                    input.shown,
+                    c.line,
+                    super::escape(&c.name, &[]),
+                    c.key_id
+                ))?;
             }
             Ok(changed.len())
         });
@@ -259,7 +265,7 @@ impl CheckOutput {
             l.push(':');
             push_number(l, r.line);
             l.push(' ');
-            l.push_str(name.unwrap_or(UNNAMED));
+            l.push_str(&super::escape(name.unwrap_or(UNNAMED), &[]));
             l.push(' ');
             match r.key_id.zip(r.version) {
                 Some((id, version)) => {
@@ -377,5 +383,6 @@ pub fn hint(e: &encstr_core::Error) -> String {
         "aliased" => "; write the value out at each place instead",
         _ => "",
     };
-    format!("{e}{todo}")
+    // One line: a secret name in the message is shown escaped.
+    super::escape(&format!("{e}{todo}"), &[]).into_owned()
 }

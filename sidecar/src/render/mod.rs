@@ -53,11 +53,15 @@ pub struct Failure {
 }
 
 impl fmt::Display for Failure {
+    /// File and secret names are escaped (`commands::escape`): they reach
+    /// logs and the termination message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = crate::commands::escape(&self.file, &[]);
+        let name = crate::commands::escape(&self.name, &[]);
         match (self.line, self.name.is_empty()) {
-            (0, _) => write!(f, "{}: {}", self.file, self.reason),
-            (line, true) => write!(f, "{}:{line}: {}", self.file, self.reason),
-            (line, false) => write!(f, "{}:{line} {}: {}", self.file, self.name, self.reason),
+            (0, _) => write!(f, "{file}: {}", self.reason),
+            (line, true) => write!(f, "{file}:{line}: {}", self.reason),
+            (line, false) => write!(f, "{file}:{line} {name}: {}", self.reason),
         }
     }
 }
