@@ -14,7 +14,6 @@ use crate::recipient::Recipient;
 use crate::token;
 
 /// A parsed configuration file: its bytes and every value in it.
-#[derive(Debug)]
 pub struct ConfigFile<'a> {
     format: Format,
     bytes: &'a [u8],
@@ -86,8 +85,8 @@ pub struct Reencrypted {
     pub current: usize,
 }
 
-/// Result of decrypting a whole file.
-#[derive(Debug)]
+/// Result of decrypting a whole file (its `Debug` omits the bytes: they
+/// hold the plaintexts).
 pub struct Rendered {
     /// The file with every token replaced by its plaintext.
     pub bytes: Zeroizing<Vec<u8>>,
@@ -95,6 +94,28 @@ pub struct Rendered {
     pub decrypted: usize,
     /// Secret names of plaintext values that match the seal patterns.
     pub plaintext_names: Vec<(usize, String)>,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered")
+            .field("bytes", &self.bytes.len())
+            .field("decrypted", &self.decrypted)
+            .field("plaintext_names", &self.plaintext_names)
+            .finish()
+    }
+}
+
+/// Never the file's bytes (it may be a plaintext file being sealed); the
+/// values show as [`Text`] does.
+impl std::fmt::Debug for ConfigFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("format", &self.format)
+            .field("bytes", &self.bytes.len())
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> ConfigFile<'a> {
@@ -613,6 +634,22 @@ mod tests {
         let errors = file.seal(&ring, &Pattern::defaults(), "").unwrap_err();
         let got: Vec<_> = errors.iter().map(|e| (e.line, e.error.kind())).collect();
         assert_eq!(got, [(1, "unrepresentable")]);
+    }
+
+    #[test]
+    fn debug_output_holds_no_plaintext() {
+        let ring = ring();
+        let text = "db.password = s3cr3t-value\napi.token = \"quoted\\u0041secret\"\n";
+        let file = ConfigFile::parse(Format::Properties, text.as_bytes(), "x").unwrap();
+        let sealed = file.seal(&ring, &Pattern::defaults(), "").unwrap().unwrap();
+        let again = ConfigFile::parse(Format::Properties, &sealed.bytes, "x").unwrap();
+        let rendered = again.render(&ring, "", &[]).unwrap();
+        for shown in [format!("{file:?}"), format!("{again:?}"), format!("{:?}", file.entries())] {
+            for secret in ["s3cr3t", "secret", "quoted"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        assert!(!format!("{rendered:?}").contains("115, 51, 99"), "the rendered bytes");
     }
 
     #[test]

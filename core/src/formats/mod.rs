@@ -158,13 +158,24 @@ pub(crate) enum Quote {
 }
 
 /// The text of a value: a slice of the file when it needed no unquoting or
-/// unescaping (no copy is made), else the decoded text, wiped on drop.
-#[derive(Debug)]
+/// unescaping (no copy is made), else the decoded text, wiped on drop. Its
+/// `Debug` shows a token's key-id-free head and a plaintext's length only:
+/// a value may be a plaintext about to be sealed.
 pub enum Text<'t> {
     /// Exactly these bytes of the file.
     Slice(&'t str),
     /// Decoded from the file's escapes.
     Decoded(Zeroizing<String>),
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if crate::token::is_token(self.as_str()) {
+            write!(f, "Text(ENCSTR:… {} bytes)", self.as_str().len())
+        } else {
+            write!(f, "Text([redacted] {} bytes)", self.as_str().len())
+        }
+    }
 }
 
 impl<'t> Text<'t> {
