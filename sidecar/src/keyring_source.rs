@@ -95,7 +95,15 @@ pub fn passphrase_key(var: &str, opts: &PassphraseOpts) -> Result<Key> {
     {
         return Err(CliError::WeakPassphrase { var: var.to_owned(), why });
     }
-    let salt = opts.passphrase_salt.as_deref().unwrap_or(DEFAULT_PASSPHRASE_SALT);
+    let salt = match opts.passphrase_salt.as_deref() {
+        Some(salt) => salt,
+        None => {
+            crate::commands::warn(format_args!(
+                "encstr: warning: no --passphrase-salt (ENCSTR_PASSPHRASE_SALT): the default salt lets one precomputed dictionary attack every deployment that uses it; choose one per deployment, e.g. prod-cluster/print-agents"
+            ));
+            DEFAULT_PASSPHRASE_SALT
+        }
+    };
     Ok(Key::from_passphrase(&pass, salt))
 }
 

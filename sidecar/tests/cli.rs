@@ -197,6 +197,11 @@ fn keys_derive_matches_the_passphrase_vector() {
         &[("PASS", "correct horse battery staple")],
     );
     assert_eq!(out.stdout, "mRmuvoKTVYZOjGMOdmUy8O1LxWx3rrrlAJkIaNRLgvc=\n");
+    assert!(
+        out.stderr.starts_with("encstr: warning: no --passphrase-salt"),
+        "the default salt is warned of: {}",
+        out.stderr
+    );
     // The vectors' deployment salt, by flag and by environment.
     let salted = "YxujsNKMUu2GiH7lXmQoEqMB2yO8FIbpTJhePNPu/qo=\n";
     let pass = ("PASS", "correct horse battery staple");
@@ -205,7 +210,11 @@ fn keys_derive_matches_the_passphrase_vector() {
         None,
         &[pass],
     );
-    assert_eq!((out.code, out.stdout.as_str()), (0, salted), "{}", out.stderr);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, salted, ""),
+        "a chosen salt: no warning"
+    );
     let out = d.run_with(
         &["keys", "derive", "--passphrase-env", "PASS"],
         None,
