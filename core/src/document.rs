@@ -261,6 +261,7 @@ impl<'a> ConfigFile<'a> {
             // which readers expand) is refused now, not at render time.
             let result = named(entry)
                 .and_then(|()| formats::check_plaintext(self.format, entry, entry.value.as_bytes()))
+                .and_then(|()| self.keeps_its_type(entry))
                 .and_then(|()| make(&full, entry.value.as_bytes()));
             match result {
                 Ok(token) => {
@@ -277,6 +278,23 @@ impl<'a> ConfigFile<'a> {
             return Err(errors);
         }
         Ok((!sealed.is_empty()).then(|| Sealed { bytes: self.rewrite(edits), changed: sealed }))
+    }
+
+    /// A plain YAML value that reads as a number, boolean or null would
+    /// render as a quoted string (another type to the app): refused.
+    fn keeps_its_type(&self, entry: &Entry) -> Result<()> {
+        let plain = self.format == Format::Yaml
+            && entry.quote == formats::Quote::None
+            && !matches!(self.bytes.get(entry.span.start), Some(b'|' | b'>'));
+        if plain && formats::yaml::implicit_non_string(&entry.value) {
+            return Err(Error::Unrepresentable {
+                format: "yaml",
+                line: entry.line,
+                name: entry.name.as_deref().unwrap_or_default().to_owned(),
+                reason: "a plain value that reads as a number, boolean or null would render as a quoted string (another type to the app); quote it to seal it as a string",
+            });
+        }
+        Ok(())
     }
 
     /// Re-encrypt under the primary key every token made by another key
@@ -650,6 +668,22 @@ mod tests {
             }
         }
         assert!(!format!("{rendered:?}").contains("115, 51, 99"), "the rendered bytes");
+    }
+
+    #[test]
+    fn seal_keeps_yaml_types_or_refuses() {
+        let ring = ring();
+        let all = [Pattern::new("*").unwrap()];
+        let doc =
+            "port: 5432\nratio: 1.5e3\nhex: 0x1F\nsexa: 1:30\nflag: yes\non: Off\nnothing: ~\nnan: .NaN\n";
+        let file = ConfigFile::parse(Format::Yaml, doc.as_bytes(), "x").unwrap();
+        let errors = file.seal(&ring, &all, "").unwrap_err();
+        assert_eq!(errors.len(), 8, "{errors:?}");
+        assert!(errors.iter().all(|e| e.error.kind() == "unrepresentable"));
+        // Strings, quoted values and block scalars are sealed.
+        let ok = "a: hunter2\nb: 'true'\nc: \"5432\"\nd: |\n  12\ne: 12abc\nf: 1.2.3\n";
+        let file = ConfigFile::parse(Format::Yaml, ok.as_bytes(), "x").unwrap();
+        assert_eq!(file.seal(&ring, &all, "").unwrap().unwrap().changed.len(), 6);
     }
 
     #[test]

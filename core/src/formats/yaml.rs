@@ -309,6 +309,31 @@ fn find_indicator(line: &str) -> Option<usize> {
     matches!(code.as_bytes()[i], b'|' | b'>').then_some(i)
 }
 
+/// Whether a plain scalar reads as something other than a string to a
+/// YAML 1.1 or 1.2 reader: null, a boolean, an integer or a float (as
+/// PyYAML's and the core schema's resolvers see them). Sealed, it would
+/// render as a quoted string: the app would read another type.
+pub(crate) fn implicit_non_string(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    let words = [
+        "", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf",
+        ".nan",
+    ];
+    if words.contains(&lower.as_str()) {
+        return true;
+    }
+    let body = lower.strip_prefix(['-', '+']).unwrap_or(&lower).replace('_', "");
+    let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
+    let int = digits(&body, 10)
+        || body.strip_prefix("0x").is_some_and(|s| digits(s, 16))
+        || body.strip_prefix("0o").is_some_and(|s| digits(s, 8))
+        || body.strip_prefix("0b").is_some_and(|s| digits(s, 2))
+        // YAML 1.1 base 60: 1:30, 190:20:30
+        || (body.contains(':') && body.split(':').all(|p| digits(p, 10)));
+    let float = body.parse::<f64>().is_ok() && body.chars().any(|c| c.is_ascii_digit());
+    int || float
+}
+
 /// A double-quoted YAML scalar that returns exactly `value`: everything a
 /// YAML reader would reject or fold is escaped.
 pub(crate) fn encode(value: &str, out: &mut impl fmt::Write) {
