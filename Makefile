@@ -20,8 +20,8 @@ lint: ## clippy with warnings as errors
 bench: ## criterion benchmarks of the core (figures in BENCHMARKS.md)
 	cargo bench -p encstr-core
 
-fuzz: ## fuzz the parsers for 5 minutes each (needs cargo-fuzz)
-	cd fuzz && for t in token keyring config names sealed; do RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=300 || exit 1; done
+fuzz: ## fuzz every target for 5 minutes each (scripts/fuzz.sh; no cargo-fuzz needed)
+	FUZZ_SECONDS=300 ./scripts/fuzz.sh
 
 clean: ## remove build output and the demo directory
 	cargo clean && rm -rf demo

@@ -53,6 +53,9 @@ log "tests"
 cargo test --workspace --locked
 disk
 
+log "fuzz targets, ${FUZZ_SECONDS:-15} s each, from the committed seeds"
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}" ./scripts/fuzz.sh
+
 log "generated CRD is up to date"
 cargo build --quiet --locked -p encstr-operator
 "$target_dir/debug/encstr-operator" crd | diff -u crds/encstr.yaml - \
