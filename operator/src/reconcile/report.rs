@@ -128,12 +128,19 @@ pub async fn converged<K: KeyringResource>(
         ..base(k, backup)
     };
     let st = status::compute(k.keyring_status(), &input);
-    record_metrics(ctx, &k.id(), ring, meta, &st, r.blocked.len());
+    record_metrics(ctx, &k.id(), ring, meta, &input.targets, r.blocked.len());
     publish(k, ctx, r.notes).await;
     writer::status(&ctx.shared.client, k, &st).await
 }
 
-fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &KeyringStatus, blocked: usize) {
+fn record_metrics(
+    ctx: &Ctx,
+    id: &Id,
+    ring: &Keyring,
+    meta: &KeyMeta,
+    targets: &[TargetStatus],
+    blocked: usize,
+) {
     let m = &ctx.shared.metrics;
     let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
     let states = desired::key_states(ring, meta);
@@ -152,8 +159,9 @@ fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &Keyri
         m.set_primary_since(id, p.as_second() as f64);
     }
     if id.kind == Kind::Cluster {
-        let synced = st.targets.iter().filter(|t| t.synced).count() as i64;
-        let total = st.targets.len() as i64;
+        // Every target (the status lists only some of them).
+        let (synced, total) = status::target_counts(targets);
+        let (synced, total) = (synced as i64, total as i64);
         m.targets
             .get_or_create(&TargetLabels {
                 kind,
