@@ -53,6 +53,16 @@ pub enum BackupInput<'a> {
     },
 }
 
+/// The targets of a cluster keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Every target's state, as distribution found it.
+    Seen(Vec<TargetStatus>),
+    /// Not looked at (the keyring is held): the previous status's list
+    /// and counts stay.
+    Carried,
+}
+
 /// What the status is computed from.
 #[derive(Debug)]
 pub struct Input<'a> {
@@ -68,7 +78,7 @@ pub struct Input<'a> {
     /// Keys retention wants gone but that are in use.
     pub blocked: &'a [KeyId],
     /// Target states (cluster kind).
-    pub targets: Vec<TargetStatus>,
+    pub targets: Targets,
     /// Why the keyring cannot proceed (invalid spec, a guard, a conflict).
     pub invalid: Option<&'a Invalid>,
     /// `metadata.generation`.
@@ -125,15 +135,20 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
     status.secret_name =
         input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
     keys(&mut status, previous, input);
-    let mut counts = target_counts(&input.targets);
+    let mut counts = (0, 0);
     if input.cluster {
-        status.targets = listed_targets(&input.targets);
-        // Targets carried as the status listed them (a held keyring): the
-        // counts of every target stay as they were.
-        if let Some(p) = previous.filter(|p| p.targets == input.targets)
-            && let Some(carried) = p.synced_targets.as_deref().and_then(parse_counts)
-        {
-            counts = carried;
+        match &input.targets {
+            Targets::Seen(all) => {
+                status.targets = listed_targets(all);
+                counts = target_counts(all);
+            }
+            Targets::Carried => {
+                status.targets = previous.map(|p| p.targets.clone()).unwrap_or_default();
+                counts = previous
+                    .and_then(|p| p.synced_targets.as_deref())
+                    .and_then(parse_counts)
+                    .unwrap_or_else(|| target_counts(&status.targets));
+            }
         }
         status.synced_targets = Some(format!("{}/{}", counts.0, counts.1));
     }
@@ -439,7 +454,7 @@ mod tests {
             cluster: true,
             usage: None,
             blocked: &[],
-            targets: vec![target(synced)],
+            targets: Targets::Seen(vec![target(synced)]),
             invalid: None,
             generation: Some(1),
             backup: BackupInput::Off,
@@ -478,7 +493,7 @@ mod tests {
                 cluster: false,
                 usage: None,
                 blocked: &[],
-                targets: vec![],
+                targets: Targets::Seen(vec![]),
                 invalid: Some(&inv),
                 generation: Some(2),
                 backup: BackupInput::Off,
@@ -509,7 +524,7 @@ mod tests {
             cluster: false,
             usage: None,
             blocked: &[],
-            targets: vec![],
+            targets: Targets::Seen(vec![]),
             invalid: None,
             generation: Some(1),
             backup,
@@ -562,7 +577,7 @@ mod tests {
                 cluster: true,
                 usage: None,
                 blocked: &[],
-                targets,
+                targets: Targets::Seen(targets),
                 invalid: None,
                 generation: Some(1),
                 backup: BackupInput::Off,
@@ -587,7 +602,7 @@ mod tests {
                 assert!(size < 256 * 1024, "{reason}: {size} bytes");
             }
             // Carried while held: the counts stay.
-            let held = Input { targets: st.targets.clone(), ..input };
+            let held = Input { targets: Targets::Carried, ..input };
             let again = compute(Some(&st), &held);
             assert_eq!(again.synced_targets.as_deref(), Some("0/10000"));
         }

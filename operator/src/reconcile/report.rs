@@ -28,7 +28,7 @@ fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> statu
         cluster: K::KIND == Kind::Cluster,
         usage: None,
         blocked: &[],
-        targets: Vec::new(),
+        targets: status::Targets::Seen(Vec::new()),
         invalid: None,
         generation: k.meta().generation,
         backup,
@@ -63,7 +63,7 @@ pub async fn held<K: KeyringResource>(
     let shown = if guard { None } else { master.map(|m| (&m.ring, &m.meta)) };
     let input = status::Input {
         master: shown,
-        targets: k.keyring_status().map(|s| s.targets.clone()).unwrap_or_default(),
+        targets: status::Targets::Carried,
         invalid: Some(&inv),
         ..base(k, status::BackupInput::Carry)
     };
@@ -123,12 +123,16 @@ pub async fn converged<K: KeyringResource>(
         secret_name: Some(&spec.secret_name),
         usage: r.usage.as_ref(),
         blocked: &r.blocked,
-        targets: r.targets,
+        targets: status::Targets::Seen(r.targets),
         promotion_at: r.promotion_at,
         ..base(k, backup)
     };
     let st = status::compute(k.keyring_status(), &input);
-    record_metrics(ctx, &k.id(), ring, meta, &input.targets, r.blocked.len());
+    let all = match &input.targets {
+        status::Targets::Seen(all) => all.as_slice(),
+        status::Targets::Carried => &[],
+    };
+    record_metrics(ctx, &k.id(), ring, meta, all, r.blocked.len());
     publish(k, ctx, r.notes).await;
     writer::status(&ctx.shared.client, k, &st).await
 }
