@@ -130,10 +130,11 @@ impl Usage {
     }
 }
 
-/// Objects per page of a usage scan: ConfigMaps and Secrets may hold up to
-/// 1 MiB each, and a page is held whole while it is read (its key ids
-/// only are kept): about 10 × 1.4 MiB of JSON at most (see BENCHMARKS.md).
-pub const SCAN_PAGE: u32 = 10;
+/// Objects per page of a usage scan. A page is read as it arrives and one
+/// value is held at a time (ConfigMaps and Secrets may hold up to 1 MiB
+/// each), so memory does not depend on it; small pages keep each
+/// response short for the API server too (see BENCHMARKS.md).
+pub const SCAN_PAGE: u32 = 20;
 
 /// A namespace's scan result is reused for at most this many scan
 /// intervals while it does not change.
@@ -203,17 +204,18 @@ impl ListKind {
 }
 
 /// Count the tokens in one page of a ConfigMap or Secret list (the JSON
-/// body as the API server sent it), feeding each object's kind, name and
-/// resourceVersion to `fingerprint`; the page's `continue` token. Each
-/// value is read and dropped in turn: only key ids are kept.
+/// body as the API server sends it, read as it comes), feeding each
+/// object's kind, name and resourceVersion to `fingerprint`; the page's
+/// `continue` token. Each value is read and dropped in turn: only key ids
+/// are kept, so memory holds one value at a time, whatever the page.
 pub fn count_page(
     namespace: &str,
     kind: ListKind,
-    body: &[u8],
+    body: impl std::io::Read,
     usage: &mut Usage,
     fingerprint: &mut DefaultHasher,
 ) -> Result<Option<String>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_reader(body);
     let cont = PageSeed { namespace, kind, usage, fingerprint }.deserialize(&mut de)?;
     de.end()?;
     Ok(cont)
@@ -399,22 +401,41 @@ impl<'de> Visitor<'de> for ValuesSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<std::borrow::Cow<'de, str>>()?;
-            let ids = match self.encoding {
-                Encoding::Text => token_key_ids(value.as_bytes()),
-                Encoding::Base64 => {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(value.as_bytes())
-                        .map_err(|_| de::Error::custom("a value is not base64"))?;
-                    drop(value);
-                    token_key_ids(&bytes)
-                }
-            };
+            let ids = map.next_value_seed(IdsSeed(self.encoding))?;
             if !ids.is_empty() {
                 self.out.push((key, ids));
             }
         }
         Ok(())
+    }
+}
+
+/// The key ids in one value, read from the parser's buffer (no copy of
+/// the value is kept).
+struct IdsSeed(Encoding);
+
+impl<'de> DeserializeSeed<'de> for IdsSeed {
+    type Value = Vec<Option<KeyId>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IdsSeed {
+    type Value = Vec<Option<KeyId>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        match self.0 {
+            Encoding::Text => Ok(token_key_ids(value.as_bytes())),
+            Encoding::Base64 => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(value.as_bytes())
+                    .map_err(|_| E::custom("a value is not base64"))?;
+                Ok(token_key_ids(&bytes))
+            }
+        }
     }
 }
 
@@ -517,7 +538,7 @@ mod tests {
         let (mut u, mut fp) = (Usage::default(), fingerprint_hasher());
         let body = serde_json::to_vec(&secrets).unwrap();
         assert_eq!(
-            count_page("ns", ListKind::Secret, &body, &mut u, &mut fp).unwrap().as_deref(),
+            count_page("ns", ListKind::Secret, &body[..], &mut u, &mut fp).unwrap().as_deref(),
             Some("next")
         );
         let ia = a.primary().id();
@@ -530,11 +551,11 @@ mod tests {
                        "data": {"text": format!("x: {ta}")}, "binaryData": {"bin": b64(&ta)}}]
         });
         let body = serde_json::to_vec(&cms).unwrap();
-        assert_eq!(count_page("ns", ListKind::ConfigMap, &body, &mut u, &mut fp).unwrap(), None);
+        assert_eq!(count_page("ns", ListKind::ConfigMap, &body[..], &mut u, &mut fp).unwrap(), None);
         assert_eq!(u.count(ia), 4);
         let empty = serde_json::json!({"metadata": {}, "items": null});
         let body = serde_json::to_vec(&empty).unwrap();
-        assert_eq!(count_page("ns", ListKind::ConfigMap, &body, &mut u, &mut fp).unwrap(), None);
+        assert_eq!(count_page("ns", ListKind::ConfigMap, &body[..], &mut u, &mut fp).unwrap(), None);
         // The fingerprint follows names and resourceVersions.
         let print = |rv: &str| {
             let mut h = fingerprint_hasher();
@@ -542,7 +563,7 @@ mod tests {
             count_page(
                 "ns",
                 ListKind::ConfigMap,
-                &serde_json::to_vec(&page).unwrap(),
+                &serde_json::to_vec(&page).unwrap()[..],
                 &mut Usage::default(),
                 &mut h,
             )
@@ -554,7 +575,7 @@ mod tests {
         // A Secret value that is not base64 fails the page (nothing is pruned).
         let bad = serde_json::json!({"items": [{"metadata": {"name": "s"}, "data": {"k": "!!"}}]});
         let body = serde_json::to_vec(&bad).unwrap();
-        assert!(count_page("ns", ListKind::Secret, &body, &mut u, &mut fp).is_err());
+        assert!(count_page("ns", ListKind::Secret, &body[..], &mut u, &mut fp).is_err());
     }
 
     #[test]

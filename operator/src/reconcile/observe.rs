@@ -4,7 +4,7 @@
 //! Nothing here decides or writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::Hasher;
+use std::hash::{DefaultHasher, Hasher};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -301,8 +301,9 @@ async fn namespace_usage(
 }
 
 /// Scan one namespace: its ConfigMaps then its Secrets, [`usage::SCAN_PAGE`]
-/// objects a page, one page at a time in the process, keeping only key
-/// ids; the count and the namespace's fingerprint.
+/// objects a page, one page at a time in the process, each read as it
+/// arrives keeping only key ids; the count and the namespace's
+/// fingerprint.
 async fn scan_namespace(ctx: &Ctx, ns: &str) -> Result<(Usage, u64)> {
     let mut usage = Usage::default();
     let mut fingerprint = usage::fingerprint_hasher();
@@ -312,12 +313,11 @@ async fn scan_namespace(ctx: &Ctx, ns: &str) -> Result<(Usage, u64)> {
         loop {
             let _page = ctx.shared.scan_pages.acquire().await.map_err(|_| Error::NotSynced)?;
             let req = request.list(&lp).map_err(kube::Error::BuildRequest)?;
-            let body = ctx.shared.client.request_text(req).await?;
+            let body = ctx.shared.client.request_stream(req).await?;
             // Every Secret: keyring Secrets hold base64 key lines, never a
             // token, and a label is no reason to skip one.
-            let next = usage::count_page(ns, kind, body.as_bytes(), &mut usage, &mut fingerprint)
-                .map_err(kube::Error::SerdeError)?;
-            drop(body);
+            let next;
+            (usage, fingerprint, next) = read_page(ns, kind, body, usage, fingerprint).await?;
             match next {
                 Some(c) => lp = lp.continue_token(&c),
                 None => break,
@@ -325,4 +325,68 @@ async fn scan_namespace(ctx: &Ctx, ns: &str) -> Result<(Usage, u64)> {
         }
     }
     Ok((usage, fingerprint.finish()))
+}
+
+/// Chunks of a response body in flight between the connection and the
+/// parser.
+const BODY_CHUNKS: usize = 4;
+
+/// Count one page as it arrives: the body's chunks go through a short
+/// channel to the JSON parser on a blocking thread (it reads
+/// synchronously), so at most a few chunks and one value are held.
+async fn read_page(
+    ns: &str,
+    kind: ListKind,
+    body: impl futures::AsyncBufRead,
+    usage: Usage,
+    fingerprint: DefaultHasher,
+) -> Result<(Usage, DefaultHasher, Option<String>)> {
+    use futures::AsyncBufReadExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(BODY_CHUNKS);
+    let namespace = ns.to_owned();
+    let parser = tokio::task::spawn_blocking(move || {
+        let (mut usage, mut fingerprint) = (usage, fingerprint);
+        let reader = ChunkReader { rx, chunk: Vec::new(), at: 0 };
+        let next = usage::count_page(&namespace, kind, reader, &mut usage, &mut fingerprint);
+        next.map(|next| (usage, fingerprint, next))
+    });
+    let mut body = std::pin::pin!(body);
+    loop {
+        let chunk = match body.as_mut().fill_buf().await {
+            Ok([]) => break,
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(e) => Err(e),
+        };
+        let n = chunk.as_ref().map_or(0, Vec::len);
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            break; // the parser stopped (it reports why), or the body failed
+        }
+        body.as_mut().consume(n);
+    }
+    drop(tx);
+    let result = parser.await.map_err(|e| kube::Error::Service(Box::new(e)))?;
+    Ok(result.map_err(kube::Error::SerdeError)?)
+}
+
+/// A synchronous reader of the chunks [`read_page`] sends.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => (self.chunk, self.at) = (chunk?, 0),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
