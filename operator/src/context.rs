@@ -66,6 +66,8 @@ pub struct Shared {
     pub scan_pages: tokio::sync::Semaphore,
     memory: Mutex<BTreeMap<Id, Memory>>,
     scans: Mutex<BTreeMap<String, ScanSlot>>,
+    /// When old scans were last forgotten.
+    swept: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -104,6 +106,7 @@ impl Shared {
             scan_pages: tokio::sync::Semaphore::new(1),
             memory: Mutex::default(),
             scans: Mutex::default(),
+            swept: Mutex::default(),
         }
     }
 
@@ -119,11 +122,23 @@ impl Shared {
         self.forget_old_scans(Instant::now());
     }
 
-    /// The scan slot of a namespace (made empty if there is none). Scans
-    /// too old to be used are forgotten first: the map holds only the
-    /// namespaces scanned within the longest reuse window.
+    /// The scan slot of a namespace (made empty if there is none). Once a
+    /// scan interval, scans too old to be used are forgotten first: the
+    /// map holds only the namespaces scanned within the longest reuse
+    /// window (and one interval).
     pub fn scan_slot(&self, namespace: &str) -> ScanSlot {
-        self.forget_old_scans(Instant::now());
+        let now = Instant::now();
+        let sweep = {
+            let mut swept = self.swept.lock().expect("lock");
+            let due = swept.is_none_or(|t| now.saturating_duration_since(t) >= self.scan_interval);
+            if due {
+                *swept = Some(now);
+            }
+            due
+        };
+        if sweep {
+            self.forget_old_scans(now);
+        }
         self.scans.lock().expect("lock").entry(namespace.to_owned()).or_default().clone()
     }
 
