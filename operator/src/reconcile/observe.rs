@@ -225,7 +225,11 @@ pub async fn usage<K: KeyringResource>(
         return Scan::default();
     };
     let ago = SignedDuration::try_from(Instant::now().saturating_duration_since(at)).unwrap_or_default();
-    Scan { last: Some(usage.clone()), fresh: Some(usage), seen_at: Some(Timestamp::now() - ago) }
+    // In whole seconds, as the master's annotations record it: the same
+    // scan, reused, then finds the record current and writes nothing.
+    let seen_at = Timestamp::now() - ago;
+    let seen_at = Timestamp::from_second(seen_at.as_second()).unwrap_or(seen_at);
+    Scan { last: Some(usage.clone()), fresh: Some(usage), seen_at: Some(seen_at) }
 }
 
 /// Count as fresh as `freshness` asks (`None`: a list failed).
