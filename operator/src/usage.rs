@@ -166,17 +166,27 @@ pub struct NamespaceScan {
     pub unchanged: u32,
     /// When the scan started.
     pub at: Instant,
+    /// When the first scan that found this fingerprint started.
+    pub since: Instant,
 }
 
 impl NamespaceScan {
     /// A scan's result, following the previous one (`unchanged` counts on
     /// while the fingerprint stays the same).
     pub fn after(previous: Option<&NamespaceScan>, usage: Usage, fingerprint: u64, at: Instant) -> Self {
-        let unchanged = match previous {
-            Some(p) if p.fingerprint == fingerprint => p.unchanged.saturating_add(1),
-            _ => 0,
+        let (unchanged, since) = match previous {
+            Some(p) if p.fingerprint == fingerprint => (p.unchanged.saturating_add(1), p.since),
+            _ => (0, at),
         };
-        NamespaceScan { usage, fingerprint, unchanged, at }
+        NamespaceScan { usage, fingerprint, unchanged, at, since }
+    }
+
+    /// Whether two scans at least `interval` apart found the same objects:
+    /// only then may a count of the namespace let a key be pruned. A
+    /// namespace just made (or made again) and still being filled with its
+    /// config is not taken for one without tokens.
+    pub fn confirmed(&self, interval: Duration) -> bool {
+        self.at.saturating_duration_since(self.since) >= interval
     }
 
     /// Whether it may be used at `now` instead of scanning again.
@@ -517,6 +527,12 @@ mod tests {
         let changed = NamespaceScan::after(Some(&third), Usage::default(), 8, t0 + 3 * m);
         assert_eq!(changed.unchanged, 0, "a change starts again at one interval");
         assert!(!changed.usable(t0 + 4 * m, m, false));
+        // Only the same objects seen an interval apart support a prune.
+        assert!(!first.confirmed(m), "one scan");
+        let soon = NamespaceScan::after(Some(&first), Usage::default(), 7, t0 + m / 2);
+        assert!(!soon.confirmed(m), "two scans, too close");
+        assert!(second.confirmed(m) && third.confirmed(m));
+        assert!(!changed.confirmed(m), "changed since");
     }
 
     #[test]

@@ -34,10 +34,15 @@ async fn client(env: &Env) -> Client {
 /// A context whose caches hold what the server holds now, as the
 /// controller's reflectors would once synced.
 async fn ctx<K: KeyringResource>(client: &Client) -> Ctx {
+    ctx_with::<K>(client, Duration::from_secs(60)).await
+}
+
+/// [`ctx`] with another usage-scan interval.
+async fn ctx_with<K: KeyringResource>(client: &Client, scan_interval: Duration) -> Ctx {
     let settings = context::Settings {
         cluster_namespace: OPERATOR_NS.into(),
         resync: Duration::from_secs(300),
-        scan_interval: Duration::from_secs(60),
+        scan_interval,
         backup_timeout: Duration::from_secs(5),
         backup_policy: Policy::default(),
     };
@@ -205,11 +210,35 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
     kubectl(&env, &["create", "secret", "generic", "agents", "-n", "other", "--from-literal=x=y"]);
     kubectl(&env, &["label", "secret", "agents", "-n", "other", "encstr.io/keyring=agents"]);
     let client = client(&env).await;
-    // Retention wants the older key gone: ConfigMaps and Secrets of the
-    // namespace (and of no other) are listed (in pages), no token uses it,
-    // they are counted again right before the write, it is pruned and
-    // announced, then the status.
-    let calls = reconcile_once::<SecretKeyring>(&env, &client, Some("print"), "agents").await;
+    // Retention wants the older key gone. A first count of the namespace
+    // is not enough: the same objects must be seen twice, a scan interval
+    // apart (the first reconcile records when the key's quiet period
+    // began in the master, which is in the namespace: the second sees
+    // that change).
+    let interval = Duration::from_millis(300);
+    let ctx = ctx_with::<SecretKeyring>(&client, interval).await;
+    for _ in 0..2 {
+        let k = SecretKeyring::api(client.clone(), "print").get("agents").await.unwrap();
+        reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+        let master = kubectl_json(&env, &["get", "secret", "agents", "-n", "print"]).unwrap();
+        assert_eq!(keyring_text(&master).unwrap().lines().count(), 2, "not pruned on one count");
+        tokio::time::sleep(interval).await;
+    }
+    // Then ConfigMaps and Secrets of the namespace (and of no other) are
+    // listed (in pages), no token uses it, they are counted again right
+    // before the write, it is pruned and announced, then the status.
+    let k = SecretKeyring::api(client.clone(), "print").get("agents").await.unwrap();
+    env.server.reset_counts();
+    reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+    let calls: Vec<String> = env
+        .server
+        .recent_requests()
+        .into_iter()
+        .map(|r| {
+            let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
+            format!("{} {}{sub} {}/{} {}", r.verb, r.resource, r.namespace, r.name, r.code)
+        })
+        .collect();
     assert_calls(
         &calls,
         &[

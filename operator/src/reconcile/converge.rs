@@ -135,8 +135,10 @@ async fn plan<K: KeyringResource>(
         let unrecorded: Vec<KeyId> =
             candidates.iter().filter(|id| !m.meta.last_used.contains_key(id)).copied().collect();
         desired::record_use(spec, &mut m.meta, &unrecorded, &fresh.counts, now);
-        let seen_at = scan.seen_at.unwrap_or(now).min(now);
-        desired::record_use(spec, &mut m.meta, &candidates, &fresh.counts, seen_at);
+        for id in &candidates {
+            let seen_at = scan.seen_at.get(id).copied().unwrap_or(now).min(now);
+            desired::record_use(spec, &mut m.meta, &[*id], &fresh.counts, seen_at);
+        }
     }
     let mut step = desired::next_step(&Observed {
         spec,
@@ -147,14 +149,18 @@ async fn plan<K: KeyringResource>(
         targets_complete,
         // An ENCSTR occurrence whose key id cannot be read could be any
         // key's: then nothing is pruned.
-        usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0).map(|u| &u.counts),
+        // Nor on a namespace whose objects were not seen the same twice,
+        // an interval apart (one being filled with its config).
+        usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0 && scan.confirmed).map(|u| &u.counts),
         now,
     });
     if let Some(Step::Prune(ids)) = &step {
         // The same decision on a count made just now: a token written since
         // the scan keeps its key.
         let again = observe::count(k, ctx, master_ns, targets, observe::Freshness::Now).await;
-        if again.as_ref().is_none_or(|u| u.unreadable > 0 || ids.iter().any(|id| u.count(*id) > 0)) {
+        if again.as_ref().is_none_or(|(u, confirmed)| {
+            !confirmed || u.unreadable > 0 || ids.iter().any(|id| u.count(*id) > 0)
+        }) {
             info!("a key to prune is in use again (or the count failed); kept");
             step = None;
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hasher};
 use std::time::Instant;
 
+use encstr_core::KeyId;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams};
@@ -171,9 +172,14 @@ pub struct Scan {
     pub fresh: Option<Usage>,
     /// The count to report (the same).
     pub last: Option<Usage>,
-    /// When the newest scan it is made of started: tokens it found were
-    /// in use then.
-    pub seen_at: Option<Timestamp>,
+    /// Every namespace's count was confirmed by two scans an interval
+    /// apart that found the same objects (else nothing is pruned).
+    pub confirmed: bool,
+    /// Per key found in use, when the newest scan that found it started
+    /// (in whole seconds, as the master's annotations record it): it was
+    /// in use then. A reused scan gives the same time again, so the record
+    /// moves only when a namespace using the key is scanned anew.
+    pub seen_at: BTreeMap<KeyId, Timestamp>,
 }
 
 /// How fresh a count must be.
@@ -220,45 +226,57 @@ pub async fn usage<K: KeyringResource>(
     targets: &[Target],
     about_to_prune: bool,
 ) -> Scan {
-    let Some((usage, at)) = counted(k, ctx, master_ns, targets, Freshness::Reuse { about_to_prune }).await
+    let Some((usage, seen, confirmed)) =
+        counted(k, ctx, master_ns, targets, Freshness::Reuse { about_to_prune }).await
     else {
         return Scan::default();
     };
-    let ago = SignedDuration::try_from(Instant::now().saturating_duration_since(at)).unwrap_or_default();
-    // In whole seconds, as the master's annotations record it: the same
-    // scan, reused, then finds the record current and writes nothing.
-    let seen_at = Timestamp::now() - ago;
-    let seen_at = Timestamp::from_second(seen_at.as_second()).unwrap_or(seen_at);
-    Scan { last: Some(usage.clone()), fresh: Some(usage), seen_at: Some(seen_at) }
+    let (now, wall) = (Instant::now(), Timestamp::now());
+    let seen_at = seen
+        .into_iter()
+        .map(|(id, at)| {
+            let ago = SignedDuration::try_from(now.saturating_duration_since(at)).unwrap_or_default();
+            let t = wall - ago;
+            (id, Timestamp::from_second(t.as_second()).unwrap_or(t))
+        })
+        .collect();
+    Scan { last: Some(usage.clone()), fresh: Some(usage), seen_at, confirmed }
 }
 
-/// Count as fresh as `freshness` asks (`None`: a list failed).
+/// Count as fresh as `freshness` asks (`None`: a list failed), and
+/// whether every namespace's count is confirmed (see [`Scan::confirmed`]).
 pub async fn count<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
     master_ns: &str,
     targets: &[Target],
     freshness: Freshness,
-) -> Option<Usage> {
-    counted(k, ctx, master_ns, targets, freshness).await.map(|(usage, _)| usage)
+) -> Option<(Usage, bool)> {
+    counted(k, ctx, master_ns, targets, freshness).await.map(|(usage, _, confirmed)| (usage, confirmed))
 }
 
-/// The count and when the newest scan it is made of started.
+/// The count, per key found in use when the newest scan that found it
+/// started, and whether every namespace's count is confirmed.
 async fn counted<K: KeyringResource>(
     k: &K,
     ctx: &Ctx,
     master_ns: &str,
     targets: &[Target],
     freshness: Freshness,
-) -> Option<(Usage, Instant)> {
+) -> Option<(Usage, BTreeMap<KeyId, Instant>, bool)> {
     let asked = Instant::now();
     let mut usage = Usage::default();
-    let mut newest: Option<Instant> = None;
+    let mut confirmed = true;
+    let mut seen: BTreeMap<KeyId, Instant> = BTreeMap::new();
     for ns in usage_namespaces(k, ctx, master_ns, targets) {
         match namespace_usage(ctx, &ns, freshness, asked).await {
-            Ok((u, at)) => {
+            Ok((u, at, ok)) => {
+                confirmed &= ok;
                 usage.merge(&u);
-                newest = newest.max(Some(at));
+                for id in u.counts.keys() {
+                    let t = seen.entry(*id).or_insert(at);
+                    *t = (*t).max(at);
+                }
             }
             Err(e) => {
                 warn!(namespace = %ns, error = %e, "usage scan failed; nothing is pruned");
@@ -266,7 +284,7 @@ async fn counted<K: KeyringResource>(
             }
         }
     }
-    Some((usage, newest.unwrap_or(asked)))
+    Some((usage, seen, confirmed))
 }
 
 /// One namespace's count: its shared result when fresh enough, else a scan
@@ -277,7 +295,7 @@ async fn namespace_usage(
     ns: &str,
     freshness: Freshness,
     asked: Instant,
-) -> Result<(Usage, Instant)> {
+) -> Result<(Usage, Instant, bool)> {
     let slot = ctx.shared.scan_slot(ns);
     let mut last = slot.lock().await;
     let interval = ctx.shared.scan_interval;
@@ -286,16 +304,16 @@ async fn namespace_usage(
         Freshness::Now => s.at >= asked,
     });
     if let Some(s) = last.as_ref().filter(|_| usable) {
-        return Ok((s.usage.clone(), s.at));
+        return Ok((s.usage.clone(), s.at, s.confirmed(interval)));
     }
     let started = Instant::now();
     match scan_namespace(ctx, ns).await {
         Ok((usage, fingerprint)) => {
             let scan = NamespaceScan::after(last.as_ref(), usage, fingerprint, started);
             ctx.shared.metrics.namespace_scans.inc();
-            let usage = scan.usage.clone();
+            let (usage, confirmed) = (scan.usage.clone(), scan.confirmed(interval));
             *last = Some(scan);
-            Ok((usage, started))
+            Ok((usage, started, confirmed))
         }
         Err(e) => {
             *last = None;
