@@ -20,10 +20,20 @@ counts exactly the operator's requests.
 4. usage scan: 10,000 ConfigMaps of 10 KiB in those targets; the operator's
    RSS growth during a scan (VmHWM after the scan minus VmRSS before it,
    with the high-water mark reset through /proc/PID/clear_refs; target
-   <= 16 MiB).
+   <= 16 MiB);
+5. big objects: a fresh server; one namespace holding BENCH_BIG (default
+   100) Secrets and as many ConfigMaps of about 1 MiB each (the API's
+   largest), and BENCH_BIG_KEYRINGS (default 5) SecretKeyrings there, each
+   with a key retention wants gone that a token in the last Secret still
+   uses; with `--resync 2s --usage-scan-interval 5s`, over 30 s: the
+   operator's peak RSS (VmHWM) against the chart's memory limit (128 MiB;
+   target: at most half of it), and scans of the namespace per interval
+   for all the keyrings together (target 1, not one per keyring).
 
 BENCH_NAMESPACES (default 10000) and BENCH_KEYRINGS (default 1000) scale it;
-BENCH_ONLY=fanout or BENCH_ONLY=idle runs one half.
+BENCH_ONLY=fanout, BENCH_ONLY=idle or BENCH_ONLY=big runs one part.
+BENCH_OPERATOR_BIN runs another encstr-operator binary (an older build, to
+compare).
 """
 import base64
 import http.client
@@ -41,6 +51,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 NAMESPACES = int(os.environ.get("BENCH_NAMESPACES", "10000"))
 KEYRINGS = int(os.environ.get("BENCH_KEYRINGS", "1000"))
+BIG = int(os.environ.get("BENCH_BIG", "100"))
+BIG_KEYRINGS = int(os.environ.get("BENCH_BIG_KEYRINGS", "5"))
+CHART_LIMIT_MIB = 128  # charts/encstr/values.yaml: resources.limits.memory
+SCAN_PAGE = int(os.environ.get("BENCH_SCAN_PAGE", "20"))  # operator/src/usage.rs: SCAN_PAGE (100 before it)
 OPERATOR_USER = "encstr-operator"
 OPERATOR_TOKEN = "bench-operator-token"
 GROUP = "/apis/encstr.io/v1alpha1"
@@ -151,7 +165,8 @@ class Server:
         port = free_port()
         env = dict(os.environ, KUBECONFIG=self.op_kubeconfig, RUST_LOG="warn")
         wrapper = os.environ.get("BENCH_OPERATOR_WRAPPER", "").split()  # e.g. "heaptrack -o /tmp/op"
-        proc = subprocess.Popen([*wrapper, os.path.join(TARGET, "encstr-operator"), "run", "--listen", f"127.0.0.1:{port}", "--identity", "bench",
+        binary = os.environ.get("BENCH_OPERATOR_BIN") or os.path.join(TARGET, "encstr-operator")
+        proc = subprocess.Popen([*wrapper, binary, "run", "--listen", f"127.0.0.1:{port}", "--identity", "bench",
                                  "--lease-namespace", "encstr", "--cluster-resource-namespace", "encstr", *args],
                                 env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, "operator.log"), "a"))
         proc.port = port
@@ -285,7 +300,7 @@ def idle_and_scan(work):
         before = proc_kib(op.pid, "VmRSS") / 1024
         seen = lists()
         api.call("DELETE", "/__test/faults")
-        wait("a complete scan", lambda: lists() >= seen + n * (per_ns // 100 + 1) + 1, every=0.2)
+        wait("a complete scan", lambda: lists() >= seen + n * (per_ns // SCAN_PAGE + 1) + 1, every=0.2)
         time.sleep(0.5)
         peak = proc_kib(op.pid, "VmHWM") / 1024
         final = condition(status(api, "idle"), "PruneBlocked")
@@ -298,16 +313,78 @@ def idle_and_scan(work):
           f"growth {peak - before:.1f} MiB (target <= 16 MiB); PruneBlocked={final.get('status')}")
 
 
+def big_objects(work):
+    s = Server(work)
+    api = s.api
+    ns = "big"
+    api.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    op = s.operator("--resync", "2s", "--usage-scan-interval", "5s")
+    try:
+        wait("the operator leads", lambda: leads(op))
+        path = os.path.join(work, "keyring")
+        tokens = []
+        names = [f"app{i}" for i in range(BIG_KEYRINGS)]
+        for name in names:
+            api.call("POST", f"{GROUP}/namespaces/{ns}/secretkeyrings",
+                     {"apiVersion": "encstr.io/v1alpha1", "kind": "SecretKeyring", "metadata": {"name": name},
+                      "spec": {"rotation": {"promotionDelay": "0s"}, "retention": {"maxKeys": 1, "minDecryptOnlyAge": "0s"}}})
+            secret = wait("the master", lambda: api.call("GET", f"/api/v1/namespaces/{ns}/secrets/{name}", ok=(200, 404)).get("data"))
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                f.write(base64.b64decode(secret["keyring"]))
+            tokens.append(subprocess.run([os.path.join(TARGET, "encstr"), "encrypt", "--name", "db.password", "--keyring", path],
+                                         input=b"bench", capture_output=True, check=True).stdout.decode().strip())
+            os.unlink(path)
+        # About 1 MiB each (the API's limit is 1 MiB of data): random bytes
+        # in Secrets, text in ConfigMaps; the tokens in the last Secret.
+        mib = 1024 * 1024 - 4096
+        t = time.time()
+        for i in range(BIG):
+            data = {"blob": base64.b64encode(os.urandom(mib)).decode()}
+            if i == BIG - 1:
+                data = {"blob": base64.b64encode(os.urandom(mib - 4096) + "\n".join(tokens).encode()).decode()}
+            api.call("POST", f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": f"big-{i:03}"}, "data": data})
+            api.call("POST", f"/api/v1/namespaces/{ns}/configmaps",
+                     {"metadata": {"name": f"big-{i:03}"}, "data": {"app.properties": "x = " + "y" * (mib - 8)}})
+        print(f"(set-up: {BIG} Secrets and {BIG} ConfigMaps of {mib / 1048576:.2f} MiB created in {time.time() - t:.0f} s)",
+              flush=True)
+        idle = proc_kib(op.pid, "VmRSS") / 1024
+        for name in names:
+            api.call("PATCH", f"{GROUP}/namespaces/{ns}/secretkeyrings/{name}", {"metadata": {"annotations": {"encstr.io/rotate": "1"}}},
+                     ctype="application/merge-patch+json")
+        blocked = lambda: all(condition(api.call("GET", f"{GROUP}/namespaces/{ns}/secretkeyrings/{n}").get("status") or {},
+                                        "PruneBlocked").get("status") == "True" for n in names)
+        wait("PruneBlocked everywhere", blocked, timeout=300)
+        api.reset()
+        pages_per_scan = 2 * (BIG // SCAN_PAGE + 1)
+        time.sleep(30)
+        reqs = api.operator_requests()
+        pages = reqs.get(("list", "configmaps"), 0) + reqs.get(("list", "secrets"), 0)
+        peak = proc_kib(op.pid, "VmHWM") / 1024
+        still = blocked()
+        alive = op.poll() is None
+    finally:
+        s.stop(op)
+    scans = pages / pages_per_scan
+    print(f"5. {BIG} Secrets + {BIG} ConfigMaps of ~1 MiB in one namespace, {BIG_KEYRINGS} SecretKeyrings there, each with a key "
+          f"in use: operator peak RSS {peak:.1f} MiB = {peak / CHART_LIMIT_MIB:.2f} of the chart's {CHART_LIMIT_MIB} MiB limit "
+          f"(target <= 0.5; RSS {idle:.1f} MiB before any scan); over 30 s with --usage-scan-interval 5s: {pages} list pages = "
+          f"{scans:.1f} scans of the namespace = {scans / 6:.2f} per interval for {BIG_KEYRINGS} keyrings (target 1); "
+          f"still blocked: {still}; operator alive: {alive}")
+
+
 def main():
     build()
     with tempfile.TemporaryDirectory() as work:
         os.mkdir(os.path.join(work, "a"))
         os.mkdir(os.path.join(work, "b"))
-        only = os.environ.get("BENCH_ONLY", "")  # "fanout" or "idle" to run one half
+        os.mkdir(os.path.join(work, "c"))
+        only = os.environ.get("BENCH_ONLY", "")  # "fanout", "idle" or "big" to run one part
         if only in ("", "fanout"):
             fanout_and_rss(os.path.join(work, "a"))
         if only in ("", "idle"):
             idle_and_scan(os.path.join(work, "b"))
+        if only in ("", "big"):
+            big_objects(os.path.join(work, "c"))
 
 
 if __name__ == "__main__":

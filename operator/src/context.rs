@@ -1,6 +1,8 @@
 //! What reconciles share: the client, the event recorder, metrics, settings,
-//! and one memory per keyring (reconcile failures, backup outcomes, usage
-//! scans), forgotten in one call when the keyring goes.
+//! one memory per keyring (reconcile failures, backup outcomes), forgotten
+//! in one call when the keyring goes, and one usage scan per namespace,
+//! shared by every keyring that reaches it and forgotten once too old to
+//! be used.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,12 @@ use crate::crd::LastBackup;
 use crate::error::{Error, Result};
 use crate::keyring::{Id, KeyringResource};
 use crate::metrics::Metrics;
-use crate::usage::Usage;
+use crate::usage::{self, NamespaceScan};
+
+/// One namespace's last complete usage scan, behind the lock a scan holds
+/// while it runs (keyrings that want the namespace meanwhile wait for its
+/// result instead of scanning it again).
+pub type ScanSlot = Arc<tokio::sync::Mutex<Option<NamespaceScan>>>;
 
 /// Default resync interval when nothing is pending.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -35,8 +42,6 @@ struct Memory {
     backup_failure: Option<(u32, Instant, String)>,
     /// The newest backup this process wrote (the cached status lags).
     last_backup: Option<LastBackup>,
-    /// When the last usage scan started, and the last complete count.
-    scan: Option<(Instant, Option<Usage>)>,
 }
 
 /// What every reconcile shares.
@@ -59,7 +64,12 @@ pub struct Shared {
     pub backup_timeout: Duration,
     /// What namespaced keyrings' backups may use.
     pub backup_policy: Policy,
+    /// One page of a usage scan is read at a time in the whole process.
+    pub scan_pages: tokio::sync::Semaphore,
     memory: Mutex<BTreeMap<Id, Memory>>,
+    scans: Mutex<BTreeMap<String, ScanSlot>>,
+    /// When old scans were last forgotten.
+    swept: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -98,7 +108,10 @@ impl Shared {
             min_rotation_interval: s.min_rotation_interval,
             backup_timeout: s.backup_timeout,
             backup_policy: s.backup_policy,
+            scan_pages: tokio::sync::Semaphore::new(1),
             memory: Mutex::default(),
+            scans: Mutex::default(),
+            swept: Mutex::default(),
         }
     }
 
@@ -107,9 +120,47 @@ impl Shared {
         f(memory.entry(id.clone()).or_default())
     }
 
-    /// Forget everything about a keyring that is gone.
+    /// Forget everything about a keyring that is gone (and every
+    /// namespace scan too old to be used by anyone).
     pub fn forget(&self, id: &Id) {
         self.memory.lock().expect("lock").remove(id);
+        self.forget_old_scans(Instant::now());
+    }
+
+    /// The scan slot of a namespace (made empty if there is none). Once a
+    /// scan interval, scans too old to be used are forgotten first: the
+    /// map holds only the namespaces scanned within the longest reuse
+    /// window (and one interval).
+    pub fn scan_slot(&self, namespace: &str) -> ScanSlot {
+        let now = Instant::now();
+        let sweep = {
+            let mut swept = self.swept.lock().expect("lock");
+            let due = swept.is_none_or(|t| now.saturating_duration_since(t) >= self.scan_interval);
+            if due {
+                *swept = Some(now);
+            }
+            due
+        };
+        if sweep {
+            self.forget_old_scans(now);
+        }
+        self.scans.lock().expect("lock").entry(namespace.to_owned()).or_default().clone()
+    }
+
+    /// Forget the namespace scans no keyring may use any more at `now`
+    /// (older than the longest reuse window, or empty), unless a scan runs.
+    pub fn forget_old_scans(&self, now: Instant) {
+        let longest = usage::reuse_window(self.scan_interval, u32::MAX, false);
+        self.scans.lock().expect("lock").retain(|_, slot| {
+            let Ok(scan) = slot.try_lock() else { return true };
+            Arc::strong_count(slot) > 1
+                || scan.as_ref().is_some_and(|s| now.saturating_duration_since(s.at) < longest)
+        });
+    }
+
+    /// The namespaces whose scans are remembered.
+    pub fn scanned_namespaces(&self) -> Vec<String> {
+        self.scans.lock().expect("lock").keys().cloned().collect()
     }
 
     /// Count a failed reconcile; how many failed in a row.
@@ -123,32 +174,6 @@ impl Shared {
     /// A reconcile succeeded.
     pub fn succeeded(&self, id: &Id) {
         self.with(id, |m| m.failures = 0);
-    }
-
-    /// Whether a usage scan of `id` may run now (and record that it does);
-    /// `Err` holds the last complete scan's result when it may not.
-    pub fn may_scan(&self, id: &Id) -> Result<(), Option<Usage>> {
-        let now = Instant::now();
-        let interval = self.scan_interval;
-        self.with(id, |m| {
-            if let Some((t, last)) = &m.scan
-                && now.duration_since(*t) < interval
-            {
-                return Err(last.clone());
-            }
-            let last = m.scan.take().and_then(|(_, u)| u);
-            m.scan = Some((now, last));
-            Ok(())
-        })
-    }
-
-    /// Record a complete scan's result (for reporting between scans).
-    pub fn scanned(&self, id: &Id, usage: &Usage) {
-        self.with(id, |m| {
-            if let Some(entry) = m.scan.as_mut() {
-                entry.1 = Some(usage.clone());
-            }
-        });
     }
 
     /// Record a backup's outcome; after a failure, when to try again: 1 s
@@ -219,16 +244,21 @@ pub fn event_reference<K: KeyringResource>(
 }
 
 /// A note cut to [`MAX_NOTE`] bytes on a character boundary.
-fn cut_note(mut note: String) -> String {
-    if note.len() > MAX_NOTE {
-        let mut cut = MAX_NOTE - 3;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
+fn cut_note(note: String) -> String {
+    cut(note, MAX_NOTE)
+}
+
+/// Text cut to `max` bytes on a character boundary (`...` marks the cut).
+pub fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max.saturating_sub(3);
+        while !text.is_char_boundary(at) {
+            at -= 1;
         }
-        note.truncate(cut);
-        note.push_str("...");
+        text.truncate(at);
+        text.push_str("...");
     }
-    note
+    text
 }
 
 /// The context of one kind's controller.
@@ -324,16 +354,39 @@ mod tests {
         let shared = Shared::new(client, recorder, Arc::new(Metrics::default()), settings);
         let id = Id { kind: Kind::Namespaced, namespace: "a".into(), name: "k".into() };
         assert_eq!(shared.failed(&id), 1);
-        assert!(shared.may_scan(&id).is_ok());
-        shared.scanned(&id, &Usage::default());
-        assert_eq!(shared.may_scan(&id), Err(Some(Usage::default())), "rate-limited: the last count");
         assert!(shared.backed_up(&id, Some("down")).is_some());
         assert!(shared.may_back_up(&id).is_err());
         shared.wrote_backup(&id, &LastBackup::default());
         shared.forget(&id);
         assert_eq!(shared.failed(&id), 1, "the failure count starts again");
-        assert!(shared.may_scan(&id).is_ok(), "no scan is remembered");
         assert!(shared.may_back_up(&id).is_ok());
         assert_eq!(shared.last_backup(&id, None), None);
+    }
+
+    #[tokio::test]
+    async fn namespace_scans_are_forgotten_once_too_old_to_be_used() {
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        let recorder = Recorder::new(client.clone(), "test".into());
+        let settings = Settings {
+            cluster_namespace: "encstr".into(),
+            resync: RESYNC,
+            scan_interval: Duration::from_secs(60),
+            min_rotation_interval: Duration::from_secs(300),
+            backup_timeout: Duration::from_secs(1),
+            backup_policy: Policy::default(),
+        };
+        let shared = Shared::new(client, recorder, Arc::new(Metrics::default()), settings);
+        let now = Instant::now();
+        *shared.scan_slot("a").lock().await =
+            Some(NamespaceScan::after(None, usage::Usage::default(), 1, now));
+        let held = shared.scan_slot("b");
+        let _ = shared.scan_slot("c");
+        shared.forget_old_scans(now);
+        assert_eq!(shared.scanned_namespaces(), ["a", "b"], "an empty slot nobody holds goes");
+        drop(held);
+        shared.forget_old_scans(now + Duration::from_secs(16 * 60 - 1));
+        assert_eq!(shared.scanned_namespaces(), ["a"], "still usable after 16 unchanged intervals");
+        shared.forget_old_scans(now + Duration::from_secs(16 * 60));
+        assert!(shared.scanned_namespaces().is_empty());
     }
 }

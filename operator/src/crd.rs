@@ -366,10 +366,14 @@ pub struct KeyringStatus {
     /// oldest first: the operator's record of every key it handed out.
     #[serde(default)]
     pub keys: Vec<KeyStatus>,
-    /// One entry per target namespace (ClusterSecretKeyring).
+    /// Target namespaces (ClusterSecretKeyring): every one holding somebody
+    /// else's Secret, the first 20 unsynced with their message, the others
+    /// without one, unsynced first, up to 1,000 entries (the status stays
+    /// far below etcd's object limit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
-    /// `synced/total` targets (ClusterSecretKeyring, for the printer column).
+    /// `synced/total` targets, every target counted (ClusterSecretKeyring,
+    /// for the printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_targets: Option<String>,
     /// The newest backup written.

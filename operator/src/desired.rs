@@ -559,6 +559,12 @@ fn quiet(spec: &ValidSpec, meta: &KeyMeta, id: KeyId, now: Timestamp) -> bool {
         .is_none_or(|t| elapsed(*t, now) >= spec.min_decrypt_only_age + last_used_granularity(spec))
 }
 
+/// Whether any of `candidates` has been quiet long enough to be pruned if
+/// nothing uses it now.
+pub fn any_quiet(spec: &ValidSpec, meta: &KeyMeta, candidates: &[KeyId], now: Timestamp) -> bool {
+    candidates.iter().any(|id| quiet(spec, meta, *id, now))
+}
+
 /// Record when keys retention wants gone were last seen in use: now, if a
 /// scan finds them in use (and the record is older than the granularity),
 /// and now too for a candidate with no record at all — nothing says it was

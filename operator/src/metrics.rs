@@ -111,6 +111,9 @@ pub struct Metrics {
     pub backup_success: Family<KeyringLabels, Gauge<f64, AtomicU64>>,
     /// `encstr_keyring_backup_failures_total{kind,namespace,keyring}`.
     pub backup_failures: Family<KeyringLabels, Counter>,
+    /// `encstr_operator_usage_scans_total`: namespaces scanned for tokens
+    /// (one scan serves every keyring that reaches the namespace).
+    pub namespace_scans: Counter,
     /// `encstr_webhook_requests_total{result="injected|skipped|denied|error"}`.
     pub webhook_requests: Family<ResultLabel, Counter>,
     /// `encstr_webhook_request_duration_seconds`.
@@ -136,6 +139,7 @@ impl Default for Metrics {
             guard: Family::default(),
             backup_success: Family::default(),
             backup_failures: Family::default(),
+            namespace_scans: Counter::default(),
             webhook_requests: Family::default(),
             webhook_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             primary_since: Mutex::default(),
@@ -188,6 +192,11 @@ impl Default for Metrics {
             "encstr_keyring_backup_failures",
             "Backups that could not be written",
             m.backup_failures.clone(),
+        );
+        registry.register(
+            "encstr_operator_usage_scans",
+            "Namespaces scanned for ENCSTR tokens (each scan serves every keyring that reaches the namespace)",
+            m.namespace_scans.clone(),
         );
         registry.register(
             "encstr_webhook_requests",
@@ -253,12 +262,18 @@ impl Metrics {
         self.backup_success.clear();
     }
 
-    /// Forget the per-keyring series of a deleted keyring.
+    /// Forget every per-keyring series of a deleted keyring (gauges and
+    /// counters alike: a series of a keyring that is gone is never
+    /// exported again).
     pub fn forget(&self, id: &Id) {
         let kl = KeyringLabels::of(id);
         self.primary_since.lock().expect("lock").remove(&kl);
         self.prune_blocked.remove(&kl);
         self.primary_age.remove(&kl);
+        self.rotations.remove(&kl);
+        self.pruned.remove(&kl);
+        self.backup_success.remove(&kl);
+        self.backup_failures.remove(&kl);
         let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
         for state in ["Primary", "Staged", "DecryptOnly"] {
             self.keys.remove(&KeyStateLabels {
@@ -283,6 +298,60 @@ impl Metrics {
                 keyring: keyring.clone(),
                 reason,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::Kind;
+
+    #[test]
+    fn a_forgotten_keyring_has_no_series_left() {
+        let m = Metrics::default();
+        let gone = Id { kind: Kind::Cluster, namespace: String::new(), name: "gone".into() };
+        let kept = Id { kind: Kind::Namespaced, namespace: "a".into(), name: "kept".into() };
+        for id in [&gone, &kept] {
+            let kl = KeyringLabels::of(id);
+            let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
+            m.keys
+                .get_or_create(&KeyStateLabels {
+                    kind,
+                    namespace: namespace.clone(),
+                    keyring: keyring.clone(),
+                    state: "Primary",
+                })
+                .set(1);
+            m.set_primary_since(id, 1.0);
+            m.targets.get_or_create(&TargetLabels { kind, namespace, keyring, synced: "true" }).set(1);
+            m.rotations.get_or_create(&kl).inc();
+            m.pruned.get_or_create(&kl).inc();
+            m.prune_blocked.get_or_create(&kl).set(1);
+            m.set_guard(id, None);
+            m.backup_success.get_or_create(&kl).set(1.0);
+            m.backup_failures.get_or_create(&kl).inc();
+        }
+        assert!(m.encode().contains("keyring=\"gone\""));
+        m.forget(&gone);
+        let text = m.encode();
+        let left: Vec<&str> = text.lines().filter(|l| l.contains("keyring=\"gone\"")).collect();
+        assert!(left.is_empty(), "series of a deleted keyring: {left:?}");
+        for family in [
+            "encstr_keyring_keys{",
+            "encstr_keyring_primary_key_age_seconds{",
+            "encstr_keyring_targets{",
+            "encstr_keyring_rotations_total{",
+            "encstr_keyring_keys_pruned_total{",
+            "encstr_keyring_prune_blocked_keys{",
+            "encstr_keyring_guard{",
+            "encstr_keyring_backup_last_success_timestamp_seconds{",
+            "encstr_keyring_backup_failures_total{",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(family) && l.contains("keyring=\"kept\"")),
+                "{family} of the other keyring stays"
+            );
         }
     }
 }

@@ -53,6 +53,16 @@ pub enum BackupInput<'a> {
     },
 }
 
+/// The targets of a cluster keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Every target's state, as distribution found it.
+    Seen(Vec<TargetStatus>),
+    /// Not looked at (the keyring is held): the previous status's list
+    /// and counts stay.
+    Carried,
+}
+
 /// What the status is computed from.
 #[derive(Debug)]
 pub struct Input<'a> {
@@ -70,7 +80,7 @@ pub struct Input<'a> {
     /// Keys retention wants gone but keeps because they were imported.
     pub kept_imported: &'a [KeyId],
     /// Target states (cluster kind).
-    pub targets: Vec<TargetStatus>,
+    pub targets: Targets,
     /// Why the keyring cannot proceed (invalid spec, a guard, a conflict).
     pub invalid: Option<&'a Invalid>,
     /// `metadata.generation`.
@@ -146,10 +156,22 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
     status.secret_name =
         input.secret_name.map(str::to_owned).or_else(|| previous.and_then(|p| p.secret_name.clone()));
     keys(&mut status, previous, input);
+    let mut counts = (0, 0);
     if input.cluster {
-        status.targets = input.targets.clone();
-        let synced = status.targets.iter().filter(|t| t.synced).count();
-        status.synced_targets = Some(format!("{synced}/{}", status.targets.len()));
+        match &input.targets {
+            Targets::Seen(all) => {
+                status.targets = listed_targets(all);
+                counts = target_counts(all);
+            }
+            Targets::Carried => {
+                status.targets = previous.map(|p| p.targets.clone()).unwrap_or_default();
+                counts = previous
+                    .and_then(|p| p.synced_targets.as_deref())
+                    .and_then(parse_counts)
+                    .unwrap_or_else(|| target_counts(&status.targets));
+            }
+        }
+        status.synced_targets = Some(format!("{}/{}", counts.0, counts.1));
     }
     status.last_backup = match input.backup {
         BackupInput::On { last: Some(l), .. } => Some(l.clone()),
@@ -160,7 +182,7 @@ pub fn compute(previous: Option<&KeyringStatus>, input: &Input<'_>) -> KeyringSt
         BackupInput::On { failure: Some(f), .. } => Some(f),
         _ => None,
     };
-    let dist = distributed(&status, input, prev_conditions);
+    let dist = distributed(&status, counts, input, prev_conditions);
     let rotating = rotating(input, prev_conditions);
     let prune = prune_blocked(input, prev_conditions);
     let ready = match input.invalid {
@@ -230,7 +252,12 @@ fn backup_current(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition])
     }
 }
 
-fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) -> Condition {
+fn distributed(
+    status: &KeyringStatus,
+    (synced, total): (usize, usize),
+    input: &Input<'_>,
+    prev: &[Condition],
+) -> Condition {
     let (gen_, now) = (input.generation, input.now);
     if input.master.is_none() {
         return condition(
@@ -265,12 +292,12 @@ fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) ->
             now,
         );
     }
-    let synced = status.targets.iter().filter(|t| t.synced).count();
+    const SHOWN: usize = 5;
     let unsynced: Vec<String> = status
         .targets
         .iter()
         .filter(|t| !t.synced)
-        .take(5)
+        .take(SHOWN)
         .map(|t| {
             format!(
                 "{} ({})",
@@ -279,7 +306,7 @@ fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) ->
             )
         })
         .collect();
-    if unsynced.is_empty() {
+    if synced == total {
         condition(
             prev,
             condition::DISTRIBUTED,
@@ -296,16 +323,71 @@ fn distributed(status: &KeyringStatus, input: &Input<'_>, prev: &[Condition]) ->
             .find(|t| !t.synced)
             .and_then(|t| t.reason.clone())
             .unwrap_or_else(|| "NotDistributed".into());
+        let more = (total - synced).saturating_sub(unsynced.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         condition(
             prev,
             condition::DISTRIBUTED,
             false,
             &reason,
-            format!("not synced: {}", unsynced.join(", ")),
+            format!("not synced: {}{more}", unsynced.join(", ")),
             gen_,
             now,
         )
     }
+}
+
+/// Unsynced targets the status lists with their message.
+pub const MAX_TARGET_MESSAGES: usize = 20;
+/// Targets the status lists besides those holding somebody else's Secret.
+pub const MAX_LISTED_TARGETS: usize = 1000;
+/// Bytes of a listed target's message.
+pub const MAX_TARGET_MESSAGE: usize = 256;
+
+/// `(synced, total)`.
+pub fn target_counts(targets: &[TargetStatus]) -> (usize, usize) {
+    (targets.iter().filter(|t| t.synced).count(), targets.len())
+}
+
+fn parse_counts(s: &str) -> Option<(usize, usize)> {
+    let (synced, total) = s.split_once('/')?;
+    Some((synced.parse().ok()?, total.parse().ok()?))
+}
+
+/// The targets the status lists, so that it stays far below etcd's object
+/// limit (1.5 MiB) with 10,000 targets: every target holding somebody
+/// else's Secret (promotion and its events go by them: namespace and
+/// reason only), the first [`MAX_TARGET_MESSAGES`] unsynced targets with
+/// their message, and other targets without one, unsynced first, up to
+/// [`MAX_LISTED_TARGETS`]; in their order. `syncedTargets` and the
+/// `KeyringDistributed` condition count every target.
+pub fn listed_targets(all: &[TargetStatus]) -> Vec<TargetStatus> {
+    let conflict = |t: &TargetStatus| t.reason.as_deref() == Some("SecretConflict");
+    let mut keep = vec![false; all.len()];
+    let mut budget = MAX_LISTED_TARGETS;
+    for wanted in [false, true] {
+        for (i, t) in all.iter().enumerate() {
+            if t.synced == wanted && !conflict(t) && budget > 0 {
+                keep[i] = true;
+                budget -= 1;
+            }
+        }
+    }
+    let mut messages = MAX_TARGET_MESSAGES;
+    all.iter()
+        .zip(keep)
+        .filter(|(t, keep)| *keep || conflict(t))
+        .map(|(t, _)| {
+            let mut t = t.clone();
+            if !t.synced && messages > 0 {
+                messages -= 1;
+                t.message = t.message.map(|m| crate::context::cut(m, MAX_TARGET_MESSAGE));
+            } else {
+                t.message = None;
+            }
+            t
+        })
+        .collect()
 }
 
 fn rotating(input: &Input<'_>, prev: &[Condition]) -> Condition {
@@ -422,7 +504,7 @@ mod tests {
             usage: None,
             blocked: &[],
             kept_imported: &[],
-            targets: vec![target(synced)],
+            targets: Targets::Seen(vec![target(synced)]),
             invalid: None,
             generation: Some(1),
             backup: BackupInput::Off,
@@ -465,7 +547,7 @@ mod tests {
                 usage: None,
                 blocked: &[],
                 kept_imported: &[],
-                targets: vec![],
+                targets: Targets::Seen(vec![]),
                 invalid: Some(&inv),
                 generation: Some(2),
                 backup: BackupInput::Off,
@@ -500,7 +582,7 @@ mod tests {
             usage: None,
             blocked: &[],
             kept_imported: &[],
-            targets: vec![],
+            targets: Targets::Seen(vec![]),
             invalid: None,
             generation: Some(1),
             backup,
@@ -553,7 +635,7 @@ mod tests {
             usage: None,
             blocked: &[],
             kept_imported: &[],
-            targets: vec![],
+            targets: Targets::Seen(vec![]),
             invalid: None,
             generation: Some(1),
             backup: BackupInput::Off,
@@ -577,5 +659,61 @@ mod tests {
         assert_eq!(conflicted.recipient.as_deref(), Some(shown.as_str()));
         // No usable master (a guard holds): the published recipient is kept.
         assert_eq!(compute(Some(&ok), &input(false, None)).recipient.as_deref(), Some(shown.as_str()));
+    }
+
+    #[test]
+    fn ten_thousand_unsynced_targets_stay_far_below_the_object_limit() {
+        let ring = Keyring::new(vec![Key::from_seed(Seed::from_bytes([1; 32]))]).unwrap();
+        let meta = KeyMeta::default();
+        let long = "x".repeat(1000);
+        let target = |i: usize, reason: &str| TargetStatus {
+            namespace: format!("tenant-namespace-{i:05}"),
+            synced: false,
+            reason: Some(reason.into()),
+            message: Some(format!(
+                "a Secret named payments exists and is not managed by this keyring {long}"
+            )),
+        };
+        for reason in ["WriteFailed", "SecretConflict"] {
+            let targets: Vec<TargetStatus> = (0..10_000).map(|i| target(i, reason)).collect();
+            let input = Input {
+                master: Some((&ring, &meta)),
+                secret_name: Some("payments"),
+                cluster: true,
+                usage: None,
+                blocked: &[],
+                kept_imported: &[],
+                targets: Targets::Seen(targets),
+                invalid: None,
+                generation: Some(1),
+                backup: BackupInput::Off,
+                promotion_at: None,
+                recipient: None,
+                local: None,
+                rotation_deferred: None,
+                now: t("2026-11-23T09:00:00Z"),
+            };
+            let st = compute(None, &input);
+            let size = serde_json::to_vec(&st).unwrap().len();
+            assert!(size < 1024 * 1024, "{reason}: {size} bytes");
+            assert_eq!(st.synced_targets.as_deref(), Some("0/10000"), "{reason}: every target counted");
+            let dist = st.conditions.iter().find(|c| c.type_ == condition::DISTRIBUTED).unwrap();
+            assert!(dist.message.ends_with(" and 9995 more"), "{reason}: {}", dist.message);
+            assert_eq!(st.targets.iter().filter(|t| t.message.is_some()).count(), MAX_TARGET_MESSAGES);
+            assert!(
+                st.targets.iter().all(|t| t.message.as_ref().is_none_or(|m| m.len() <= MAX_TARGET_MESSAGE))
+            );
+            if reason == "SecretConflict" {
+                // Promotion goes by them: every one is listed.
+                assert_eq!(st.targets.len(), 10_000);
+            } else {
+                assert_eq!(st.targets.len(), MAX_LISTED_TARGETS);
+                assert!(size < 256 * 1024, "{reason}: {size} bytes");
+            }
+            // Carried while held: the counts stay.
+            let held = Input { targets: Targets::Carried, ..input };
+            let again = compute(Some(&st), &held);
+            assert_eq!(again.synced_targets.as_deref(), Some("0/10000"));
+        }
     }
 }

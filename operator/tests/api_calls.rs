@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use encstr_core::{Key, Keyring};
+use encstr_core::{Key, Keyring, token};
 use encstr_operator::backup::store::Policy;
 use encstr_operator::context::{self, Ctx, Shared};
 use encstr_operator::crd::{ClusterSecretKeyring, KeyringStatus, SecretKeyring};
@@ -34,10 +34,15 @@ async fn client(env: &Env) -> Client {
 /// A context whose caches hold what the server holds now, as the
 /// controller's reflectors would once synced.
 async fn ctx<K: KeyringResource>(client: &Client) -> Ctx {
+    ctx_with::<K>(client, Duration::from_secs(60)).await
+}
+
+/// [`ctx`] with another usage-scan interval.
+async fn ctx_with<K: KeyringResource>(client: &Client, scan_interval: Duration) -> Ctx {
     let settings = context::Settings {
         cluster_namespace: OPERATOR_NS.into(),
         resync: Duration::from_secs(300),
-        scan_interval: Duration::from_secs(60),
+        scan_interval,
         min_rotation_interval: Duration::from_secs(300),
         backup_timeout: Duration::from_secs(5),
         backup_policy: Policy::default(),
@@ -209,12 +214,42 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
         &env,
         &["label", "secret", "agents", "-n", "print", "encstr.io/keyring=agents", "encstr.io/role=master"],
     );
+    // A Secret in another namespace carrying the keyring's label: anybody
+    // can write one, and it makes no namespace part of the keyring's scan.
+    kubectl(&env, &["create", "namespace", "other"]);
+    kubectl(&env, &["create", "secret", "generic", "agents", "-n", "other", "--from-literal=x=y"]);
+    kubectl(&env, &["label", "secret", "agents", "-n", "other", "encstr.io/keyring=agents"]);
     let client = client(&env).await;
-    // Retention wants the older key gone: ConfigMaps and Secrets of the
-    // namespace are listed (in pages), no token uses it, they are counted
-    // again right before the write, it is pruned and announced, the
-    // recipient ConfigMap (none yet) is created, then the status.
-    let calls = reconcile_once::<SecretKeyring>(&env, &client, Some("print"), "agents").await;
+    // Retention wants the older key gone. A first count of the namespace
+    // is not enough: the same objects must be seen twice, a scan interval
+    // apart (the first reconcile records when the key's quiet period
+    // began in the master, which is in the namespace: the second sees
+    // that change).
+    let interval = Duration::from_millis(300);
+    let ctx = ctx_with::<SecretKeyring>(&client, interval).await;
+    for _ in 0..2 {
+        let k = SecretKeyring::api(client.clone(), "print").get("agents").await.unwrap();
+        reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+        let master = kubectl_json(&env, &["get", "secret", "agents", "-n", "print"]).unwrap();
+        assert_eq!(keyring_text(&master).unwrap().lines().count(), 2, "not pruned on one count");
+        tokio::time::sleep(interval).await;
+    }
+    // Then ConfigMaps and Secrets of the namespace (and of no other) are
+    // listed (in pages), no token uses it, they are counted again right
+    // before the write, it is pruned and announced, the recipient
+    // ConfigMap is checked, then the status.
+    let k = SecretKeyring::api(client.clone(), "print").get("agents").await.unwrap();
+    env.server.reset_counts();
+    reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+    let calls: Vec<String> = env
+        .server
+        .recent_requests()
+        .into_iter()
+        .map(|r| {
+            let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
+            format!("{} {}{sub} {}/{} {}", r.verb, r.resource, r.namespace, r.name, r.code)
+        })
+        .collect();
     assert_calls(
         &calls,
         &[
@@ -225,7 +260,11 @@ async fn an_unused_key_is_pruned_after_a_scan_of_the_namespace() {
             "list secrets print/ 200",
             "update secrets print/agents 200",
             "create events print/ 201",
-            "create configmaps print/ 201",
+            // This test's caches were filled once, before the earlier
+            // reconciles published the recipient: the ConfigMap they wrote
+            // is unknown to them, so a create meets it and it is read.
+            "create configmaps print/ 409",
+            "get configmaps print/agents-recipient 200",
             "patch secretkeyrings/status print/agents 200",
         ],
     );
@@ -279,4 +318,65 @@ async fn status_and_annotation_writes_do_not_apply_to_a_changed_keyring() {
     let after = api.get("payments").await.unwrap();
     assert_eq!(after.status.as_ref().and_then(|s| s.primary_key_id.as_deref()), Some("0badc0de"));
     assert!(!after.annotations().contains_key("encstr.io/accept-missing-keys"));
+}
+
+/// A SecretKeyring `name` in `ns` keeping one key, whose master (put back
+/// by hand) holds two, the older decrypt-only; a token of the older one.
+fn keyring_with_an_old_key(env: &Env, ns: &str, name: &str) -> String {
+    apply(
+        env,
+        &format!(
+            "apiVersion: encstr.io/v1alpha1\nkind: SecretKeyring\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  retention: {{maxKeys: 1, minDecryptOnlyAge: 0s}}\n"
+        ),
+    );
+    let old = Key::generate().unwrap();
+    let ring = Keyring::new(vec![old.clone(), Key::generate().unwrap()]).unwrap();
+    let keyring = format!("--from-literal=keyring={}", ring.to_text().as_str());
+    kubectl(env, &["create", "secret", "generic", name, "-n", ns, &keyring]);
+    let label = format!("encstr.io/keyring={name}");
+    kubectl(env, &["label", "secret", name, "-n", ns, &label, "encstr.io/role=master"]);
+    token::encrypt(&Keyring::new(vec![old]).unwrap(), "x", b"1").unwrap()
+}
+
+/// The usage-scan lists among the requests since the last reset.
+fn scan_lists(env: &Env) -> Vec<String> {
+    env.server
+        .recent_requests()
+        .into_iter()
+        .filter(|r| r.verb == "list" && (r.resource == "configmaps" || r.resource == "secrets"))
+        .map(|r| format!("{} {} {}/ {}", r.verb, r.resource, r.namespace, r.code))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyrings_reaching_one_namespace_share_one_scan_per_interval() {
+    let env = Env::start("calls-shared-scan");
+    kubectl(&env, &["apply", "--server-side", "-f", crd_path().to_str().unwrap()]);
+    kubectl(&env, &["create", "namespace", "print"]);
+    let names = ["a1", "a2", "a3", "a4"];
+    // Every keyring's older key is still used: each is blocked, and each
+    // wants a count of the namespace.
+    let tokens: Vec<String> = names.iter().map(|n| keyring_with_an_old_key(&env, "print", n)).collect();
+    let config = format!("--from-literal=config={}", tokens.join("\n"));
+    kubectl(&env, &["create", "configmap", "app", "-n", "print", &config]);
+    let client = client(&env).await;
+    let ctx = ctx::<SecretKeyring>(&client).await;
+    env.server.reset_counts();
+    for name in names {
+        let k = SecretKeyring::api(client.clone(), "print").get(name).await.unwrap();
+        reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+    }
+    // One scan of the namespace for four keyrings, not four.
+    assert_eq!(scan_lists(&env), ["list configmaps print/ 200", "list secrets print/ 200"]);
+    for name in names {
+        let master = kubectl_json(&env, &["get", "secret", name, "-n", "print"]).unwrap();
+        assert_eq!(keyring_text(&master).unwrap().lines().count(), 2, "{name}: the used key is kept");
+    }
+    // Within the interval, the next round of reconciles scans nothing.
+    env.server.reset_counts();
+    for name in names {
+        let k = SecretKeyring::api(client.clone(), "print").get(name).await.unwrap();
+        reconcile::apply(&k, &ctx).await.expect("the reconcile succeeds");
+    }
+    assert_eq!(scan_lists(&env), Vec::<String>::new());
 }

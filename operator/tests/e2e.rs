@@ -306,6 +306,19 @@ fn deletion_policy_delete_removes_and_retain_unlabels() {
     converged(&env, OPERATOR_NS, "gone", &["team-a"]);
     let kept = converged(&env, OPERATOR_NS, "kept", &["team-a"]);
     converged(&env, "print", "local", &[]);
+    // A rotation makes a counter series of the keyring.
+    kubectl(&env, &["annotate", "skr", "local", "-n", "print", "encstr.io/rotate=1"]);
+    let addr = metrics_addr(&env, "operator");
+    let series = |name: &str| {
+        let body = scrape(&addr).unwrap_or_default();
+        body.lines()
+            .filter(|l| l.contains(&format!("keyring=\"{name}\"")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait(20, "the rotation counted", || {
+        series("local").iter().any(|l| l.starts_with("encstr_keyring_rotations_total{")).then_some(())
+    });
     let obj = kubectl_json(&env, &["get", "cskr", "gone"]).unwrap();
     assert_eq!(obj["metadata"]["finalizers"][0], "encstr.io/cleanup");
     kubectl(&env, &["delete", "cskr", "gone", "kept"]);
@@ -315,6 +328,13 @@ fn deletion_policy_delete_removes_and_retain_unlabels() {
         let s = kubectl_json(&env, &["get", "skr", "-A"])?;
         (c["items"].as_array()?.is_empty() && s["items"].as_array()?.is_empty()).then_some(())
     });
+    // No series of a deleted keyring is exported any more, counters included.
+    let left = || ["gone", "kept", "local"].iter().flat_map(|n| series(n)).collect::<Vec<_>>();
+    let gone = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(250));
+        left().is_empty()
+    });
+    assert!(gone, "series of deleted keyrings: {:?}", left());
     assert!(
         keyring_secret(&env, OPERATOR_NS, "gone").is_none()
             && keyring_secret(&env, "team-a", "gone").is_none()

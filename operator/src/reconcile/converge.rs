@@ -156,13 +156,25 @@ async fn plan<K: KeyringResource>(
     };
     let candidates = desired::prune_candidates(spec, &m.ring, &m.meta, now);
     let kept_imported = desired::kept_imported(spec, &m.ring, &m.meta, now);
+    let targets_complete = targets.iter().all(|t| matches!(t, Target::Active(_)));
     let scan = if candidates.is_empty() {
         Scan::default()
     } else {
-        observe::usage(k, ctx, master_ns, targets).await
+        // Shared scans back off while nothing changes, unless a key is
+        // quiet long enough to be pruned if nothing uses it.
+        let about_to_prune = targets_complete && desired::any_quiet(spec, &m.meta, &candidates, now);
+        observe::usage(k, ctx, master_ns, targets, about_to_prune).await
     };
     if let Some(fresh) = &scan.fresh {
-        desired::record_use(spec, &mut m.meta, &candidates, &fresh.counts, now);
+        // A candidate with no record starts its quiet period now; a key
+        // found in use was in use when the (shared) scan ran.
+        let unrecorded: Vec<KeyId> =
+            candidates.iter().filter(|id| !m.meta.last_used.contains_key(id)).copied().collect();
+        desired::record_use(spec, &mut m.meta, &unrecorded, &fresh.counts, now);
+        for id in &candidates {
+            let seen_at = scan.seen_at.get(id).copied().unwrap_or(now).min(now);
+            desired::record_use(spec, &mut m.meta, &[*id], &fresh.counts, seen_at);
+        }
     }
     let observed = Observed {
         spec,
@@ -170,10 +182,12 @@ async fn plan<K: KeyringResource>(
         meta: &m.meta,
         rotate_request: k.annotations().get(ANN_ROTATE).map(String::as_str),
         all_copies_current: all_current,
-        targets_complete: targets.iter().all(|t| matches!(t, Target::Active(_))),
+        targets_complete,
         // An ENCSTR occurrence whose key id cannot be read could be any
         // key's: then nothing is pruned.
-        usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0).map(|u| &u.counts),
+        // Nor on a namespace whose objects were not seen the same twice,
+        // an interval apart (one being filled with its config).
+        usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0 && scan.confirmed).map(|u| &u.counts),
         min_rotation_interval: ctx.shared.min_rotation_interval,
         published: &published_keys(k, ctx, spec, master_ns, &m.ring, targets),
         now,
@@ -183,8 +197,10 @@ async fn plan<K: KeyringResource>(
     if let Some(Step::Prune(ids)) = &step {
         // The same decision on a count made just now: a token written since
         // the scan keeps its key.
-        let again = observe::count(k, ctx, master_ns, targets).await;
-        if again.as_ref().is_none_or(|u| u.unreadable > 0 || ids.iter().any(|id| u.count(*id) > 0)) {
+        let again = observe::count(k, ctx, master_ns, targets, observe::Freshness::Now).await;
+        if again.as_ref().is_none_or(|(u, confirmed)| {
+            !confirmed || u.unreadable > 0 || ids.iter().any(|id| u.count(*id) > 0)
+        }) {
             info!("a key to prune is in use again (or the count failed); kept");
             step = None;
         }

@@ -29,7 +29,7 @@ fn base<'a, K: KeyringResource>(k: &K, backup: status::BackupInput<'a>) -> statu
         usage: None,
         blocked: &[],
         kept_imported: &[],
-        targets: Vec::new(),
+        targets: status::Targets::Seen(Vec::new()),
         invalid: None,
         generation: k.meta().generation,
         backup,
@@ -67,7 +67,7 @@ pub async fn held<K: KeyringResource>(
     let shown = if guard { None } else { master.map(|m| (&m.ring, &m.meta)) };
     let input = status::Input {
         master: shown,
-        targets: k.keyring_status().map(|s| s.targets.clone()).unwrap_or_default(),
+        targets: status::Targets::Carried,
         recipient: k.keyring_status().and_then(|s| s.recipient.clone()),
         invalid: Some(&inv),
         ..base(k, status::BackupInput::Carry)
@@ -152,7 +152,7 @@ pub async fn converged<K: KeyringResource>(
         usage: r.usage.as_ref(),
         blocked: &r.blocked,
         kept_imported: &r.kept_imported,
-        targets: r.targets,
+        targets: status::Targets::Seen(r.targets),
         promotion_at: r.promotion_at,
         recipient: r.recipient,
         local: r.local,
@@ -163,12 +163,23 @@ pub async fn converged<K: KeyringResource>(
         ..base(k, backup)
     };
     let st = status::compute(k.keyring_status(), &input);
-    record_metrics(ctx, &k.id(), ring, meta, &st, r.blocked.len());
+    let all = match &input.targets {
+        status::Targets::Seen(all) => all.as_slice(),
+        status::Targets::Carried => &[],
+    };
+    record_metrics(ctx, &k.id(), ring, meta, all, r.blocked.len());
     publish(k, ctx, r.notes).await;
     writer::status(&ctx.shared.client, k, &st).await
 }
 
-fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &KeyringStatus, blocked: usize) {
+fn record_metrics(
+    ctx: &Ctx,
+    id: &Id,
+    ring: &Keyring,
+    meta: &KeyMeta,
+    targets: &[TargetStatus],
+    blocked: usize,
+) {
     let m = &ctx.shared.metrics;
     let (kind, namespace, keyring) = (id.kind.as_str(), id.namespace.clone(), id.name.clone());
     let states = desired::key_states(ring, meta);
@@ -187,8 +198,9 @@ fn record_metrics(ctx: &Ctx, id: &Id, ring: &Keyring, meta: &KeyMeta, st: &Keyri
         m.set_primary_since(id, p.as_second() as f64);
     }
     if id.kind == Kind::Cluster {
-        let synced = st.targets.iter().filter(|t| t.synced).count() as i64;
-        let total = st.targets.len() as i64;
+        // Every target (the status lists only some of them).
+        let (synced, total) = status::target_counts(targets);
+        let (synced, total) = (synced as i64, total as i64);
         m.targets
             .get_or_create(&TargetLabels {
                 kind,

@@ -637,7 +637,7 @@ fn a_crash_between_the_master_and_the_status_trips_no_guard_and_the_record_catch
             usage: None,
             blocked: &[],
             kept_imported: &[],
-            targets: Vec::new(),
+            targets: crate::status::Targets::Seen(Vec::new()),
             invalid: None,
             generation: None,
             backup: crate::status::BackupInput::Off,
