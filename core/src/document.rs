@@ -268,7 +268,9 @@ impl<'a> ConfigFile<'a> {
                     edits.push((entry, self.token_text(entry, &token)));
                     sealed.push(Changed { line: entry.line, name: full.into_owned(), key_id });
                 }
-                Err(error) => errors.push(ValueError { line: entry.line, name: full.into_owned(), error }),
+                Err(error) => {
+                    errors.push(ValueError { line: entry.line, name: crate::error::shown_name(&full), error })
+                }
             }
         }
         if let Some(h) = self.hazard.filter(|_| !sealed.is_empty()) {
@@ -328,7 +330,9 @@ impl<'a> ConfigFile<'a> {
                     edits.push((entry, self.token_text(entry, &token)));
                     changed.push(Changed { line: entry.line, name: name.into_owned(), key_id: primary });
                 }
-                Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
+                Err(error) => {
+                    errors.push(ValueError { line: entry.line, name: crate::error::shown_name(&name), error })
+                }
             }
         }
         if !errors.is_empty() {
@@ -390,7 +394,9 @@ impl<'a> ConfigFile<'a> {
                     let len = formats::plaintext_len(self.format, entry, &plain);
                     opened.push((entry, plain, len));
                 }
-                Err(error) => errors.push(ValueError { line: entry.line, name: name.into_owned(), error }),
+                Err(error) => {
+                    errors.push(ValueError { line: entry.line, name: crate::error::shown_name(&name), error })
+                }
             }
         }
         if !errors.is_empty() {
@@ -684,6 +690,19 @@ mod tests {
         let ok = "a: hunter2\nb: 'true'\nc: \"5432\"\nd: |\n  12\ne: 12abc\nf: 1.2.3\n";
         let file = ConfigFile::parse(Format::Yaml, ok.as_bytes(), "x").unwrap();
         assert_eq!(file.seal(&ring, &all, "").unwrap().unwrap().changed.len(), 6);
+    }
+
+    #[test]
+    fn errors_carry_long_names_cut_short() {
+        let ring = ring();
+        let other = Keyring::new(vec![Key::from_seed(Seed::from_bytes([6; 32]))]).unwrap();
+        let long = "k".repeat(3000);
+        let t = token::encrypt(&other, &format!("{long}.password"), b"x").unwrap();
+        let doc = format!("? {long}\n: {{password: {t}}}\n");
+        let file = ConfigFile::parse(Format::Yaml, doc.as_bytes(), "x").unwrap();
+        let errors = file.render(&ring, "", &[]).unwrap_err();
+        assert!(errors[0].name.len() <= crate::error::MAX_SHOWN_NAME + 3 && errors[0].name.ends_with('…'));
+        assert!(errors[0].error.to_string().len() < 600, "{}", errors[0].error);
     }
 
     #[test]

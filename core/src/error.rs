@@ -171,6 +171,23 @@ pub enum Error {
     InvalidPattern(String),
 }
 
+/// The longest secret name an error carries; a longer one is cut (at a
+/// character boundary) and ends in `…`. Thousands of failing values under
+/// 4 KiB names must not take megabytes of error text.
+pub const MAX_SHOWN_NAME: usize = 256;
+
+/// A secret name as errors carry it (see [`MAX_SHOWN_NAME`]).
+pub fn shown_name(name: &str) -> String {
+    if name.len() <= MAX_SHOWN_NAME {
+        return name.to_owned();
+    }
+    let mut cut = MAX_SHOWN_NAME;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &name[..cut])
+}
+
 fn name_prefix(name: &Option<String>) -> String {
     match name {
         Some(n) => format!("{n}: "),
@@ -234,7 +251,7 @@ impl Error {
             | Error::AuthenticationFailed { name, .. }
                 if name.is_none() =>
             {
-                *name = Some(secret_name.to_owned());
+                *name = Some(shown_name(secret_name));
             }
             _ => {}
         }
