@@ -423,6 +423,9 @@ pub struct Observed<'a> {
     /// ConfigMap of the keyring's): never pruned, since values sealed to
     /// them may not be deployed yet.
     pub published: &'a [KeyId],
+    /// How stale the counts may be ([`sampling_slack`]): added to the
+    /// quiet period.
+    pub sampling_slack: Duration,
     /// Now.
     pub now: Timestamp,
 }
@@ -538,7 +541,7 @@ pub fn next_step(o: &Observed<'_>) -> Option<Step> {
     let removable: Vec<KeyId> = prune_candidates(o.spec, o.ring, o.meta, o.now)
         .into_iter()
         .filter(|id| usage.get(id).copied().unwrap_or(0) == 0)
-        .filter(|id| quiet(o.spec, o.meta, *id, o.now))
+        .filter(|id| quiet(o.spec, o.meta, *id, o.now, o.sampling_slack))
         .filter(|id| !o.published.contains(id))
         .collect();
     (!removable.is_empty()).then_some(Step::Prune(removable))
@@ -551,18 +554,33 @@ pub fn last_used_granularity(spec: &ValidSpec) -> Duration {
     (spec.min_decrypt_only_age / 4).min(Duration::from_secs(3600))
 }
 
-/// Whether `id` has not been seen in use for `minDecryptOnlyAge` (plus the
-/// recording's granularity, so the quiet period is never shorter).
-fn quiet(spec: &ValidSpec, meta: &KeyMeta, id: KeyId, now: Timestamp) -> bool {
+/// The longest a usage count used for this keyring's decisions may be
+/// reused (a shared scan backs off while nothing changes): the recording's
+/// granularity, at least the scan interval. A token removed unseen may
+/// have been in use that much after the last scan that found it.
+pub fn sampling_slack(spec: &ValidSpec, scan_interval: Duration) -> Duration {
+    last_used_granularity(spec).max(scan_interval)
+}
+
+/// Whether `id` has not been seen in use for `minDecryptOnlyAge`, plus the
+/// recording's granularity and `slack` (how stale the counts that did not
+/// find it may be), so the quiet period is never shorter.
+fn quiet(spec: &ValidSpec, meta: &KeyMeta, id: KeyId, now: Timestamp, slack: Duration) -> bool {
     meta.last_used
         .get(&id)
-        .is_none_or(|t| elapsed(*t, now) >= spec.min_decrypt_only_age + last_used_granularity(spec))
+        .is_none_or(|t| elapsed(*t, now) >= spec.min_decrypt_only_age + last_used_granularity(spec) + slack)
 }
 
 /// Whether any of `candidates` has been quiet long enough to be pruned if
 /// nothing uses it now.
-pub fn any_quiet(spec: &ValidSpec, meta: &KeyMeta, candidates: &[KeyId], now: Timestamp) -> bool {
-    candidates.iter().any(|id| quiet(spec, meta, *id, now))
+pub fn any_quiet(
+    spec: &ValidSpec,
+    meta: &KeyMeta,
+    candidates: &[KeyId],
+    now: Timestamp,
+    slack: Duration,
+) -> bool {
+    candidates.iter().any(|id| quiet(spec, meta, *id, now, slack))
 }
 
 /// Record when keys retention wants gone were last seen in use: now, if a
@@ -894,6 +912,7 @@ mod tests {
                 usage: None,
                 min_rotation_interval: Duration::ZERO,
                 published: &[],
+                sampling_slack: Duration::ZERO,
                 now,
             })
         };
@@ -953,6 +972,7 @@ mod tests {
             usage,
             min_rotation_interval: Duration::ZERO,
             published: &[],
+            sampling_slack: Duration::ZERO,
             now,
         };
         assert_eq!(
@@ -988,6 +1008,28 @@ mod tests {
         assert!(!m.retired.contains_key(&key(2).id()));
     }
 
+    fn observed<'a>(
+        spec: &'a ValidSpec,
+        ring: &'a Keyring,
+        meta: &'a KeyMeta,
+        usage: &'a BTreeMap<KeyId, u32>,
+        now: Timestamp,
+    ) -> Observed<'a> {
+        Observed {
+            spec,
+            ring,
+            meta,
+            rotate_request: None,
+            all_copies_current: true,
+            targets_complete: true,
+            usage: Some(usage),
+            min_rotation_interval: Duration::ZERO,
+            published: &[],
+            sampling_slack: Duration::ZERO,
+            now,
+        }
+    }
+
     #[test]
     fn a_key_seen_in_use_is_pruned_only_after_a_quiet_period_and_a_complete_count() {
         let spec = validate(&cskr(ClusterSecretKeyringSpec {
@@ -1020,6 +1062,7 @@ mod tests {
                 usage: Some(usage),
                 min_rotation_interval: Duration::ZERO,
                 published: &[],
+                sampling_slack: Duration::ZERO,
                 now,
             })
         };
@@ -1043,6 +1086,16 @@ mod tests {
         assert_eq!(step(&meta, &unused, true, later), Some(Step::Prune(vec![old])));
         assert_eq!(step(&meta, &unused, false, later), None, "a target was not scanned");
         assert_eq!(step(&meta, &used, true, later), None, "in use");
+        // Counts reused for up to 20 min (a shared scan backing off) may
+        // have missed the key in use that much after `seen`: the quiet
+        // period waits that much longer.
+        let slack = sampling_slack(&spec, Duration::from_secs(20 * 60));
+        assert_eq!(slack, Duration::from_secs(3600), "the granularity (1 h) is the larger");
+        let slow = |now| {
+            next_step(&Observed { sampling_slack: slack, ..observed(&spec, &ring, &meta, &unused, now) })
+        };
+        assert_eq!(slow(later), None, "quiet plus the slack");
+        assert_eq!(slow(t("2026-11-23T11:00:00Z")), Some(Step::Prune(vec![old])));
         let ann = meta.to_annotations(&ring);
         assert_eq!(KeyMeta::from_annotations(&ann).last_used, meta.last_used, "kept in the master");
     }
@@ -1089,6 +1142,7 @@ mod tests {
                 usage: None,
                 min_rotation_interval: interval,
                 published: &[],
+                sampling_slack: Duration::ZERO,
                 now,
             };
             (next_step(&o), rotation_deferred(&o))
@@ -1156,6 +1210,7 @@ mod tests {
                 usage: Some(&unused),
                 min_rotation_interval: Duration::ZERO,
                 published: &[],
+                sampling_slack: Duration::ZERO,
                 now: later,
             })
         };

@@ -19,6 +19,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 /// Places that use a key are reported up to this many.
 pub const MAX_PLACES: usize = 5;
+/// Distinct key ids a count keeps (a keyring has a handful; more is a
+/// tenant forging ids): the rest count as unreadable.
+pub const MAX_IDS: usize = 1024;
 
 /// Token counts and (some) places per key id, and the `ENCSTR:` occurrences
 /// whose key id cannot be read (they could be any key's: while there is
@@ -85,12 +88,16 @@ impl Usage {
     }
 
     /// Count tokens whose key ids were read from one value of an object.
+    /// Beyond [`MAX_IDS`] distinct ids, a new id counts as unreadable (so
+    /// nothing is pruned): a tenant forging many ids cannot grow the count
+    /// without bound.
     pub fn add_ids(&mut self, namespace: &str, kind: &str, name: &str, key: &str, ids: Vec<Option<KeyId>>) {
         if ids.is_empty() {
             return;
         }
         let place = format!("{namespace}/{kind}/{name}:{key}");
         for id in ids {
+            let id = id.filter(|id| self.counts.contains_key(id) || self.counts.len() < MAX_IDS);
             let (places, count) = match id {
                 Some(id) => (self.places.entry(id).or_default(), self.counts.entry(id).or_default()),
                 None => (&mut self.unreadable_places, &mut self.unreadable),
@@ -111,9 +118,13 @@ impl Usage {
     /// kept up to [`MAX_PLACES`].
     pub fn merge(&mut self, other: &Usage) {
         for (id, n) in &other.counts {
-            *self.counts.entry(*id).or_default() += n;
+            if self.counts.contains_key(id) || self.counts.len() < MAX_IDS {
+                *self.counts.entry(*id).or_default() += n;
+            } else {
+                self.unreadable += n;
+            }
         }
-        for (id, places) in &other.places {
+        for (id, places) in other.places.iter().filter(|(id, _)| self.counts.contains_key(id)) {
             let mine = self.places.entry(*id).or_default();
             for p in places {
                 if mine.len() < MAX_PLACES && !mine.contains(p) {
@@ -456,6 +467,21 @@ mod tests {
     use encstr_core::{Key, Keyring, Seed};
 
     use super::*;
+
+    #[test]
+    fn forged_key_ids_are_bounded_and_block_pruning() {
+        let mut u = Usage::default();
+        let ids: Vec<Option<KeyId>> = (0..1100u32).map(|i| Some(KeyId(i.to_be_bytes()))).collect();
+        u.add_ids("team-a", "ConfigMap", "flood", "x", ids.clone());
+        assert_eq!(u.counts.len(), MAX_IDS);
+        assert_eq!(u.unreadable, 1100 - MAX_IDS as u32, "the rest block pruning");
+        assert_eq!(u.count(KeyId(5u32.to_be_bytes())), 1, "kept ids still count");
+        let mut all = Usage::default();
+        all.merge(&u);
+        all.merge(&u);
+        assert_eq!(all.counts.len(), MAX_IDS);
+        assert!(all.unreadable >= u.unreadable * 2);
+    }
 
     #[test]
     fn counts_tokens_anywhere_in_values() {

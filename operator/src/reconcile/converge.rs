@@ -157,13 +157,14 @@ async fn plan<K: KeyringResource>(
     let candidates = desired::prune_candidates(spec, &m.ring, &m.meta, now);
     let kept_imported = desired::kept_imported(spec, &m.ring, &m.meta, now);
     let targets_complete = targets.iter().all(|t| matches!(t, Target::Active(_)));
+    let slack = desired::sampling_slack(spec, ctx.shared.scan_interval);
     let scan = if candidates.is_empty() {
         Scan::default()
     } else {
         // Shared scans back off while nothing changes, unless a key is
         // quiet long enough to be pruned if nothing uses it.
-        let about_to_prune = targets_complete && desired::any_quiet(spec, &m.meta, &candidates, now);
-        observe::usage(k, ctx, master_ns, targets, about_to_prune).await
+        let about_to_prune = targets_complete && desired::any_quiet(spec, &m.meta, &candidates, now, slack);
+        observe::usage(k, ctx, master_ns, targets, about_to_prune, slack).await
     };
     if let Some(fresh) = &scan.fresh {
         // A candidate with no record starts its quiet period now; a key
@@ -190,6 +191,7 @@ async fn plan<K: KeyringResource>(
         usage: scan.fresh.as_ref().filter(|u| u.unreadable == 0 && scan.confirmed).map(|u| &u.counts),
         min_rotation_interval: ctx.shared.min_rotation_interval,
         published: &published_keys(k, ctx, spec, master_ns, &m.ring, targets),
+        sampling_slack: slack,
         now,
     };
     let mut step = desired::next_step(&observed);

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hasher};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use encstr_core::KeyId;
 use k8s_openapi::api::core::v1::Secret;
@@ -192,6 +192,9 @@ pub enum Freshness {
         /// A key retention wants gone is quiet long enough to be pruned if
         /// nothing uses it.
         about_to_prune: bool,
+        /// Never older than this (the asking keyring's sampling slack,
+        /// which its quiet period includes).
+        cap: Duration,
     },
     /// Scanned after this call began (the count right before a prune).
     Now,
@@ -225,9 +228,10 @@ pub async fn usage<K: KeyringResource>(
     master_ns: &str,
     targets: &[Target],
     about_to_prune: bool,
+    cap: Duration,
 ) -> Scan {
     let Some((usage, seen, confirmed)) =
-        counted(k, ctx, master_ns, targets, Freshness::Reuse { about_to_prune }).await
+        counted(k, ctx, master_ns, targets, Freshness::Reuse { about_to_prune, cap }).await
     else {
         return Scan::default();
     };
@@ -300,7 +304,10 @@ async fn namespace_usage(
     let mut last = slot.lock().await;
     let interval = ctx.shared.scan_interval;
     let usable = last.as_ref().is_some_and(|s| match freshness {
-        Freshness::Reuse { about_to_prune } => s.usable(Instant::now(), interval, about_to_prune),
+        Freshness::Reuse { about_to_prune, cap } => {
+            s.usable(Instant::now(), interval, about_to_prune)
+                && Instant::now().saturating_duration_since(s.at) < cap
+        }
         Freshness::Now => s.at >= asked,
     });
     if let Some(s) = last.as_ref().filter(|_| usable) {
