@@ -339,8 +339,8 @@ mod tests {
         assert!(cut.len() <= MAX_NOTE && cut.ends_with("...") && cut.is_char_boundary(cut.len() - 3));
     }
 
-    #[tokio::test]
-    async fn a_keyring_that_goes_is_forgotten_whole() {
+    /// Shared state with a client that reaches nothing.
+    fn shared() -> Shared {
         let client = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
         let recorder = Recorder::new(client.clone(), "test".into());
         let settings = Settings {
@@ -351,7 +351,12 @@ mod tests {
             backup_timeout: Duration::from_secs(1),
             backup_policy: Policy::default(),
         };
-        let shared = Shared::new(client, recorder, Arc::new(Metrics::default()), settings);
+        Shared::new(client, recorder, Arc::new(Metrics::default()), settings)
+    }
+
+    #[tokio::test]
+    async fn a_keyring_that_goes_is_forgotten_whole() {
+        let shared = shared();
         let id = Id { kind: Kind::Namespaced, namespace: "a".into(), name: "k".into() };
         assert_eq!(shared.failed(&id), 1);
         assert!(shared.backed_up(&id, Some("down")).is_some());
@@ -365,17 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn namespace_scans_are_forgotten_once_too_old_to_be_used() {
-        let client = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
-        let recorder = Recorder::new(client.clone(), "test".into());
-        let settings = Settings {
-            cluster_namespace: "encstr".into(),
-            resync: RESYNC,
-            scan_interval: Duration::from_secs(60),
-            min_rotation_interval: Duration::from_secs(300),
-            backup_timeout: Duration::from_secs(1),
-            backup_policy: Policy::default(),
-        };
-        let shared = Shared::new(client, recorder, Arc::new(Metrics::default()), settings);
+        let shared = shared();
         let now = Instant::now();
         *shared.scan_slot("a").lock().await =
             Some(NamespaceScan::after(None, usage::Usage::default(), 1, now));

@@ -31,13 +31,31 @@ fn params() -> PostParams {
     PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.into()) }
 }
 
-/// Create a Secret that should not exist yet.
-pub async fn create(client: &Client, secret: &Secret) -> Result<Created> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace().unwrap_or_default());
-    let mut s = secret.clone();
-    s.metadata.resource_version = None;
-    s.metadata.uid = None;
-    match api.create(&params(), &s).await {
+/// An object the writer handles with the copy rules: a Secret (master or
+/// copy) or a recipient ConfigMap.
+pub trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+}
+
+impl Namespaced for Secret {}
+impl Namespaced for ConfigMap {}
+
+fn api_of<T: Namespaced>(client: &Client, obj: &T) -> Api<T> {
+    Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default())
+}
+
+/// Create an object that should not exist yet (a 409: somebody else's, or
+/// created meanwhile — never taken over by this call).
+pub async fn create<T: Namespaced>(client: &Client, obj: &T) -> Result<Created> {
+    let mut o = obj.clone();
+    o.meta_mut().resource_version = None;
+    o.meta_mut().uid = None;
+    match api_of(client, obj).create(&params(), &o).await {
         Ok(created) => Ok(Created::Yes(created.resource_version())),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Created::AlreadyExists),
         Err(kube::Error::Api(e))
@@ -49,41 +67,40 @@ pub async fn create(client: &Client, secret: &Secret) -> Result<Created> {
     }
 }
 
-/// Replace an existing Secret; `secret` carries the resourceVersion it was
+/// Replace an existing object; `obj` carries the resourceVersion it was
 /// computed from (a change since then fails with 409).
-pub async fn replace(client: &Client, secret: &Secret) -> Result<Option<String>> {
-    debug_assert!(secret.metadata.resource_version.is_some(), "a precondition");
-    let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace().unwrap_or_default());
-    let written = api.replace(&secret.name_any(), &params(), secret).await?;
+pub async fn replace<T: Namespaced>(client: &Client, obj: &T) -> Result<Option<String>> {
+    debug_assert!(obj.meta().resource_version.is_some(), "a precondition");
+    let written = api_of(client, obj).replace(&obj.name_any(), &params(), obj).await?;
     Ok(written.resource_version())
 }
 
-/// Delete a Secret if it is still the one seen (uid and resourceVersion).
-pub async fn delete(client: &Client, secret: &Secret) -> Result<()> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &secret.namespace().unwrap_or_default());
+/// Delete an object if it is still the one seen (uid and resourceVersion).
+pub async fn delete<T: Namespaced>(client: &Client, obj: &T) -> Result<()> {
     let dp = DeleteParams {
-        preconditions: Some(Preconditions { uid: secret.uid(), resource_version: secret.resource_version() }),
+        preconditions: Some(Preconditions { uid: obj.uid(), resource_version: obj.resource_version() }),
         ..DeleteParams::default()
     };
-    match api.delete(&secret.name_any(), &dp).await {
+    match api_of(client, obj).delete(&obj.name_any(), &dp).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Leave a Secret in place, no longer managed: without encstr labels and
+/// Leave an object in place, no longer managed: without encstr labels and
 /// annotations (resourceVersion precondition).
-pub async fn release(client: &Client, secret: &Secret) -> Result<()> {
-    let mut s = secret.clone();
-    s.metadata.managed_fields = None;
-    if let Some(l) = s.metadata.labels.as_mut() {
+pub async fn release<T: Namespaced>(client: &Client, obj: &T) -> Result<()> {
+    let mut o = obj.clone();
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(l) = meta.labels.as_mut() {
         l.retain(|k, _| !k.starts_with(LABEL_PREFIX));
     }
-    if let Some(a) = s.metadata.annotations.as_mut() {
+    if let Some(a) = meta.annotations.as_mut() {
         a.retain(|k, _| !k.starts_with(LABEL_PREFIX));
     }
-    match replace(client, &s).await {
+    match replace(client, &o).await {
         Ok(_) => Ok(()),
         Err(crate::Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
@@ -191,88 +208,4 @@ struct ApplyMeta {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_version: Option<String>,
-}
-
-// ---- ConfigMaps publishing a keyring's recipient: the rules of copies ----
-
-/// An object in a namespace the writer handles like a copy.
-trait Namespaced:
-    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-    + Clone
-    + std::fmt::Debug
-    + serde::Serialize
-    + serde::de::DeserializeOwned
-{
-}
-
-impl Namespaced for ConfigMap {}
-
-fn api_of<T: Namespaced>(client: &Client, obj: &T) -> Api<T> {
-    Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default())
-}
-
-async fn create_object<T: Namespaced>(client: &Client, obj: &T) -> Result<Created> {
-    let mut o = obj.clone();
-    o.meta_mut().resource_version = None;
-    o.meta_mut().uid = None;
-    match api_of(client, obj).create(&params(), &o).await {
-        Ok(created) => Ok(Created::Yes(created.resource_version())),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Created::AlreadyExists),
-        Err(kube::Error::Api(e))
-            if e.code == 404 || (e.code == 403 && e.message.contains("being terminated")) =>
-        {
-            Ok(Created::NoNamespace(e.message.clone()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn replace_object<T: Namespaced>(client: &Client, obj: &T) -> Result<Option<String>> {
-    debug_assert!(obj.meta().resource_version.is_some(), "a precondition");
-    let written = api_of(client, obj).replace(&obj.name_any(), &params(), obj).await?;
-    Ok(written.resource_version())
-}
-
-/// Create a recipient ConfigMap that should not exist yet (a 409: somebody
-/// else's, or created meanwhile — never taken over by this call).
-pub async fn create_config_map(client: &Client, cm: &ConfigMap) -> Result<Created> {
-    create_object(client, cm).await
-}
-
-/// Replace a recipient ConfigMap; `cm` carries the resourceVersion it was
-/// computed from (a change since then fails with 409).
-pub async fn replace_config_map(client: &Client, cm: &ConfigMap) -> Result<Option<String>> {
-    replace_object(client, cm).await
-}
-
-/// Delete a recipient ConfigMap if it is still the one seen (uid and
-/// resourceVersion).
-pub async fn delete_config_map(client: &Client, cm: &ConfigMap) -> Result<()> {
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions { uid: cm.uid(), resource_version: cm.resource_version() }),
-        ..DeleteParams::default()
-    };
-    match api_of(client, cm).delete(&cm.name_any(), &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Leave a recipient ConfigMap in place, no longer managed: without encstr
-/// labels and annotations (resourceVersion precondition).
-pub async fn release_config_map(client: &Client, cm: &ConfigMap) -> Result<()> {
-    let mut c = cm.clone();
-    c.metadata.managed_fields = None;
-    if let Some(l) = c.metadata.labels.as_mut() {
-        l.retain(|k, _| !k.starts_with(LABEL_PREFIX));
-    }
-    if let Some(a) = c.metadata.annotations.as_mut() {
-        a.retain(|k, _| !k.starts_with(LABEL_PREFIX));
-    }
-    match replace_object(client, &c).await {
-        Ok(_) => Ok(()),
-        Err(crate::Error::Kube(kube::Error::Api(e))) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }

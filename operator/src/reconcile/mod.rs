@@ -160,8 +160,8 @@ pub async fn cleanup<K: KeyringResource>(k: &K, ctx: &Ctx) -> Result<()> {
     let published = publish::ours_on_server(k, &ctx.shared.client, &names).await?;
     for c in &published {
         match policy {
-            DeletionPolicy::Delete => writer::delete_config_map(&ctx.shared.client, c).await?,
-            DeletionPolicy::Retain => writer::release_config_map(&ctx.shared.client, c).await?,
+            DeletionPolicy::Delete => writer::delete(&ctx.shared.client, c).await?,
+            DeletionPolicy::Retain => writer::release(&ctx.shared.client, c).await?,
         }
     }
     if !published.is_empty() {

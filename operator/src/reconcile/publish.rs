@@ -112,7 +112,7 @@ async fn one<K: KeyringResource>(k: &K, ctx: &Ctx, ns: &str, want: &Want<'_>) ->
         Some(_) => refresh(k, ctx, ns, want).await,
         None => {
             let cm = desired::recipient_config_map(None, ns, want.name, want.labels.clone(), want.recipient);
-            match writer::create_config_map(&ctx.shared.client, &cm).await? {
+            match writer::create(&ctx.shared.client, &cm).await? {
                 Created::Yes(_) => Ok(Published::Yes(true)),
                 Created::NoNamespace(_) => Ok(Published::No(TargetState::NamespaceNotFound)),
                 Created::AlreadyExists => refresh(k, ctx, ns, want).await,
@@ -133,7 +133,7 @@ async fn refresh<K: KeyringResource>(k: &K, ctx: &Ctx, ns: &str, want: &Want<'_>
             }
             let cm =
                 desired::recipient_config_map(Some(&cm), ns, want.name, want.labels.clone(), want.recipient);
-            writer::replace_config_map(&ctx.shared.client, &cm).await?;
+            writer::replace(&ctx.shared.client, &cm).await?;
             Ok(Published::Yes(true))
         }
         Some(_) => Ok(Published::No(TargetState::RecipientConflict { name: want.name.to_owned() })),
